@@ -1,0 +1,8 @@
+// Package bpf holds ringcap's XDP program and loads it with the user's
+// selection baked in as constants.
+package bpf
+
+// The include path for <asm/types.h> is Debian's multiarch one; the object
+// is committed, so only `go generate ./bpf` needs clang and these headers
+// (apt-get install clang llvm libbpf-dev linux-libc-dev).
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel -type event -type iface_counters ringcap ringcap.c

@@ -1,0 +1,227 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// EventHeaderSize is the size of the fixed header in front of the frame
+// bytes of every ring record; see struct event in ringcap.c.
+const EventHeaderSize = 24
+
+// ringRecordHeaderSize is BPF_RINGBUF_HDR_SZ, the kernel's header in front
+// of every ring record.
+const ringRecordHeaderSize = 8
+
+// Limits of the selection, checked before the program is loaded so that the
+// user gets a sentence instead of EINVAL.
+const (
+	MaxSnapLen  = 65535
+	MaxRingSize = 1 << 31 // largest power of two the kernel's ringbuf accepts
+)
+
+// Config is the selection and ring layout baked into the program at load.
+type Config struct {
+	MTU        uint32 // frames whose L3 length exceeds MTU are selected
+	CaptureAll bool   // select every frame
+	SnapLen    uint32 // bytes of each selected frame copied into the ring
+	RingSize   uint32 // bytes; a power of two and a multiple of the page size
+	Interfaces int    // number of program instances (one per interface)
+}
+
+// RecordSize is the ring space one selected frame takes, kernel header
+// included.
+func (c Config) RecordSize() uint32 {
+	return (ringRecordHeaderSize + EventHeaderSize + c.SnapLen + 7) &^ 7
+}
+
+// Validate checks what the kernel would reject with a bare EINVAL.
+func (c Config) Validate() error {
+	if c.SnapLen < 1 || c.SnapLen > MaxSnapLen {
+		return fmt.Errorf("snaplen %d is out of range 1-%d", c.SnapLen, MaxSnapLen)
+	}
+	if err := ValidateRingSize(uint64(c.RingSize)); err != nil {
+		return err
+	}
+	if c.RingSize <= c.RecordSize() {
+		return fmt.Errorf("ring size %s cannot hold one %d-byte record of snaplen %d: use at least %s",
+			FormatSize(uint64(c.RingSize)), c.RecordSize(), c.SnapLen, FormatSize(nextPowerOfTwo(uint64(c.RecordSize())+1)))
+	}
+	if c.Interfaces < 1 {
+		return errors.New("no interface to load the program for")
+	}
+	return nil
+}
+
+// Objects are the loaded program instances and the maps they share.
+type Objects struct {
+	// Programs holds one instance per interface; instance i counts into
+	// slot i of Counters.
+	Programs []*ebpf.Program
+	Events   *ebpf.Map
+	Counters *ebpf.Map
+}
+
+// Load loads one program instance per interface, all writing into one ring.
+func Load(cfg Config) (*Objects, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	spec, err := loadRingcap()
+	if err != nil {
+		return nil, fmt.Errorf("read embedded XDP object: %w", err)
+	}
+	spec.Maps[ringcapMapEvents].MaxEntries = cfg.RingSize
+	spec.Maps[ringcapMapCounters].MaxEntries = uint32(cfg.Interfaces)
+
+	all := uint32(0)
+	if cfg.CaptureAll {
+		all = 1
+	}
+	for name, v := range map[string]any{
+		ringcapVarMtu:        cfg.MTU,
+		ringcapVarCaptureAll: all,
+		ringcapVarSnaplen:    cfg.SnapLen,
+		ringcapVarRingSize:   uint64(cfg.RingSize),
+	} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+
+	objs := &Objects{}
+	if objs.Events, err = ebpf.NewMap(spec.Maps[ringcapMapEvents]); err != nil {
+		return nil, explain("create ring buffer", err)
+	}
+	if objs.Counters, err = ebpf.NewMap(spec.Maps[ringcapMapCounters]); err != nil {
+		objs.Close()
+		return nil, explain("create counters", err)
+	}
+	for i := range cfg.Interfaces {
+		prog, err := loadInstance(spec, uint32(i), objs)
+		if err != nil {
+			objs.Close()
+			return nil, err
+		}
+		objs.Programs = append(objs.Programs, prog)
+	}
+	return objs, nil
+}
+
+func loadInstance(spec *ebpf.CollectionSpec, slot uint32, objs *Objects) (*ebpf.Program, error) {
+	spec = spec.Copy()
+	if err := spec.Variables[ringcapVarSlot].Set(slot); err != nil {
+		return nil, fmt.Errorf("set slot: %w", err)
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
+		MapReplacements: map[string]*ebpf.Map{
+			ringcapMapEvents:   objs.Events,
+			ringcapMapCounters: objs.Counters,
+		},
+	})
+	if err != nil {
+		return nil, explain("load XDP program", err)
+	}
+	// The program keeps its .rodata alive; the collection's own handles
+	// are not needed.
+	prog := coll.DetachProgram(ringcapProgRingcapXdp)
+	coll.Close()
+	return prog, nil
+}
+
+// Close releases the programs and maps. Programs attached through a
+// bpf_link stay attached until the link is closed.
+func (o *Objects) Close() error {
+	var errs []error
+	for _, p := range o.Programs {
+		errs = append(errs, p.Close())
+	}
+	if o.Events != nil {
+		errs = append(errs, o.Events.Close())
+	}
+	if o.Counters != nil {
+		errs = append(errs, o.Counters.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Counters are one interface's counts, summed over CPUs.
+type Counters struct {
+	Seen          uint64 // frames the program ran on
+	Selected      uint64 // frames that matched the selection
+	Written       uint64 // selected frames submitted to the ring
+	RingFull      uint64 // selected frames skipped: the ring had no room
+	ReserveFailed uint64 // selected frames lost although the ring seemed to have room
+}
+
+// Dropped is the number of selected frames that did not reach the ring.
+func (c Counters) Dropped() uint64 { return c.RingFull + c.ReserveFailed }
+
+// Add returns the sum of c and d.
+func (c Counters) Add(d Counters) Counters {
+	return Counters{
+		Seen:          c.Seen + d.Seen,
+		Selected:      c.Selected + d.Selected,
+		Written:       c.Written + d.Written,
+		RingFull:      c.RingFull + d.RingFull,
+		ReserveFailed: c.ReserveFailed + d.ReserveFailed,
+	}
+}
+
+// ReadCounters returns the counters of program instance slot.
+func (o *Objects) ReadCounters(slot int) (Counters, error) {
+	var perCPU []ringcapIfaceCounters
+	if err := o.Counters.Lookup(uint32(slot), &perCPU); err != nil {
+		return Counters{}, fmt.Errorf("read counters: %w", err)
+	}
+	var sum Counters
+	for _, c := range perCPU {
+		sum = sum.Add(Counters{c.Seen, c.Selected, c.Written, c.RingFull, c.ReserveFailed})
+	}
+	return sum, nil
+}
+
+// verifierLogLines is how much of the verifier's log a rejection shows:
+// the reason is in the last lines, the rest is the program listing.
+const verifierLogLines = 6
+
+// explain turns the kernel's refusals into something a user can act on.
+func explain(what string, err error) error {
+	var verr *ebpf.VerifierError
+	switch {
+	case errors.As(err, &verr):
+		return &VerifierError{What: what, Log: lastLines(verr.Log, verifierLogLines), Err: err}
+	case errors.Is(err, unix.EPERM), errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("%s: permission denied: ringcap needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN", what)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// VerifierError is the kernel's verifier refusing the program.
+type VerifierError struct {
+	What string
+	Log  []string // last lines of the verifier's log
+	Err  error
+}
+
+func (e *VerifierError) Error() string {
+	return fmt.Sprintf("%s: the kernel's verifier rejected it; last lines of its log:\n  %s",
+		e.What, strings.Join(e.Log, "\n  "))
+}
+
+func (e *VerifierError) Unwrap() error { return e.Err }
+
+func lastLines(lines []string, n int) []string {
+	for len(lines) > 0 && strings.TrimSpace(lines[len(lines)-1]) == "" {
+		lines = lines[:len(lines)-1]
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
+}

@@ -1,0 +1,301 @@
+package bpf
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/sys/unix"
+
+	"github.com/ringcap/ringcap/bpf/bpftest"
+)
+
+const xdpPass = 2
+
+var (
+	dot1q = layers.EthernetTypeDot1Q
+	qinq  = layers.EthernetTypeQinQ
+)
+
+type event struct {
+	ringcapEvent
+	data []byte
+}
+
+func load(t *testing.T, cfg Config) *Objects {
+	t.Helper()
+	bpftest.RequirePrivileges(t)
+	if cfg.RingSize == 0 {
+		cfg.RingSize = 1 << 20
+	}
+	cfg.Interfaces = 1
+	objs, err := Load(cfg)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	t.Cleanup(func() { objs.Close() })
+	return objs
+}
+
+// run feeds frame to the program through BPF_PROG_TEST_RUN.
+func run(t *testing.T, objs *Objects, frame []byte, repeat uint32) {
+	t.Helper()
+	ret, err := objs.Programs[0].Run(&ebpf.RunOptions{Data: frame, Repeat: repeat})
+	if err != nil {
+		t.Fatalf("test run: %v", err)
+	}
+	if ret != xdpPass {
+		t.Fatalf("program returned %d, want XDP_PASS", ret)
+	}
+}
+
+// drain reads every record in the ring without waiting.
+func drain(t *testing.T, objs *Objects) []event {
+	t.Helper()
+	rd, err := ringbuf.NewReader(objs.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	rd.SetDeadline(time.Now())
+	var evs []event
+	for {
+		rec, err := rd.Read()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return evs
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev event
+		if _, err := binary.Decode(rec.RawSample, binary.NativeEndian, &ev.ringcapEvent); err != nil {
+			t.Fatal(err)
+		}
+		ev.data = rec.RawSample[EventHeaderSize:]
+		evs = append(evs, ev)
+	}
+}
+
+func counters(t *testing.T, objs *Objects) Counters {
+	t.Helper()
+	c, err := objs.ReadCounters(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestEventHeaderSize(t *testing.T) {
+	if got := binary.Size(ringcapEvent{}); got != EventHeaderSize {
+		t.Fatalf("struct event is %d bytes, EventHeaderSize says %d", got, EventHeaderSize)
+	}
+}
+
+func TestSelection(t *testing.T) {
+	tests := []struct {
+		name     string
+		mtu      uint32
+		all      bool
+		frame    bpftest.Frame
+		selected bool
+	}{
+		{"untagged at mtu", 1500, false, bpftest.Frame{L3Len: 1500}, false},
+		{"untagged above mtu", 1500, false, bpftest.Frame{L3Len: 1501}, true},
+		{"802.1Q at mtu", 1500, false, bpftest.Frame{Tags: []layers.EthernetType{dot1q}, L3Len: 1500}, false},
+		{"802.1Q above mtu", 1500, false, bpftest.Frame{Tags: []layers.EthernetType{dot1q}, L3Len: 1501}, true},
+		{"802.1ad+802.1Q at mtu", 1500, false, bpftest.Frame{Tags: []layers.EthernetType{qinq, dot1q}, L3Len: 1500}, false},
+		{"802.1ad+802.1Q above mtu", 1500, false, bpftest.Frame{Tags: []layers.EthernetType{qinq, dot1q}, L3Len: 1501}, true},
+		{"two 802.1Q at mtu", 1500, false, bpftest.Frame{Tags: []layers.EthernetType{dot1q, dot1q}, L3Len: 1500}, false},
+		{"small mtu, above", 576, false, bpftest.Frame{L3Len: 577}, true},
+		{"small mtu, at", 576, false, bpftest.Frame{Tags: []layers.EthernetType{dot1q}, L3Len: 576}, false},
+		{"all, small frame", 1500, true, bpftest.Frame{L3Len: 46}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			objs := load(t, Config{MTU: tt.mtu, CaptureAll: tt.all, SnapLen: 256})
+			frame := tt.frame.Build()
+			run(t, objs, frame, 1)
+
+			want := Counters{Seen: 1}
+			if tt.selected {
+				want.Selected, want.Written = 1, 1
+			}
+			if got := counters(t, objs); got != want {
+				t.Errorf("counters = %+v, want %+v", got, want)
+			}
+			evs := drain(t, objs)
+			if len(evs) != int(want.Written) {
+				t.Fatalf("ring holds %d events, want %d", len(evs), want.Written)
+			}
+			if !tt.selected {
+				return
+			}
+			checkEvent(t, evs[0], frame, 256)
+		})
+	}
+}
+
+func checkEvent(t *testing.T, ev event, frame []byte, snaplen int) {
+	t.Helper()
+	capLen := min(len(frame), snaplen)
+	if ev.FrameLen != uint32(len(frame)) || ev.CapLen != uint32(capLen) {
+		t.Errorf("frame_len, cap_len = %d, %d; want %d, %d", ev.FrameLen, ev.CapLen, len(frame), capLen)
+	}
+	if len(ev.data) != snaplen {
+		t.Errorf("record carries %d frame bytes, want snaplen %d", len(ev.data), snaplen)
+	}
+	if !bytes.Equal(ev.data[:capLen], frame[:capLen]) {
+		t.Errorf("captured bytes differ from the frame's first %d bytes", capLen)
+	}
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A test run without a context runs as if received on loopback,
+	// queue 0.
+	if ev.Ifindex != uint32(lo.Index) || ev.RxQueue != 0 {
+		t.Errorf("ifindex, rx_queue = %d, %d; want %d, 0", ev.Ifindex, ev.RxQueue, lo.Index)
+	}
+	var now unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err != nil {
+		t.Fatal(err)
+	}
+	if age := time.Duration(now.Nano() - int64(ev.TsNs)); age < 0 || age > 10*time.Second {
+		t.Errorf("timestamp is %v old, want a CLOCK_MONOTONIC time of the last seconds", age)
+	}
+}
+
+// A 9000-byte L3 packet does not fit one page, so the test run hands the
+// program a multi-buffer frame.
+func TestJumboMultiBuffer(t *testing.T) {
+	frame := bpftest.Frame{L3Len: 9000}.Build()
+	tests := []struct {
+		name    string
+		snaplen uint32
+	}{
+		{"default snaplen", 256},
+		{"snaplen past the first fragment", 8192},
+		{"snaplen larger than the frame", 9100},
+		{"largest snaplen", MaxSnapLen},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			objs := load(t, Config{MTU: 1500, SnapLen: tt.snaplen, RingSize: 1 << 20})
+			run(t, objs, frame, 1)
+			if got, want := counters(t, objs), (Counters{Seen: 1, Selected: 1, Written: 1}); got != want {
+				t.Errorf("counters = %+v, want %+v", got, want)
+			}
+			evs := drain(t, objs)
+			if len(evs) != 1 {
+				t.Fatalf("ring holds %d events, want 1", len(evs))
+			}
+			checkEvent(t, evs[0], frame, int(tt.snaplen))
+		})
+	}
+}
+
+func TestCountersRepeat(t *testing.T) {
+	objs := load(t, Config{MTU: 1500, SnapLen: 128})
+	small := bpftest.Frame{L3Len: 1000}.Build()
+	big := bpftest.Frame{Tags: []layers.EthernetType{dot1q}, L3Len: 4000}.Build()
+	run(t, objs, small, 1000)
+	run(t, objs, big, 7)
+	run(t, objs, small, 3)
+	want := Counters{Seen: 1010, Selected: 7, Written: 7}
+	if got := counters(t, objs); got != want {
+		t.Errorf("counters = %+v, want %+v", got, want)
+	}
+	if evs := drain(t, objs); len(evs) != 7 {
+		t.Errorf("ring holds %d events, want 7", len(evs))
+	}
+}
+
+// With nobody reading, the ring fills up; the free-space test must then
+// account for every further selected frame.
+func TestRingFull(t *testing.T) {
+	const ringSize = 4096
+	cfg := Config{MTU: 1500, SnapLen: 256, RingSize: ringSize}
+	objs := load(t, cfg)
+	frame := bpftest.Frame{L3Len: 2000}.Build()
+	run(t, objs, frame, 100)
+
+	// The kernel refuses a record that brings the fill level to the
+	// ring's size, so n records fit while n*record < ring size.
+	fits := uint64((ringSize - 1) / cfg.RecordSize())
+	got := counters(t, objs)
+	want := Counters{Seen: 100, Selected: 100, Written: fits, RingFull: 100 - fits}
+	if got != want {
+		t.Errorf("counters = %+v, want %+v", got, want)
+	}
+	if got.Selected != got.Written+got.RingFull+got.ReserveFailed {
+		t.Errorf("selected %d != written %d + ring full %d + reserve failed %d",
+			got.Selected, got.Written, got.RingFull, got.ReserveFailed)
+	}
+	evs := drain(t, objs)
+	if uint64(len(evs)) != got.Written {
+		t.Fatalf("ring holds %d events, counters say %d written", len(evs), got.Written)
+	}
+	for _, ev := range evs {
+		checkEvent(t, ev, frame, 256)
+	}
+
+	// Once drained, the ring takes records again.
+	run(t, objs, frame, 1)
+	if got := counters(t, objs); got.Written != fits+1 {
+		t.Errorf("after draining, written = %d, want %d", got.Written, fits+1)
+	}
+}
+
+func TestVerifierErrorShowsLogTail(t *testing.T) {
+	bpftest.RequirePrivileges(t)
+	// Returning an uninitialised register is the smallest program the
+	// verifier refuses.
+	_, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         ebpf.XDP,
+		License:      "MIT",
+		Instructions: asm.Instructions{asm.Return()},
+	})
+	if err == nil {
+		t.Fatal("the verifier accepted a program returning an uninitialised R0")
+	}
+	err = explain("load XDP program", err)
+	var verr *VerifierError
+	if !errors.As(err, &verr) {
+		t.Fatalf("explain returned %T (%v), want *VerifierError", err, err)
+	}
+	msg := err.Error()
+	if !bytes.Contains([]byte(msg), []byte("R0 !read_ok")) || !bytes.Contains([]byte(msg), []byte("verifier rejected")) {
+		t.Errorf("message does not give the verifier's reason:\n%s", msg)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		cfg  Config
+		want string // empty: valid
+	}{
+		{Config{SnapLen: 256, RingSize: 8 << 20, Interfaces: 1}, ""},
+		{Config{SnapLen: 0, RingSize: 8 << 20, Interfaces: 1}, "snaplen 0 is out of range 1-65535"},
+		{Config{SnapLen: 65536, RingSize: 8 << 20, Interfaces: 1}, "snaplen 65536 is out of range 1-65535"},
+		{Config{SnapLen: 256, RingSize: 5000, Interfaces: 1}, "ring size 5000 bytes is not a power of two: use 4KiB or 8KiB"},
+		{Config{SnapLen: 256, RingSize: 2048, Interfaces: 1}, "ring size 2KiB is not a multiple of the page size (4KiB): use 4KiB"},
+		{Config{SnapLen: 65535, RingSize: 64 << 10, Interfaces: 1}, "ring size 64KiB cannot hold one 65568-byte record of snaplen 65535: use at least 128KiB"},
+	}
+	for _, tt := range tests {
+		err := tt.cfg.Validate()
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%+v: unexpected error %v", tt.cfg, err)
+		case tt.want != "" && (err == nil || err.Error() != tt.want):
+			t.Errorf("%+v: error %v, want %q", tt.cfg, err, tt.want)
+		}
+	}
+}

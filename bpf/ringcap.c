@@ -1,0 +1,154 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (MIT OR GPL-2.0-only)
+//
+// ringcap's XDP program: passes every frame on untouched and copies the
+// first snaplen bytes of the frames the user asked for into a ring buffer.
+// Every instruction before the first "return XDP_PASS" runs for every frame
+// on the interface, so that path is kept to a helper call and a compare.
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+// Load-time constants, set from Go before the program is loaded. The
+// verifier treats them as known values, which is what lets the reserve size
+// and the copy length below pass its checks.
+volatile const __u32 mtu = 1500;
+volatile const __u32 capture_all = 0;
+volatile const __u32 snaplen = 256;
+volatile const __u64 ring_size = 8 << 20;
+// Index of this program's counters: one program instance is loaded per
+// interface so that the counter lookup needs no hash of the ifindex.
+volatile const __u32 slot = 0;
+
+// event is the fixed header of every ring record; snaplen bytes of frame
+// follow it, of which cap_len are valid.
+struct event {
+	__u64 ts_ns;     // bpf_ktime_get_ns(): CLOCK_MONOTONIC
+	__u32 ifindex;
+	__u32 rx_queue;
+	__u32 frame_len; // all fragments
+	__u32 cap_len;   // min(frame_len, snaplen)
+};
+
+// Only referenced through pointers, so without this declaration the type
+// would be missing from the BTF that bpf2go reads the Go layout from.
+const struct event *unused_event __attribute__((unused));
+
+struct iface_counters {
+	__u64 seen;
+	__u64 selected;
+	__u64 written;
+	__u64 ring_full;      // selected, skipped because the ring had no room
+	__u64 reserve_failed; // selected, room seen but bpf_ringbuf_reserve failed
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20); // replaced from Go by --ring-size
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct iface_counters);
+	__uint(max_entries, 1); // replaced from Go by the number of interfaces
+} counters SEC(".maps");
+
+#define ETH_HDR_LEN 14
+#define VLAN_TAG_LEN 4
+// Every ring record carries an 8-byte header (BPF_RINGBUF_HDR_SZ) and is
+// rounded up to 8 bytes.
+#define RINGBUF_HDR_LEN 8
+
+static __always_inline int is_vlan(__u16 proto)
+{
+	return proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD);
+}
+
+// vlan_tags counts the 802.1Q/802.1ad tags (at most two) at the start of
+// the frame. Tags sit in the first fragment of any real frame; a tag that
+// is not in the linear part is not counted.
+static __always_inline __u32 vlan_tags(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u16 *proto = data + 12;
+	__u32 tags = 0;
+
+	if ((void *)(proto + 1) > data_end || !is_vlan(*proto))
+		return 0;
+	tags++;
+	proto += 2;
+	if ((void *)(proto + 1) <= data_end && is_vlan(*proto))
+		tags++;
+	return tags;
+}
+
+SEC("xdp.frags")
+int ringcap_xdp(struct xdp_md *ctx)
+{
+	__u32 key = slot;
+	struct iface_counters *cnt = bpf_map_lookup_elem(&counters, &key);
+	if (!cnt)
+		return XDP_PASS;
+	cnt->seen++;
+
+	__u64 frame_len = bpf_xdp_get_buff_len(ctx);
+	if (!capture_all) {
+		// Tags only make the L3 length smaller, so a frame whose
+		// untagged L3 length fits the MTU is dropped from
+		// consideration without reading a byte of it.
+		if (frame_len <= ETH_HDR_LEN + (__u64)mtu)
+			return XDP_PASS;
+		if (frame_len - ETH_HDR_LEN - VLAN_TAG_LEN * vlan_tags(ctx) <= mtu)
+			return XDP_PASS;
+	}
+	// The verifier needs the copy length proven within [1, snaplen]:
+	// clamp in unsigned arithmetic. XDP frames are never shorter than an
+	// Ethernet header, so the early return is never taken.
+	__u64 cap = frame_len < snaplen ? frame_len : snaplen;
+	if (cap < 1 || cap > snaplen)
+		return XDP_PASS;
+	cnt->selected++;
+
+	// bpf_ringbuf_reserve() takes a lock shared by all CPUs, and fails
+	// anyway when the consumer is behind; a snapshot of the fill level is
+	// much cheaper. The kernel refuses a record that would bring the fill
+	// level to ring_size or beyond, hence ">=".
+	__u64 record = (RINGBUF_HDR_LEN + sizeof(struct event) + snaplen + 7) & ~7ULL;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + record >= ring_size) {
+		cnt->ring_full++;
+		return XDP_PASS;
+	}
+
+	struct event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + snaplen, 0);
+	if (!ev) {
+		cnt->reserve_failed++;
+		return XDP_PASS;
+	}
+
+	// bpf_xdp_load_bytes() reads across fragments, so a snaplen longer
+	// than the first fragment still gets the bytes that follow. It cannot
+	// fail for cap <= frame_len; if it did, the frame is counted with the
+	// reserve failures so that selected = written + ring_full +
+	// reserve_failed always holds.
+	if (bpf_xdp_load_bytes(ctx, 0, (void *)(ev + 1), cap) < 0) {
+		bpf_ringbuf_discard(ev, 0);
+		cnt->reserve_failed++;
+		return XDP_PASS;
+	}
+
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->ifindex = ctx->ingress_ifindex;
+	ev->rx_queue = ctx->rx_queue_index;
+	ev->frame_len = frame_len;
+	ev->cap_len = cap;
+	bpf_ringbuf_submit(ev, 0);
+	cnt->written++;
+	return XDP_PASS;
+}
