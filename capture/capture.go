@@ -1,0 +1,344 @@
+// Package capture attaches ringcap's XDP program to interfaces, drains its
+// ring buffer and hands the captured frames to a Sink.
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	"github.com/ringcap/ringcap/bpf"
+)
+
+// Config is what to capture and where.
+type Config struct {
+	Interfaces []string
+	MTU        uint32 // select frames whose L3 length exceeds it
+	CaptureAll bool   // select every frame
+	SnapLen    uint32
+	RingSize   uint32
+	Mode       Mode
+}
+
+// Filter says in words which frames are selected, for the file's if_filter.
+func (c Config) Filter() string {
+	if c.CaptureAll {
+		return "all frames"
+	}
+	return fmt.Sprintf("l3len > %d", c.MTU)
+}
+
+// Interface is one interface the program is attached to.
+type Interface struct {
+	Name  string
+	Index int
+	Mode  Mode // as attached: native or generic
+}
+
+// Sink receives the captured frames. data is valid only during the call.
+// iface is the position of the frame's interface in Config.Interfaces.
+type Sink interface {
+	WritePacket(iface int, ts time.Time, length int, data []byte) error
+	Flush() error
+}
+
+// Capture is the XDP program attached to a set of interfaces.
+type Capture struct {
+	ifaces  []Interface
+	objs    *bpf.Objects
+	slot    map[uint32]int // ifindex -> position in ifaces
+	packets atomic.Uint64  // frames handed to the sink
+
+	detachOnce sync.Once
+	links      []link.Link
+	detachErr  error
+}
+
+// Open loads the program and attaches it to every interface in cfg. The
+// kernel detaches it when the process exits, however it exits: the
+// attachment is a bpf_link owned by a file descriptor, not a setting left
+// on the interface.
+func Open(cfg Config) (*Capture, error) {
+	ifaces, err := lookupInterfaces(cfg.Interfaces)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPrivileges(); err != nil {
+		return nil, err
+	}
+	objs, err := bpf.Load(bpf.Config{
+		MTU:        cfg.MTU,
+		CaptureAll: cfg.CaptureAll,
+		SnapLen:    cfg.SnapLen,
+		RingSize:   cfg.RingSize,
+		Interfaces: len(ifaces),
+	})
+	if err != nil {
+		return nil, err
+	}
+	c := &Capture{objs: objs, slot: make(map[uint32]int)}
+	for i, ifc := range ifaces {
+		l, mode, err := attach(objs.Programs[i], ifc, cfg.Mode)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.links = append(c.links, l)
+		c.ifaces = append(c.ifaces, Interface{Name: ifc.Name, Index: ifc.Index, Mode: mode})
+		c.slot[uint32(ifc.Index)] = i
+	}
+	return c, nil
+}
+
+func lookupInterfaces(names []string) ([]*net.Interface, error) {
+	if len(names) == 0 {
+		return nil, errors.New("no interface given")
+	}
+	seen := make(map[string]bool)
+	var ifaces []*net.Interface
+	for _, name := range names {
+		if seen[name] {
+			return nil, fmt.Errorf("interface %q is given twice", name)
+		}
+		seen[name] = true
+		ifc, err := net.InterfaceByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("unknown interface %q: `ip link` lists the interfaces", name)
+		}
+		ifaces = append(ifaces, ifc)
+	}
+	return ifaces, nil
+}
+
+// checkPrivileges tells a missing capability apart before the kernel
+// answers EPERM for one of several reasons.
+func checkPrivileges() error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("read capabilities: %w", err)
+	}
+	has := func(c int) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+	var missing []string
+	// CAP_SYS_ADMIN stands in for CAP_BPF, as it did before Linux 5.8.
+	if !has(unix.CAP_BPF) && !has(unix.CAP_SYS_ADMIN) {
+		missing = append(missing, "CAP_BPF")
+	}
+	if !has(unix.CAP_NET_ADMIN) {
+		missing = append(missing, "CAP_NET_ADMIN")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("ringcap needs root, or the capabilities CAP_BPF and CAP_NET_ADMIN (missing %s): run it with sudo",
+			strings.Join(missing, " and "))
+	}
+	return nil
+}
+
+func attach(prog *ebpf.Program, ifc *net.Interface, mode Mode) (link.Link, Mode, error) {
+	if mode != ModeAuto {
+		l, err := attachMode(prog, ifc, mode)
+		return l, mode, err
+	}
+	l, err := attachMode(prog, ifc, ModeNative)
+	if err == nil {
+		return l, ModeNative, nil
+	}
+	if errors.Is(err, errBusy) || errors.Is(err, os.ErrPermission) {
+		return nil, 0, err
+	}
+	l, gerr := attachMode(prog, ifc, ModeGeneric)
+	if gerr != nil {
+		return nil, 0, fmt.Errorf("%w (native mode failed too: %v)", gerr, err)
+	}
+	return l, ModeGeneric, nil
+}
+
+var errBusy = errors.New("already has an XDP program")
+
+func attachMode(prog *ebpf.Program, ifc *net.Interface, mode Mode) (link.Link, error) {
+	flags := link.XDPDriverMode
+	if mode == ModeGeneric {
+		flags = link.XDPGenericMode
+	}
+	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifc.Index, Flags: flags})
+	switch {
+	case err == nil:
+		return l, nil
+	case errors.Is(err, unix.EBUSY), errors.Is(err, unix.EEXIST):
+		return nil, fmt.Errorf("attach %s in %s mode: the interface %w; `ip link show %s` names it", ifc.Name, mode, errBusy, ifc.Name)
+	case errors.Is(err, unix.EPERM):
+		return nil, fmt.Errorf("attach %s: permission denied: ringcap needs CAP_NET_ADMIN", ifc.Name)
+	}
+	return nil, fmt.Errorf("attach %s in %s mode: %w", ifc.Name, mode, err)
+}
+
+// Interfaces returns the interfaces the program is attached to, in the
+// order of Config.Interfaces.
+func (c *Capture) Interfaces() []Interface { return c.ifaces }
+
+// Packets returns how many frames were handed to the sink so far. It may be
+// called while Run runs.
+func (c *Capture) Packets() uint64 { return c.packets.Load() }
+
+// Counters returns the program's counters per interface, in the order of
+// Interfaces. It may be called while Run runs.
+func (c *Capture) Counters() ([]bpf.Counters, error) {
+	out := make([]bpf.Counters, len(c.ifaces))
+	for i := range c.ifaces {
+		var err error
+		if out[i], err = c.objs.ReadCounters(i); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Detach takes the program off every interface; no frame reaches the ring
+// after it returns, but the ring keeps what is in it.
+func (c *Capture) Detach() error {
+	c.detachOnce.Do(func() {
+		var errs []error
+		for i, l := range c.links {
+			if err := l.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("detach %s: %w", c.ifaces[i].Name, err))
+			}
+		}
+		c.detachErr = errors.Join(errs...)
+	})
+	return c.detachErr
+}
+
+// Close detaches the program and frees the ring.
+func (c *Capture) Close() error {
+	return errors.Join(c.Detach(), c.objs.Close())
+}
+
+const (
+	// flushInterval bounds how long a frame waits in the sink's buffer,
+	// and how often the clock is resynced.
+	flushInterval = time.Second
+	// idleWait is how long the reader waits for a record before it
+	// flushes the sink anyway.
+	idleWait = 200 * time.Millisecond
+	// drainTimeout bounds the wait, after Detach, for records the
+	// counters say were submitted but the ring has not shown yet.
+	drainTimeout = time.Second
+)
+
+// Run hands every record in the ring to sink until ctx is done or limit
+// frames (0: no limit) have been handed over. When ctx is done it detaches
+// the program and hands over every record already in the ring before
+// returning, so that the counters and the sink agree.
+func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
+	rd, err := ringbuf.NewReader(c.objs.Events)
+	if err != nil {
+		return fmt.Errorf("open ring: %w", err)
+	}
+	defer rd.Close()
+	stopped := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		// Detach first: every record submitted before the links are
+		// gone is then in the ring when Flush wakes the reader.
+		c.Detach()
+		close(stopped)
+		rd.Flush()
+	})
+	defer stop()
+
+	var clk clock
+	if err := clk.sync(); err != nil {
+		return err
+	}
+	var (
+		rec       ringbuf.Record
+		n         uint64
+		lastFlush = time.Now()
+		drainEnd  time.Time
+	)
+	flush := func() error {
+		lastFlush = time.Now()
+		if err := clk.sync(); err != nil {
+			return err
+		}
+		return sink.Flush()
+	}
+	for {
+		if drainEnd.IsZero() {
+			rd.SetDeadline(time.Now().Add(idleWait))
+		}
+		err := rd.ReadInto(&rec)
+		switch {
+		case err == nil:
+			ev, err := decodeEvent(rec.RawSample)
+			if err != nil {
+				return err
+			}
+			iface, ok := c.slot[ev.ifindex]
+			if !ok {
+				return fmt.Errorf("ring record from ifindex %d, which ringcap did not attach to", ev.ifindex)
+			}
+			if err := sink.WritePacket(iface, clk.wall(ev.tsNs), int(ev.frameLen), ev.data); err != nil {
+				return err
+			}
+			n++
+			c.packets.Store(n)
+			if n == limit {
+				return sink.Flush()
+			}
+			// Reading the time costs more than a record; look at it
+			// once every few hundred.
+			if n%256 == 0 && time.Since(lastFlush) >= flushInterval {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
+			if err := flush(); err != nil {
+				return err
+			}
+			select {
+			case <-stopped:
+			default:
+				continue
+			}
+			written, err := c.written()
+			if err != nil || n >= written {
+				return err
+			}
+			// The counters say records are still on their way: a
+			// program run that began before Detach can finish after it.
+			if drainEnd.IsZero() {
+				drainEnd = time.Now().Add(drainTimeout)
+			} else if time.Now().After(drainEnd) {
+				return fmt.Errorf("ring: %d records counted as written never arrived", written-n)
+			}
+			rd.SetDeadline(time.Now().Add(10 * time.Millisecond))
+		default:
+			return fmt.Errorf("read ring: %w", err)
+		}
+	}
+}
+
+// written is the number of records the programs submitted to the ring.
+func (c *Capture) written() (uint64, error) {
+	counts, err := c.Counters()
+	if err != nil {
+		return 0, err
+	}
+	var written uint64
+	for _, cnt := range counts {
+		written += cnt.Written
+	}
+	return written, nil
+}
