@@ -1,0 +1,39 @@
+# ringcap's build and test entry points. `make test` is the whole suite,
+# as CI runs it (.ci/run); it needs root for the BPF and namespace tests.
+
+GO ?= go
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# What the tests use: tshark/capinfos read the files, ip and ping make
+# traffic between namespaces, clang regenerates the XDP object.
+DEB_PACKAGES := tshark tcpdump iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev
+
+.PHONY: build deps test lint generate generate-check
+
+build:
+	$(GO) build -o ringcap ./cmd/ringcap
+
+# Installs the Debian packages above that are missing; quiet when none is.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+test: deps lint generate-check
+	$(GO) test -count=1 ./...
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+generate:
+	$(GO) generate ./bpf
+
+# The committed bpf2go output must be what the C source compiles to.
+generate-check: generate
+	@git diff --exit-code --stat -- bpf/ || { echo "bpf/: committed bpf2go output is stale; run make generate and commit"; exit 1; }

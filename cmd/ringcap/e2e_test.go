@@ -1,0 +1,320 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/ringcap/ringcap/bpf/bpftest"
+	"github.com/ringcap/ringcap/writer/pcapngtest"
+)
+
+// vethPair is two network namespaces joined by a veth pair with MTU 9000:
+// the sender has 198.18.0.1 on txIf, the receiver 198.18.0.2 on rxIf.
+// Test traffic never leaves them.
+type vethPair struct {
+	tx, rx string // namespace names
+}
+
+const (
+	txIf   = "rc-tx"
+	rxIf   = "rc-rx"
+	rxAddr = "198.18.0.2"
+)
+
+var nsSeq int
+
+func newVethPair(t *testing.T) *vethPair {
+	t.Helper()
+	bpftest.RequirePrivileges(t)
+	pcapngtest.RequireTool(t, "ip")
+	pcapngtest.RequireTool(t, "ping")
+	nsSeq++
+	p := &vethPair{
+		tx: fmt.Sprintf("ringcap-%d-%d-tx", os.Getpid(), nsSeq),
+		rx: fmt.Sprintf("ringcap-%d-%d-rx", os.Getpid(), nsSeq),
+	}
+	t.Cleanup(func() {
+		// Deleting a namespace deletes its end of the pair.
+		exec.Command("ip", "netns", "del", p.tx).Run()
+		exec.Command("ip", "netns", "del", p.rx).Run()
+	})
+	for _, args := range [][]string{
+		{"netns", "add", p.tx},
+		{"netns", "add", p.rx},
+		{"link", "add", txIf, "netns", p.tx, "type", "veth", "peer", "name", rxIf, "netns", p.rx},
+		{"-n", p.tx, "link", "set", txIf, "mtu", "9000", "up"},
+		{"-n", p.rx, "link", "set", rxIf, "mtu", "9000", "up"},
+		{"-n", p.tx, "addr", "add", "198.18.0.1/30", "dev", txIf},
+		{"-n", p.rx, "addr", "add", rxAddr + "/30", "dev", rxIf},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return p
+}
+
+// ping sends one echo request of payload bytes from tx to rx and waits for
+// the reply. Its L3 length is payload + 28.
+func (p *vethPair) ping(t *testing.T, payload int) {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", p.tx,
+		"ping", "-c", "1", "-W", "2", "-s", strconv.Itoa(payload), rxAddr).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ping -s %d: %v\n%s", payload, err, out)
+	}
+}
+
+// xdpAttached reports whether any XDP program is on the receiving end.
+func (p *vethPair) xdpAttached(t *testing.T) bool {
+	t.Helper()
+	out, err := exec.Command("ip", "-n", p.rx, "link", "show", rxIf).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip link show: %v\n%s", err, out)
+	}
+	return bytes.Contains(out, []byte("xdp"))
+}
+
+// noXDPLeft waits briefly for the kernel to release the program after
+// ringcap exited, and fails t if it stays.
+func (p *vethPair) noXDPLeft(t *testing.T) {
+	t.Helper()
+	for range 50 {
+		if !p.xdpAttached(t) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Errorf("an XDP program is still attached to %s after ringcap exited", rxIf)
+}
+
+// ringcapProc is ringcap running in the receiving namespace.
+type ringcapProc struct {
+	cmd      *exec.Cmd
+	stdout   io.ReadCloser
+	mu       sync.Mutex
+	stderr   bytes.Buffer
+	attached chan struct{}
+	done     chan struct{}
+}
+
+// start runs ringcap record on the receiving end and returns once it says
+// it is capturing.
+func (p *vethPair) start(t *testing.T, args ...string) *ringcapProc {
+	t.Helper()
+	args = append([]string{"netns", "exec", p.rx, binary, "record", "-i", rxIf}, args...)
+	r := &ringcapProc{cmd: exec.Command("ip", args...), attached: make(chan struct{}), done: make(chan struct{})}
+	stderr, err := r.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.stdout, err = r.cmd.StdoutPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.cmd.Process.Kill(); <-r.done })
+	go func() {
+		defer close(r.done)
+		sc := bufio.NewScanner(stderr)
+		once := sync.Once{}
+		for sc.Scan() {
+			r.mu.Lock()
+			r.stderr.WriteString(sc.Text() + "\n")
+			r.mu.Unlock()
+			if strings.Contains(sc.Text(), "capturing on") {
+				once.Do(func() { close(r.attached) })
+			}
+		}
+	}()
+	select {
+	case <-r.attached:
+	case <-r.done:
+		r.cmd.Wait()
+		t.Fatalf("ringcap exited before capturing:\n%s", r.errors())
+	case <-time.After(15 * time.Second):
+		t.Fatalf("ringcap did not start capturing within 15s:\n%s", r.errors())
+	}
+	return r
+}
+
+func (r *ringcapProc) errors() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stderr.String()
+}
+
+// stop sends sig and returns ringcap's exit code once it has exited.
+func (r *ringcapProc) stop(t *testing.T, sig os.Signal) int {
+	t.Helper()
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	return r.wait(t)
+}
+
+func (r *ringcapProc) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-r.done:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("ringcap did not exit within 15s:\n%s", r.errors())
+	}
+	err := r.cmd.Wait()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatal(err)
+	}
+	return r.cmd.ProcessState.ExitCode()
+}
+
+// TestRecordOversize is the whole path: pings of known sizes below, at and
+// above the threshold into the receiving namespace, ringcap recording
+// there, and tshark reading the file.
+func TestRecordOversize(t *testing.T) {
+	for _, tt := range []struct {
+		mode    string
+		snaplen int
+	}{
+		{"native", 256},
+		{"generic", 4096},
+	} {
+		t.Run(tt.mode, func(t *testing.T) {
+			p := newVethPair(t)
+			path := filepath.Join(t.TempDir(), "big.pcapng")
+			r := p.start(t, "-w", path, "--mode", tt.mode, "-s", strconv.Itoa(tt.snaplen))
+			if !strings.Contains(r.errors(), "XDP "+tt.mode+" mode") {
+				t.Errorf("ringcap does not say it attached in %s mode:\n%s", tt.mode, r.errors())
+			}
+
+			type sent struct {
+				frameLen int
+				at       time.Time
+			}
+			var want []sent
+			for _, payload := range []int{1000, 1472, 1473, 1400, 4000, 8972} {
+				at := time.Now()
+				p.ping(t, payload)
+				if l3 := payload + 28; l3 > 1500 {
+					want = append(want, sent{14 + l3, at})
+				}
+			}
+			if code := r.stop(t, os.Interrupt); code != 0 {
+				t.Fatalf("ringcap exited with %d after SIGINT:\n%s", code, r.errors())
+			}
+			p.noXDPLeft(t)
+			if summary := fmt.Sprintf("ringcap: %d frames written to %s", len(want), path); !strings.Contains(r.errors(), summary) {
+				t.Errorf("summary does not say %q:\n%s", summary, r.errors())
+			}
+
+			rows := pcapngtest.Fields(t, path, "frame.len", "frame.cap_len", "frame.interface_name", "frame.time_epoch", "icmp.type")
+			if len(rows) != len(want) {
+				t.Fatalf("file holds %d frames, want the %d oversize echo requests: %q", len(rows), len(want), rows)
+			}
+			for i, w := range want {
+				row := rows[i]
+				wantRow := []string{strconv.Itoa(w.frameLen), strconv.Itoa(min(w.frameLen, tt.snaplen)), rxIf}
+				if !slices.Equal(row[:3], wantRow) || row[4] != "8" {
+					t.Errorf("frame %d: len, cap_len, interface, icmp type = %q, want %q and echo request (8)", i, row, wantRow)
+				}
+				ts, err := strconv.ParseFloat(row[3], 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := time.Duration(ts*1e9 - float64(w.at.UnixNano())); d < -time.Second || d > time.Second {
+					t.Errorf("frame %d: timestamp is %v from the time it was sent", i, d)
+				}
+			}
+		})
+	}
+}
+
+// The program is owned by ringcap's bpf_link: the kernel takes it off the
+// interface when the process dies, even by SIGKILL.
+func TestSIGKILLDetaches(t *testing.T) {
+	p := newVethPair(t)
+	r := p.start(t, "-w", filepath.Join(t.TempDir(), "k.pcapng"))
+	if !p.xdpAttached(t) {
+		t.Fatal("no XDP program on the interface while ringcap runs")
+	}
+	r.stop(t, syscall.SIGKILL)
+	p.noXDPLeft(t)
+}
+
+// -w - writes a pcapng stream that a reader can follow while it is
+// written; -c ends the capture by itself.
+func TestStdoutAndCount(t *testing.T) {
+	p := newVethPair(t)
+	r := p.start(t, "-w", "-", "-c", "2", "-q")
+	read := make(chan error, 1)
+	var frames []int
+	go func() {
+		ng, err := pcapgo.NewNgReader(r.stdout, pcapgo.DefaultNgReaderOptions)
+		if err != nil {
+			read <- err
+			return
+		}
+		for {
+			_, ci, err := ng.ReadPacketData()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+				read <- err
+				return
+			}
+			frames = append(frames, ci.Length)
+		}
+	}()
+	for _, payload := range []int{2000, 100, 3000, 5000} {
+		p.ping(t, payload)
+	}
+	// The stream ends when ringcap exits; read it all before Wait
+	// closes the pipe.
+	select {
+	case err := <-read:
+		if err != nil {
+			t.Fatalf("read the pcapng stream: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("ringcap -c 2 did not end its stream within 15s")
+	}
+	if code := r.wait(t); code != 0 {
+		t.Fatalf("ringcap -c 2 exited with %d:\n%s", code, r.errors())
+	}
+	if want := []int{2042, 3042}; fmt.Sprint(frames) != fmt.Sprint(want) {
+		t.Errorf("stream holds frames of lengths %v, want %v", frames, want)
+	}
+	p.noXDPLeft(t)
+}
+
+func TestDuration(t *testing.T) {
+	p := newVethPair(t)
+	start := time.Now()
+	r := p.start(t, "-w", filepath.Join(t.TempDir(), "d.pcapng"), "--duration", "1s")
+	if code := r.wait(t); code != 0 {
+		t.Fatalf("ringcap --duration 1s exited with %d:\n%s", code, r.errors())
+	}
+	if d := time.Since(start); d < time.Second {
+		t.Errorf("ringcap --duration 1s stopped after %v", d)
+	}
+	if !strings.Contains(r.errors(), "ringcap: 0 frames written") {
+		t.Errorf("no summary:\n%s", r.errors())
+	}
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/ringcap/ringcap/bpf/bpftest"
+)
+
+// binary is ringcap built once for all tests here: the tests run it as a
+// user would, and read its exit code and output.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ringcap-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// World-readable, so that the test for missing privileges can run it
+	// as nobody.
+	os.Chmod(dir, 0o755)
+	binary = filepath.Join(dir, "ringcap")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build ringcap:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	code   int
+	stdout string
+	stderr string
+}
+
+func runRingcap(t *testing.T, cred *syscall.Credential, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("run ringcap: %v", err)
+	}
+	return result{cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()}
+}
+
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	existing := filepath.Join(dir, "exists.pcapng")
+	if err := os.WriteFile(existing, []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "new.pcapng")
+	nobody := &syscall.Credential{Uid: 65534, Gid: 65534}
+
+	tests := []struct {
+		name string
+		cred *syscall.Credential
+		args []string
+		code int
+		want string
+	}{
+		{"unknown interface", nil, []string{"record", "-i", "nosuch0", "-w", out},
+			exitRuntime, `unknown interface "nosuch0": ` + "`ip link` lists the interfaces"},
+		{"ring size not a power of two", nil, []string{"record", "-i", "lo", "-w", out, "--ring-size", "5000"},
+			exitUsage, "ring size 5000 bytes is not a power of two: use 4KiB or 8KiB"},
+		{"ring size not a power of two, in MiB", nil, []string{"record", "-i", "lo", "-w", out, "--ring-size", "12MiB"},
+			exitUsage, "ring size 12MiB is not a power of two: use 8MiB or 16MiB"},
+		{"ring size below a page", nil, []string{"record", "-i", "lo", "-w", out, "--ring-size", "2KiB"},
+			exitUsage, "ring size 2KiB is not a multiple of the page size (4KiB): use 4KiB"},
+		{"ring size unreadable", nil, []string{"record", "-i", "lo", "-w", out, "--ring-size", "8XB"},
+			exitUsage, `invalid size "8XB": give bytes, or a number with KiB, MiB or GiB, e.g. 8MiB`},
+		{"snaplen zero", nil, []string{"record", "-i", "lo", "-w", out, "-s", "0"},
+			exitUsage, "snaplen 0 is out of range 1-65535"},
+		{"snaplen too large", nil, []string{"record", "-i", "lo", "-w", out, "--snaplen", "65536"},
+			exitUsage, "snaplen 65536 is out of range 1-65535"},
+		{"snaplen negative", nil, []string{"record", "-i", "lo", "-w", out, "-s", "-1"},
+			exitUsage, `invalid value "-1" for flag -s`},
+		{"output file exists", nil, []string{"record", "-i", "lo", "-w", existing},
+			exitRuntime, "output file " + existing + " exists: use --force to overwrite it"},
+		{"not root", nobody, []string{"record", "-i", "lo", "-w", out},
+			exitRuntime, "ringcap needs root, or the capabilities CAP_BPF and CAP_NET_ADMIN (missing CAP_BPF and CAP_NET_ADMIN): run it with sudo"},
+		{"no interface", nil, []string{"record", "-w", out},
+			exitUsage, "no interface: give one with -i IFACE"},
+		{"no output", nil, []string{"record", "-i", "lo"},
+			exitUsage, "no output file: give one with -w FILE"},
+		{"unknown mode", nil, []string{"record", "-i", "lo", "-w", out, "--mode", "turbo"},
+			exitUsage, `unknown mode "turbo": use auto, native or generic`},
+		{"unknown flag", nil, []string{"record", "-i", "lo", "-w", out, "--bogus"},
+			exitUsage, "flag provided but not defined: -bogus"},
+		{"unknown command", nil, []string{"play"},
+			exitUsage, `unknown command "play"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.cred != nil {
+				bpftest.RequirePrivileges(t) // to switch users
+			}
+			r := runRingcap(t, tt.cred, tt.args...)
+			if r.code != tt.code {
+				t.Errorf("exit code %d, want %d", r.code, tt.code)
+			}
+			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], "ringcap: ") || !strings.Contains(lines[0], tt.want) {
+				t.Errorf("stderr = %q, want one line saying %q", r.stderr, tt.want)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout = %q, want nothing", r.stdout)
+			}
+		})
+	}
+	if b, err := os.ReadFile(existing); err != nil || string(b) != "keep me" {
+		t.Errorf("the existing file was touched: %q, %v", b, err)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused run left %s behind: %v", out, err)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want uint64
+		ok   bool
+	}{
+		{"4096", 4096, true},
+		{"64KiB", 64 << 10, true},
+		{"8MiB", 8 << 20, true},
+		{"8M", 8 << 20, true},
+		{"1GiB", 1 << 30, true},
+		{"1gib", 1 << 30, true},
+		{"2k", 2 << 10, true},
+		{"8MB", 0, false},
+		{"MiB", 0, false},
+		{"", 0, false},
+		{"-1", 0, false},
+		{"99999999999GiB", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := parseSize(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d, ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}

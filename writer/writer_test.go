@@ -1,0 +1,177 @@
+package writer
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/ringcap/ringcap/writer/pcapngtest"
+)
+
+type packet struct {
+	iface  int
+	ts     time.Time
+	length int
+	data   []byte
+}
+
+var (
+	testInterfaces = []Interface{
+		{Name: "eth0", Description: "XDP native mode", Filter: "l3len > 1500", SnapLen: 256},
+		{Name: "eth1", Description: "XDP generic mode", Filter: "l3len > 1500", SnapLen: 256},
+	}
+	// Nanoseconds that a microsecond resolution would lose.
+	t0          = time.Date(2026, 11, 26, 12, 0, 0, 123456789, time.UTC)
+	testPackets = []packet{
+		{0, t0, 1515, pattern(256)},
+		{1, t0.Add(time.Millisecond + 1), 9014, pattern(256)},
+		{0, t0.Add(2 * time.Second), 100, pattern(100)},
+		{1, t0.Add(3 * time.Second), 255, pattern(253)}, // needs block padding
+	}
+)
+
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i * 7)
+	}
+	return b
+}
+
+func writeTestFile(t *testing.T, out io.Writer) *Writer {
+	t.Helper()
+	w, err := New(out, Options{Application: "ringcap test", Interfaces: testInterfaces})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range testPackets {
+		if err := w.WritePacket(p.iface, p.ts, p.length, p.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func TestRoundTripNgReader(t *testing.T) {
+	var buf bytes.Buffer
+	if w := writeTestFile(t, &buf); w.Bytes() != uint64(buf.Len()) {
+		t.Errorf("Bytes() = %d, %d were written", w.Bytes(), buf.Len())
+	}
+
+	r, err := pcapgo.NewNgReader(&buf, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.SectionInfo().Application; got != "ringcap test" {
+		t.Errorf("shb_userappl = %q", got)
+	}
+	for i, p := range testPackets {
+		data, ci, opts, err := r.ReadPacketDataWithOptions()
+		if err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		if !ci.Timestamp.Equal(p.ts) || ci.Length != p.length || ci.CaptureLength != len(p.data) ||
+			ci.InterfaceIndex != p.iface || !bytes.Equal(data, p.data) {
+			t.Errorf("packet %d: read %+v, wrote %+v", i, ci, p)
+		}
+		if opts.Flags == nil || opts.Flags.Direction != pcapgo.NgEpbFlagDirectionInbound {
+			t.Errorf("packet %d: flags %+v, want inbound", i, opts.Flags)
+		}
+	}
+	if _, _, err := r.ReadPacketData(); !errors.Is(err, io.EOF) {
+		t.Errorf("after the last packet: %v, want EOF", err)
+	}
+	if r.NInterfaces() != len(testInterfaces) {
+		t.Fatalf("%d interfaces, want %d", r.NInterfaces(), len(testInterfaces))
+	}
+	for i, want := range testInterfaces {
+		got, _ := r.Interface(i)
+		if got.Name != want.Name || got.Description != want.Description || got.Filter != want.Filter ||
+			got.SnapLength != want.SnapLen || got.LinkType != layers.LinkTypeEthernet || got.TimestampResolution != 9 {
+			t.Errorf("interface %d = %+v, want %+v", i, got, want)
+		}
+	}
+}
+
+// tshark is the reference: what it reads is what Wireshark shows.
+func TestRoundTripTshark(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rt.pcapng")
+	f, err := Create(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTestFile(t, f)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rows := pcapngtest.Fields(t, path, "frame.interface_name", "frame.len", "frame.cap_len",
+		"frame.time_epoch", "frame.interface_description", "frame.packet_flags_direction")
+	if len(rows) != len(testPackets) {
+		t.Fatalf("tshark read %d packets, want %d: %q", len(rows), len(testPackets), rows)
+	}
+	for i, p := range testPackets {
+		ifc := testInterfaces[p.iface]
+		want := []string{ifc.Name, strconv.Itoa(p.length), strconv.Itoa(len(p.data)),
+			epoch(p.ts), ifc.Description, "0x00000001"}
+		if !slices.Equal(rows[i], want) {
+			t.Errorf("packet %d: tshark says %q, want %q", i, rows[i], want)
+		}
+	}
+	info := pcapngtest.Run(t, "capinfos", "-M", path)
+	for _, want := range []string{"Number of packets:   4", "Capture application: ringcap test",
+		"Number of interfaces in file: 2", "Filter string = l3len > 1500", "Time precision = nanoseconds (9)"} {
+		if !strings.Contains(info, want) {
+			t.Errorf("capinfos does not say %q:\n%s", want, info)
+		}
+	}
+}
+
+func epoch(ts time.Time) string {
+	return fmt.Sprintf("%d.%09d", ts.Unix(), ts.Nanosecond())
+}
+
+func TestCreate(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.pcapng")
+	f, err := Create(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", st.Mode().Perm())
+	}
+	want := "output file " + path + " exists: use --force to overwrite it"
+	if err := CheckNew(path, false); err == nil || err.Error() != want {
+		t.Errorf("CheckNew: %v, want %q", err, want)
+	}
+	if _, err := Create(path, false); err == nil || err.Error() != want {
+		t.Errorf("Create: %v, want %q", err, want)
+	}
+	if err := CheckNew(path, true); err != nil {
+		t.Errorf("CheckNew with overwrite: %v", err)
+	}
+	if f, err := Create(path, true); err != nil {
+		t.Errorf("Create with overwrite: %v", err)
+	} else {
+		f.Close()
+	}
+}
