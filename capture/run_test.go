@@ -34,9 +34,13 @@ type sunk struct {
 type sliceSink struct {
 	packets []sunk
 	flushes int
+	first   func() // called on the first packet
 }
 
 func (s *sliceSink) WritePacket(iface int, ts time.Time, length int, data []byte) error {
+	if len(s.packets) == 0 && s.first != nil {
+		s.first()
+	}
 	s.packets = append(s.packets, sunk{iface, ts, length, append([]byte(nil), data...)})
 	return nil
 }
@@ -65,9 +69,13 @@ func TestRunDrainsRingOnCancel(t *testing.T) {
 	before := time.Now()
 	c := openLoopback(t, frame, 50)
 
+	// Stop the capture while the ring still holds 49 records, and give
+	// the stop time to take effect before Run goes on.
 	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	var sink sliceSink
+	sink := sliceSink{first: func() {
+		cancel()
+		time.Sleep(100 * time.Millisecond)
+	}}
 	if err := c.Run(ctx, &sink, 0); err != nil {
 		t.Fatal(err)
 	}
