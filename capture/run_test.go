@@ -3,6 +3,7 @@ package capture
 import (
 	"context"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,5 +113,28 @@ func TestRunStopsAtLimit(t *testing.T) {
 	}
 	if len(sink.packets) != 10 {
 		t.Fatalf("sink got %d packets, want the limit of 10", len(sink.packets))
+	}
+}
+
+// Loopback has no native XDP: auto mode must fall back to generic, and a
+// forced native mode must fail with the interface's name.
+func TestAttachModes(t *testing.T) {
+	inNewNetns(t)
+	cfg := Config{Interfaces: []string{"lo"}, MTU: 1500, SnapLen: 128, RingSize: 1 << 20}
+	c, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Interfaces()[0].Mode; got != ModeGeneric {
+		t.Errorf("auto mode attached lo in %v mode, want generic", got)
+	}
+	c.Close()
+
+	cfg.Mode = ModeNative
+	if c, err := Open(cfg); err == nil {
+		c.Close()
+		t.Fatal("native mode attached to lo")
+	} else if !strings.Contains(err.Error(), "attach lo in native mode") {
+		t.Errorf("error %q does not name the interface and mode", err)
 	}
 }

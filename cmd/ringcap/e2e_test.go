@@ -18,22 +18,27 @@ import (
 	"time"
 
 	"github.com/gopacket/gopacket/pcapgo"
+	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
 	"github.com/ringcap/ringcap/writer/pcapngtest"
 )
 
-// vethPair is two network namespaces joined by a veth pair with MTU 9000:
-// the sender has 198.18.0.1 on txIf, the receiver 198.18.0.2 on rxIf.
-// Test traffic never leaves them.
+// vethPair is two network namespaces joined by two veth pairs with MTU
+// 9000: the sender has 198.18.0.1 on txIf and 198.18.0.5 on txIf2, the
+// receiver 198.18.0.2 on rxIf and 198.18.0.6 on rxIf2. Test traffic never
+// leaves them.
 type vethPair struct {
 	tx, rx string // namespace names
 }
 
 const (
-	txIf   = "rc-tx"
-	rxIf   = "rc-rx"
-	rxAddr = "198.18.0.2"
+	txIf    = "rc-tx"
+	rxIf    = "rc-rx"
+	rxAddr  = "198.18.0.2"
+	txIf2   = "rc-tx2"
+	rxIf2   = "rc-rx2"
+	rxAddr2 = "198.18.0.6"
 )
 
 var nsSeq int
@@ -61,6 +66,11 @@ func newVethPair(t *testing.T) *vethPair {
 		{"-n", p.rx, "link", "set", rxIf, "mtu", "9000", "up"},
 		{"-n", p.tx, "addr", "add", "198.18.0.1/30", "dev", txIf},
 		{"-n", p.rx, "addr", "add", rxAddr + "/30", "dev", rxIf},
+		{"link", "add", txIf2, "netns", p.tx, "type", "veth", "peer", "name", rxIf2, "netns", p.rx},
+		{"-n", p.tx, "link", "set", txIf2, "mtu", "9000", "up"},
+		{"-n", p.rx, "link", "set", rxIf2, "mtu", "9000", "up"},
+		{"-n", p.tx, "addr", "add", "198.18.0.5/30", "dev", txIf2},
+		{"-n", p.rx, "addr", "add", rxAddr2 + "/30", "dev", rxIf2},
 	} {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -69,12 +79,17 @@ func newVethPair(t *testing.T) *vethPair {
 	return p
 }
 
-// ping sends one echo request of payload bytes from tx to rx and waits for
-// the reply. Its L3 length is payload + 28.
+// ping sends one echo request of payload bytes from tx to rx over the
+// first pair and waits for the reply. Its L3 length is payload + 28.
 func (p *vethPair) ping(t *testing.T, payload int) {
 	t.Helper()
+	p.pingAddr(t, rxAddr, payload)
+}
+
+func (p *vethPair) pingAddr(t *testing.T, addr string, payload int) {
+	t.Helper()
 	out, err := exec.Command("ip", "netns", "exec", p.tx,
-		"ping", "-c", "1", "-W", "2", "-s", strconv.Itoa(payload), rxAddr).CombinedOutput()
+		"ping", "-c", "1", "-W", "2", "-s", strconv.Itoa(payload), addr).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ping -s %d: %v\n%s", payload, err, out)
 	}
@@ -113,11 +128,16 @@ type ringcapProc struct {
 	done     chan struct{}
 }
 
-// start runs ringcap record on the receiving end and returns once it says
-// it is capturing.
+// start runs ringcap record on the receiving end's first interface and
+// returns once it says it is capturing.
 func (p *vethPair) start(t *testing.T, args ...string) *ringcapProc {
 	t.Helper()
-	args = append([]string{"netns", "exec", p.rx, binary, "record", "-i", rxIf}, args...)
+	return p.startRecord(t, append([]string{"-i", rxIf}, args...)...)
+}
+
+func (p *vethPair) startRecord(t *testing.T, args ...string) *ringcapProc {
+	t.Helper()
+	args = append([]string{"netns", "exec", p.rx, binary, "record"}, args...)
 	r := &ringcapProc{cmd: exec.Command("ip", args...), attached: make(chan struct{}), done: make(chan struct{})}
 	stderr, err := r.cmd.StderrPipe()
 	if err != nil {
@@ -222,6 +242,9 @@ func TestRecordOversize(t *testing.T) {
 			if summary := fmt.Sprintf("ringcap: %d frames written to %s", len(want), path); !strings.Contains(r.errors(), summary) {
 				t.Errorf("summary does not say %q:\n%s", summary, r.errors())
 			}
+			if strings.Contains(r.errors(), " captured, ") {
+				t.Errorf("status line written to a stderr that is not a terminal:\n%s", r.errors())
+			}
 
 			rows := pcapngtest.Fields(t, path, "frame.len", "frame.cap_len", "frame.interface_name", "frame.time_epoch", "icmp.type")
 			if len(rows) != len(want) {
@@ -316,5 +339,120 @@ func TestDuration(t *testing.T) {
 	}
 	if !strings.Contains(r.errors(), "ringcap: 0 frames written") {
 		t.Errorf("no summary:\n%s", r.errors())
+	}
+}
+
+// One file holds both interfaces, each frame tagged with its own.
+func TestTwoInterfaces(t *testing.T) {
+	p := newVethPair(t)
+	path := filepath.Join(t.TempDir(), "two.pcapng")
+	r := p.startRecord(t, "-i", rxIf, "-i", rxIf2, "-w", path)
+	p.pingAddr(t, rxAddr, 2000)
+	p.pingAddr(t, rxAddr2, 3000)
+	p.pingAddr(t, rxAddr2, 100)
+	p.pingAddr(t, rxAddr, 4000)
+	if code := r.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("ringcap exited with %d after SIGTERM:\n%s", code, r.errors())
+	}
+	rows := pcapngtest.Fields(t, path, "frame.interface_name", "frame.len")
+	want := [][]string{{rxIf, "2042"}, {rxIf2, "3042"}, {rxIf, "4042"}}
+	if fmt.Sprint(rows) != fmt.Sprint(want) {
+		t.Errorf("frames (interface, length) = %v, want %v", rows, want)
+	}
+	for _, ifc := range []string{rxIf, rxIf2} {
+		if !strings.Contains(r.errors(), "ringcap: "+ifc+": ") {
+			t.Errorf("no summary line for %s:\n%s", ifc, r.errors())
+		}
+	}
+}
+
+// openPty returns a pseudo-terminal pair: what the program writes to slave
+// is read from master.
+func openPty(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { master.Close() })
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slave, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { slave.Close() })
+	return master, slave
+}
+
+// On a terminal, ringcap keeps a status line; with -q, or when stderr is
+// not a terminal (every other test here), it does not.
+func TestStatusLine(t *testing.T) {
+	for _, quiet := range []bool{false, true} {
+		t.Run(fmt.Sprintf("quiet=%v", quiet), func(t *testing.T) {
+			p := newVethPair(t)
+			master, slave := openPty(t)
+			path := filepath.Join(t.TempDir(), "s.pcapng")
+			args := []string{"netns", "exec", p.rx, binary, "record", "-i", rxIf, "-w", path}
+			if quiet {
+				args = append(args, "-q")
+			}
+			cmd := exec.Command("ip", args...)
+			cmd.Stderr = slave
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+
+			var mu sync.Mutex
+			var out bytes.Buffer
+			go func() {
+				buf := make([]byte, 4096)
+				for {
+					n, err := master.Read(buf)
+					mu.Lock()
+					out.Write(buf[:n])
+					mu.Unlock()
+					if err != nil {
+						return
+					}
+				}
+			}()
+			seen := func(s string) bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return strings.Contains(out.String(), s)
+			}
+			waitFor := func(s string) bool {
+				for range 150 {
+					if seen(s) {
+						return true
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				return false
+			}
+			if !waitFor("capturing on") {
+				t.Fatal("ringcap did not start capturing")
+			}
+			p.ping(t, 2000)
+			time.Sleep(1500 * time.Millisecond)
+			cmd.Process.Signal(os.Interrupt)
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("ringcap: %v", err)
+			}
+			if !waitFor("frames written") {
+				t.Fatal("no summary")
+			}
+			status := "1 captured, 0 dropped, "
+			if got := seen(status); got == quiet {
+				t.Errorf("status line %q shown: %v, want %v; stderr:\n%q", status, got, !quiet, out.String())
+			}
+		})
 	}
 }

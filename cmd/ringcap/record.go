@@ -153,7 +153,11 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 	runErr := capt.Run(ctx, w, opts.count)
 	status.stop()
 
-	flushErr := w.Flush()
+	// Run flushes when it ends well; when it fails, flushing still saves
+	// what the buffer holds, unless writing is what failed.
+	if err := w.Flush(); err != nil && runErr == nil {
+		runErr = err
+	}
 	closeErr := out.Close()
 	if closeErr != nil {
 		closeErr = fmt.Errorf("close %s: %w", opts.output, closeErr)
@@ -162,7 +166,7 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 	if cntErr == nil {
 		printSummary(stderr, capt, counts, w.Bytes(), opts.output)
 	}
-	return errors.Join(runErr, flushErr, closeErr, cntErr)
+	return errors.Join(runErr, closeErr, cntErr)
 }
 
 func fileInterfaces(ifaces []capture.Interface, cfg capture.Config) []writer.Interface {
