@@ -228,8 +228,8 @@ const (
 	// flushInterval bounds how long a frame waits in the sink's buffer,
 	// and how often the clock is resynced.
 	flushInterval = time.Second
-	// idleWait is how long the reader waits for a record before it
-	// flushes the sink anyway.
+	// idleWait is how long after a flush the reader flushes again once
+	// the ring runs empty.
 	idleWait = 200 * time.Millisecond
 	// drainTimeout bounds the wait, after Detach, for records the
 	// counters say were submitted but the ring has not shown yet.
@@ -263,20 +263,23 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 	var (
 		rec       ringbuf.Record
 		n         uint64
-		lastFlush = time.Now()
+		lastFlush time.Time
 		drainEnd  time.Time
 	)
+	// The deadline only matters once the ring is empty: records keep
+	// coming without a wait while it is not, so it is set once per flush,
+	// not once per record.
 	flush := func() error {
 		lastFlush = time.Now()
+		rd.SetDeadline(lastFlush.Add(idleWait))
 		if err := clk.sync(); err != nil {
 			return err
 		}
 		return sink.Flush()
 	}
+	lastFlush = time.Now()
+	rd.SetDeadline(lastFlush.Add(idleWait))
 	for {
-		if drainEnd.IsZero() {
-			rd.SetDeadline(time.Now().Add(idleWait))
-		}
 		err := rd.ReadInto(&rec)
 		switch {
 		case err == nil:
