@@ -1,14 +1,14 @@
-// Package writer turns captured frames into pcapng files.
+// Package writer turns captured frames into pcapng files, one or a rotated
+// series of them.
 package writer
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"runtime"
-	"sync/atomic"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -25,7 +25,7 @@ type Interface struct {
 	SnapLen     uint32
 }
 
-// Options describe the file.
+// Options describe a file's header blocks.
 type Options struct {
 	// Application names the program and its version in the Section
 	// Header Block (shb_userappl).
@@ -33,21 +33,50 @@ type Options struct {
 	Interfaces  []Interface
 }
 
-// Writer writes one pcapng section: a Section Header Block, one Interface
-// Description Block per interface, then an Enhanced Packet Block per frame.
-// Frames are buffered; Flush writes them out.
-type Writer struct {
-	ng   *pcapgo.NgWriter
-	out  *countingWriter
-	opts pcapgo.NgPacketOptions
+// Stats are one interface's counts over a file's interval, written into
+// its Interface Statistics Block.
+type Stats struct {
+	Start, End time.Time
+	Received   uint64 // isb_ifrecv: frames the interface received
+	Dropped    uint64 // isb_ifdrop: selected frames lost before the writer
 }
 
-// New writes the file's header blocks to w.
-func New(w io.Writer, opts Options) (*Writer, error) {
+// outBufferSize is how many bytes of complete blocks collect before they
+// are written out.
+const outBufferSize = 64 << 10
+
+// Writer writes one pcapng section: a Section Header Block, one Interface
+// Description Block per interface, an Enhanced Packet Block per frame, and
+// at the end an Interface Statistics Block per interface.
+//
+// pcapgo's NgWriter buffers internally and flushes whenever its buffer is
+// full, mid-block. Writer flushes it after every block into a buffer of its
+// own, so that it only ever hands whole blocks to the file: a capture that
+// stops on a write error, or is killed, leaves a file that ends on a block
+// boundary.
+type Writer struct {
+	ng   *pcapgo.NgWriter
+	out  io.Writer
+	opts pcapgo.NgPacketOptions
+
+	buf      []byte // complete blocks not yet written out
+	written  int64  // bytes of out that hold complete blocks
+	produced int64  // written + len(buf)
+	packets  uint64
+	err      error // sticky: a failed write ends the file
+}
+
+// New writes the file's header blocks to out.
+func New(out io.Writer, opts Options) (*Writer, error) {
 	if len(opts.Interfaces) == 0 {
 		return nil, errors.New("pcapng: no interface")
 	}
-	out := &countingWriter{w: w}
+	w := &Writer{
+		out: out,
+		buf: make([]byte, 0, outBufferSize+4096),
+		// XDP only sees received frames.
+		opts: pcapgo.NgPacketOptions{Flags: &pcapgo.NgEpbFlags{Direction: pcapgo.NgEpbFlagDirectionInbound}},
+	}
 	section := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
 		Hardware:    runtime.GOARCH,
 		OS:          runtime.GOOS,
@@ -66,27 +95,50 @@ func New(w io.Writer, opts Options) (*Writer, error) {
 			TimestampResolution: 9,
 		}
 	}
-	ng, err := pcapgo.NewNgWriterInterface(out, ifaces[0], section)
-	if err != nil {
-		return nil, fmt.Errorf("pcapng: write header: %w", err)
+	var err error
+	if w.ng, err = pcapgo.NewNgWriterInterface((*blockBuffer)(w), ifaces[0], section); err != nil {
+		return nil, fmt.Errorf("pcapng: header: %w", err)
 	}
 	for _, ifc := range ifaces[1:] {
-		if _, err := ng.AddInterface(ifc); err != nil {
-			return nil, fmt.Errorf("pcapng: write interface %s: %w", ifc.Name, err)
+		if _, err := w.ng.AddInterface(ifc); err != nil {
+			return nil, fmt.Errorf("pcapng: interface %s: %w", ifc.Name, err)
 		}
 	}
-	return &Writer{
-		ng:  ng,
-		out: out,
-		// XDP only sees received frames.
-		opts: pcapgo.NgPacketOptions{Flags: &pcapgo.NgEpbFlags{Direction: pcapgo.NgEpbFlagDirectionInbound}},
-	}, nil
+	if err := w.endBlock(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// blockBuffer is the Writer as NgWriter's destination: it collects bytes
+// in w.buf until endBlock.
+type blockBuffer Writer
+
+func (b *blockBuffer) Write(p []byte) (int, error) {
+	b.buf = append(b.buf, p...)
+	b.produced += int64(len(p))
+	return len(p), nil
+}
+
+// endBlock moves the block NgWriter just wrote into w.buf, and writes
+// w.buf out once it is large.
+func (w *Writer) endBlock() error {
+	if err := w.ng.Flush(); err != nil {
+		return fmt.Errorf("pcapng: %w", err)
+	}
+	if len(w.buf) >= outBufferSize {
+		return w.Flush()
+	}
+	return nil
 }
 
 // WritePacket appends one Enhanced Packet Block: the frame's first bytes,
 // its original length, its time and the inbound direction flag. iface is
 // the position of the frame's interface in Options.Interfaces.
 func (w *Writer) WritePacket(iface int, ts time.Time, length int, data []byte) error {
+	if w.err != nil {
+		return w.err
+	}
 	ci := gopacket.CaptureInfo{
 		Timestamp:      ts,
 		CaptureLength:  len(data),
@@ -94,71 +146,80 @@ func (w *Writer) WritePacket(iface int, ts time.Time, length int, data []byte) e
 		InterfaceIndex: iface,
 	}
 	if err := w.ng.WritePacketWithOptions(ci, data, w.opts); err != nil {
-		return fmt.Errorf("pcapng: write packet: %w", err)
+		return fmt.Errorf("pcapng: packet: %w", err)
+	}
+	w.packets++
+	return w.endBlock()
+}
+
+// WriteStats appends an Interface Statistics Block for each interface, in
+// the order of Options.Interfaces.
+func (w *Writer) WriteStats(stats []Stats) error {
+	if w.err != nil {
+		return w.err
+	}
+	for i, s := range stats {
+		err := w.ng.WriteInterfaceStats(i, pcapgo.NgInterfaceStatistics{
+			LastUpdate:      s.End,
+			StartTime:       s.Start,
+			EndTime:         s.End,
+			PacketsReceived: s.Received,
+			PacketsDropped:  s.Dropped,
+		})
+		if err != nil {
+			return fmt.Errorf("pcapng: statistics: %w", err)
+		}
+		if err := w.endBlock(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// Flush writes the buffered blocks out.
+// Flush writes the complete blocks collected so far out. When the write
+// fails part way, a file is cut back to the end of the last block that
+// reached it whole, and the Writer takes no more.
 func (w *Writer) Flush() error {
-	if err := w.ng.Flush(); err != nil {
-		return fmt.Errorf("pcapng: %w", err)
+	if w.err != nil {
+		return w.err
 	}
-	return nil
-}
-
-// Bytes returns the number of bytes flushed so far; safe to call from any
-// goroutine.
-func (w *Writer) Bytes() uint64 { return w.out.n.Load() }
-
-type countingWriter struct {
-	w io.Writer
-	n atomic.Uint64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n.Add(uint64(n))
-	return n, err
-}
-
-// CheckNew fails when path exists and overwrite is not set, so that a
-// capture can refuse before it starts rather than when it has frames.
-func CheckNew(path string, overwrite bool) error {
-	if path == "-" || overwrite {
+	if len(w.buf) == 0 {
 		return nil
 	}
-	if _, err := os.Lstat(path); err == nil {
-		return existError(path)
+	n, err := w.out.Write(w.buf)
+	if err == nil {
+		w.written += int64(n)
+		w.buf = w.buf[:0]
+		return nil
 	}
-	return nil
+	w.err = fmt.Errorf("pcapng: write: %w", err)
+	if f, ok := w.out.(*os.File); ok && n > 0 {
+		// Blocks start with their type and length; walk them to the
+		// last one that fit in the n bytes written.
+		keep := wholeBlocks(w.buf[:n])
+		if terr := f.Truncate(w.written + int64(keep)); terr != nil {
+			w.err = fmt.Errorf("%w; cutting the partial block off failed too: %v", w.err, terr)
+		}
+	}
+	return w.err
 }
 
-func existError(path string) error {
-	return fmt.Errorf("output file %s exists: use --force to overwrite it", path)
+// wholeBlocks returns the length of the complete pcapng blocks at the
+// start of b.
+func wholeBlocks(b []byte) int {
+	off := 0
+	for len(b)-off >= 12 {
+		n := int(binary.LittleEndian.Uint32(b[off+4:])) // NgWriter writes little endian
+		if n < 12 || off+n > len(b) {
+			break
+		}
+		off += n
+	}
+	return off
 }
 
-// Create opens path for a new capture: standard output for "-"; otherwise
-// a new file with mode 0600 (captures hold other people's data), which
-// must not exist unless overwrite is set.
-func Create(path string, overwrite bool) (io.WriteCloser, error) {
-	if path == "-" {
-		return nopCloser{os.Stdout}, nil
-	}
-	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	if overwrite {
-		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-	}
-	f, err := os.OpenFile(path, flags, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return nil, existError(path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("create output file: %w", err)
-	}
-	return f, nil
-}
+// Size is the file's size once everything written so far is flushed.
+func (w *Writer) Size() int64 { return w.produced }
 
-type nopCloser struct{ io.Writer }
-
-func (nopCloser) Close() error { return nil }
+// Packets is the number of packets written.
+func (w *Writer) Packets() uint64 { return w.packets }

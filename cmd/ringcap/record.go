@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -37,7 +38,14 @@ func recordCommand() *cli.Command {
 			&cli.DurationFlag{Name: "duration", Usage: "stop after `D` (e.g. 30s, 10m)"},
 			&cli.StringFlag{Name: "mode", Value: "auto", Usage: "XDP mode: auto (native where the driver supports it), native or generic"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no live status line"},
-			&cli.BoolFlag{Name: "force", Usage: "overwrite the output file if it exists"},
+			&cli.BoolFlag{Name: "force", Usage: "overwrite output files that exist"},
+			&cli.StringFlag{Name: "rotate-size", Aliases: []string{"C"}, Usage: "start a new file once the current one holds `SIZE` (bytes, KiB, MiB, GiB)"},
+			&cli.DurationFlag{Name: "rotate-every", Aliases: []string{"G"}, Usage: "start a new file every `DURATION`"},
+			&cli.BoolFlag{Name: "align", Usage: "with --rotate-every, start files on multiples of the duration in wall-clock time"},
+			&cli.Uint64Flag{Name: "rotate-packets", Usage: "start a new file once the current one holds `N` packets"},
+			&cli.IntFlag{Name: "max-files", Aliases: []string{"W"}, Usage: "keep at most `N` files, deleting the oldest this capture wrote"},
+			&cli.StringFlag{Name: "post-rotate", Aliases: []string{"z"}, Usage: "run `CMD` with each finished file's path as its argument"},
+			&cli.StringFlag{Name: "file-mode", Value: "0600", Usage: "permissions of new files, in octal"},
 		},
 		Action: func(c *cli.Context) error {
 			opts, err := parseRecordFlags(c)
@@ -50,12 +58,12 @@ func recordCommand() *cli.Command {
 }
 
 type recordOptions struct {
-	capture  capture.Config
-	output   string
-	count    uint64
-	duration time.Duration
-	quiet    bool
-	force    bool
+	capture    capture.Config
+	output     writer.Config
+	count      uint64
+	duration   time.Duration
+	quiet      bool
+	postRotate string
 }
 
 func parseRecordFlags(c *cli.Context) (recordOptions, error) {
@@ -67,16 +75,25 @@ func parseRecordFlags(c *cli.Context) (recordOptions, error) {
 			Interfaces: c.StringSlice("interface"),
 			CaptureAll: c.Bool("all"),
 		},
-		output:   c.String("write"),
-		count:    c.Uint64("count"),
-		duration: c.Duration("duration"),
-		quiet:    c.Bool("quiet"),
-		force:    c.Bool("force"),
+		output: writer.Config{
+			Path:      c.String("write"),
+			Overwrite: c.Bool("force"),
+			Policy: writer.Policy{
+				Every:    c.Duration("rotate-every"),
+				Align:    c.Bool("align"),
+				Packets:  c.Uint64("rotate-packets"),
+				MaxFiles: c.Int("max-files"),
+			},
+		},
+		count:      c.Uint64("count"),
+		duration:   c.Duration("duration"),
+		quiet:      c.Bool("quiet"),
+		postRotate: c.String("post-rotate"),
 	}
 	if len(opts.capture.Interfaces) == 0 {
 		return opts, usagef("record: no interface: give one with -i IFACE")
 	}
-	if opts.output == "" {
+	if opts.output.Path == "" {
 		return opts, usagef("record: no output file: give one with -w FILE (- for standard output)")
 	}
 	snaplen := c.Uint("snaplen")
@@ -107,31 +124,66 @@ func parseRecordFlags(c *cli.Context) (recordOptions, error) {
 	if opts.duration < 0 {
 		return opts, usagef("record: duration %v is negative", opts.duration)
 	}
+	if err := parseOutputFlags(c, &opts.output); err != nil {
+		return opts, err
+	}
 	return opts, nil
+}
+
+func parseOutputFlags(c *cli.Context, out *writer.Config) error {
+	if s := c.String("rotate-size"); s != "" {
+		size, err := parseSize(s)
+		if err != nil || size == 0 {
+			return usagef("record: --rotate-size %q: give a size such as 100MiB", s)
+		}
+		out.Size = int64(size)
+	}
+	switch p := out.Policy; {
+	case p.Every < 0:
+		return usagef("record: --rotate-every %v is negative", p.Every)
+	case p.Align && p.Every == 0:
+		return usagef("record: --align needs --rotate-every")
+	case p.MaxFiles < 0:
+		return usagef("record: --max-files %d is negative", p.MaxFiles)
+	}
+	mode, err := strconv.ParseUint(c.String("file-mode"), 8, 32)
+	if err != nil || mode > 0o777 || mode&0o600 != 0o600 {
+		return usagef("record: --file-mode %q: give octal permissions that let ringcap read and write, e.g. 0600 or 0640", c.String("file-mode"))
+	}
+	out.FileMode = os.FileMode(mode)
+	if c.String("post-rotate") != "" && out.Path == "-" {
+		return usagef("record: --post-rotate needs files, not standard output")
+	}
+	if err := out.Check(); err != nil {
+		var exists *writer.ExistError
+		if errors.As(err, &exists) {
+			return err
+		}
+		return usageError{fmt.Errorf("record: %w", err)}
+	}
+	return nil
 }
 
 // record runs one capture until a signal, the count or the duration ends
 // it, then writes out every frame left in the ring and prints a summary.
 func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
-	if err := writer.CheckNew(opts.output, opts.force); err != nil {
-		return err
-	}
 	capt, err := capture.Open(opts.capture)
 	if err != nil {
 		return err
 	}
 	defer capt.Close()
 
-	out, err := writer.Create(opts.output, opts.force)
-	if err != nil {
-		return err
-	}
-	w, err := writer.New(out, writer.Options{
+	post := newPostRotate(opts.postRotate, stderr)
+	defer post.wait()
+	out := opts.output
+	out.Options = writer.Options{
 		Application: "ringcap " + version,
 		Interfaces:  fileInterfaces(capt.Interfaces(), opts.capture),
-	})
+	}
+	out.Counters = func() ([]writer.Counts, error) { return fileCounts(capt) }
+	out.Finished = post.run
+	files, err := writer.Create(out)
 	if err != nil {
-		out.Close()
 		return err
 	}
 
@@ -147,26 +199,35 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 
 	for _, ifc := range capt.Interfaces() {
 		fmt.Fprintf(stderr, "ringcap: capturing on %s (XDP %s mode): %s, snaplen %d, to %s\n",
-			ifc.Name, ifc.Mode, opts.capture.Filter(), opts.capture.SnapLen, outputName(opts.output))
+			ifc.Name, ifc.Mode, opts.capture.Filter(), opts.capture.SnapLen, outputName(files.Current()))
 	}
-	status := startStatus(stderr, opts.quiet, capt, w, opts.output)
-	runErr := capt.Run(ctx, w, opts.count)
+	status := startStatus(stderr, opts.quiet, capt, files)
+	runErr := capt.Run(ctx, files, opts.count)
 	status.stop()
 
-	// Run flushes when it ends well; when it fails, flushing still saves
-	// what the buffer holds, unless writing is what failed.
-	if err := w.Flush(); err != nil && runErr == nil {
-		runErr = err
-	}
-	closeErr := out.Close()
-	if closeErr != nil {
-		closeErr = fmt.Errorf("close %s: %w", opts.output, closeErr)
+	// Closing writes the statistics and flushes; after a failed write it
+	// keeps what reached the file whole.
+	closeErr := files.Close()
+	if runErr != nil {
+		closeErr = nil // the same failure, or one that follows from it
 	}
 	counts, cntErr := capt.Counters()
 	if cntErr == nil {
-		printSummary(stderr, capt, counts, w.Bytes(), opts.output)
+		printSummary(stderr, capt, counts, files)
 	}
 	return errors.Join(runErr, closeErr, cntErr)
+}
+
+func fileCounts(capt *capture.Capture) ([]writer.Counts, error) {
+	counts, err := capt.Counters()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]writer.Counts, len(counts))
+	for i, c := range counts {
+		out[i] = writer.Counts{Received: c.Seen, Dropped: c.Dropped()}
+	}
+	return out, nil
 }
 
 func fileInterfaces(ifaces []capture.Interface, cfg capture.Config) []writer.Interface {
@@ -189,8 +250,12 @@ func outputName(path string) string {
 	return path
 }
 
-func printSummary(stderr io.Writer, capt *capture.Capture, counts []bpf.Counters, bytes uint64, output string) {
-	fmt.Fprintf(stderr, "ringcap: %d frames written to %s (%s)\n", capt.Packets(), outputName(output), formatBytes(bytes))
+func printSummary(stderr io.Writer, capt *capture.Capture, counts []bpf.Counters, files *writer.Files) {
+	where := outputName(files.Current())
+	if n := files.Count(); n > 1 {
+		where = fmt.Sprintf("%d files, the last %s", n, where)
+	}
+	fmt.Fprintf(stderr, "ringcap: %d frames written to %s (%s)\n", capt.Packets(), where, formatBytes(uint64(files.Bytes())))
 	var total bpf.Counters
 	for i, c := range counts {
 		total = total.Add(c)

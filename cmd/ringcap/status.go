@@ -21,7 +21,7 @@ type status struct {
 
 // startStatus starts the status line when stderr is a terminal and quiet
 // is not set; otherwise its stop does nothing.
-func startStatus(stderr io.Writer, quiet bool, capt *capture.Capture, w *writer.Writer, output string) *status {
+func startStatus(stderr io.Writer, quiet bool, capt *capture.Capture, files *writer.Files) *status {
 	s := &status{done: make(chan struct{})}
 	if quiet || !isTerminal(stderr) {
 		return s
@@ -48,7 +48,7 @@ func startStatus(stderr io.Writer, quiet bool, capt *capture.Capture, w *writer.
 				rate := float64(n-last) / now.Sub(lastTime).Seconds()
 				last, lastTime = n, now
 				fmt.Fprintf(stderr, "\r\033[K%d captured, %d dropped, %.0f/s, %s to %s",
-					n, dropped, rate, formatBytes(w.Bytes()), outputName(output))
+					n, dropped, rate, formatBytes(uint64(files.Bytes())), outputName(files.Current()))
 			}
 		}
 	}()

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"sync"
+)
+
+// postRotate runs the user's --post-rotate command on every finished file,
+// in the background so that capture never waits for it.
+type postRotate struct {
+	command string
+	stderr  io.Writer
+	wg      sync.WaitGroup
+}
+
+func newPostRotate(command string, stderr io.Writer) *postRotate {
+	return &postRotate{command: command, stderr: stderr}
+}
+
+// run starts the command on path. The path is passed as an argument, never
+// spliced into the shell's text.
+func (p *postRotate) run(path string) {
+	if p.command == "" {
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		cmd := exec.Command("/bin/sh", "-c", p.command+` "$1"`, "ringcap-post-rotate", path)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			msg := strings.TrimSpace(string(out))
+			if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
+				msg = msg[i+1:]
+			}
+			fmt.Fprintf(p.stderr, "ringcap: --post-rotate %q on %s failed (%v): %s; capture goes on\n", p.command, path, err, msg)
+		}
+	}()
+}
+
+// wait returns when every command started has ended.
+func (p *postRotate) wait() { p.wg.Wait() }

@@ -1,0 +1,314 @@
+package writer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Policy says when a capture moves on to a new file, combinable as
+// dumpcap's -b options are. Zero values are off.
+type Policy struct {
+	Size    int64         // once the file holds this many bytes (-C)
+	Every   time.Duration // once the file is this old (-G)
+	Align   bool          // Every's boundaries fall on its multiples in wall-clock time
+	Packets uint64        // once the file holds this many packets
+	// MaxFiles keeps at most this many files, deleting the oldest that
+	// this capture wrote (-W). 0 keeps all.
+	MaxFiles int
+}
+
+// Rotates reports whether the policy ever starts a new file.
+func (p Policy) Rotates() bool { return p.Size > 0 || p.Every > 0 || p.Packets > 0 }
+
+// Counts are an interface's cumulative counters, as the capture reads them.
+type Counts struct {
+	Received uint64 // frames seen
+	Dropped  uint64 // selected frames lost before they reached the ring
+}
+
+// Config describes a capture's output.
+type Config struct {
+	// Path is the file to write, "-" for standard output. With a rotating
+	// Policy it is the base of the names: big.pcapng gives
+	// big_00001_20261126120000.pcapng, big_00002_..., sortable by name as
+	// dumpcap's are.
+	Path string
+	Options
+	Policy
+	// Overwrite replaces existing files instead of refusing them.
+	Overwrite bool
+	// FileMode is the new files' permissions; 0 means 0600, since
+	// captures hold other people's data.
+	FileMode os.FileMode
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Counters returns every interface's counts; Files reads them when a
+	// file starts and ends, for its Interface Statistics Blocks. nil
+	// writes no statistics.
+	Counters func() ([]Counts, error)
+	// Finished is called with the path of each file once it is complete
+	// on disk: flushed, synced and closed. It must not block.
+	Finished func(path string)
+}
+
+// Check reports what would stop the output from being created, so that a
+// capture can refuse before it starts.
+func (c Config) Check() error {
+	if c.Path == "-" {
+		if c.Policy.Rotates() {
+			return errors.New("rotation needs a file name, not standard output")
+		}
+		return nil
+	}
+	if c.MaxFiles > 0 && !c.Policy.Rotates() {
+		return errors.New("--max-files needs a rotation: --rotate-size, --rotate-every or --rotate-packets")
+	}
+	if c.Policy.Rotates() || c.Overwrite {
+		return nil // numbered names are checked as each file is created
+	}
+	if _, err := os.Lstat(c.Path); err == nil {
+		return existError(c.Path)
+	}
+	return nil
+}
+
+// ExistError is an output file that exists and may not be overwritten.
+type ExistError struct{ Path string }
+
+func (e *ExistError) Error() string {
+	return fmt.Sprintf("output file %s exists: use --force to overwrite it", e.Path)
+}
+
+func existError(path string) error { return &ExistError{path} }
+
+// Files writes a capture into one file, or into a series of files as the
+// Policy says. Every file is a complete pcapng file on its own.
+type Files struct {
+	cfg      Config
+	seq      int
+	cur      *file
+	next     time.Time // when the current file ends by age; zero: never
+	finished []string  // files this capture completed, oldest first
+	done     int64     // bytes in finished files
+
+	bytes   atomic.Int64
+	current atomic.Pointer[string]
+}
+
+type file struct {
+	path  string
+	f     *os.File // nil for standard output
+	w     *Writer
+	start time.Time
+	base  []Counts // counters when the file started
+}
+
+// Create opens the first file.
+func Create(cfg Config) (*Files, error) {
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.FileMode == 0 {
+		cfg.FileMode = 0o600
+	}
+	files := &Files{cfg: cfg}
+	// The first file counts from zero: the frames the program saw before
+	// it was created belong to it.
+	if err := files.open(cfg.Now(), make([]Counts, len(cfg.Interfaces))); err != nil {
+		return nil, err
+	}
+	return files, nil
+}
+
+func (fs *Files) name(start time.Time) string {
+	if !fs.cfg.Policy.Rotates() {
+		return fs.cfg.Path
+	}
+	ext := filepath.Ext(fs.cfg.Path)
+	base := strings.TrimSuffix(fs.cfg.Path, ext)
+	if ext == "" {
+		ext = ".pcapng"
+	}
+	return fmt.Sprintf("%s_%05d_%s%s", base, fs.seq, start.Format("20060102150405"), ext)
+}
+
+func (fs *Files) open(start time.Time, base []Counts) error {
+	fs.seq++
+	cur := &file{path: fs.name(start), start: start, base: base}
+	out := os.Stdout
+	if cur.path != "-" {
+		flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+		if fs.cfg.Overwrite {
+			flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+		}
+		f, err := os.OpenFile(cur.path, flags, fs.cfg.FileMode)
+		if errors.Is(err, os.ErrExist) {
+			return existError(cur.path)
+		}
+		if err != nil {
+			return fmt.Errorf("create output file: %w", err)
+		}
+		cur.f, out = f, f
+	}
+	w, err := New(out, fs.cfg.Options)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		if cur.f != nil {
+			cur.f.Close()
+		}
+		return fmt.Errorf("%s: %w", cur.path, err)
+	}
+	cur.w = w
+	fs.cur = cur
+	fs.current.Store(&cur.path)
+	fs.updateBytes()
+	fs.next = fs.nextBoundary(start)
+	return fs.prune()
+}
+
+// nextBoundary is when a file started at start ends by age.
+func (fs *Files) nextBoundary(start time.Time) time.Time {
+	every := fs.cfg.Every
+	switch {
+	case every <= 0:
+		return time.Time{}
+	case fs.cfg.Align:
+		return start.Truncate(every).Add(every)
+	}
+	return start.Add(every)
+}
+
+// prune deletes the oldest finished files beyond MaxFiles, counting the
+// current one. It only ever deletes files this capture wrote.
+func (fs *Files) prune() error {
+	for fs.cfg.MaxFiles > 0 && len(fs.finished)+1 > fs.cfg.MaxFiles {
+		oldest := fs.finished[0]
+		if err := os.Remove(oldest); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("delete the oldest file for --max-files: %w", err)
+		}
+		fs.finished = fs.finished[1:]
+	}
+	return nil
+}
+
+// finish ends the current file at end: statistics, flush, fsync, close.
+// It returns the counters read for the statistics, the next file's base.
+func (fs *Files) finish(end time.Time) ([]Counts, error) {
+	cur := fs.cur
+	counts := cur.base
+	if fs.cfg.Counters != nil {
+		var err error
+		if counts, err = fs.cfg.Counters(); err != nil {
+			return nil, err
+		}
+		stats := make([]Stats, len(counts))
+		for i, c := range counts {
+			stats[i] = Stats{Start: cur.start, End: end,
+				Received: c.Received - cur.base[i].Received, Dropped: c.Dropped - cur.base[i].Dropped}
+		}
+		if err := cur.w.WriteStats(stats); err != nil {
+			return nil, fmt.Errorf("%s: %w", cur.path, err)
+		}
+	}
+	if err := cur.w.Flush(); err != nil {
+		return nil, fmt.Errorf("%s: %w", cur.path, err)
+	}
+	fs.done += cur.w.Size()
+	if cur.f == nil {
+		return counts, nil
+	}
+	if err := cur.f.Sync(); err != nil {
+		cur.f.Close()
+		return nil, fmt.Errorf("sync %s: %w", cur.path, err)
+	}
+	if err := cur.f.Close(); err != nil {
+		return nil, fmt.Errorf("close %s: %w", cur.path, err)
+	}
+	fs.finished = append(fs.finished, cur.path)
+	if fs.cfg.Finished != nil {
+		fs.cfg.Finished(cur.path)
+	}
+	return counts, nil
+}
+
+func (fs *Files) rotate(at time.Time) error {
+	counts, err := fs.finish(at)
+	if err != nil {
+		return err
+	}
+	return fs.open(at, counts)
+}
+
+// due reports whether the current file ends before a packet of time ts,
+// and if so at what time.
+func (fs *Files) due(ts time.Time) (time.Time, bool) {
+	if !fs.next.IsZero() && !ts.Before(fs.next) {
+		// The file ends at its boundary, so that files meet without a
+		// gap: the next one starts where this one ended.
+		return fs.next, true
+	}
+	w, p := fs.cur.w, fs.cfg.Policy
+	if w.Packets() > 0 && (p.Packets > 0 && w.Packets() >= p.Packets || p.Size > 0 && w.Size() >= p.Size) {
+		return ts, true
+	}
+	return time.Time{}, false
+}
+
+// WritePacket writes a frame into the current file, first starting a new
+// one if the policy says so. iface is the position of the frame's interface
+// in Options.Interfaces.
+func (fs *Files) WritePacket(iface int, ts time.Time, length int, data []byte) error {
+	if at, ok := fs.due(ts); ok {
+		if err := fs.rotate(at); err != nil {
+			return err
+		}
+	}
+	if err := fs.cur.w.WritePacket(iface, ts, length, data); err != nil {
+		return fmt.Errorf("%s: %w", fs.cur.path, err)
+	}
+	fs.updateBytes()
+	return nil
+}
+
+// Flush writes buffered packets out, and ends the current file if it is
+// past its age even though no packet came to end it.
+func (fs *Files) Flush() error {
+	if !fs.next.IsZero() && !fs.cfg.Now().Before(fs.next) {
+		if err := fs.rotate(fs.next); err != nil {
+			return err
+		}
+	}
+	if err := fs.cur.w.Flush(); err != nil {
+		return fmt.Errorf("%s: %w", fs.cur.path, err)
+	}
+	return nil
+}
+
+// Close finishes the current file.
+func (fs *Files) Close() error {
+	_, err := fs.finish(fs.cfg.Now())
+	return err
+}
+
+func (fs *Files) updateBytes() { fs.bytes.Store(fs.done + fs.cur.w.Size()) }
+
+// Bytes returns the bytes written into all files so far, buffered ones
+// included; safe to call from any goroutine.
+func (fs *Files) Bytes() int64 { return fs.bytes.Load() }
+
+// Count returns how many files this capture has started.
+func (fs *Files) Count() int { return fs.seq }
+
+// Current returns the path of the file being written; safe to call from
+// any goroutine.
+func (fs *Files) Current() string { return *fs.current.Load() }

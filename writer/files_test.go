@@ -1,0 +1,364 @@
+package writer
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/ringcap/ringcap/writer/pcapngtest"
+)
+
+// fakeClock is the injected clock: tests move it by hand.
+type fakeClock struct{ now time.Time }
+
+func (c *fakeClock) Now() time.Time { return c.now }
+
+// fakeCounters stand for the program's counters: every call returns the
+// next cumulative value, so that each file gets a known difference.
+type fakeCounters struct{ received, dropped uint64 }
+
+func (c *fakeCounters) read() ([]Counts, error) {
+	return []Counts{{Received: c.received, Dropped: c.dropped}}, nil
+}
+
+type harness struct {
+	t        *testing.T
+	dir      string
+	clock    *fakeClock
+	counters *fakeCounters
+	finished []string
+	files    *Files
+}
+
+var start = time.Date(2026, 11, 26, 10, 0, 7, 500_000_000, time.UTC)
+
+func newHarness(t *testing.T, p Policy) *harness {
+	t.Helper()
+	h := &harness{t: t, dir: t.TempDir(), clock: &fakeClock{start}, counters: &fakeCounters{}}
+	var err error
+	h.files, err = Create(Config{
+		Path:     filepath.Join(h.dir, "cap.pcapng"),
+		Options:  Options{Application: "ringcap test", Interfaces: testInterfaces[:1]},
+		Policy:   p,
+		Now:      h.clock.Now,
+		Counters: h.counters.read,
+		Finished: func(path string) { h.finished = append(h.finished, path) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// write writes a 100-byte frame at offset d from start, as if the
+// capture had seen one more frame and dropped none.
+func (h *harness) write(d time.Duration) {
+	h.t.Helper()
+	h.clock.now = start.Add(d)
+	h.counters.received++
+	if err := h.files.WritePacket(0, h.clock.now, 1500, pattern(100)); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) close() {
+	h.t.Helper()
+	if err := h.files.Close(); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// contents reads every file in the directory, in name order, and returns
+// their names and the packet times in each as offsets from start.
+func (h *harness) contents() (names []string, packets [][]time.Duration) {
+	h.t.Helper()
+	paths, _ := filepath.Glob(filepath.Join(h.dir, "*"))
+	slices.Sort(paths)
+	for _, p := range paths {
+		names = append(names, filepath.Base(p))
+		var ts []time.Duration
+		for _, pkt := range readFile(h.t, p).packets {
+			ts = append(ts, pkt.Sub(start))
+		}
+		packets = append(packets, ts)
+	}
+	return names, packets
+}
+
+type fileContents struct {
+	packets []time.Time
+	stats   pcapgo.NgInterfaceStatistics
+}
+
+func readFile(t *testing.T, path string) fileContents {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	var fc fileContents
+	for {
+		_, ci, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		fc.packets = append(fc.packets, ci.Timestamp)
+	}
+	ifc, err := r.Interface(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc.stats = ifc.Statistics
+	return fc
+}
+
+func TestRotation(t *testing.T) {
+	s := time.Second
+	tests := []struct {
+		name    string
+		policy  Policy
+		writes  []time.Duration
+		flushAt []time.Duration // Flush calls with the clock at these offsets, after the writes
+		files   []string
+		packets [][]time.Duration
+	}{
+		{
+			name:    "none",
+			policy:  Policy{},
+			writes:  []time.Duration{0, s, 100 * s},
+			files:   []string{"cap.pcapng"},
+			packets: [][]time.Duration{{0, s, 100 * s}},
+		},
+		{
+			name:    "packets",
+			policy:  Policy{Packets: 2},
+			writes:  []time.Duration{0, s, 2 * s, 3 * s, 4 * s},
+			files:   []string{"cap_00001_20261126100007.pcapng", "cap_00002_20261126100009.pcapng", "cap_00003_20261126100011.pcapng"},
+			packets: [][]time.Duration{{0, s}, {2 * s, 3 * s}, {4 * s}},
+		},
+		{
+			// The header blocks take 164 bytes and each 100-byte
+			// frame's block 144: two frames bring a file to 452.
+			name:    "size",
+			policy:  Policy{Size: 452},
+			writes:  []time.Duration{0, s, 2 * s, 3 * s, 4 * s},
+			files:   []string{"cap_00001_20261126100007.pcapng", "cap_00002_20261126100009.pcapng", "cap_00003_20261126100011.pcapng"},
+			packets: [][]time.Duration{{0, s}, {2 * s, 3 * s}, {4 * s}},
+		},
+		{
+			name:    "size, one byte more",
+			policy:  Policy{Size: 453},
+			writes:  []time.Duration{0, s, 2 * s, 3 * s},
+			files:   []string{"cap_00001_20261126100007.pcapng", "cap_00002_20261126100010.pcapng"},
+			packets: [][]time.Duration{{0, s, 2 * s}, {3 * s}},
+		},
+		{
+			name:    "every",
+			policy:  Policy{Every: 10 * s},
+			writes:  []time.Duration{0, 9 * s, 10 * s, 25 * s},
+			files:   []string{"cap_00001_20261126100007.pcapng", "cap_00002_20261126100017.pcapng", "cap_00003_20261126100027.pcapng"},
+			packets: [][]time.Duration{{0, 9 * s}, {10 * s}, {25 * s}},
+		},
+		{
+			// Started at 10:00:07.5: boundaries at :10, :20, :30.
+			name:    "every aligned",
+			policy:  Policy{Every: 10 * s, Align: true},
+			writes:  []time.Duration{0, 2 * s, 2500 * time.Millisecond, 12 * s},
+			flushAt: []time.Duration{12400 * time.Millisecond, 12500 * time.Millisecond},
+			files:   []string{"cap_00001_20261126100007.pcapng", "cap_00002_20261126100010.pcapng", "cap_00003_20261126100020.pcapng"},
+			packets: [][]time.Duration{{0, 2 * s}, {2500 * time.Millisecond, 12 * s}, {}},
+		},
+		{
+			// With no packet coming, Flush ends a file that is due.
+			name:    "every, idle",
+			policy:  Policy{Every: 10 * s},
+			writes:  []time.Duration{0},
+			flushAt: []time.Duration{5 * s, 10 * s},
+			files:   []string{"cap_00001_20261126100007.pcapng", "cap_00002_20261126100017.pcapng"},
+			packets: [][]time.Duration{{0}, {}},
+		},
+		{
+			// Each file's age counts from its own start.
+			name:    "combined: packets or time, whichever comes first",
+			policy:  Policy{Every: 10 * s, Packets: 3},
+			writes:  []time.Duration{0, s, 2 * s, 3 * s, 12 * s, 14 * s},
+			files:   []string{"cap_00001_20261126100007.pcapng", "cap_00002_20261126100010.pcapng", "cap_00003_20261126100020.pcapng"},
+			packets: [][]time.Duration{{0, s, 2 * s}, {3 * s, 12 * s}, {14 * s}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, tt.policy)
+			for _, d := range tt.writes {
+				h.write(d)
+			}
+			for _, d := range tt.flushAt {
+				h.clock.now = start.Add(d)
+				if err := h.files.Flush(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.close()
+			names, packets := h.contents()
+			if !slices.Equal(names, tt.files) {
+				t.Fatalf("files %q, want %q", names, tt.files)
+			}
+			for i := range packets {
+				if !slices.Equal(packets[i], tt.packets[i]) {
+					t.Errorf("%s holds packets at %v, want %v", names[i], packets[i], tt.packets[i])
+				}
+			}
+			var paths []string
+			for _, n := range names {
+				paths = append(paths, filepath.Join(h.dir, n))
+			}
+			if !slices.Equal(h.finished, paths) {
+				t.Errorf("finished files reported %q, want each file once, in order: %q", h.finished, paths)
+			}
+		})
+	}
+}
+
+// Each file's Interface Statistics Block covers its own interval, and
+// intervals meet without a gap.
+func TestRotationStatistics(t *testing.T) {
+	h := newHarness(t, Policy{Packets: 2})
+	for i := range 5 {
+		h.write(time.Duration(i) * time.Second)
+		h.counters.received += 10 // frames seen but not selected
+		h.counters.dropped += uint64(i)
+	}
+	h.close()
+	names, _ := h.contents()
+	var recv, drop uint64
+	var prevEnd time.Time
+	for i, n := range names {
+		st := readFile(t, filepath.Join(h.dir, n)).stats
+		if i > 0 && !st.StartTime.Equal(prevEnd) {
+			t.Errorf("%s starts at %v, the file before ended at %v", n, st.StartTime, prevEnd)
+		}
+		if !st.EndTime.After(st.StartTime) && i < len(names)-1 {
+			t.Errorf("%s: end %v is not after start %v", n, st.EndTime, st.StartTime)
+		}
+		prevEnd = st.EndTime
+		recv += st.PacketsReceived
+		drop += st.PacketsDropped
+	}
+	if recv != h.counters.received || drop != h.counters.dropped {
+		t.Errorf("statistics add up to %d received, %d dropped; counters say %d, %d",
+			recv, drop, h.counters.received, h.counters.dropped)
+	}
+	// The counters are read when the third frame starts the second
+	// file, after the kernel counted that frame: it is counted in the
+	// first file's interval, as it arrived before the rotation.
+	first := readFile(t, filepath.Join(h.dir, names[0])).stats
+	if first.PacketsReceived != 1+10+1+10+1 || first.PacketsDropped != 0+1 {
+		t.Errorf("first file: %d received, %d dropped; want 23 and 1", first.PacketsReceived, first.PacketsDropped)
+	}
+	pcapngtest.RequireTool(t, "capinfos")
+	if info := pcapngtest.Run(t, "capinfos", filepath.Join(h.dir, names[0])); !strings.Contains(info, "Number of stat entries = 1") {
+		t.Errorf("capinfos does not see the statistics block:\n%s", info)
+	}
+}
+
+func TestMaxFilesDeletesOnlyItsOwn(t *testing.T) {
+	h := newHarness(t, Policy{Packets: 1, MaxFiles: 3})
+	// Files that look like ringcap's but are not this capture's.
+	foreign := []string{"cap_00000_20261126100000.pcapng", "cap_00001_20200101000000.pcapng", "other.pcapng"}
+	for _, n := range foreign {
+		if err := os.WriteFile(filepath.Join(h.dir, n), []byte("not ours"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 6 {
+		h.write(time.Duration(i) * time.Second)
+	}
+	h.close()
+	names, _ := filepathBases(t, h.dir)
+	want := append(slices.Clone(foreign), "cap_00004_20261126100010.pcapng",
+		"cap_00005_20261126100011.pcapng", "cap_00006_20261126100012.pcapng")
+	slices.Sort(want)
+	if !slices.Equal(names, want) {
+		t.Errorf("directory holds %q, want %q", names, want)
+	}
+	if len(h.finished) != 6 {
+		t.Errorf("%d files reported finished, want 6", len(h.finished))
+	}
+}
+
+func filepathBases(t *testing.T, dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names, nil
+}
+
+func TestFilesCreate(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.pcapng")
+	cfg := Config{Path: path, Options: Options{Interfaces: testInterfaces}}
+	files, err := Create(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := files.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("stat: %v, %v; want mode 0600", st, err)
+	}
+	want := "output file " + path + " exists: use --force to overwrite it"
+	if err := cfg.Check(); err == nil || err.Error() != want {
+		t.Errorf("Check: %v, want %q", err, want)
+	}
+	if _, err := Create(cfg); err == nil || err.Error() != want {
+		t.Errorf("Create: %v, want %q", err, want)
+	}
+	cfg.Overwrite, cfg.FileMode = true, 0o640
+	if files, err := Create(cfg); err != nil {
+		t.Errorf("Create with Overwrite: %v", err)
+	} else {
+		files.Close()
+	}
+
+	rotating := Config{Path: filepath.Join(dir, "r.pcapng"), Options: cfg.Options, Policy: Policy{Packets: 1}, FileMode: 0o640}
+	files, err = Create(rotating)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := files.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(files.Current()); err != nil || st.Mode().Perm() != 0o640 {
+		t.Errorf("stat %s: %v, %v; want mode 0640", files.Current(), st, err)
+	}
+
+	for _, bad := range []Config{
+		{Path: "-", Policy: Policy{Size: 1 << 20}},
+		{Path: path + "2", Policy: Policy{MaxFiles: 3}},
+	} {
+		if err := bad.Check(); err == nil {
+			t.Errorf("Check(%+v) accepted it", bad)
+		}
+	}
+}
