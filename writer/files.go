@@ -94,7 +94,8 @@ type Files struct {
 	cur      *file
 	next     time.Time // when the current file ends by age; zero: never
 	finished []string  // files this capture completed, oldest first
-	done     int64     // bytes in finished files
+	done     int64     // bytes in earlier files
+	saved    uint64    // packets in earlier files
 
 	bytes   atomic.Int64
 	current atomic.Pointer[string]
@@ -106,6 +107,7 @@ type file struct {
 	w     *Writer
 	start time.Time
 	base  []Counts // counters when the file started
+	ended bool     // finish ran: its bytes and packets are in Files' totals
 }
 
 // Create opens the first file.
@@ -164,7 +166,10 @@ func (fs *Files) open(start time.Time, base []Counts) error {
 	}
 	if err != nil {
 		if cur.f != nil {
+			// A file without its header blocks holds nothing and
+			// would not open: leave none behind.
 			cur.f.Close()
+			os.Remove(cur.path)
 		}
 		return fmt.Errorf("%s: %w", cur.path, err)
 	}
@@ -203,8 +208,17 @@ func (fs *Files) prune() error {
 
 // finish ends the current file at end: statistics, flush, fsync, close.
 // It returns the counters read for the statistics, the next file's base.
+// A file is finished once, whether that succeeds or not.
 func (fs *Files) finish(end time.Time) ([]Counts, error) {
 	cur := fs.cur
+	if cur.ended {
+		return cur.base, nil
+	}
+	cur.ended = true
+	defer func() {
+		fs.done += cur.w.Size()
+		fs.saved += cur.w.Saved()
+	}()
 	counts := cur.base
 	if fs.cfg.Counters != nil {
 		var err error
@@ -217,13 +231,12 @@ func (fs *Files) finish(end time.Time) ([]Counts, error) {
 				Received: c.Received - cur.base[i].Received, Dropped: c.Dropped - cur.base[i].Dropped}
 		}
 		if err := cur.w.WriteStats(stats); err != nil {
-			return nil, fmt.Errorf("%s: %w", cur.path, err)
+			return nil, err
 		}
 	}
 	if err := cur.w.Flush(); err != nil {
-		return nil, fmt.Errorf("%s: %w", cur.path, err)
+		return nil, err
 	}
-	fs.done += cur.w.Size()
 	if cur.f == nil {
 		return counts, nil
 	}
@@ -274,7 +287,7 @@ func (fs *Files) WritePacket(iface int, ts time.Time, length int, data []byte) e
 		}
 	}
 	if err := fs.cur.w.WritePacket(iface, ts, length, data); err != nil {
-		return fmt.Errorf("%s: %w", fs.cur.path, err)
+		return err
 	}
 	fs.updateBytes()
 	return nil
@@ -288,10 +301,7 @@ func (fs *Files) Flush() error {
 			return err
 		}
 	}
-	if err := fs.cur.w.Flush(); err != nil {
-		return fmt.Errorf("%s: %w", fs.cur.path, err)
-	}
-	return nil
+	return fs.cur.w.Flush()
 }
 
 // Close finishes the current file.
@@ -300,11 +310,24 @@ func (fs *Files) Close() error {
 	return err
 }
 
-func (fs *Files) updateBytes() { fs.bytes.Store(fs.done + fs.cur.w.Size()) }
+func (fs *Files) updateBytes() {
+	if !fs.cur.ended {
+		fs.bytes.Store(fs.done + fs.cur.w.Size())
+	}
+}
 
 // Bytes returns the bytes written into all files so far, buffered ones
 // included; safe to call from any goroutine.
 func (fs *Files) Bytes() int64 { return fs.bytes.Load() }
+
+// Saved returns how many packets reached the files: after a write error,
+// those the files kept, which may be fewer than were written.
+func (fs *Files) Saved() uint64 {
+	if fs.cur.ended {
+		return fs.saved
+	}
+	return fs.saved + fs.cur.w.Saved()
+}
 
 // Count returns how many files this capture has started.
 func (fs *Files) Count() int { return fs.seq }

@@ -62,8 +62,9 @@ type Writer struct {
 	buf      []byte // complete blocks not yet written out
 	written  int64  // bytes of out that hold complete blocks
 	produced int64  // written + len(buf)
-	packets  uint64
-	err      error // sticky: a failed write ends the file
+	packets  uint64 // packets written, buffered ones included
+	saved    uint64 // packets that reached out
+	err      error  // sticky: a failed write ends the file
 }
 
 // New writes the file's header blocks to out.
@@ -190,36 +191,51 @@ func (w *Writer) Flush() error {
 	if err == nil {
 		w.written += int64(n)
 		w.buf = w.buf[:0]
+		w.saved = w.packets
 		return nil
 	}
-	w.err = fmt.Errorf("pcapng: write: %w", err)
+	// The error names the file and the cause, e.g. "write big.pcapng: no
+	// space left on device".
+	w.err = err
 	if f, ok := w.out.(*os.File); ok && n > 0 {
-		// Blocks start with their type and length; walk them to the
-		// last one that fit in the n bytes written.
-		keep := wholeBlocks(w.buf[:n])
+		keep, packets := wholeBlocks(w.buf[:n])
 		if terr := f.Truncate(w.written + int64(keep)); terr != nil {
 			w.err = fmt.Errorf("%w; cutting the partial block off failed too: %v", w.err, terr)
+		} else {
+			w.saved += packets
 		}
 	}
 	return w.err
 }
 
+// ngBlockTypeEPB is the Enhanced Packet Block's type.
+const ngBlockTypeEPB = 6
+
 // wholeBlocks returns the length of the complete pcapng blocks at the
-// start of b.
-func wholeBlocks(b []byte) int {
-	off := 0
-	for len(b)-off >= 12 {
-		n := int(binary.LittleEndian.Uint32(b[off+4:])) // NgWriter writes little endian
-		if n < 12 || off+n > len(b) {
+// start of b, and how many of them are packets. Blocks start with their
+// type and length, so they can be walked.
+func wholeBlocks(b []byte) (length int, packets uint64) {
+	for len(b)-length >= 12 {
+		// NgWriter writes little endian.
+		typ := binary.LittleEndian.Uint32(b[length:])
+		n := int(binary.LittleEndian.Uint32(b[length+4:]))
+		if n < 12 || length+n > len(b) {
 			break
 		}
-		off += n
+		length += n
+		if typ == ngBlockTypeEPB {
+			packets++
+		}
 	}
-	return off
+	return length, packets
 }
 
 // Size is the file's size once everything written so far is flushed.
 func (w *Writer) Size() int64 { return w.produced }
 
-// Packets is the number of packets written.
+// Packets is the number of packets written, buffered ones included.
 func (w *Writer) Packets() uint64 { return w.packets }
+
+// Saved is the number of packets that reached the file: all of them after
+// a successful Flush, the whole ones before the failure after a failed one.
+func (w *Writer) Saved() uint64 { return w.saved }

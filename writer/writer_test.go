@@ -145,25 +145,42 @@ func epoch(ts time.Time) string {
 	return fmt.Sprintf("%d.%09d", ts.Unix(), ts.Nanosecond())
 }
 
+func epbCount(epb []bool) (n uint64) {
+	for _, e := range epb {
+		if e {
+			n++
+		}
+	}
+	return n
+}
+
 func TestWholeBlocks(t *testing.T) {
 	var buf bytes.Buffer
 	writeTestFile(t, &buf)
 	file := buf.Bytes()
 	// Block ends: walk the file as a reader would.
 	var ends []int
+	var epb []bool
 	for off := 0; off < len(file); {
+		epb = append(epb, binary.LittleEndian.Uint32(file[off:]) == 6)
 		off += int(binary.LittleEndian.Uint32(file[off+4:]))
 		ends = append(ends, off)
 	}
 	for n := 0; n <= len(file); n++ {
-		want := 0
-		for _, e := range ends {
+		want, wantPackets := 0, uint64(0)
+		for i, e := range ends {
 			if e <= n {
 				want = e
+				if epb[i] {
+					wantPackets++
+				}
 			}
 		}
-		if got := wholeBlocks(file[:n]); got != want {
-			t.Fatalf("wholeBlocks of the first %d bytes = %d, want %d", n, got, want)
+		if got, packets := wholeBlocks(file[:n]); got != want || packets != wantPackets {
+			t.Fatalf("wholeBlocks of the first %d bytes = %d, %d; want %d, %d", n, got, packets, want, wantPackets)
 		}
+	}
+	if wantPackets := uint64(len(testPackets)); epbCount(epb) != wantPackets {
+		t.Fatalf("the file has %d packet blocks, want %d", epbCount(epb), wantPackets)
 	}
 }

@@ -211,6 +211,9 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 	if runErr != nil {
 		closeErr = nil // the same failure, or one that follows from it
 	}
+	if errors.Is(runErr, syscall.ENOSPC) {
+		runErr = fmt.Errorf("%w: the disk is full; every file written so far is complete (--max-files bounds the space a capture takes)", runErr)
+	}
 	counts, cntErr := capt.Counters()
 	if cntErr == nil {
 		printSummary(stderr, capt, counts, files)
@@ -255,7 +258,10 @@ func printSummary(stderr io.Writer, capt *capture.Capture, counts []bpf.Counters
 	if n := files.Count(); n > 1 {
 		where = fmt.Sprintf("%d files, the last %s", n, where)
 	}
-	fmt.Fprintf(stderr, "ringcap: %d frames written to %s (%s)\n", capt.Packets(), where, formatBytes(uint64(files.Bytes())))
+	fmt.Fprintf(stderr, "ringcap: %d frames written to %s (%s)\n", files.Saved(), where, formatBytes(uint64(files.Bytes())))
+	if lost := capt.Packets() - files.Saved(); lost > 0 {
+		fmt.Fprintf(stderr, "ringcap: %d frames taken from the ring were lost with the write that failed\n", lost)
+	}
 	var total bpf.Counters
 	for i, c := range counts {
 		total = total.Add(c)

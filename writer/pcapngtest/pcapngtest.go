@@ -32,21 +32,39 @@ const rootWarning = `Running as user "root" and group "root". This could be dang
 // file, fails t.
 func Run(t testing.TB, name string, args ...string) string {
 	t.Helper()
+	out, warnings, err := run(t, name, args...)
+	if err != nil || len(warnings) > 0 {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, strings.Join(warnings, "\n"))
+	}
+	return out
+}
+
+func run(t testing.TB, name string, args ...string) (stdout string, warnings []string, err error) {
+	t.Helper()
 	RequireTool(t, name)
-	var stdout, stderr bytes.Buffer
+	var out, stderr bytes.Buffer
 	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var warnings []string
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	err = cmd.Run()
 	for _, line := range strings.Split(stderr.String(), "\n") {
 		if line = strings.TrimSpace(line); line != "" && line != rootWarning {
 			warnings = append(warnings, line)
 		}
 	}
-	if err != nil || len(warnings) > 0 {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, strings.Join(warnings, "\n"))
+	return out.String(), warnings, err
+}
+
+// Count reads path with tshark and returns how many packets it holds. A
+// file whose last block is cut short fails t unless cutShortOK; cut says
+// whether it was.
+func Count(t testing.TB, path string, cutShortOK bool) (n int, cut bool) {
+	t.Helper()
+	out, warnings, err := run(t, "tshark", "-r", path, "-T", "fields", "-e", "frame.number")
+	cut = len(warnings) == 1 && strings.Contains(warnings[0], "appears to have been cut short in the middle of a packet")
+	if (err != nil || len(warnings) > 0) && !(cut && cutShortOK) {
+		t.Fatalf("tshark -r %s: %v\n%s", path, err, strings.Join(warnings, "\n"))
 	}
-	return stdout.String()
+	return len(strings.Fields(out)), cut
 }
 
 // Fields reads path with tshark and returns, per packet, the values of the

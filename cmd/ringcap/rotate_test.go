@@ -1,0 +1,287 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/ringcap/ringcap/writer/pcapngtest"
+)
+
+// flood sends count echo requests of payload bytes from tx to rx as fast
+// as the replies come back.
+func (p *vethPair) flood(t *testing.T, count, payload int) {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", p.tx, "ping", "-f", "-q", "-l", "16",
+		"-c", strconv.Itoa(count), "-s", strconv.Itoa(payload), rxAddr).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ping -f: %v\n%s", err, out)
+	}
+}
+
+// summary is the counters ringcap prints when it ends.
+type summary struct {
+	frames, files                             int
+	seen, selected, written, full, resFailure uint64
+}
+
+var (
+	framesLine   = regexp.MustCompile(`ringcap: (\d+) frames written to (?:(\d+) files, the last )?`)
+	countersLine = regexp.MustCompile(`ringcap: (\d+) seen, (\d+) selected, (\d+) written to the ring, (\d+) dropped because the ring was full, (\d+) reserve failures`)
+)
+
+func parseSummary(t *testing.T, stderr string) summary {
+	t.Helper()
+	f, c := framesLine.FindStringSubmatch(stderr), countersLine.FindStringSubmatch(stderr)
+	if f == nil || c == nil {
+		t.Fatalf("no summary in:\n%s", stderr)
+	}
+	n := func(s string) uint64 { v, _ := strconv.ParseUint(s, 10, 64); return v }
+	s := summary{frames: int(n(f[1])), files: 1, seen: n(c[1]), selected: n(c[2]), written: n(c[3]), full: n(c[4]), resFailure: n(c[5])}
+	if f[2] != "" {
+		s.files = int(n(f[2]))
+	}
+	return s
+}
+
+// capturedFile is what a pcapng file holds, read with pcapgo.
+type capturedFile struct {
+	path    string
+	packets []time.Time
+	keys    []string // one per packet: ICMP identifier, sequence and time
+	stats   pcapgo.NgInterfaceStatistics
+}
+
+func readCaptured(t *testing.T, path string) capturedFile {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	cf := capturedFile{path: path}
+	for {
+		data, ci, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		cf.packets = append(cf.packets, ci.Timestamp)
+		// Ethernet 14 + IPv4 20: ICMP identifier and sequence at 4-8.
+		cf.keys = append(cf.keys, fmt.Sprintf("%x/%d", data[34+4:34+8], ci.Timestamp.UnixNano()))
+	}
+	ifc, _ := r.Interface(0)
+	cf.stats = ifc.Statistics
+	return cf
+}
+
+func rotatedFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(dir, "rot_*.pcapng"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(paths)
+	return paths
+}
+
+// TestRotateLongRun floods the receiver through many rotations and checks
+// that the files together hold every frame written exactly once, in order,
+// with statistics that add up to the program's counters. Set
+// RINGCAP_LONG_RUN_PACKETS for a longer run.
+func TestRotateLongRun(t *testing.T) {
+	pcapngtest.RequireTool(t, "mergecap")
+	packets := 120000
+	if s := os.Getenv("RINGCAP_LONG_RUN_PACKETS"); s != "" {
+		packets, _ = strconv.Atoi(s)
+	}
+	p := newVethPair(t)
+	dir := t.TempDir()
+	log := filepath.Join(dir, "finished.log")
+	r := p.start(t, "-w", filepath.Join(dir, "rot.pcapng"), "-q",
+		"--rotate-packets", "5000", "--rotate-size", "1MiB", "--rotate-every", "1s",
+		"--post-rotate", "echo >>"+log)
+	for sent := 0; sent < packets; sent += 50000 {
+		p.flood(t, min(50000, packets-sent), 1600)
+	}
+	if code := r.stop(t, os.Interrupt); code != 0 {
+		t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
+	}
+	sum := parseSummary(t, r.errors())
+	paths := rotatedFiles(t, dir)
+	if len(paths) != sum.files || len(paths) < 10 {
+		t.Fatalf("%d files on disk, summary says %d; want at least 10", len(paths), sum.files)
+	}
+
+	seen := make(map[string]bool)
+	var total int
+	var recv, drop uint64
+	var last, prevEnd time.Time
+	for i, path := range paths {
+		pcapngtest.Run(t, "capinfos", path)
+		cf := readCaptured(t, path)
+		for j, ts := range cf.packets {
+			if ts.Before(last) {
+				t.Fatalf("%s: packet %d at %v comes before the previous one at %v", path, j, ts, last)
+			}
+			last = ts
+			if seen[cf.keys[j]] {
+				t.Fatalf("%s: packet %d was written twice", path, j)
+			}
+			seen[cf.keys[j]] = true
+		}
+		if len(cf.packets) > 0 && (cf.packets[0].Before(cf.stats.StartTime) || cf.packets[len(cf.packets)-1].After(cf.stats.EndTime)) {
+			t.Errorf("%s: packets from %v to %v fall outside its interval %v-%v", path,
+				cf.packets[0], cf.packets[len(cf.packets)-1], cf.stats.StartTime, cf.stats.EndTime)
+		}
+		if i > 0 && !cf.stats.StartTime.Equal(prevEnd) {
+			t.Errorf("%s starts at %v, the file before ended at %v", path, cf.stats.StartTime, prevEnd)
+		}
+		prevEnd = cf.stats.EndTime
+		total += len(cf.packets)
+		recv += cf.stats.PacketsReceived
+		drop += cf.stats.PacketsDropped
+	}
+	if uint64(total) != sum.written || total != sum.frames {
+		t.Errorf("files hold %d frames; the program wrote %d into the ring, ringcap says it wrote %d", total, sum.written, sum.frames)
+	}
+	if recv != sum.seen || drop != sum.full+sum.resFailure {
+		t.Errorf("statistics blocks add up to %d received, %d dropped; the program counted %d seen, %d dropped",
+			recv, drop, sum.seen, sum.full+sum.resFailure)
+	}
+	if sum.selected < uint64(packets) {
+		t.Errorf("%d selected, fewer than the %d echo requests sent", sum.selected, packets)
+	}
+
+	merged := filepath.Join(t.TempDir(), "merged.pcapng")
+	pcapngtest.Run(t, "mergecap", append([]string{"-w", merged}, paths...)...)
+	if n := len(readCaptured(t, merged).packets); n != total {
+		t.Errorf("mergecap's file holds %d frames, the files %d", n, total)
+	}
+
+	// Every finished file reported to --post-rotate, once each.
+	checkPostRotateLog(t, log, paths)
+	t.Logf("%d echo requests, %d files, %d frames written, %d dropped", packets, len(paths), total, drop)
+}
+
+// checkPostRotateLog checks that the --post-rotate log lists exactly paths.
+// The commands run in the background, but ringcap waits for them before it
+// exits.
+func checkPostRotateLog(t *testing.T, log string, paths []string) {
+	t.Helper()
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatalf("--post-rotate never ran: %v", err)
+	}
+	got := strings.Fields(string(b))
+	slices.Sort(got)
+	if !slices.Equal(got, paths) {
+		t.Errorf("--post-rotate ran on %d paths, want each of the %d files once:\ngot  %q\nwant %q", len(got), len(paths), got, paths)
+	}
+}
+
+func TestPostRotateFailureDoesNotStopCapture(t *testing.T) {
+	p := newVethPair(t)
+	dir := t.TempDir()
+	r := p.start(t, "-w", filepath.Join(dir, "rot.pcapng"), "-q", "--rotate-packets", "2", "--post-rotate", "exit 3 #")
+	for range 5 {
+		p.ping(t, 2000)
+	}
+	if code := r.stop(t, os.Interrupt); code != 0 {
+		t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
+	}
+	if n := strings.Count(r.errors(), "--post-rotate \"exit 3 #\" on "); n != 3 {
+		t.Errorf("%d failures of --post-rotate reported, want one per file (3):\n%s", n, r.errors())
+	}
+	if sum := parseSummary(t, r.errors()); sum.frames != 5 || sum.files != 3 {
+		t.Errorf("%d frames in %d files, want 5 in 3", sum.frames, sum.files)
+	}
+}
+
+// A full disk stops the capture with a clear message; every file left,
+// the one being written included, reads without a warning.
+func TestDiskFull(t *testing.T) {
+	p := newVethPair(t)
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "ringcap-test", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+
+	r := p.start(t, "-w", filepath.Join(dir, "rot.pcapng"), "-q", "-s", "1500", "--rotate-size", "200KiB")
+	// 2000 frames of 1514 captured bytes: 3 MB, three times the space.
+	for range 4 {
+		p.flood(t, 500, 1600)
+	}
+	code := r.wait(t)
+	if code != exitRuntime {
+		t.Fatalf("exit code %d with a full disk, want %d:\n%s", code, exitRuntime, r.errors())
+	}
+	if !strings.Contains(r.errors(), "no space left on device") {
+		t.Errorf("stderr does not name the cause:\n%s", r.errors())
+	}
+	paths := rotatedFiles(t, dir)
+	if len(paths) < 2 {
+		t.Fatalf("%d files, want several", len(paths))
+	}
+	var total int
+	for _, path := range paths {
+		rows := pcapngtest.Fields(t, path, "frame.len")
+		total += len(rows)
+	}
+	if sum := parseSummary(t, r.errors()); total == 0 || sum.frames != total {
+		t.Errorf("files hold %d frames, ringcap says %d were written", total, sum.frames)
+	}
+	p.noXDPLeft(t)
+}
+
+// Killed in the middle of writing, ringcap leaves files that tshark reads,
+// at worst without the block it was writing.
+func TestSIGKILLMidWrite(t *testing.T) {
+	p := newVethPair(t)
+	dir := t.TempDir()
+	r := p.start(t, "-w", filepath.Join(dir, "rot.pcapng"), "-q", "-s", "4096", "--rotate-size", "2MiB")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		exec.Command("ip", "netns", "exec", p.tx, "ping", "-f", "-q", "-c", "30000", "-s", "3000", rxAddr).Run()
+	}()
+	time.Sleep(300 * time.Millisecond)
+	r.stop(t, syscall.SIGKILL)
+	<-done
+	paths := rotatedFiles(t, dir)
+	if len(paths) < 2 {
+		t.Fatalf("%d files, want several", len(paths))
+	}
+	var total int
+	for i, path := range paths {
+		last := i == len(paths)-1
+		n, cut := pcapngtest.Count(t, path, last)
+		if cut && !last {
+			t.Errorf("%s is cut short, but only the last file may be", path)
+		}
+		total += n
+	}
+	if total == 0 {
+		t.Error("no frame survived")
+	}
+	p.noXDPLeft(t)
+}
