@@ -456,3 +456,21 @@ func TestStatusLine(t *testing.T) {
 		})
 	}
 }
+
+// While ringcap runs, the file already holds what arrived more than a
+// second ago: tshark -r on it sees recent frames.
+func TestFileReadableWhileCapturing(t *testing.T) {
+	p := newVethPair(t)
+	path := filepath.Join(t.TempDir(), "live.pcapng")
+	r := p.start(t, "-w", path, "-q")
+	for range 3 {
+		p.ping(t, 2000)
+	}
+	time.Sleep(1200 * time.Millisecond)
+	if n, _ := pcapngtest.Count(t, path, false); n != 3 {
+		t.Errorf("while capturing, the file holds %d frames, want the 3 sent over a second ago", n)
+	}
+	if code := r.stop(t, os.Interrupt); code != 0 {
+		t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
+	}
+}

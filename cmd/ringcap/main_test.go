@@ -107,6 +107,18 @@ func TestBadInput(t *testing.T) {
 			exitUsage, "flag provided but not defined: -bogus"},
 		{"unknown command", nil, []string{"play"},
 			exitUsage, `unknown command "play"`},
+		{"rotation to standard output", nil, []string{"record", "-i", "lo", "-w", "-", "-C", "1MiB"},
+			exitUsage, "rotation needs a file name, not standard output"},
+		{"max files without rotation", nil, []string{"record", "-i", "lo", "-w", out, "-W", "5"},
+			exitUsage, "--max-files needs a rotation: --rotate-size, --rotate-every or --rotate-packets"},
+		{"align without rotate-every", nil, []string{"record", "-i", "lo", "-w", out, "--align", "-C", "1MiB"},
+			exitUsage, "--align needs --rotate-every"},
+		{"rotate size unreadable", nil, []string{"record", "-i", "lo", "-w", out, "-C", "lots"},
+			exitUsage, `--rotate-size "lots": give a size such as 100MiB`},
+		{"file mode without write", nil, []string{"record", "-i", "lo", "-w", out, "--file-mode", "0444"},
+			exitUsage, `--file-mode "0444": give octal permissions that let ringcap read and write, e.g. 0600 or 0640`},
+		{"post-rotate to standard output", nil, []string{"record", "-i", "lo", "-w", "-", "-z", "gzip"},
+			exitUsage, "--post-rotate needs files, not standard output"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
