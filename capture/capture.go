@@ -194,10 +194,14 @@ func (c *Capture) Packets() uint64 { return c.packets.Load() }
 // Counters returns the program's counters per interface, in the order of
 // Interfaces. It may be called while Run runs.
 func (c *Capture) Counters() ([]bpf.Counters, error) {
-	out := make([]bpf.Counters, len(c.ifaces))
-	for i := range c.ifaces {
+	return readCounters(c.objs, len(c.ifaces))
+}
+
+func readCounters(objs *bpf.Objects, n int) ([]bpf.Counters, error) {
+	out := make([]bpf.Counters, n)
+	for i := range out {
 		var err error
-		if out[i], err = c.objs.ReadCounters(i); err != nil {
+		if out[i], err = objs.ReadCounters(i); err != nil {
 			return nil, err
 		}
 	}

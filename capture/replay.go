@@ -1,0 +1,180 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	"github.com/ringcap/ringcap/bpf"
+)
+
+// Replay runs the XDP program over the frames of a recorded capture,
+// through BPF_PROG_TEST_RUN, one program instance per recorded interface:
+// what it hands to the sink is what a live capture with the same
+// selection would have written, at the frames' recorded times.
+type Replay struct {
+	path   string
+	ifaces []InputInterface
+	objs   *bpf.Objects
+
+	first, now time.Time // recorded times: first frame, frame replayed last
+	packets    atomic.Uint64
+
+	// Frames that never reach the program.
+	Short    uint64 // shorter than an Ethernet header: no driver passes them to XDP
+	TooLarge uint64 // larger than a test run takes
+}
+
+// OpenReplay reads the whole input once, so that a broken file is refused
+// before anything is written and every interface is known, then loads
+// the program.
+func OpenReplay(path string, cfg Config) (*Replay, error) {
+	r := &Replay{path: path}
+	n, err := r.scan()
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%s holds no frames", path)
+	}
+	if err := checkPrivileges(); err != nil {
+		return nil, err
+	}
+	r.objs, err = bpf.Load(bpf.Config{
+		MTU:        cfg.MTU,
+		CaptureAll: cfg.CaptureAll,
+		SnapLen:    cfg.SnapLen,
+		RingSize:   cfg.RingSize,
+		Interfaces: len(r.ifaces),
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.now = r.first
+	return r, nil
+}
+
+func (r *Replay) scan() (frames int, err error) {
+	in, closer, err := OpenInput(r.path)
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	for ; ; frames++ {
+		f, err := in.Next()
+		if errors.Is(err, io.EOF) {
+			r.ifaces = in.Interfaces()
+			return frames, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%s: frame %d: %w", r.path, frames+1, err)
+		}
+		if frames == 0 {
+			r.first = f.Time
+		}
+	}
+}
+
+// Interfaces returns the recorded interfaces, in the file's order.
+func (r *Replay) Interfaces() []InputInterface { return r.ifaces }
+
+// Now returns the recorded time of the frame replayed last (of the first
+// before any): the replay's clock, for the files' statistics and rotation.
+func (r *Replay) Now() time.Time { return r.now }
+
+// Packets returns how many frames were handed to the sink.
+func (r *Replay) Packets() uint64 { return r.packets.Load() }
+
+// Counters returns the program's counters per recorded interface.
+func (r *Replay) Counters() ([]bpf.Counters, error) {
+	return readCounters(r.objs, len(r.ifaces))
+}
+
+// Close releases the program.
+func (r *Replay) Close() error { return r.objs.Close() }
+
+// maxTestRunFrame is the largest frame BPF_PROG_TEST_RUN takes for an
+// xdp.frags program here: a page for the first buffer and up to
+// MAX_SKB_FRAGS (17) pages of fragments, less head- and tailroom.
+const maxTestRunFrame = 17*4096 + 3000
+
+// Run replays every frame until the end of the file or ctx is done.
+func (r *Replay) Run(ctx context.Context, sink Sink) error {
+	in, closer, err := OpenInput(r.path)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	rd, err := ringbuf.NewReader(r.objs.Events)
+	if err != nil {
+		return fmt.Errorf("open ring: %w", err)
+	}
+	defer rd.Close()
+
+	var (
+		frame []byte
+		rec   ringbuf.Record
+		opts  ebpf.RunOptions
+	)
+	for n := 1; ctx.Err() == nil; n++ {
+		f, err := in.Next()
+		if errors.Is(err, io.EOF) {
+			return sink.Flush()
+		}
+		if err != nil {
+			return fmt.Errorf("%s: frame %d: %w", r.path, n, err)
+		}
+		r.now = f.Time
+		switch {
+		case len(f.Data) < ethernetHdrLen:
+			r.Short++
+			continue
+		case f.Length > maxTestRunFrame:
+			r.TooLarge++
+			continue
+		}
+		// The program selects on the frame's length: give it the
+		// original length, with zeros where the recording kept no
+		// bytes, and never write those zeros out.
+		frame = slices.Grow(frame[:0], f.Length)[:f.Length]
+		clear(frame[copy(frame, f.Data):])
+		opts.Data = frame
+		if _, err := r.objs.Programs[f.Interface].Run(&opts); err != nil {
+			if errors.Is(err, unix.EINVAL) {
+				r.TooLarge++
+				continue
+			}
+			return fmt.Errorf("%s: frame %d: test run: %w", r.path, n, err)
+		}
+		// The run is synchronous: its record, if any, is in the ring.
+		rd.SetDeadline(time.Now())
+		for {
+			err := rd.ReadInto(&rec)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("read ring: %w", err)
+			}
+			ev, err := decodeEvent(rec.RawSample)
+			if err != nil {
+				return err
+			}
+			data := ev.data[:min(len(ev.data), len(f.Data))]
+			if err := sink.WritePacket(f.Interface, f.Time, int(ev.frameLen), data); err != nil {
+				return err
+			}
+			r.packets.Add(1)
+		}
+	}
+	return sink.Flush()
+}
