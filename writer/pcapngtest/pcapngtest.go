@@ -4,24 +4,12 @@ package pcapngtest
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
-)
 
-// RequireTool skips t when the command is not installed, or fails it when
-// RINGCAP_REQUIRE_PRIV=1 (CI, where .ci/run installs it).
-func RequireTool(t testing.TB, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err == nil {
-		return
-	}
-	if os.Getenv("RINGCAP_REQUIRE_PRIV") == "1" {
-		t.Fatalf("%s is not installed (.ci/run installs it)", name)
-	}
-	t.Skipf("%s is not installed", name)
-}
+	"github.com/ringcap/ringcap/bpf/bpftest"
+)
 
 // rootWarning is what Wireshark's tools print whenever they run as root;
 // it says nothing about the file.
@@ -41,7 +29,7 @@ func Run(t testing.TB, name string, args ...string) string {
 
 func run(t testing.TB, name string, args ...string) (stdout string, warnings []string, err error) {
 	t.Helper()
-	RequireTool(t, name)
+	bpftest.RequireTool(t, name)
 	var out, stderr bytes.Buffer
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = &out, &stderr

@@ -1,0 +1,7 @@
+// Package testdata holds ringcap's replay corpus, the golden files the
+// replay tests compare with, and the fuzz seeds of the input reader.
+// `go generate ./testdata` rewrites the corpus; `go test ./... -update`
+// rewrites the golden files from it.
+package testdata
+
+//go:generate go run ./gen
