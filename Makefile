@@ -28,12 +28,13 @@ test: deps lint generate-check
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
-	$(GO) vet ./...
-	$(GO) run $(STATICCHECK) ./...
+	$(GO) vet ./... ./testdata ./testdata/gen
+	$(GO) run $(STATICCHECK) ./... ./testdata ./testdata/gen
 
 generate:
-	$(GO) generate ./bpf
+	$(GO) generate ./bpf ./testdata
 
-# The committed bpf2go output must be what the C source compiles to.
+# The committed bpf2go output and replay corpus must be what their sources
+# generate.
 generate-check: generate
-	@git diff --exit-code --stat -- bpf/ || { echo "bpf/: committed bpf2go output is stale; run make generate and commit"; exit 1; }
+	@git diff --exit-code --stat -- bpf/ testdata/ || { echo "generated files are stale: run make generate and commit"; exit 1; }

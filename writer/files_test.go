@@ -12,6 +12,7 @@ import (
 
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/ringcap/ringcap/bpf/bpftest"
 	"github.com/ringcap/ringcap/writer/pcapngtest"
 )
 
@@ -270,7 +271,7 @@ func TestRotationStatistics(t *testing.T) {
 	if first.PacketsReceived != 1+10+1+10+1 || first.PacketsDropped != 0+1 {
 		t.Errorf("first file: %d received, %d dropped; want 23 and 1", first.PacketsReceived, first.PacketsDropped)
 	}
-	pcapngtest.RequireTool(t, "capinfos")
+	bpftest.RequireTool(t, "capinfos")
 	if info := pcapngtest.Run(t, "capinfos", filepath.Join(h.dir, names[0])); !strings.Contains(info, "Number of stat entries = 1") {
 		t.Errorf("capinfos does not see the statistics block:\n%s", info)
 	}

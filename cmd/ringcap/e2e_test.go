@@ -46,8 +46,8 @@ var nsSeq int
 func newVethPair(t *testing.T) *vethPair {
 	t.Helper()
 	bpftest.RequirePrivileges(t)
-	pcapngtest.RequireTool(t, "ip")
-	pcapngtest.RequireTool(t, "ping")
+	bpftest.RequireTool(t, "ip")
+	bpftest.RequireTool(t, "ping")
 	nsSeq++
 	p := &vethPair{
 		tx: fmt.Sprintf("ringcap-%d-%d-tx", os.Getpid(), nsSeq),

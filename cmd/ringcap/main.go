@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -33,21 +35,21 @@ func usagef(format string, args ...any) error {
 }
 
 func main() {
-	os.Exit(run(os.Args, os.Stderr))
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 
-func run(args []string, stderr io.Writer) int {
+func run(args []string, stdout, stderr io.Writer) int {
 	app := &cli.App{
 		Name:            "ringcap",
 		Usage:           "record selected frames (by default: oversize ones) into pcapng files, through XDP",
 		Version:         version,
 		HideHelpCommand: true,
-		Writer:          stderr,
+		Writer:          stdout,
 		ErrWriter:       stderr,
-		Commands:        []*cli.Command{recordCommand()},
+		Commands:        []*cli.Command{recordCommand(), replayCommand()},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return usagef("unknown command %q: ringcap knows record (see ringcap --help)", c.Args().First())
+				return usagef("unknown command %q: ringcap knows record and replay (see ringcap --help)", c.Args().First())
 			}
 			return cli.ShowAppHelp(c)
 		},
@@ -57,7 +59,7 @@ func run(args []string, stderr io.Writer) int {
 		// run decides the exit code; urfave/cli must not exit itself.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
-	err := app.Run(args)
+	err := app.Run(flagsFirst(app, args))
 	if err == nil {
 		return 0
 	}
@@ -66,4 +68,45 @@ func run(args []string, stderr io.Writer) int {
 		return exitUsage
 	}
 	return exitRuntime
+}
+
+// flagsFirst moves a command's arguments behind its flags, so that
+// `ringcap replay IN -w OUT` reads as tcpdump users type it: urfave/cli
+// stops reading flags at the first argument.
+func flagsFirst(app *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	cmd := app.Command(args[1])
+	if cmd == nil {
+		return args
+	}
+	takesValue := make(map[string]bool)
+	for _, f := range cmd.Flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, name := range f.Names() {
+			takesValue[name] = !isBool
+		}
+	}
+	flags := slices.Clone(args[:2])
+	var positional []string
+	rest := args[2:]
+	for i := 0; i < len(rest); i++ {
+		a := rest[i]
+		switch {
+		case a == "--":
+			positional = append(positional, rest[i:]...)
+			i = len(rest)
+		case len(a) > 1 && a[0] == '-' && a != "-":
+			flags = append(flags, a)
+			name := strings.TrimLeft(a, "-")
+			if takesValue[name] && !strings.Contains(name, "=") && i+1 < len(rest) {
+				i++
+				flags = append(flags, rest[i])
+			}
+		default:
+			positional = append(positional, a)
+		}
+	}
+	return append(flags, positional...)
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/ringcap/ringcap/bpf/bpftest"
 	"github.com/ringcap/ringcap/writer/pcapngtest"
 )
 
@@ -108,7 +109,7 @@ func rotatedFiles(t *testing.T, dir string) []string {
 // with statistics that add up to the program's counters. Set
 // RINGCAP_LONG_RUN_PACKETS for a longer run.
 func TestRotateLongRun(t *testing.T) {
-	pcapngtest.RequireTool(t, "mergecap")
+	bpftest.RequireTool(t, "mergecap")
 	packets := 120000
 	if s := os.Getenv("RINGCAP_LONG_RUN_PACKETS"); s != "" {
 		packets, _ = strconv.Atoi(s)

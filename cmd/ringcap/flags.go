@@ -1,0 +1,125 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ringcap/ringcap/bpf"
+	"github.com/ringcap/ringcap/capture"
+	"github.com/ringcap/ringcap/writer"
+)
+
+// The flags record and replay share: what to select, and where to write.
+
+func selectionFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.UintFlag{Name: "snaplen", Aliases: []string{"s"}, Value: 256, Usage: "bytes of each frame to keep, 1-65535"},
+		&cli.UintFlag{Name: "mtu", Value: 1500, Usage: "select frames whose L3 length (after Ethernet and VLAN tags) exceeds `BYTES`"},
+		&cli.BoolFlag{Name: "all", Usage: "select every frame, whatever its length"},
+		&cli.StringFlag{Name: "ring-size", Value: "8MiB", Usage: "ring buffer size: a power of two, a multiple of the page size (KiB, MiB, GiB)"},
+	}
+}
+
+func outputFlags(writeUsage string) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "write", Aliases: []string{"w"}, Usage: writeUsage},
+		&cli.BoolFlag{Name: "force", Usage: "overwrite output files that exist"},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no live status line"},
+		&cli.StringFlag{Name: "rotate-size", Aliases: []string{"C"}, Usage: "start a new file once the current one holds `SIZE` (bytes, KiB, MiB, GiB)"},
+		&cli.DurationFlag{Name: "rotate-every", Aliases: []string{"G"}, Usage: "start a new file every `DURATION`"},
+		&cli.BoolFlag{Name: "align", Usage: "with --rotate-every, start files on multiples of the duration in wall-clock time"},
+		&cli.Uint64Flag{Name: "rotate-packets", Usage: "start a new file once the current one holds `N` packets"},
+		&cli.IntFlag{Name: "max-files", Aliases: []string{"W"}, Usage: "keep at most `N` files, deleting the oldest this run wrote"},
+		&cli.StringFlag{Name: "post-rotate", Aliases: []string{"z"}, Usage: "run `CMD` with each finished file's path as its argument"},
+		&cli.StringFlag{Name: "file-mode", Value: "0600", Usage: "permissions of new files, in octal"},
+	}
+}
+
+// badUsage is a usage error prefixed with the command's name.
+func badUsage(c *cli.Context, format string, args ...any) error {
+	return usageError{fmt.Errorf("%s: %s", c.Command.Name, fmt.Sprintf(format, args...))}
+}
+
+func parseSelection(c *cli.Context) (capture.Config, error) {
+	cfg := capture.Config{CaptureAll: c.Bool("all")}
+	snaplen := c.Uint("snaplen")
+	if snaplen < 1 || snaplen > bpf.MaxSnapLen {
+		return cfg, badUsage(c, "snaplen %d is out of range 1-%d (65535 keeps a whole 9000-byte jumbo frame)", snaplen, bpf.MaxSnapLen)
+	}
+	cfg.SnapLen = uint32(snaplen)
+	mtu := c.Uint("mtu")
+	if mtu > math.MaxUint16 {
+		return cfg, badUsage(c, "mtu %d is out of range 0-%d", mtu, math.MaxUint16)
+	}
+	cfg.MTU = uint32(mtu)
+	ring, err := parseSize(c.String("ring-size"))
+	if err != nil {
+		return cfg, badUsage(c, "%v", err)
+	}
+	if err := bpf.ValidateRingSize(ring); err != nil {
+		return cfg, badUsage(c, "%v", err)
+	}
+	cfg.RingSize = uint32(ring)
+	// The ring must hold at least one record of this snaplen.
+	if err := (bpf.Config{SnapLen: cfg.SnapLen, RingSize: cfg.RingSize, Interfaces: 1}).Validate(); err != nil {
+		return cfg, badUsage(c, "%v", err)
+	}
+	return cfg, nil
+}
+
+// parseOutput reads the output flags. An empty path is allowed here; the
+// commands decide what it means.
+func parseOutput(c *cli.Context) (writer.Config, error) {
+	out := writer.Config{
+		Path:      c.String("write"),
+		Overwrite: c.Bool("force"),
+		Policy: writer.Policy{
+			Every:    c.Duration("rotate-every"),
+			Align:    c.Bool("align"),
+			Packets:  c.Uint64("rotate-packets"),
+			MaxFiles: c.Int("max-files"),
+		},
+	}
+	if s := c.String("rotate-size"); s != "" {
+		size, err := parseSize(s)
+		if err != nil || size == 0 {
+			return out, badUsage(c, "--rotate-size %q: give a size such as 100MiB", s)
+		}
+		out.Size = int64(size)
+	}
+	switch p := out.Policy; {
+	case p.Every < 0:
+		return out, badUsage(c, "--rotate-every %v is negative", p.Every)
+	case p.Align && p.Every == 0:
+		return out, badUsage(c, "--align needs --rotate-every")
+	case p.MaxFiles < 0:
+		return out, badUsage(c, "--max-files %d is negative", p.MaxFiles)
+	}
+	mode, err := strconv.ParseUint(c.String("file-mode"), 8, 32)
+	if err != nil || mode > 0o777 || mode&0o600 != 0o600 {
+		return out, badUsage(c, "--file-mode %q: give octal permissions that let ringcap read and write, e.g. 0600 or 0640", c.String("file-mode"))
+	}
+	out.FileMode = os.FileMode(mode)
+	if out.Path == "" {
+		if out.Policy != (writer.Policy{}) || c.String("post-rotate") != "" {
+			return out, badUsage(c, "rotation and --post-rotate need files: give one with -w FILE")
+		}
+		return out, nil
+	}
+	if c.String("post-rotate") != "" && out.Path == "-" {
+		return out, badUsage(c, "--post-rotate needs files, not standard output")
+	}
+	if err := out.Check(); err != nil {
+		var exists *writer.ExistError
+		if errors.As(err, &exists) {
+			return out, err
+		}
+		return out, badUsage(c, "%v", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ringcap/ringcap/bpf"
+	"github.com/ringcap/ringcap/writer"
+)
+
+// source is what frames come from: a live capture or a replay.
+type source interface {
+	Counters() ([]bpf.Counters, error)
+	Packets() uint64 // frames handed to the writer
+}
+
+// createFiles opens the output: out completed with the file's header
+// contents, statistics from src, the clock, and --post-rotate.
+func createFiles(out writer.Config, ifaces []writer.Interface, src source, now func() time.Time, post *postRotate) (*writer.Files, error) {
+	out.Options = writer.Options{Application: "ringcap " + version, Interfaces: ifaces}
+	out.Now = now
+	out.Finished = post.run
+	out.Counters = func() ([]writer.Counts, error) {
+		counts, err := src.Counters()
+		if err != nil {
+			return nil, err
+		}
+		files := make([]writer.Counts, len(counts))
+		for i, c := range counts {
+			files[i] = writer.Counts{Received: c.Seen, Dropped: c.Dropped()}
+		}
+		return files, nil
+	}
+	return writer.Create(out)
+}
+
+// signalContext ends on Ctrl-C or SIGTERM; a second Ctrl-C kills ringcap
+// the usual way, should stopping hang.
+func signalContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop)
+	return ctx, stop
+}
+
+// closeFiles ends the last file and explains a full disk. runErr is what
+// stopped the frames; closing after it adds nothing new.
+func closeFiles(files *writer.Files, runErr error) error {
+	closeErr := files.Close()
+	if runErr != nil {
+		closeErr = nil // the same failure, or one that follows from it
+	}
+	err := errors.Join(runErr, closeErr)
+	if errors.Is(err, syscall.ENOSPC) {
+		err = fmt.Errorf("%w: the disk is full; every file written so far is complete (--max-files bounds the space a capture takes)", err)
+	}
+	return err
+}
+
+func outputName(path string) string {
+	if path == "-" {
+		return "standard output"
+	}
+	return path
+}
+
+// printSummary says where the frames went (files is nil when they were
+// printed) and gives the program's counters, per interface when there are
+// several.
+func printSummary(stderr io.Writer, src source, names []string, files *writer.Files) error {
+	counts, err := src.Counters()
+	if err != nil {
+		return err
+	}
+	if files != nil {
+		where := outputName(files.Current())
+		if n := files.Count(); n > 1 {
+			where = fmt.Sprintf("%d files, the last %s", n, where)
+		}
+		fmt.Fprintf(stderr, "ringcap: %d frames written to %s (%s)\n", files.Saved(), where, formatBytes(uint64(files.Bytes())))
+		if lost := src.Packets() - files.Saved(); lost > 0 {
+			fmt.Fprintf(stderr, "ringcap: %d frames taken from the ring were lost with the write that failed\n", lost)
+		}
+	}
+	var total bpf.Counters
+	for i, c := range counts {
+		total = total.Add(c)
+		if len(counts) > 1 {
+			fmt.Fprintf(stderr, "ringcap: %s: %s\n", names[i], formatCounters(c))
+		}
+	}
+	fmt.Fprintf(stderr, "ringcap: %s\n", formatCounters(total))
+	return nil
+}
+
+func formatCounters(c bpf.Counters) string {
+	return fmt.Sprintf("%d seen, %d selected, %d written to the ring, %d dropped because the ring was full, %d reserve failures",
+		c.Seen, c.Selected, c.Written, c.RingFull, c.ReserveFailed)
+}
