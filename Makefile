@@ -32,7 +32,7 @@ lint:
 	$(GO) run $(STATICCHECK) ./... ./testdata ./testdata/gen
 
 generate:
-	$(GO) generate ./bpf ./testdata
+	$(GO) generate ./bpf/... ./testdata
 
 # The committed bpf2go output and replay corpus must be what their sources
 # generate.

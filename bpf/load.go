@@ -69,12 +69,18 @@ type Objects struct {
 
 // Load loads one program instance per interface, all writing into one ring.
 func Load(cfg Config) (*Objects, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
 	spec, err := loadRingcap()
 	if err != nil {
 		return nil, fmt.Errorf("read embedded XDP object: %w", err)
+	}
+	return loadSpec(spec, ringcapProgRingcapXdp, cfg)
+}
+
+// loadSpec loads program from spec, an object compiled from ringcap.c,
+// with cfg's constants: Load's work, open to the benchmarks' variants.
+func loadSpec(spec *ebpf.CollectionSpec, program string, cfg Config) (*Objects, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	spec.Maps[ringcapMapEvents].MaxEntries = cfg.RingSize
 	spec.Maps[ringcapMapCounters].MaxEntries = uint32(cfg.Interfaces)
@@ -95,6 +101,7 @@ func Load(cfg Config) (*Objects, error) {
 	}
 
 	objs := &Objects{}
+	var err error
 	if objs.Events, err = ebpf.NewMap(spec.Maps[ringcapMapEvents]); err != nil {
 		return nil, explain("create ring buffer", err)
 	}
@@ -103,7 +110,7 @@ func Load(cfg Config) (*Objects, error) {
 		return nil, explain("create counters", err)
 	}
 	for i := range cfg.Interfaces {
-		prog, err := loadInstance(spec, uint32(i), objs)
+		prog, err := loadInstance(spec, program, uint32(i), objs)
 		if err != nil {
 			objs.Close()
 			return nil, err
@@ -113,8 +120,13 @@ func Load(cfg Config) (*Objects, error) {
 	return objs, nil
 }
 
-func loadInstance(spec *ebpf.CollectionSpec, slot uint32, objs *Objects) (*ebpf.Program, error) {
+func loadInstance(spec *ebpf.CollectionSpec, program string, slot uint32, objs *Objects) (*ebpf.Program, error) {
 	spec = spec.Copy()
+	for name := range spec.Programs {
+		if name != program {
+			delete(spec.Programs, name)
+		}
+	}
 	if err := spec.Variables[ringcapVarSlot].Set(slot); err != nil {
 		return nil, fmt.Errorf("set slot: %w", err)
 	}
@@ -129,7 +141,7 @@ func loadInstance(spec *ebpf.CollectionSpec, slot uint32, objs *Objects) (*ebpf.
 	}
 	// The program keeps its .rodata alive; the collection's own handles
 	// are not needed.
-	prog := coll.DetachProgram(ringcapProgRingcapXdp)
+	prog := coll.DetachProgram(program)
 	coll.Close()
 	return prog, nil
 }

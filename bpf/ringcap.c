@@ -89,8 +89,23 @@ static __always_inline __u32 vlan_tags(struct xdp_md *ctx)
 	return tags;
 }
 
-SEC("xdp.frags")
-int ringcap_xdp(struct xdp_md *ctx)
+// selected says whether the user asked for this frame.
+static __always_inline int selected(struct xdp_md *ctx, __u64 frame_len)
+{
+	if (capture_all)
+		return 1;
+	// Tags only make the L3 length smaller, so a frame whose untagged L3
+	// length fits the MTU is dropped from consideration without reading
+	// a byte of it.
+	if (frame_len <= ETH_HDR_LEN + (__u64)mtu)
+		return 0;
+	return frame_len - ETH_HDR_LEN - VLAN_TAG_LEN * vlan_tags(ctx) > mtu;
+}
+
+// capture_frame is the whole program. reserve_first and check_room are
+// compile-time constants: ringcap_xdp passes 0 and 1; the benchmark
+// variants at the end undo one choice each, to measure what it is worth.
+static __always_inline int capture_frame(struct xdp_md *ctx, const int reserve_first, const int check_room)
 {
 	__u32 key = slot;
 	struct iface_counters *cnt = bpf_map_lookup_elem(&counters, &key);
@@ -98,38 +113,41 @@ int ringcap_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 	cnt->seen++;
 
-	__u64 frame_len = bpf_xdp_get_buff_len(ctx);
-	if (!capture_all) {
-		// Tags only make the L3 length smaller, so a frame whose
-		// untagged L3 length fits the MTU is dropped from
-		// consideration without reading a byte of it.
-		if (frame_len <= ETH_HDR_LEN + (__u64)mtu)
-			return XDP_PASS;
-		if (frame_len - ETH_HDR_LEN - VLAN_TAG_LEN * vlan_tags(ctx) <= mtu)
+	struct event *ev = NULL;
+	if (reserve_first) {
+		// The pattern ../shared/background.md warns about: the ring's
+		// lock is taken for every frame, wanted or not.
+		ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + snaplen, 0);
+		if (!ev)
 			return XDP_PASS;
 	}
+
+	__u64 frame_len = bpf_xdp_get_buff_len(ctx);
+	if (!selected(ctx, frame_len))
+		goto pass;
 	// The verifier needs the copy length proven within [1, snaplen]:
 	// clamp in unsigned arithmetic. XDP frames are never shorter than an
-	// Ethernet header, so the early return is never taken.
+	// Ethernet header, so cap is never 0.
 	__u64 cap = frame_len < snaplen ? frame_len : snaplen;
 	if (cap < 1 || cap > snaplen)
-		return XDP_PASS;
+		goto pass;
 	cnt->selected++;
 
-	// bpf_ringbuf_reserve() takes a lock shared by all CPUs, and fails
-	// anyway when the consumer is behind; a snapshot of the fill level is
-	// much cheaper. The kernel refuses a record that would bring the fill
-	// level to ring_size or beyond, hence ">=".
-	__u64 record = (RINGBUF_HDR_LEN + sizeof(struct event) + snaplen + 7) & ~7ULL;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + record >= ring_size) {
-		cnt->ring_full++;
-		return XDP_PASS;
-	}
-
-	struct event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + snaplen, 0);
 	if (!ev) {
-		cnt->reserve_failed++;
-		return XDP_PASS;
+		// bpf_ringbuf_reserve() takes a lock shared by all CPUs, and
+		// fails anyway when the consumer is behind; a snapshot of the
+		// fill level is much cheaper. The kernel refuses a record that
+		// would bring the fill level to ring_size or beyond, hence ">=".
+		__u64 record = (RINGBUF_HDR_LEN + sizeof(struct event) + snaplen + 7) & ~7ULL;
+		if (check_room && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + record >= ring_size) {
+			cnt->ring_full++;
+			return XDP_PASS;
+		}
+		ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + snaplen, 0);
+		if (!ev) {
+			cnt->reserve_failed++;
+			return XDP_PASS;
+		}
 	}
 
 	// bpf_xdp_load_bytes() reads across fragments, so a snaplen longer
@@ -151,4 +169,31 @@ int ringcap_xdp(struct xdp_md *ctx)
 	bpf_ringbuf_submit(ev, 0);
 	cnt->written++;
 	return XDP_PASS;
+
+pass:
+	if (ev)
+		bpf_ringbuf_discard(ev, 0);
+	return XDP_PASS;
 }
+
+SEC("xdp.frags")
+int ringcap_xdp(struct xdp_md *ctx)
+{
+	return capture_frame(ctx, 0, 1);
+}
+
+#ifdef RINGCAP_VARIANTS
+// For the benchmarks only (bpf/variants), never loaded by ringcap.
+
+SEC("xdp.frags")
+int reserve_first(struct xdp_md *ctx)
+{
+	return capture_frame(ctx, 1, 1);
+}
+
+SEC("xdp.frags")
+int no_room_check(struct xdp_md *ctx)
+{
+	return capture_frame(ctx, 0, 0);
+}
+#endif

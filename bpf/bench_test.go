@@ -1,0 +1,128 @@
+package bpf
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	"github.com/ringcap/ringcap/bpf/bpftest"
+	"github.com/ringcap/ringcap/bpf/variants"
+)
+
+// benchRepeat is how many times one test run repeats the program; the
+// kernel reports the mean time of a run.
+const benchRepeat = 20000
+
+// noopProgram is the baseline: an xdp.frags program that returns XDP_PASS.
+func noopProgram(b *testing.B) *ebpf.Program {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         ebpf.XDP,
+		AttachType:   ebpf.AttachXDP,
+		Flags:        unix.BPF_F_XDP_HAS_FRAGS,
+		License:      "MIT",
+		Instructions: asm.Instructions{asm.LoadImm(asm.R0, xdpPass, asm.DWord), asm.Return()},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { prog.Close() })
+	return prog
+}
+
+// BenchmarkProgram measures the cost of a frame in the program, and in the
+// variants that undo one of its choices, as a ratio to the no-op program
+// measured in the same iterations (x-noop). Run it with
+//
+//	go test -run XXX -bench Program ./bpf
+func BenchmarkProgram(b *testing.B) {
+	bpftest.RequirePrivileges(b)
+	spec, err := variants.Spec()
+	if err != nil {
+		b.Fatal(err)
+	}
+	small := bpftest.Frame{L3Len: 46}.Build()  // 60 bytes, never selected
+	big := bpftest.Frame{L3Len: 2000}.Build() // selected
+	tests := []struct {
+		name    string
+		program string
+		frame   []byte
+		ring    string // "drained": a reader empties it; "full": nobody does
+	}{
+		{"not-selected/ringcap", variants.Ringcap, small, "drained"},
+		{"not-selected/reserve-first", variants.ReserveFirst, small, "drained"},
+		{"selected-drained/ringcap", variants.Ringcap, big, "drained"},
+		{"selected-drained/no-room-check", variants.NoRoomCheck, big, "drained"},
+		{"selected-ring-full/ringcap", variants.Ringcap, big, "full"},
+		{"selected-ring-full/no-room-check", variants.NoRoomCheck, big, "full"},
+	}
+	noop := noopProgram(b)
+	for _, tt := range tests {
+		b.Run(tt.name, func(b *testing.B) {
+			objs, err := loadSpec(spec, tt.program, Config{MTU: 1500, SnapLen: 256, RingSize: 1 << 20, Interfaces: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer objs.Close()
+			prog := objs.Programs[0]
+			if tt.ring == "full" {
+				if _, err := prog.Run(&ebpf.RunOptions{Data: tt.frame, Repeat: 1 << 20 / 256}); err != nil {
+					b.Fatal(err)
+				}
+			} else {
+				stop := drainInBackground(b, objs.Events)
+				defer stop()
+			}
+			var subject, base time.Duration
+			b.ResetTimer()
+			for range b.N {
+				_, d, err := prog.Benchmark(tt.frame, benchRepeat, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				subject += d
+				_, d, err = noop.Benchmark(tt.frame, benchRepeat, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				base += d
+			}
+			b.ReportMetric(float64(subject.Nanoseconds())/float64(b.N), "ns/frame")
+			b.ReportMetric(float64(base.Nanoseconds())/float64(b.N), "noop-ns/frame")
+			b.ReportMetric(float64(subject)/float64(base), "x-noop")
+			c, err := objs.ReadCounters(0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if tt.ring == "full" && c.Written > 1<<20/256 {
+				b.Fatalf("the ring was meant to stay full, yet %d records were written", c.Written)
+			}
+		})
+	}
+}
+
+// drainInBackground reads the ring until stop is called.
+func drainInBackground(b *testing.B, events *ebpf.Map) (stop func()) {
+	rd, err := ringbuf.NewReader(events)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var rec ringbuf.Record
+		for ctx.Err() == nil {
+			rd.ReadInto(&rec)
+		}
+	}()
+	return func() {
+		cancel()
+		rd.Close()
+		<-done
+	}
+}

@@ -1,0 +1,23 @@
+// Package variants is ringcap's XDP program compiled with the benchmark
+// variants of ringcap.c: the same program with one design choice undone,
+// so that the benchmarks in package bpf measure what each choice is worth.
+// ringcap itself never loads it.
+package variants
+
+import "github.com/cilium/ebpf"
+
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu -DRINGCAP_VARIANTS" -target bpfel variants ../ringcap.c
+
+// Program names in Spec.
+const (
+	// Ringcap is ringcap's own program.
+	Ringcap = variantsProgRingcapXdp
+	// ReserveFirst reserves ring space before the length test and
+	// discards it for unwanted frames.
+	ReserveFirst = variantsProgReserveFirst
+	// NoRoomCheck reserves without testing the ring's free space first.
+	NoRoomCheck = variantsProgNoRoomCheck
+)
+
+// Spec returns the object holding all three programs.
+func Spec() (*ebpf.CollectionSpec, error) { return loadVariants() }
