@@ -16,7 +16,7 @@ import (
 // inNewNetns moves the calling test's goroutine, locked to its thread, into
 // a network namespace of its own, so that attaching to its loopback touches
 // nothing outside. The thread is discarded when the test returns.
-func inNewNetns(t *testing.T) {
+func inNewNetns(t testing.TB) {
 	t.Helper()
 	bpftest.RequirePrivileges(t)
 	runtime.LockOSThread()
