@@ -45,7 +45,7 @@ func BenchmarkProgram(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	small := bpftest.Frame{L3Len: 46}.Build()  // 60 bytes, never selected
+	small := bpftest.Frame{L3Len: 46}.Build() // 60 bytes, never selected
 	big := bpftest.Frame{L3Len: 2000}.Build() // selected
 	tests := []struct {
 		name    string

@@ -5,14 +5,23 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
-// EventHeaderSize is the size of the fixed header in front of the frame
-// bytes of every ring record; see struct event in ringcap.c.
-const EventHeaderSize = 24
+// The layout of struct event in ringcap.c, the fixed header in front of
+// the frame bytes of every ring record, as bpf2go read it from the
+// object's BTF: decoders use these instead of offsets of their own.
+const (
+	EventHeaderSize     = int(unsafe.Sizeof(ringcapEvent{}))
+	EventTsOffset       = int(unsafe.Offsetof(ringcapEvent{}.TsNs))
+	EventIfindexOffset  = int(unsafe.Offsetof(ringcapEvent{}.Ifindex))
+	EventRxQueueOffset  = int(unsafe.Offsetof(ringcapEvent{}.RxQueue))
+	EventFrameLenOffset = int(unsafe.Offsetof(ringcapEvent{}.FrameLen))
+	EventCapLenOffset   = int(unsafe.Offsetof(ringcapEvent{}.CapLen))
+)
 
 // ringRecordHeaderSize is BPF_RINGBUF_HDR_SZ, the kernel's header in front
 // of every ring record.
@@ -37,7 +46,7 @@ type Config struct {
 // RecordSize is the ring space one selected frame takes, kernel header
 // included.
 func (c Config) RecordSize() uint32 {
-	return (ringRecordHeaderSize + EventHeaderSize + c.SnapLen + 7) &^ 7
+	return (ringRecordHeaderSize + uint32(EventHeaderSize) + c.SnapLen + 7) &^ 7
 }
 
 // Validate checks what the kernel would reject with a bare EINVAL.
@@ -209,10 +218,13 @@ func explain(what string, err error) error {
 	case errors.As(err, &verr):
 		return &VerifierError{What: what, Log: lastLines(verr.Log, verifierLogLines), Err: err}
 	case errors.Is(err, unix.EPERM), errors.Is(err, os.ErrPermission):
-		return fmt.Errorf("%s: permission denied: ringcap needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN", what)
+		return fmt.Errorf("%s: %w", what, ErrPrivileges)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
+
+// ErrPrivileges is the kernel refusing ringcap for want of privileges.
+var ErrPrivileges = errors.New("ringcap needs root, or the capabilities CAP_BPF and CAP_NET_ADMIN: run it with sudo")
 
 // VerifierError is the kernel's verifier refusing the program.
 type VerifierError struct {

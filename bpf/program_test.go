@@ -93,12 +93,6 @@ func counters(t *testing.T, objs *Objects) Counters {
 	return c
 }
 
-func TestEventHeaderSize(t *testing.T) {
-	if got := binary.Size(ringcapEvent{}); got != EventHeaderSize {
-		t.Fatalf("struct event is %d bytes, EventHeaderSize says %d", got, EventHeaderSize)
-	}
-}
-
 func TestSelection(t *testing.T) {
 	tests := []struct {
 		name     string

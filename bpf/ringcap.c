@@ -5,7 +5,8 @@
 // ringcap's XDP program: passes every frame on untouched and copies the
 // first snaplen bytes of the frames the user asked for into a ring buffer.
 // Every instruction before the first "return XDP_PASS" runs for every frame
-// on the interface, so that path is kept to a helper call and a compare.
+// on the interface, so that path is kept to a per-CPU counter, a helper
+// call for the frame's length and a compare.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -115,8 +116,8 @@ static __always_inline int capture_frame(struct xdp_md *ctx, const int reserve_f
 
 	struct event *ev = NULL;
 	if (reserve_first) {
-		// The pattern ../shared/background.md warns about: the ring's
-		// lock is taken for every frame, wanted or not.
+		// The pattern ringcap avoids: the ring's lock is taken for
+		// every frame, wanted or not.
 		ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + snaplen, 0);
 		if (!ev)
 			return XDP_PASS;

@@ -53,6 +53,14 @@ type Sink interface {
 	Flush() error
 }
 
+// IdleSink is a Sink that wants to know when the ring is empty, as
+// writer.Files does to rotate files by the clock. Run calls Idle instead
+// of Flush then.
+type IdleSink interface {
+	Sink
+	Idle() error
+}
+
 // Capture is the XDP program attached to a set of interfaces.
 type Capture struct {
 	ifaces  []Interface
@@ -74,16 +82,7 @@ func Open(cfg Config) (*Capture, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkPrivileges(); err != nil {
-		return nil, err
-	}
-	objs, err := bpf.Load(bpf.Config{
-		MTU:        cfg.MTU,
-		CaptureAll: cfg.CaptureAll,
-		SnapLen:    cfg.SnapLen,
-		RingSize:   cfg.RingSize,
-		Interfaces: len(ifaces),
-	})
+	objs, err := cfg.load(len(ifaces))
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +98,21 @@ func Open(cfg Config) (*Capture, error) {
 		c.slot[uint32(ifc.Index)] = i
 	}
 	return c, nil
+}
+
+// load checks the privileges and loads the program with cfg's selection,
+// one instance per interface.
+func (cfg Config) load(interfaces int) (*bpf.Objects, error) {
+	if err := checkPrivileges(); err != nil {
+		return nil, err
+	}
+	return bpf.Load(bpf.Config{
+		MTU:        cfg.MTU,
+		CaptureAll: cfg.CaptureAll,
+		SnapLen:    cfg.SnapLen,
+		RingSize:   cfg.RingSize,
+		Interfaces: interfaces,
+	})
 }
 
 func lookupInterfaces(names []string) ([]*net.Interface, error) {
@@ -139,8 +153,7 @@ func checkPrivileges() error {
 		missing = append(missing, "CAP_NET_ADMIN")
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("ringcap needs root, or the capabilities CAP_BPF and CAP_NET_ADMIN (missing %s): run it with sudo",
-			strings.Join(missing, " and "))
+		return fmt.Errorf("%w (missing %s)", bpf.ErrPrivileges, strings.Join(missing, " and "))
 	}
 	return nil
 }
@@ -154,7 +167,7 @@ func attach(prog *ebpf.Program, ifc *net.Interface, mode Mode) (link.Link, Mode,
 	if err == nil {
 		return l, ModeNative, nil
 	}
-	if errors.Is(err, errBusy) || errors.Is(err, os.ErrPermission) {
+	if errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
 		return nil, 0, err
 	}
 	l, gerr := attachMode(prog, ifc, ModeGeneric)
@@ -178,7 +191,7 @@ func attachMode(prog *ebpf.Program, ifc *net.Interface, mode Mode) (link.Link, e
 	case errors.Is(err, unix.EBUSY), errors.Is(err, unix.EEXIST):
 		return nil, fmt.Errorf("attach %s in %s mode: the interface %w; `ip link show %s` names it", ifc.Name, mode, errBusy, ifc.Name)
 	case errors.Is(err, unix.EPERM):
-		return nil, fmt.Errorf("attach %s: permission denied: ringcap needs CAP_NET_ADMIN", ifc.Name)
+		return nil, fmt.Errorf("attach %s: %w", ifc.Name, bpf.ErrPrivileges)
 	}
 	return nil, fmt.Errorf("attach %s in %s mode: %w", ifc.Name, mode, err)
 }
@@ -264,6 +277,10 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 	if err := clk.sync(); err != nil {
 		return err
 	}
+	idle := sink.Flush
+	if s, ok := sink.(IdleSink); ok {
+		idle = s.Idle
+	}
 	var (
 		rec       ringbuf.Record
 		n         uint64
@@ -273,16 +290,17 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 	// The deadline only matters once the ring is empty: records keep
 	// coming without a wait while it is not, so it is set once per flush,
 	// not once per record.
-	flush := func() error {
+	flush := func(flush func() error) error {
 		lastFlush = time.Now()
 		rd.SetDeadline(lastFlush.Add(idleWait))
 		if err := clk.sync(); err != nil {
 			return err
 		}
-		return sink.Flush()
+		return flush()
 	}
-	lastFlush = time.Now()
-	rd.SetDeadline(lastFlush.Add(idleWait))
+	if err := flush(sink.Flush); err != nil {
+		return err
+	}
 	for {
 		err := rd.ReadInto(&rec)
 		switch {
@@ -306,12 +324,13 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 			// Reading the time costs more than a record; look at it
 			// once every few hundred.
 			if n%256 == 0 && time.Since(lastFlush) >= flushInterval {
-				if err := flush(); err != nil {
+				if err := flush(sink.Flush); err != nil {
 					return err
 				}
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
-			if err := flush(); err != nil {
+			// The ring is empty.
+			if err := flush(idle); err != nil {
 				return err
 			}
 			select {

@@ -35,11 +35,11 @@ func TestClockWithinOneMillisecond(t *testing.T) {
 func TestDecodeEvent(t *testing.T) {
 	record := func(capLen uint32, carried int) []byte {
 		b := make([]byte, bpf.EventHeaderSize+carried)
-		binary.NativeEndian.PutUint64(b[0:], 123456789)
-		binary.NativeEndian.PutUint32(b[8:], 7)
-		binary.NativeEndian.PutUint32(b[12:], 3)
-		binary.NativeEndian.PutUint32(b[16:], 9014)
-		binary.NativeEndian.PutUint32(b[20:], capLen)
+		binary.NativeEndian.PutUint64(b[bpf.EventTsOffset:], 123456789)
+		binary.NativeEndian.PutUint32(b[bpf.EventIfindexOffset:], 7)
+		binary.NativeEndian.PutUint32(b[bpf.EventRxQueueOffset:], 3)
+		binary.NativeEndian.PutUint32(b[bpf.EventFrameLenOffset:], 9014)
+		binary.NativeEndian.PutUint32(b[bpf.EventCapLenOffset:], capLen)
 		for i := range carried {
 			b[bpf.EventHeaderSize+i] = byte(i)
 		}
@@ -66,7 +66,7 @@ func TestDecodeEvent(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if ev.tsNs != 123456789 || ev.ifindex != 7 || ev.rxQueue != 3 || ev.frameLen != 9014 || len(ev.data) != tt.capLen {
+			if ev.tsNs != 123456789 || ev.ifindex != 7 || ev.frameLen != 9014 || len(ev.data) != tt.capLen {
 				t.Errorf("decoded %+v", ev)
 			}
 			for i, b := range ev.data {

@@ -12,25 +12,24 @@ import (
 type event struct {
 	tsNs     uint64
 	ifindex  uint32
-	rxQueue  uint32
 	frameLen uint32
-	data     []byte // cap_len bytes of the frame; aliases the ring record
+	data     []byte // cap_len bytes of the frame, within the record
 }
 
-// decodeEvent reads a ring record without copying the frame bytes.
+// decodeEvent reads a ring record. The frame bytes stay where they are,
+// in the reader's copy of the record.
 func decodeEvent(raw []byte) (event, error) {
 	if len(raw) < bpf.EventHeaderSize {
 		return event{}, fmt.Errorf("ring record of %d bytes is shorter than the %d-byte event header", len(raw), bpf.EventHeaderSize)
 	}
-	capLen := binary.NativeEndian.Uint32(raw[20:24])
+	capLen := binary.NativeEndian.Uint32(raw[bpf.EventCapLenOffset:])
 	if int(capLen) > len(raw)-bpf.EventHeaderSize {
 		return event{}, fmt.Errorf("ring record claims %d captured bytes but carries %d", capLen, len(raw)-bpf.EventHeaderSize)
 	}
 	return event{
-		tsNs:     binary.NativeEndian.Uint64(raw[0:8]),
-		ifindex:  binary.NativeEndian.Uint32(raw[8:12]),
-		rxQueue:  binary.NativeEndian.Uint32(raw[12:16]),
-		frameLen: binary.NativeEndian.Uint32(raw[16:20]),
+		tsNs:     binary.NativeEndian.Uint64(raw[bpf.EventTsOffset:]),
+		ifindex:  binary.NativeEndian.Uint32(raw[bpf.EventIfindexOffset:]),
+		frameLen: binary.NativeEndian.Uint32(raw[bpf.EventFrameLenOffset:]),
 		data:     raw[bpf.EventHeaderSize : bpf.EventHeaderSize+int(capLen)],
 	}, nil
 }

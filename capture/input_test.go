@@ -96,7 +96,7 @@ func TestInputMapsToEthernet(t *testing.T) {
 				t.Fatal(err)
 			}
 			if first.Length != tt.first || len(first.Data) < 14 {
-				t.Errorf("first frame: length %d, %d bytes; want %d", first.Length, len(first.Data), tt.first)
+				t.Fatalf("first frame: length %d, %d bytes; want %d", first.Length, len(first.Data), tt.first)
 			}
 			if et := layers.EthernetType(uint16(first.Data[12])<<8 | uint16(first.Data[13])); et != layers.EthernetTypeIPv4 {
 				t.Errorf("first frame's EtherType %v, want IPv4", et)

@@ -46,17 +46,7 @@ func OpenReplay(path string, cfg Config) (*Replay, error) {
 	if n == 0 {
 		return nil, fmt.Errorf("%s holds no frames", path)
 	}
-	if err := checkPrivileges(); err != nil {
-		return nil, err
-	}
-	r.objs, err = bpf.Load(bpf.Config{
-		MTU:        cfg.MTU,
-		CaptureAll: cfg.CaptureAll,
-		SnapLen:    cfg.SnapLen,
-		RingSize:   cfg.RingSize,
-		Interfaces: len(r.ifaces),
-	})
-	if err != nil {
+	if r.objs, err = cfg.load(len(r.ifaces)); err != nil {
 		return nil, err
 	}
 	r.now = r.first
@@ -88,8 +78,9 @@ func (r *Replay) scan() (frames int, err error) {
 func (r *Replay) Interfaces() []InputInterface { return r.ifaces }
 
 // Now returns the recorded time of the frame replayed last (of the first
-// before any): the replay's clock, for the files' statistics and rotation.
-func (r *Replay) Now() time.Time { return r.now }
+// before any), in local time as a live capture's clock: the replay's clock,
+// for the files' statistics, names and rotation.
+func (r *Replay) Now() time.Time { return r.now.Local() }
 
 // Packets returns how many frames were handed to the sink.
 func (r *Replay) Packets() uint64 { return r.packets.Load() }
@@ -102,10 +93,15 @@ func (r *Replay) Counters() ([]bpf.Counters, error) {
 // Close releases the program.
 func (r *Replay) Close() error { return r.objs.Close() }
 
-// maxTestRunFrame is the largest frame BPF_PROG_TEST_RUN takes for an
-// xdp.frags program here: a page for the first buffer and up to
-// MAX_SKB_FRAGS (17) pages of fragments, less head- and tailroom.
-const maxTestRunFrame = 17*4096 + 3000
+// maxTestRunFrame is about the largest frame BPF_PROG_TEST_RUN takes for
+// an xdp.frags program: a page for the first buffer and up to
+// MAX_SKB_FRAGS (17) pages of fragments, less head- and tailroom. Frames
+// between this bound and the kernel's exact one fail with EINVAL and are
+// counted the same way.
+var (
+	pageSize        = os.Getpagesize()
+	maxTestRunFrame = 18*pageSize - 1024
+)
 
 // Run replays every frame until the end of the file or ctx is done.
 func (r *Replay) Run(ctx context.Context, sink Sink) error {
@@ -148,14 +144,22 @@ func (r *Replay) Run(ctx context.Context, sink Sink) error {
 		frame = slices.Grow(frame[:0], f.Length)[:f.Length]
 		clear(frame[copy(frame, f.Data):])
 		opts.Data = frame
+		if f.Interface >= len(r.objs.Programs) {
+			return fmt.Errorf("%s: frame %d: interface %d, which the file did not have when ringcap first read it: did it change?", r.path, n, f.Interface)
+		}
 		if _, err := r.objs.Programs[f.Interface].Run(&opts); err != nil {
-			if errors.Is(err, unix.EINVAL) {
+			if errors.Is(err, unix.EINVAL) && f.Length > pageSize {
+				// A multi-buffer frame with more fragments than
+				// the test run takes.
 				r.TooLarge++
 				continue
 			}
 			return fmt.Errorf("%s: frame %d: test run: %w", r.path, n, err)
 		}
 		// The run is synchronous: its record, if any, is in the ring.
+		if rd.AvailableBytes() == 0 {
+			continue
+		}
 		rd.SetDeadline(time.Now())
 		for {
 			err := rd.ReadInto(&rec)

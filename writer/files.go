@@ -59,14 +59,14 @@ type Config struct {
 // Check reports what would stop the output from being created, so that a
 // capture can refuse before it starts.
 func (c Config) Check() error {
+	if c.MaxFiles > 0 && !c.Policy.Rotates() {
+		return errors.New("--max-files needs a rotation: --rotate-size, --rotate-every or --rotate-packets")
+	}
 	if c.Path == "-" {
 		if c.Policy.Rotates() {
 			return errors.New("rotation needs a file name, not standard output")
 		}
 		return nil
-	}
-	if c.MaxFiles > 0 && !c.Policy.Rotates() {
-		return errors.New("--max-files needs a rotation: --rotate-size, --rotate-every or --rotate-packets")
 	}
 	if c.Policy.Rotates() || c.Overwrite {
 		return nil // numbered names are checked as each file is created
@@ -158,6 +158,13 @@ func (fs *Files) open(start time.Time, base []Counts) error {
 		if err != nil {
 			return fmt.Errorf("create output file: %w", err)
 		}
+		if fs.cfg.Overwrite {
+			// O_TRUNC keeps an existing file's permissions.
+			if err := f.Chmod(fs.cfg.FileMode); err != nil {
+				f.Close()
+				return fmt.Errorf("create output file: %w", err)
+			}
+		}
 		cur.f, out = f, f
 	}
 	w, err := New(out, fs.cfg.Options)
@@ -208,50 +215,56 @@ func (fs *Files) prune() error {
 
 // finish ends the current file at end: statistics, flush, fsync, close.
 // It returns the counters read for the statistics, the next file's base.
-// A file is finished once, whether that succeeds or not.
+// A file is finished once, whether that succeeds or not, and is closed
+// either way.
 func (fs *Files) finish(end time.Time) ([]Counts, error) {
 	cur := fs.cur
 	if cur.ended {
 		return cur.base, nil
 	}
 	cur.ended = true
-	defer func() {
-		fs.done += cur.w.Size()
-		fs.saved += cur.w.Saved()
-	}()
-	counts := cur.base
-	if fs.cfg.Counters != nil {
-		var err error
-		if counts, err = fs.cfg.Counters(); err != nil {
-			return nil, err
+	counts, statsErr := fs.writeStats(cur, end)
+	err := cur.w.Flush()
+	fs.done += cur.w.Size()
+	fs.saved += cur.w.Saved()
+	if cur.f != nil {
+		if err == nil {
+			if err = cur.f.Sync(); err != nil {
+				err = fmt.Errorf("sync %s: %w", cur.path, err)
+			}
 		}
-		stats := make([]Stats, len(counts))
-		for i, c := range counts {
-			stats[i] = Stats{Start: cur.start, End: end,
-				Received: c.Received - cur.base[i].Received, Dropped: c.Dropped - cur.base[i].Dropped}
-		}
-		if err := cur.w.WriteStats(stats); err != nil {
-			return nil, err
+		if cerr := cur.f.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close %s: %w", cur.path, cerr)
 		}
 	}
-	if err := cur.w.Flush(); err != nil {
+	if err = errors.Join(statsErr, err); err != nil {
 		return nil, err
 	}
-	if cur.f == nil {
-		return counts, nil
-	}
-	if err := cur.f.Sync(); err != nil {
-		cur.f.Close()
-		return nil, fmt.Errorf("sync %s: %w", cur.path, err)
-	}
-	if err := cur.f.Close(); err != nil {
-		return nil, fmt.Errorf("close %s: %w", cur.path, err)
-	}
-	fs.finished = append(fs.finished, cur.path)
-	if fs.cfg.Finished != nil {
-		fs.cfg.Finished(cur.path)
+	if cur.f != nil {
+		fs.finished = append(fs.finished, cur.path)
+		if fs.cfg.Finished != nil {
+			fs.cfg.Finished(cur.path)
+		}
 	}
 	return counts, nil
+}
+
+// writeStats appends the file's Interface Statistics Blocks: the counters
+// now, less those when the file started.
+func (fs *Files) writeStats(cur *file, end time.Time) ([]Counts, error) {
+	if fs.cfg.Counters == nil {
+		return cur.base, nil
+	}
+	counts, err := fs.cfg.Counters()
+	if err != nil {
+		return nil, err
+	}
+	stats := make([]Stats, len(counts))
+	for i, c := range counts {
+		stats[i] = Stats{Start: cur.start, End: end,
+			Received: c.Received - cur.base[i].Received, Dropped: c.Dropped - cur.base[i].Dropped}
+	}
+	return counts, cur.w.WriteStats(stats)
 }
 
 func (fs *Files) rotate(at time.Time) error {
@@ -266,9 +279,12 @@ func (fs *Files) rotate(at time.Time) error {
 // and if so at what time.
 func (fs *Files) due(ts time.Time) (time.Time, bool) {
 	if !fs.next.IsZero() && !ts.Before(fs.next) {
-		// The file ends at its boundary, so that files meet without a
-		// gap: the next one starts where this one ended.
-		return fs.next, true
+		// The file ends on the last boundary at or before ts, and the
+		// next one starts there: files meet without a gap, and a long
+		// silence stays in the file before it instead of leaving a
+		// series of empty files.
+		periods := ts.Sub(fs.next) / fs.cfg.Every
+		return fs.next.Add(periods * fs.cfg.Every), true
 	}
 	w, p := fs.cur.w, fs.cfg.Policy
 	if w.Packets() > 0 && (p.Packets > 0 && w.Packets() >= p.Packets || p.Size > 0 && w.Size() >= p.Size) {
@@ -293,15 +309,23 @@ func (fs *Files) WritePacket(iface int, ts time.Time, length int, data []byte) e
 	return nil
 }
 
-// Flush writes buffered packets out, and ends the current file if it is
-// past its age even though no packet came to end it.
+// Flush writes buffered packets out.
 func (fs *Files) Flush() error {
-	if !fs.next.IsZero() && !fs.cfg.Now().Before(fs.next) {
-		if err := fs.rotate(fs.next); err != nil {
+	return fs.cur.w.Flush()
+}
+
+// Idle is Flush for a moment when no frame is on its way, for a live
+// capture whose ring is empty: it also ends the current file if it is past
+// its age although no frame came to end it. Rotating by the clock only
+// then keeps frames that are still waiting in the ring out of a file that
+// starts after them.
+func (fs *Files) Idle() error {
+	if at, ok := fs.due(fs.cfg.Now()); ok && !fs.next.IsZero() && !at.Before(fs.next) {
+		if err := fs.rotate(at); err != nil {
 			return err
 		}
 	}
-	return fs.cur.w.Flush()
+	return fs.Flush()
 }
 
 // Close finishes the current file.

@@ -135,6 +135,7 @@ func TestRotation(t *testing.T) {
 		policy  Policy
 		writes  []time.Duration
 		flushAt []time.Duration // Flush calls with the clock at these offsets, after the writes
+		idleAt  []time.Duration // then Idle calls
 		files   []string
 		packets [][]time.Duration
 	}{
@@ -180,16 +181,35 @@ func TestRotation(t *testing.T) {
 			name:    "every aligned",
 			policy:  Policy{Every: 10 * s, Align: true},
 			writes:  []time.Duration{0, 2 * s, 2500 * time.Millisecond, 12 * s},
-			flushAt: []time.Duration{12400 * time.Millisecond, 12500 * time.Millisecond},
+			idleAt:  []time.Duration{12400 * time.Millisecond, 12500 * time.Millisecond},
 			files:   []string{"cap_00001_20261126100007.pcapng", "cap_00002_20261126100010.pcapng", "cap_00003_20261126100020.pcapng"},
 			packets: [][]time.Duration{{0, 2 * s}, {2500 * time.Millisecond, 12 * s}, {}},
 		},
 		{
-			// With no packet coming, Flush ends a file that is due.
+			// A packet long after the boundary starts its file on the
+			// last boundary before it; the silence stays in the file
+			// before, and no empty files are left for it.
+			name:    "every, after a silence",
+			policy:  Policy{Every: 10 * s},
+			writes:  []time.Duration{0, 35 * s, 36 * s, 47 * s},
+			files:   []string{"cap_00001_20261126100007.pcapng", "cap_00002_20261126100037.pcapng", "cap_00003_20261126100047.pcapng"},
+			packets: [][]time.Duration{{0}, {35 * s, 36 * s}, {47 * s}},
+		},
+		{
+			// Flush never rotates: frames may still wait in the ring.
+			name:    "every, flushed late",
+			policy:  Policy{Every: 10 * s},
+			writes:  []time.Duration{0},
+			flushAt: []time.Duration{30 * s},
+			files:   []string{"cap_00001_20261126100007.pcapng"},
+			packets: [][]time.Duration{{0}},
+		},
+		{
+			// With no packet coming, Idle ends a file that is due.
 			name:    "every, idle",
 			policy:  Policy{Every: 10 * s},
 			writes:  []time.Duration{0},
-			flushAt: []time.Duration{5 * s, 10 * s},
+			idleAt:  []time.Duration{5 * s, 10 * s},
 			files:   []string{"cap_00001_20261126100007.pcapng", "cap_00002_20261126100017.pcapng"},
 			packets: [][]time.Duration{{0}, {}},
 		},
@@ -211,6 +231,12 @@ func TestRotation(t *testing.T) {
 			for _, d := range tt.flushAt {
 				h.clock.now = start.Add(d)
 				if err := h.files.Flush(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, d := range tt.idleAt {
+				h.clock.now = start.Add(d)
+				if err := h.files.Idle(); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"time"
 
@@ -227,7 +226,7 @@ func (w *Writer) Flush() error {
 	// The error names the file and the cause, e.g. "write big.pcapng: no
 	// space left on device".
 	w.err = err
-	if f, ok := w.out.(*os.File); ok && n > 0 {
+	if f, ok := w.out.(interface{ Truncate(int64) error }); ok && n > 0 {
 		keep, packets := wholeBlocks(w.buf[:n])
 		if terr := f.Truncate(w.written + int64(keep)); terr != nil {
 			w.err = fmt.Errorf("%w; cutting the partial block off failed too: %v", w.err, terr)

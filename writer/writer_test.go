@@ -184,3 +184,59 @@ func TestWholeBlocks(t *testing.T) {
 		t.Fatalf("the file has %d packet blocks, want %d", epbCount(epb), wantPackets)
 	}
 }
+
+// shortFile takes room bytes, then fails as a full disk does, and records
+// how it was cut back.
+type shortFile struct {
+	data []byte
+	room int
+}
+
+func (f *shortFile) Write(p []byte) (int, error) {
+	n := min(len(p), f.room-len(f.data))
+	f.data = append(f.data, p[:n]...)
+	if n < len(p) {
+		return n, errors.New("no space left on device")
+	}
+	return n, nil
+}
+
+func (f *shortFile) Truncate(size int64) error {
+	f.data = f.data[:size]
+	return nil
+}
+
+// A write that fails part way leaves whole blocks only, and says how many
+// packets they hold.
+func TestWriteErrorKeepsWholeBlocks(t *testing.T) {
+	var full bytes.Buffer
+	writeTestFile(t, &full)
+	for room := 0; room <= full.Len(); room += 7 {
+		f := &shortFile{room: room}
+		w, err := New(f, Options{Application: "ringcap test", Interfaces: testInterfaces})
+		if err == nil {
+			err = w.Flush()
+		}
+		for _, p := range testPackets {
+			if err == nil {
+				err = w.WritePacket(p.iface, p.ts, p.length, p.data)
+			}
+		}
+		if err == nil {
+			err = w.Flush()
+		}
+		if room < full.Len() && err == nil {
+			t.Fatalf("room %d: no error", room)
+		}
+		end, packets := wholeBlocks(f.data)
+		if end != len(f.data) {
+			t.Fatalf("room %d: the file ends %d bytes into a block", room, len(f.data)-end)
+		}
+		if !bytes.Equal(f.data, full.Bytes()[:len(f.data)]) {
+			t.Fatalf("room %d: the file is not a prefix of the whole one", room)
+		}
+		if w != nil && w.Saved() != packets {
+			t.Fatalf("room %d: Saved() = %d, the file holds %d packets", room, w.Saved(), packets)
+		}
+	}
+}

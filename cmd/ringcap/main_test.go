@@ -96,7 +96,7 @@ func TestBadInput(t *testing.T) {
 		{"output file exists", nil, []string{"record", "-i", "lo", "-w", existing},
 			exitRuntime, "output file " + existing + " exists: use --force to overwrite it"},
 		{"not root", nobody, []string{"record", "-i", "lo", "-w", out},
-			exitRuntime, "ringcap needs root, or the capabilities CAP_BPF and CAP_NET_ADMIN (missing CAP_BPF and CAP_NET_ADMIN): run it with sudo"},
+			exitRuntime, "ringcap needs root, or the capabilities CAP_BPF and CAP_NET_ADMIN: run it with sudo (missing CAP_BPF and CAP_NET_ADMIN)"},
 		{"no interface", nil, []string{"record", "-w", out},
 			exitUsage, "no interface: give one with -i IFACE"},
 		{"no output", nil, []string{"record", "-i", "lo"},

@@ -52,8 +52,8 @@ func signalContext(ctx context.Context) (context.Context, context.CancelFunc) {
 // stopped the frames; closing after it adds nothing new.
 func closeFiles(files *writer.Files, runErr error) error {
 	closeErr := files.Close()
-	if runErr != nil {
-		closeErr = nil // the same failure, or one that follows from it
+	if runErr != nil && closeErr != nil && errors.Is(closeErr, runErr) {
+		closeErr = nil // the same failure, seen again
 	}
 	err := errors.Join(runErr, closeErr)
 	if errors.Is(err, syscall.ENOSPC) {
