@@ -7,7 +7,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # traffic between namespaces, clang regenerates the XDP object.
 DEB_PACKAGES := tshark tcpdump iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev
 
-.PHONY: build deps test lint generate generate-check
+.PHONY: build deps test lint generate generate-check bench-smoke
 
 build:
 	$(GO) build -o ringcap ./cmd/ringcap
@@ -24,6 +24,13 @@ deps:
 
 test: deps lint generate-check
 	$(GO) test -count=1 ./...
+	$(MAKE) bench-smoke
+
+# Benchmarks are measurements, not tests: CI only checks that they and
+# ringbench still run, each in a short mode.
+bench-smoke:
+	$(GO) test -run XXX -bench . -benchtime 1x ./bpf ./capture
+	$(GO) run ./cmd/ringbench --smoke --plot $${TMPDIR:-/tmp}/ringbench-smoke.png
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

@@ -1,0 +1,230 @@
+// Command ringbench measures ringcap against tcpdump, dumpcap and xdpdump
+// on the same traffic: it builds a pair of network namespaces, sends
+// oversize frames into one at rising rates with an in-kernel generator,
+// and runs each tool there in turn. It prints a markdown table and plots
+// loss against offered rate.
+//
+//	go run ./cmd/ringbench            # the full run, a few minutes
+//	go run ./cmd/ringbench --smoke    # seconds: checks that it all runs
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ringcap/ringcap/bpf/bpftest"
+)
+
+type scenario struct {
+	name   string
+	frames int
+	rate   int // frames a second; 0: as fast as the generator goes
+}
+
+func main() {
+	app := &cli.App{
+		Name:  "ringbench",
+		Usage: "measure ringcap, tcpdump, dumpcap and xdpdump on the same traffic",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "smoke", Usage: "a few seconds: check that every part runs"},
+			&cli.StringFlag{Name: "ringcap", Usage: "ringcap binary (default: build it)"},
+			&cli.StringFlag{Name: "plot", Value: "ringbench.png", Usage: "where to write the plot"},
+			&cli.BoolFlag{Name: "install", Usage: "apt-get install the tools that are missing"},
+		},
+		Action: run,
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "ringbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(c *cli.Context) error {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root: it builds network namespaces and loads XDP programs")
+	}
+	dir, err := os.MkdirTemp("", "ringbench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if c.Bool("install") {
+		install()
+	}
+	ringcap := c.String("ringcap")
+	if ringcap == "" {
+		ringcap = filepath.Join(dir, "ringcap")
+		if out, err := exec.Command("go", "build", "-o", ringcap, "github.com/ringcap/ringcap/cmd/ringcap").CombinedOutput(); err != nil {
+			return fmt.Errorf("build ringcap (run ringbench from the repository, or give --ringcap): %v: %s", err, out)
+		}
+	}
+	p, err := newPair()
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	gen, err := newGenerator(p)
+	if err != nil {
+		return err
+	}
+
+	scenarios := []scenario{
+		{"250k/s", 500_000, 250_000},
+		{"500k/s", 1_000_000, 500_000},
+		{"1M/s", 1_000_000, 1_000_000},
+		{"2M/s", 2_000_000, 2_000_000},
+		{"burst 1M", 1_000_000, 0},
+		{"sustained 10M", 10_000_000, 0},
+	}
+	idle := scenario{"64 B, nothing selected", 5_000_000, 0}
+	if c.Bool("smoke") {
+		scenarios = []scenario{{"smoke", 20_000, 0}}
+		idle.frames = 20_000
+	}
+	oversize := bpftest.Frame{L3Len: 1986}.Build() // 2000 bytes
+	small := bpftest.Frame{L3Len: 46}.Build()      // 60 bytes
+
+	var rows []row
+	for _, sc := range scenarios {
+		for _, t := range tools(ringcap) {
+			r := measure(p, gen, t, sc, oversize, dir)
+			fmt.Fprintln(os.Stderr, r.String())
+			rows = append(rows, r)
+		}
+	}
+	var idleRows []row
+	for _, t := range tools(ringcap) {
+		if t.name == "ringcap" {
+			t.args = withArgs(t.args, "--mtu", "9000")
+		}
+		r := measure(p, gen, t, idle, small, dir)
+		fmt.Fprintln(os.Stderr, r.String())
+		idleRows = append(idleRows, r)
+	}
+	printTables(os.Stdout, rows, idleRows)
+	if err := plotLoss(c.String("plot"), rows); err != nil {
+		return err
+	}
+	if c.Bool("smoke") {
+		// The smoke run is CI's check that the measurement works: at
+		// its low rate, ringcap must get every frame.
+		for _, r := range rows {
+			if r.tool == "ringcap" && (r.err != nil || r.received == 0 || r.lost() > 0) {
+				return fmt.Errorf("smoke run: ringcap wrote %d of %d frames: %v", r.written, r.received, r.err)
+			}
+		}
+	}
+	return nil
+}
+
+func withArgs(f func(string) []string, extra ...string) func(string) []string {
+	return func(out string) []string { return append(f(out), extra...) }
+}
+
+// row is one tool on one scenario.
+type row struct {
+	scenario scenario
+	tool     string
+	err      error
+	// received is what the receiving interface counted: what the
+	// generator sent, which rounds each test run up to whole batches.
+	received uint64
+	offered  float64 // frames a second the generator achieved
+	rxRate   float64 // frames a second the receiving interface counted
+	written  uint64
+	cpu      time.Duration
+}
+
+func (r row) lost() uint64 { return r.received - min(r.written, r.received) }
+
+func (r row) lossPercent() float64 {
+	if r.received == 0 {
+		return 0
+	}
+	return 100 * float64(r.lost()) / float64(r.received)
+}
+
+func (r row) String() string {
+	if r.err != nil {
+		return fmt.Sprintf("%s, %s: %v", r.scenario.name, r.tool, r.err)
+	}
+	return fmt.Sprintf("%s, %s: offered %.0f/s, received %d at %.0f/s, written %d, cpu %v", r.scenario.name, r.tool, r.offered, r.received, r.rxRate, r.written, r.cpu)
+}
+
+func measure(p *pair, gen *generator, t tool, sc scenario, frame []byte, dir string) row {
+	r := row{scenario: sc, tool: t.name}
+	if t.args != nil {
+		if _, err := exec.LookPath(t.args("")[0]); err != nil {
+			r.err = fmt.Errorf("not installed (ringbench --install)")
+			return r
+		}
+	}
+	if t.needsPass {
+		l, err := passOnRx(p)
+		if err != nil {
+			r.err = fmt.Errorf("attach XDP_PASS to %s: %w", rxIf, err)
+			return r
+		}
+		defer l.Close()
+	}
+	var proc *running
+	if t.args != nil {
+		var err error
+		if proc, err = t.start(p, dir); err != nil {
+			r.err = err
+			return r
+		}
+	}
+	rx0, err := p.rxPackets()
+	if err != nil {
+		r.err = err
+		return r
+	}
+	took, err := gen.send(p, frame, sc.frames, sc.rate)
+	if err != nil {
+		r.err = err
+		if proc != nil {
+			proc.stop()
+		}
+		return r
+	}
+	rx1, _ := p.rxPackets()
+	r.received = rx1 - rx0
+	r.offered = float64(sc.frames) / took.Seconds()
+	r.rxRate = float64(r.received) / took.Seconds()
+	if proc == nil {
+		return r
+	}
+	// Give the tool a moment to write what it has taken in.
+	time.Sleep(time.Second)
+	if r.cpu, err = proc.stop(); err == nil {
+		r.written, err = proc.written()
+	}
+	r.err = err
+	return r
+}
+
+func install() {
+	var missing []string
+	for cmd, pkg := range map[string]string{"tcpdump": "tcpdump", "dumpcap": "wireshark-common", "xdpdump": "xdp-tools", "capinfos": "wireshark-common"} {
+		if _, err := exec.LookPath(cmd); err != nil {
+			missing = append(missing, pkg)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	cmd := exec.Command("apt-get", append([]string{"install", "-y", "-q"}, missing...)...)
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "ringbench: apt-get install:", err)
+	}
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+func printTables(w io.Writer, rows, idle []row) {
+	fmt.Fprintln(w, "| traffic | tool | frames received | offered/s | received/s | written | lost | loss | CPU s | CPU µs/written |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	for _, r := range rows {
+		if r.err != nil {
+			fmt.Fprintf(w, "| %s | %s | %d | | | | | | | %v |\n", r.scenario.name, r.tool, r.scenario.frames, r.err)
+			continue
+		}
+		if r.tool == "none" {
+			fmt.Fprintf(w, "| %s | none | %d | %.2fM | %.2fM | | | | | |\n", r.scenario.name, r.received, r.offered/1e6, r.rxRate/1e6)
+			continue
+		}
+		perFrame := 0.0
+		if r.written > 0 {
+			perFrame = float64(r.cpu.Microseconds()) / float64(r.written)
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %.2fM | %.2fM | %d | %d | %.1f%% | %.2f | %.3f |\n",
+			r.scenario.name, r.tool, r.received, r.offered/1e6, r.rxRate/1e6, r.written, r.lost(),
+			r.lossPercent(), r.cpu.Seconds(), perFrame)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Attached, nothing selected (60-byte frames; ringcap with --mtu 9000):")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| tool | received/s | of the rate with no tool |")
+	fmt.Fprintln(w, "| --- | --- | --- |")
+	var base float64
+	for _, r := range idle {
+		if r.tool == "none" {
+			base = r.rxRate
+		}
+	}
+	for _, r := range idle {
+		if r.err != nil {
+			fmt.Fprintf(w, "| %s | %v | |\n", r.tool, r.err)
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %.2fM | %.0f%% |\n", r.tool, r.rxRate/1e6, 100*r.rxRate/base)
+	}
+}
+
+// plotLoss draws, per tool, the share of frames lost against the offered
+// rate.
+func plotLoss(path string, rows []row) error {
+	p := plot.New()
+	p.Title.Text = "Oversize frames lost, by the rate reaching the interface"
+	p.X.Label.Text = "rate reaching the interface (M frames/s)"
+	p.Y.Label.Text = "lost (%)"
+	var names []string
+	byTool := map[string]plotter.XYs{}
+	for _, r := range rows {
+		if r.err != nil || r.tool == "none" {
+			continue
+		}
+		if _, ok := byTool[r.tool]; !ok {
+			names = append(names, r.tool)
+		}
+		byTool[r.tool] = append(byTool[r.tool], plotter.XY{X: r.rxRate / 1e6, Y: r.lossPercent()})
+	}
+	var lines []any
+	for _, n := range names {
+		xys := byTool[n]
+		slices.SortFunc(xys, func(a, b plotter.XY) int {
+			switch {
+			case a.X < b.X:
+				return -1
+			case a.X > b.X:
+				return 1
+			}
+			return 0
+		})
+		lines = append(lines, n, xys)
+	}
+	if err := plotutil.AddLinePoints(p, lines...); err != nil {
+		return err
+	}
+	return p.Save(7*vg.Inch, 4*vg.Inch, path)
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// tool is a capture tool as ringbench runs it on the receiving end,
+// recording the oversize frames (L3 length above 1500) with snap length
+// 256.
+type tool struct {
+	name  string
+	args  func(out string) []string // command line; out is the file to write
+	ready string                    // what it prints once it captures
+	// needsPass: the tool brings no XDP program, so the receiving veth
+	// needs one to take the generator's frames.
+	needsPass bool
+}
+
+func tools(ringcap string) []tool {
+	return []tool{
+		{name: "none", needsPass: true},
+		{
+			name: "ringcap",
+			args: func(out string) []string {
+				return []string{ringcap, "record", "-i", rxIf, "-w", out, "-q", "--mode", "native", "--ring-size", "64MiB"}
+			},
+			ready: "capturing on",
+		},
+		{
+			name: "tcpdump",
+			args: func(out string) []string {
+				return []string{"tcpdump", "-i", rxIf, "-B", "65536", "-s", "256", "-w", out, "greater", "1515"}
+			},
+			ready:     "listening on",
+			needsPass: true,
+		},
+		{
+			name: "dumpcap",
+			args: func(out string) []string {
+				return []string{"dumpcap", "-i", rxIf, "-B", "64", "-s", "256", "-f", "greater 1515", "-w", out}
+			},
+			ready:     "Capturing on",
+			needsPass: true,
+		},
+		{
+			name:      "xdpdump",
+			args:      func(out string) []string { return []string{"xdpdump", "-i", rxIf, "-s", "256", "-w", out} },
+			ready:     "listening on",
+			needsPass: true,
+		},
+	}
+}
+
+// running is a tool capturing in the receiving namespace.
+type running struct {
+	cmd    *exec.Cmd
+	out    string
+	mu     sync.Mutex
+	output bytes.Buffer
+	ready  chan struct{}
+	done   chan struct{}
+}
+
+func (t tool) start(p *pair, dir string) (*running, error) {
+	r := &running{out: filepath.Join(dir, t.name+".pcapng"), ready: make(chan struct{}), done: make(chan struct{})}
+	os.Remove(r.out)
+	r.cmd = exec.Command("ip", append([]string{"netns", "exec", p.rx}, t.args(r.out)...)...)
+	pipe, err := r.cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	r.cmd.Stdout = r.cmd.Stderr
+	if err := r.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", t.name, err)
+	}
+	go func() {
+		defer close(r.done)
+		sc := bufio.NewScanner(pipe)
+		var once sync.Once
+		for sc.Scan() {
+			r.mu.Lock()
+			r.output.WriteString(sc.Text() + "\n")
+			r.mu.Unlock()
+			if strings.Contains(sc.Text(), t.ready) {
+				once.Do(func() { close(r.ready) })
+			}
+		}
+	}()
+	select {
+	case <-r.ready:
+		// Tools print their line a little before the capture is set up.
+		time.Sleep(300 * time.Millisecond)
+		return r, nil
+	case <-r.done:
+		r.cmd.Wait()
+		return nil, fmt.Errorf("%s exited: %s", t.name, strings.TrimSpace(r.text()))
+	case <-time.After(15 * time.Second):
+		r.cmd.Process.Kill()
+		return nil, fmt.Errorf("%s did not start within 15s: %s", t.name, strings.TrimSpace(r.text()))
+	}
+}
+
+func (r *running) text() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.output.String()
+}
+
+// stop ends the capture as a user would, with SIGINT, and returns the CPU
+// time the tool's process used.
+func (r *running) stop() (time.Duration, error) {
+	r.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-r.done:
+	case <-time.After(30 * time.Second):
+		r.cmd.Process.Kill()
+		<-r.done
+	}
+	r.cmd.Wait()
+	st := r.cmd.ProcessState
+	if st == nil {
+		return 0, fmt.Errorf("no exit status")
+	}
+	return st.UserTime() + st.SystemTime(), nil
+}
+
+var capinfosPackets = regexp.MustCompile(`Number of packets:\s+(\d+)`)
+
+// written counts the frames in the tool's file.
+func (r *running) written() (uint64, error) {
+	out, err := exec.Command("capinfos", "-c", "-M", r.out).CombinedOutput()
+	m := capinfosPackets.FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("capinfos %s: %v: %s", r.out, err, out)
+	}
+	return strconv.ParseUint(string(m[1]), 10, 64)
+}
