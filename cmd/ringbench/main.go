@@ -114,10 +114,12 @@ func run(c *cli.Context) error {
 	}
 	if c.Bool("smoke") {
 		// The smoke run is CI's check that the measurement works: at
-		// its low rate, ringcap must get every frame.
+		// its low rate, ringcap must get every frame sent. (The
+		// interface also counts the odd IPv6 neighbour discovery
+		// frame, which nobody selects.)
 		for _, r := range rows {
-			if r.tool == "ringcap" && (r.err != nil || r.received == 0 || r.lost() > 0) {
-				return fmt.Errorf("smoke run: ringcap wrote %d of %d frames: %v", r.written, r.received, r.err)
+			if r.tool == "ringcap" && (r.err != nil || r.written < uint64(r.scenario.frames)) {
+				return fmt.Errorf("smoke run: ringcap wrote %d of %d frames: %v", r.written, r.scenario.frames, r.err)
 			}
 		}
 	}
