@@ -1,16 +1,12 @@
 package writer
 
 import (
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
 	"github.com/ringcap/ringcap/writer/pcapngtest"
@@ -85,47 +81,12 @@ func (h *harness) contents() (names []string, packets [][]time.Duration) {
 	for _, p := range paths {
 		names = append(names, filepath.Base(p))
 		var ts []time.Duration
-		for _, pkt := range readFile(h.t, p).packets {
-			ts = append(ts, pkt.Sub(start))
+		for _, pkt := range pcapngtest.Read(h.t, p).Packets {
+			ts = append(ts, pkt.Time.Sub(start))
 		}
 		packets = append(packets, ts)
 	}
 	return names, packets
-}
-
-type fileContents struct {
-	packets []time.Time
-	stats   pcapgo.NgInterfaceStatistics
-}
-
-func readFile(t *testing.T, path string) fileContents {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	var fc fileContents
-	for {
-		_, ci, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		fc.packets = append(fc.packets, ci.Timestamp)
-	}
-	ifc, err := r.Interface(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fc.stats = ifc.Statistics
-	return fc
 }
 
 func TestRotation(t *testing.T) {
@@ -275,7 +236,7 @@ func TestRotationStatistics(t *testing.T) {
 	var recv, drop uint64
 	var prevEnd time.Time
 	for i, n := range names {
-		st := readFile(t, filepath.Join(h.dir, n)).stats
+		st := pcapngtest.Read(t, filepath.Join(h.dir, n)).Stats
 		if i > 0 && !st.StartTime.Equal(prevEnd) {
 			t.Errorf("%s starts at %v, the file before ended at %v", n, st.StartTime, prevEnd)
 		}
@@ -293,7 +254,7 @@ func TestRotationStatistics(t *testing.T) {
 	// The counters are read when the third frame starts the second
 	// file, after the kernel counted that frame: it is counted in the
 	// first file's interval, as it arrived before the rotation.
-	first := readFile(t, filepath.Join(h.dir, names[0])).stats
+	first := pcapngtest.Read(t, filepath.Join(h.dir, names[0])).Stats
 	if first.PacketsReceived != 1+10+1+10+1 || first.PacketsDropped != 0+1 {
 		t.Errorf("first file: %d received, %d dropped; want 23 and 1", first.PacketsReceived, first.PacketsDropped)
 	}

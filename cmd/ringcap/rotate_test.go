@@ -1,9 +1,7 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
 	"github.com/ringcap/ringcap/writer/pcapngtest"
@@ -57,41 +53,10 @@ func parseSummary(t *testing.T, stderr string) summary {
 	return s
 }
 
-// capturedFile is what a pcapng file holds, read with pcapgo.
-type capturedFile struct {
-	path    string
-	packets []time.Time
-	keys    []string // one per packet: ICMP identifier, sequence and time
-	stats   pcapgo.NgInterfaceStatistics
-}
-
-func readCaptured(t *testing.T, path string) capturedFile {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	cf := capturedFile{path: path}
-	for {
-		data, ci, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		cf.packets = append(cf.packets, ci.Timestamp)
-		// Ethernet 14 + IPv4 20: ICMP identifier and sequence at 4-8.
-		cf.keys = append(cf.keys, fmt.Sprintf("%x/%d", data[34+4:34+8], ci.Timestamp.UnixNano()))
-	}
-	ifc, _ := r.Interface(0)
-	cf.stats = ifc.Statistics
-	return cf
+// packetKey identifies an echo request: its ICMP identifier and sequence
+// (after Ethernet 14 and IPv4 20 bytes, at 4-8) and its time.
+func packetKey(p pcapngtest.Packet) string {
+	return fmt.Sprintf("%x/%d", p.Data[34+4:34+8], p.Time.UnixNano())
 }
 
 func rotatedFiles(t *testing.T, dir string) []string {
@@ -138,28 +103,29 @@ func TestRotateLongRun(t *testing.T) {
 	var last, prevEnd time.Time
 	for i, path := range paths {
 		pcapngtest.Run(t, "capinfos", path)
-		cf := readCaptured(t, path)
-		for j, ts := range cf.packets {
-			if ts.Before(last) {
-				t.Fatalf("%s: packet %d at %v comes before the previous one at %v", path, j, ts, last)
+		cf := pcapngtest.Read(t, path)
+		for j, p := range cf.Packets {
+			if p.Time.Before(last) {
+				t.Fatalf("%s: packet %d at %v comes before the previous one at %v", path, j, p.Time, last)
 			}
-			last = ts
-			if seen[cf.keys[j]] {
+			last = p.Time
+			if key := packetKey(p); seen[key] {
 				t.Fatalf("%s: packet %d was written twice", path, j)
+			} else {
+				seen[key] = true
 			}
-			seen[cf.keys[j]] = true
 		}
-		if len(cf.packets) > 0 && (cf.packets[0].Before(cf.stats.StartTime) || cf.packets[len(cf.packets)-1].After(cf.stats.EndTime)) {
+		if n := len(cf.Packets); n > 0 && (cf.Packets[0].Time.Before(cf.Stats.StartTime) || cf.Packets[n-1].Time.After(cf.Stats.EndTime)) {
 			t.Errorf("%s: packets from %v to %v fall outside its interval %v-%v", path,
-				cf.packets[0], cf.packets[len(cf.packets)-1], cf.stats.StartTime, cf.stats.EndTime)
+				cf.Packets[0].Time, cf.Packets[n-1].Time, cf.Stats.StartTime, cf.Stats.EndTime)
 		}
-		if i > 0 && !cf.stats.StartTime.Equal(prevEnd) {
-			t.Errorf("%s starts at %v, the file before ended at %v", path, cf.stats.StartTime, prevEnd)
+		if i > 0 && !cf.Stats.StartTime.Equal(prevEnd) {
+			t.Errorf("%s starts at %v, the file before ended at %v", path, cf.Stats.StartTime, prevEnd)
 		}
-		prevEnd = cf.stats.EndTime
-		total += len(cf.packets)
-		recv += cf.stats.PacketsReceived
-		drop += cf.stats.PacketsDropped
+		prevEnd = cf.Stats.EndTime
+		total += len(cf.Packets)
+		recv += cf.Stats.PacketsReceived
+		drop += cf.Stats.PacketsDropped
 	}
 	if uint64(total) != sum.written || total != sum.frames {
 		t.Errorf("files hold %d frames; the program wrote %d into the ring, ringcap says it wrote %d", total, sum.written, sum.frames)
@@ -174,7 +140,7 @@ func TestRotateLongRun(t *testing.T) {
 
 	merged := filepath.Join(t.TempDir(), "merged.pcapng")
 	pcapngtest.Run(t, "mergecap", append([]string{"-w", merged}, paths...)...)
-	if n := len(readCaptured(t, merged).packets); n != total {
+	if n := len(pcapngtest.Read(t, merged).Packets); n != total {
 		t.Errorf("mergecap's file holds %d frames, the files %d", n, total)
 	}
 

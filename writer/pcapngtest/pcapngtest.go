@@ -1,12 +1,18 @@
-// Package pcapngtest reads files in tests with Wireshark's own engine,
-// through tshark and capinfos.
+// Package pcapngtest reads files in tests: with Wireshark's own engine,
+// through tshark and capinfos, and with pcapgo.
 package pcapngtest
 
 import (
 	"bytes"
+	"errors"
+	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
 )
@@ -70,4 +76,49 @@ func Fields(t testing.TB, path string, fields ...string) [][]string {
 		}
 	}
 	return rows
+}
+
+// Packet is one packet of a file read with Read.
+type Packet struct {
+	Time time.Time
+	Data []byte
+}
+
+// File is what Read finds in a pcapng file.
+type File struct {
+	Packets []Packet
+	// Stats is the first interface's last Interface Statistics Block.
+	Stats pcapgo.NgInterfaceStatistics
+}
+
+// Read reads a whole pcapng file with pcapgo; anything it cannot read
+// fails t.
+func Read(t testing.TB, path string) File {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	var file File
+	for {
+		data, ci, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		file.Packets = append(file.Packets, Packet{Time: ci.Timestamp, Data: data})
+	}
+	ifc, err := r.Interface(0)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	file.Stats = ifc.Statistics
+	return file
 }
