@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -37,6 +38,8 @@ func main() {
 			&cli.StringFlag{Name: "ringcap", Usage: "ringcap binary (default: build it)"},
 			&cli.StringFlag{Name: "plot", Value: "ringbench.png", Usage: "where to write the plot"},
 			&cli.BoolFlag{Name: "install", Usage: "apt-get install the tools that are missing"},
+			&cli.StringSliceFlag{Name: "tool", Usage: "measure only this tool (repeat for more); none is always measured"},
+			&cli.StringSliceFlag{Name: "traffic", Usage: "run only this traffic, by its name in the table (repeat for more)"},
 		},
 		Action: run,
 	}
@@ -88,19 +91,26 @@ func run(c *cli.Context) error {
 		scenarios = []scenario{{"smoke", 20_000, 0}}
 		idle.frames = 20_000
 	}
+	if want := c.StringSlice("traffic"); len(want) > 0 {
+		scenarios = slices.DeleteFunc(scenarios, func(sc scenario) bool { return !slices.Contains(want, sc.name) })
+	}
+	toolList := tools(ringcap)
+	if want := c.StringSlice("tool"); len(want) > 0 {
+		toolList = slices.DeleteFunc(toolList, func(t tool) bool { return t.name != "none" && !slices.Contains(want, t.name) })
+	}
 	oversize := bpftest.Frame{L3Len: 1986}.Build() // 2000 bytes
 	small := bpftest.Frame{L3Len: 46}.Build()      // 60 bytes
 
 	var rows []row
 	for _, sc := range scenarios {
-		for _, t := range tools(ringcap) {
+		for _, t := range toolList {
 			r := measure(p, gen, t, sc, oversize, dir)
 			fmt.Fprintln(os.Stderr, r.String())
 			rows = append(rows, r)
 		}
 	}
 	var idleRows []row
-	for _, t := range tools(ringcap) {
+	for _, t := range toolList {
 		if t.name == "ringcap" {
 			t.args = withArgs(t.args, "--mtu", "9000")
 		}
