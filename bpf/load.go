@@ -99,10 +99,11 @@ func loadSpec(spec *ebpf.CollectionSpec, program string, cfg Config) (*Objects, 
 		all = 1
 	}
 	for name, v := range map[string]any{
-		ringcapVarMtu:        cfg.MTU,
-		ringcapVarCaptureAll: all,
-		ringcapVarSnaplen:    cfg.SnapLen,
-		ringcapVarRingSize:   uint64(cfg.RingSize),
+		ringcapVarMtu:         cfg.MTU,
+		ringcapVarCaptureAll:  all,
+		ringcapVarSnaplen:     cfg.SnapLen,
+		ringcapVarRingSize:    uint64(cfg.RingSize),
+		ringcapVarWakeupBytes: uint64(cfg.RingSize / 4),
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)

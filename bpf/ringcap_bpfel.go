@@ -44,6 +44,7 @@ const (
 	ringcapVarSlot        = "slot"
 	ringcapVarSnaplen     = "snaplen"
 	ringcapVarUnusedEvent = "unused_event"
+	ringcapVarWakeupBytes = "wakeup_bytes"
 )
 
 // loadRingcap returns the embedded CollectionSpec for ringcap.
@@ -109,6 +110,7 @@ type ringcapVariableSpecs struct {
 	Slot        *ebpf.VariableSpec `ebpf:"slot"`
 	Snaplen     *ebpf.VariableSpec `ebpf:"snaplen"`
 	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
+	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // ringcapObjects contains all objects after they have been loaded into the kernel.
@@ -152,6 +154,7 @@ type ringcapVariables struct {
 	Slot        *ebpf.Variable `ebpf:"slot"`
 	Snaplen     *ebpf.Variable `ebpf:"snaplen"`
 	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
+	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // ringcapPrograms contains all programs after they have been loaded into the kernel.

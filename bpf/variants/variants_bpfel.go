@@ -37,6 +37,7 @@ const (
 	variantsVarSlot          = "slot"
 	variantsVarSnaplen       = "snaplen"
 	variantsVarUnusedEvent   = "unused_event"
+	variantsVarWakeupBytes   = "wakeup_bytes"
 )
 
 // loadVariants returns the embedded CollectionSpec for variants.
@@ -104,6 +105,7 @@ type variantsVariableSpecs struct {
 	Slot        *ebpf.VariableSpec `ebpf:"slot"`
 	Snaplen     *ebpf.VariableSpec `ebpf:"snaplen"`
 	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
+	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // variantsObjects contains all objects after they have been loaded into the kernel.
@@ -147,6 +149,7 @@ type variantsVariables struct {
 	Slot        *ebpf.Variable `ebpf:"slot"`
 	Snaplen     *ebpf.Variable `ebpf:"snaplen"`
 	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
+	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // variantsPrograms contains all programs after they have been loaded into the kernel.
