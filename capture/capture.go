@@ -245,8 +245,9 @@ const (
 	// flushInterval bounds how long a frame waits in the sink's buffer,
 	// and how often the clock is resynced.
 	flushInterval = time.Second
-	// idleWait is how long after a flush the reader flushes again once
-	// the ring runs empty.
+	// idleWait is how long after a flush the reader looks at the ring
+	// and flushes again, woken or not: the program only wakes it once the
+	// ring is a quarter full, so this bounds how long a record waits.
 	idleWait = 200 * time.Millisecond
 	// drainTimeout bounds the wait, after Detach, for records the
 	// counters say were submitted but the ring has not shown yet.
@@ -290,13 +291,13 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 	// The deadline only matters once the ring is empty: records keep
 	// coming without a wait while it is not, so it is set once per flush,
 	// not once per record.
-	flush := func(flush func() error) error {
+	flush := func(flushSink func() error) error {
 		lastFlush = time.Now()
 		rd.SetDeadline(lastFlush.Add(idleWait))
 		if err := clk.sync(); err != nil {
 			return err
 		}
-		return flush()
+		return flushSink()
 	}
 	if err := flush(sink.Flush); err != nil {
 		return err
