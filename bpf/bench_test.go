@@ -2,6 +2,8 @@ package bpf
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -124,5 +126,70 @@ func drainInBackground(b *testing.B, events *ebpf.Map) (stop func()) {
 		cancel()
 		rd.Close()
 		<-done
+	}
+}
+
+// BenchmarkReserveLock asks whether bpf_ringbuf_reserve's lock, shared by
+// all CPUs, shows on this machine: the same frame on one CPU, then on
+// every CPU at once, with the ring full so that nothing else (a reader,
+// the copy) takes time. ringcap's program skips the reserve then; the
+// variant without the free-space test takes the lock for every frame.
+//
+//	go test -run XXX -bench ReserveLock ./bpf
+func BenchmarkReserveLock(b *testing.B) {
+	bpftest.RequirePrivileges(b)
+	spec, err := variants.Spec()
+	if err != nil {
+		b.Fatal(err)
+	}
+	big := bpftest.Frame{L3Len: 2000}.Build()
+	for _, program := range []string{variants.Ringcap, variants.NoRoomCheck} {
+		for _, cpus := range []int{1, runtime.NumCPU()} {
+			b.Run(fmt.Sprintf("%s/cpus=%d", program, cpus), func(b *testing.B) {
+				objs, err := loadSpec(spec, program, Config{MTU: 1500, SnapLen: 256, RingSize: 4096, Interfaces: 1})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer objs.Close()
+				prog := objs.Programs[0]
+				if _, err := prog.Run(&ebpf.RunOptions{Data: big, Repeat: 100}); err != nil {
+					b.Fatal(err)
+				}
+				durations := make([]time.Duration, cpus)
+				errs := make(chan error, cpus)
+				b.ResetTimer()
+				for cpu := range cpus {
+					go func() {
+						runtime.LockOSThread()
+						defer runtime.UnlockOSThread()
+						var set unix.CPUSet
+						set.Set(cpu)
+						if err := unix.SchedSetaffinity(0, &set); err != nil {
+							errs <- err
+							return
+						}
+						for range b.N {
+							_, d, err := prog.Benchmark(big, benchRepeat, nil)
+							if err != nil {
+								errs <- err
+								return
+							}
+							durations[cpu] += d
+						}
+						errs <- nil
+					}()
+				}
+				for range cpus {
+					if err := <-errs; err != nil {
+						b.Fatal(err)
+					}
+				}
+				var total time.Duration
+				for _, d := range durations {
+					total += d
+				}
+				b.ReportMetric(float64(total.Nanoseconds())/float64(b.N*cpus), "ns/frame")
+			})
+		}
 	}
 }
