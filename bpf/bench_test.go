@@ -20,12 +20,17 @@ import (
 // kernel reports the mean time of a run.
 const benchRepeat = 20000
 
-// noopProgram is the baseline: an xdp.frags program that returns XDP_PASS.
-func noopProgram(b *testing.B) *ebpf.Program {
+// noopProgram is the baseline: a program that returns XDP_PASS, built
+// multi-buffer ("xdp.frags") or not, like the program it is compared with.
+func noopProgram(b *testing.B, multiBuffer bool) *ebpf.Program {
+	var flags uint32
+	if multiBuffer {
+		flags = unix.BPF_F_XDP_HAS_FRAGS
+	}
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Type:         ebpf.XDP,
 		AttachType:   ebpf.AttachXDP,
-		Flags:        unix.BPF_F_XDP_HAS_FRAGS,
+		Flags:        flags,
 		License:      "MIT",
 		Instructions: asm.Instructions{asm.LoadImm(asm.R0, xdpPass, asm.DWord), asm.Return()},
 	})
@@ -36,9 +41,27 @@ func noopProgram(b *testing.B) *ebpf.Program {
 	return prog
 }
 
-// BenchmarkProgram measures the cost of a frame in the program, and in the
-// variants that undo one of its choices, as a ratio to the no-op program
-// measured in the same iterations (x-noop). Run it with
+// loadVariant loads one program of the variants object, the single-buffer
+// build if linear, else a multi-buffer one.
+func loadVariant(b *testing.B, spec *ebpf.CollectionSpec, program string, linear bool, cfg Config) (*Objects, *ebpf.Program) {
+	if linear {
+		objs, err := loadSpec(spec, cfg, "", program)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return objs, objs.Linear[0]
+	}
+	objs, err := loadSpec(spec, cfg, program, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return objs, objs.Programs[0]
+}
+
+// BenchmarkProgram measures the cost of a frame in the program's two
+// builds, and in the variants that undo one of its choices, as a ratio to
+// the no-op program of the same build measured in the same iterations
+// (x-noop). Run it with
 //
 //	go test -run XXX -bench Program ./bpf
 func BenchmarkProgram(b *testing.B) {
@@ -52,25 +75,25 @@ func BenchmarkProgram(b *testing.B) {
 	tests := []struct {
 		name    string
 		program string
+		linear  bool // the single-buffer build
 		frame   []byte
 		ring    string // "drained": a reader empties it; "full": nobody does
 	}{
-		{"not-selected/ringcap", variants.Ringcap, small, "drained"},
-		{"not-selected/reserve-first", variants.ReserveFirst, small, "drained"},
-		{"selected-drained/ringcap", variants.Ringcap, big, "drained"},
-		{"selected-drained/no-room-check", variants.NoRoomCheck, big, "drained"},
-		{"selected-ring-full/ringcap", variants.Ringcap, big, "full"},
-		{"selected-ring-full/no-room-check", variants.NoRoomCheck, big, "full"},
+		{"not-selected/ringcap", variants.Ringcap, false, small, "drained"},
+		{"not-selected/ringcap-linear", variants.RingcapLinear, true, small, "drained"},
+		{"not-selected/reserve-first", variants.ReserveFirst, false, small, "drained"},
+		{"selected-drained/ringcap", variants.Ringcap, false, big, "drained"},
+		{"selected-drained/ringcap-linear", variants.RingcapLinear, true, big, "drained"},
+		{"selected-drained/no-room-check", variants.NoRoomCheck, false, big, "drained"},
+		{"selected-ring-full/ringcap", variants.Ringcap, false, big, "full"},
+		{"selected-ring-full/no-room-check", variants.NoRoomCheck, false, big, "full"},
 	}
-	noop := noopProgram(b)
+	noops := map[bool]*ebpf.Program{false: noopProgram(b, true), true: noopProgram(b, false)}
 	for _, tt := range tests {
 		b.Run(tt.name, func(b *testing.B) {
-			objs, err := loadSpec(spec, tt.program, Config{MTU: 1500, SnapLen: 256, RingSize: 1 << 20, Interfaces: 1})
-			if err != nil {
-				b.Fatal(err)
-			}
+			objs, prog := loadVariant(b, spec, tt.program, tt.linear, Config{MTU: 1500, SnapLen: 256, RingSize: 1 << 20, Interfaces: 1})
 			defer objs.Close()
-			prog := objs.Programs[0]
+			noop := noops[tt.linear]
 			if tt.ring == "full" {
 				if _, err := prog.Run(&ebpf.RunOptions{Data: tt.frame, Repeat: 1 << 20 / 256}); err != nil {
 					b.Fatal(err)
@@ -146,12 +169,8 @@ func BenchmarkReserveLock(b *testing.B) {
 	for _, program := range []string{variants.Ringcap, variants.NoRoomCheck} {
 		for _, cpus := range []int{1, runtime.NumCPU()} {
 			b.Run(fmt.Sprintf("%s/cpus=%d", program, cpus), func(b *testing.B) {
-				objs, err := loadSpec(spec, program, Config{MTU: 1500, SnapLen: 256, RingSize: 4096, Interfaces: 1})
-				if err != nil {
-					b.Fatal(err)
-				}
+				objs, prog := loadVariant(b, spec, program, false, Config{MTU: 1500, SnapLen: 256, RingSize: 4096, Interfaces: 1})
 				defer objs.Close()
-				prog := objs.Programs[0]
 				if _, err := prog.Run(&ebpf.RunOptions{Data: big, Repeat: 100}); err != nil {
 					b.Fatal(err)
 				}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"unsafe"
 
@@ -69,25 +70,33 @@ func (c Config) Validate() error {
 
 // Objects are the loaded program instances and the maps they share.
 type Objects struct {
-	// Programs holds one instance per interface; instance i counts into
-	// slot i of Counters.
+	// Programs holds one instance of the multi-buffer ("xdp.frags")
+	// program per interface; instance i counts into slot i of Counters.
+	// It takes any frame: a test run's, generic mode's, a jumbo one's.
 	Programs []*ebpf.Program
+	// Linear holds the single-buffer build, instance i beside
+	// Programs[i]. It is cheaper per frame and only for native mode,
+	// where a driver attaches it only if it never builds multi-buffer
+	// frames.
+	Linear   []*ebpf.Program
 	Events   *ebpf.Map
 	Counters *ebpf.Map
 }
 
-// Load loads one program instance per interface, all writing into one ring.
+// Load loads both builds of the program, one instance of each per
+// interface, all writing into one ring.
 func Load(cfg Config) (*Objects, error) {
 	spec, err := loadRingcap()
 	if err != nil {
 		return nil, fmt.Errorf("read embedded XDP object: %w", err)
 	}
-	return loadSpec(spec, ringcapProgRingcapXdp, cfg)
+	return loadSpec(spec, cfg, ringcapProgRingcapXdp, ringcapProgRingcapLinear)
 }
 
-// loadSpec loads program from spec, an object compiled from ringcap.c,
-// with cfg's constants: Load's work, open to the benchmarks' variants.
-func loadSpec(spec *ebpf.CollectionSpec, program string, cfg Config) (*Objects, error) {
+// loadSpec loads the programs named multiBuffer and linear (either may be
+// empty) from spec, an object compiled from ringcap.c, with cfg's
+// constants: Load's work, open to the benchmarks' variants.
+func loadSpec(spec *ebpf.CollectionSpec, cfg Config, multiBuffer, linear string) (*Objects, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -119,13 +128,21 @@ func loadSpec(spec *ebpf.CollectionSpec, program string, cfg Config) (*Objects, 
 		objs.Close()
 		return nil, explain("create counters", err)
 	}
-	for i := range cfg.Interfaces {
-		prog, err := loadInstance(spec, program, uint32(i), objs)
-		if err != nil {
-			objs.Close()
-			return nil, err
+	for _, build := range []struct {
+		program string
+		into    *[]*ebpf.Program
+	}{{multiBuffer, &objs.Programs}, {linear, &objs.Linear}} {
+		if build.program == "" {
+			continue
 		}
-		objs.Programs = append(objs.Programs, prog)
+		for i := range cfg.Interfaces {
+			prog, err := loadInstance(spec, build.program, uint32(i), objs)
+			if err != nil {
+				objs.Close()
+				return nil, err
+			}
+			*build.into = append(*build.into, prog)
+		}
 	}
 	return objs, nil
 }
@@ -160,7 +177,7 @@ func loadInstance(spec *ebpf.CollectionSpec, program string, slot uint32, objs *
 // bpf_link stay attached until the link is closed.
 func (o *Objects) Close() error {
 	var errs []error
-	for _, p := range o.Programs {
+	for _, p := range slices.Concat(o.Programs, o.Linear) {
 		errs = append(errs, p.Close())
 	}
 	if o.Events != nil {

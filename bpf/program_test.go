@@ -45,10 +45,20 @@ func load(t *testing.T, cfg Config) *Objects {
 	return objs
 }
 
-// run feeds frame to the program through BPF_PROG_TEST_RUN.
-func run(t *testing.T, objs *Objects, frame []byte, repeat uint32) {
+// builds are the program's two builds; tests whose frames fit one buffer
+// run them through both.
+var builds = []struct {
+	name string
+	prog func(*Objects) *ebpf.Program
+}{
+	{"multi-buffer", func(o *Objects) *ebpf.Program { return o.Programs[0] }},
+	{"linear", func(o *Objects) *ebpf.Program { return o.Linear[0] }},
+}
+
+// run feeds frame to prog through BPF_PROG_TEST_RUN.
+func run(t *testing.T, prog *ebpf.Program, frame []byte, repeat uint32) {
 	t.Helper()
-	ret, err := objs.Programs[0].Run(&ebpf.RunOptions{Data: frame, Repeat: repeat})
+	ret, err := prog.Run(&ebpf.RunOptions{Data: frame, Repeat: repeat})
 	if err != nil {
 		t.Fatalf("test run: %v", err)
 	}
@@ -113,27 +123,29 @@ func TestSelection(t *testing.T) {
 		{"all, small frame", 1500, true, bpftest.Frame{L3Len: 46}, true},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			objs := load(t, Config{MTU: tt.mtu, CaptureAll: tt.all, SnapLen: 256})
-			frame := tt.frame.Build()
-			run(t, objs, frame, 1)
+		for _, build := range builds {
+			t.Run(tt.name+"/"+build.name, func(t *testing.T) {
+				objs := load(t, Config{MTU: tt.mtu, CaptureAll: tt.all, SnapLen: 256})
+				frame := tt.frame.Build()
+				run(t, build.prog(objs), frame, 1)
 
-			want := Counters{Seen: 1}
-			if tt.selected {
-				want.Selected, want.Written = 1, 1
-			}
-			if got := counters(t, objs); got != want {
-				t.Errorf("counters = %+v, want %+v", got, want)
-			}
-			evs := drain(t, objs)
-			if len(evs) != int(want.Written) {
-				t.Fatalf("ring holds %d events, want %d", len(evs), want.Written)
-			}
-			if !tt.selected {
-				return
-			}
-			checkEvent(t, evs[0], frame, 256)
-		})
+				want := Counters{Seen: 1}
+				if tt.selected {
+					want.Selected, want.Written = 1, 1
+				}
+				if got := counters(t, objs); got != want {
+					t.Errorf("counters = %+v, want %+v", got, want)
+				}
+				evs := drain(t, objs)
+				if len(evs) != int(want.Written) {
+					t.Fatalf("ring holds %d events, want %d", len(evs), want.Written)
+				}
+				if !tt.selected {
+					return
+				}
+				checkEvent(t, evs[0], frame, 256)
+			})
+		}
 	}
 }
 
@@ -183,7 +195,7 @@ func TestJumboMultiBuffer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			objs := load(t, Config{MTU: 1500, SnapLen: tt.snaplen, RingSize: 1 << 20})
-			run(t, objs, frame, 1)
+			run(t, objs.Programs[0], frame, 1)
 			if got, want := counters(t, objs), (Counters{Seen: 1, Selected: 1, Written: 1}); got != want {
 				t.Errorf("counters = %+v, want %+v", got, want)
 			}
@@ -197,54 +209,63 @@ func TestJumboMultiBuffer(t *testing.T) {
 }
 
 func TestCountersRepeat(t *testing.T) {
-	objs := load(t, Config{MTU: 1500, SnapLen: 128})
-	small := bpftest.Frame{L3Len: 1000}.Build()
-	big := bpftest.Frame{Tags: []layers.EthernetType{dot1q}, L3Len: 4000}.Build()
-	run(t, objs, small, 1000)
-	run(t, objs, big, 7)
-	run(t, objs, small, 3)
-	want := Counters{Seen: 1010, Selected: 7, Written: 7}
-	if got := counters(t, objs); got != want {
-		t.Errorf("counters = %+v, want %+v", got, want)
-	}
-	if evs := drain(t, objs); len(evs) != 7 {
-		t.Errorf("ring holds %d events, want 7", len(evs))
+	for _, build := range builds {
+		t.Run(build.name, func(t *testing.T) {
+			objs := load(t, Config{MTU: 1500, SnapLen: 128})
+			small := bpftest.Frame{L3Len: 1000}.Build()
+			big := bpftest.Frame{Tags: []layers.EthernetType{dot1q}, L3Len: 3000}.Build()
+			prog := build.prog(objs)
+			run(t, prog, small, 1000)
+			run(t, prog, big, 7)
+			run(t, prog, small, 3)
+			want := Counters{Seen: 1010, Selected: 7, Written: 7}
+			if got := counters(t, objs); got != want {
+				t.Errorf("counters = %+v, want %+v", got, want)
+			}
+			if evs := drain(t, objs); len(evs) != 7 {
+				t.Errorf("ring holds %d events, want 7", len(evs))
+			}
+		})
 	}
 }
 
 // With nobody reading, the ring fills up; the free-space test must then
 // account for every further selected frame.
 func TestRingFull(t *testing.T) {
-	const ringSize = 4096
-	cfg := Config{MTU: 1500, SnapLen: 256, RingSize: ringSize}
-	objs := load(t, cfg)
-	frame := bpftest.Frame{L3Len: 2000}.Build()
-	run(t, objs, frame, 100)
+	for _, build := range builds {
+		t.Run(build.name, func(t *testing.T) {
+			const ringSize = 4096
+			cfg := Config{MTU: 1500, SnapLen: 256, RingSize: ringSize}
+			objs := load(t, cfg)
+			frame := bpftest.Frame{L3Len: 2000}.Build()
+			run(t, build.prog(objs), frame, 100)
 
-	// The kernel refuses a record that brings the fill level to the
-	// ring's size, so n records fit while n*record < ring size.
-	fits := uint64((ringSize - 1) / cfg.RecordSize())
-	got := counters(t, objs)
-	want := Counters{Seen: 100, Selected: 100, Written: fits, RingFull: 100 - fits}
-	if got != want {
-		t.Errorf("counters = %+v, want %+v", got, want)
-	}
-	if got.Selected != got.Written+got.RingFull+got.ReserveFailed {
-		t.Errorf("selected %d != written %d + ring full %d + reserve failed %d",
-			got.Selected, got.Written, got.RingFull, got.ReserveFailed)
-	}
-	evs := drain(t, objs)
-	if uint64(len(evs)) != got.Written {
-		t.Fatalf("ring holds %d events, counters say %d written", len(evs), got.Written)
-	}
-	for _, ev := range evs {
-		checkEvent(t, ev, frame, 256)
-	}
+			// The kernel refuses a record that brings the fill level to the
+			// ring's size, so n records fit while n*record < ring size.
+			fits := uint64((ringSize - 1) / cfg.RecordSize())
+			got := counters(t, objs)
+			want := Counters{Seen: 100, Selected: 100, Written: fits, RingFull: 100 - fits}
+			if got != want {
+				t.Errorf("counters = %+v, want %+v", got, want)
+			}
+			if got.Selected != got.Written+got.RingFull+got.ReserveFailed {
+				t.Errorf("selected %d != written %d + ring full %d + reserve failed %d",
+					got.Selected, got.Written, got.RingFull, got.ReserveFailed)
+			}
+			evs := drain(t, objs)
+			if uint64(len(evs)) != got.Written {
+				t.Fatalf("ring holds %d events, counters say %d written", len(evs), got.Written)
+			}
+			for _, ev := range evs {
+				checkEvent(t, ev, frame, 256)
+			}
 
-	// Once drained, the ring takes records again.
-	run(t, objs, frame, 1)
-	if got := counters(t, objs); got.Written != fits+1 {
-		t.Errorf("after draining, written = %d, want %d", got.Written, fits+1)
+			// Once drained, the ring takes records again.
+			run(t, build.prog(objs), frame, 1)
+			if got := counters(t, objs); got.Written != fits+1 {
+				t.Errorf("after draining, written = %d, want %d", got.Written, fits+1)
+			}
+		})
 	}
 }
 

@@ -5,8 +5,16 @@
 // ringcap's XDP program: passes every frame on untouched and copies the
 // first snaplen bytes of the frames the user asked for into a ring buffer.
 // Every instruction before the first "return XDP_PASS" runs for every frame
-// on the interface, so that path is kept to a per-CPU counter, a helper
-// call for the frame's length and a compare.
+// on the interface, so that path is kept to a per-CPU counter, the frame's
+// length and a compare.
+//
+// It comes in two builds of one body. ringcap_linear is a plain "xdp"
+// program: the kernel only ever hands it single-buffer frames (drivers
+// refuse to attach it where they would build multi-buffer ones), so its
+// length is data_end - data. ringcap_xdp is "xdp.frags" and must ask
+// bpf_xdp_get_buff_len() for the length of all fragments, a helper call
+// that is most of the cost of a frame nobody asked for. capture attaches
+// the first where the driver takes it.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -105,10 +113,12 @@ static __always_inline int selected(struct xdp_md *ctx, __u64 frame_len)
 	return frame_len - ETH_HDR_LEN - VLAN_TAG_LEN * vlan_tags(ctx) > mtu;
 }
 
-// capture_frame is the whole program. reserve_first and check_room are
-// compile-time constants: ringcap_xdp passes 0 and 1; the benchmark
-// variants at the end undo one choice each, to measure what it is worth.
-static __always_inline int capture_frame(struct xdp_md *ctx, const int reserve_first, const int check_room)
+// capture_frame is the whole program. Its flags are compile-time
+// constants: linear says the frame is known to be a single buffer;
+// ringcap's programs pass reserve_first 0 and check_room 1, and the
+// benchmark variants at the end undo one choice each, to measure what it
+// is worth.
+static __always_inline int capture_frame(struct xdp_md *ctx, const int linear, const int reserve_first, const int check_room)
 {
 	__u32 key = slot;
 	struct iface_counters *cnt = bpf_map_lookup_elem(&counters, &key);
@@ -125,7 +135,11 @@ static __always_inline int capture_frame(struct xdp_md *ctx, const int reserve_f
 			return XDP_PASS;
 	}
 
-	__u64 frame_len = bpf_xdp_get_buff_len(ctx);
+	__u64 frame_len;
+	if (linear)
+		frame_len = ctx->data_end - ctx->data;
+	else
+		frame_len = bpf_xdp_get_buff_len(ctx);
 	if (!selected(ctx, frame_len))
 		goto pass;
 	// The verifier needs the copy length proven within [1, snaplen]:
@@ -191,7 +205,13 @@ pass:
 SEC("xdp.frags")
 int ringcap_xdp(struct xdp_md *ctx)
 {
-	return capture_frame(ctx, 0, 1);
+	return capture_frame(ctx, 0, 0, 1);
+}
+
+SEC("xdp")
+int ringcap_linear(struct xdp_md *ctx)
+{
+	return capture_frame(ctx, 1, 0, 1);
 }
 
 #ifdef RINGCAP_VARIANTS
@@ -200,12 +220,12 @@ int ringcap_xdp(struct xdp_md *ctx)
 SEC("xdp.frags")
 int reserve_first(struct xdp_md *ctx)
 {
-	return capture_frame(ctx, 1, 1);
+	return capture_frame(ctx, 0, 1, 1);
 }
 
 SEC("xdp.frags")
 int no_room_check(struct xdp_md *ctx)
 {
-	return capture_frame(ctx, 0, 0);
+	return capture_frame(ctx, 0, 0, 0);
 }
 #endif

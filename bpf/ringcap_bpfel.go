@@ -35,16 +35,17 @@ type ringcapIfaceCounters struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	ringcapMapCounters    = "counters"
-	ringcapMapEvents      = "events"
-	ringcapProgRingcapXdp = "ringcap_xdp"
-	ringcapVarCaptureAll  = "capture_all"
-	ringcapVarMtu         = "mtu"
-	ringcapVarRingSize    = "ring_size"
-	ringcapVarSlot        = "slot"
-	ringcapVarSnaplen     = "snaplen"
-	ringcapVarUnusedEvent = "unused_event"
-	ringcapVarWakeupBytes = "wakeup_bytes"
+	ringcapMapCounters       = "counters"
+	ringcapMapEvents         = "events"
+	ringcapProgRingcapLinear = "ringcap_linear"
+	ringcapProgRingcapXdp    = "ringcap_xdp"
+	ringcapVarCaptureAll     = "capture_all"
+	ringcapVarMtu            = "mtu"
+	ringcapVarRingSize       = "ring_size"
+	ringcapVarSlot           = "slot"
+	ringcapVarSnaplen        = "snaplen"
+	ringcapVarUnusedEvent    = "unused_event"
+	ringcapVarWakeupBytes    = "wakeup_bytes"
 )
 
 // loadRingcap returns the embedded CollectionSpec for ringcap.
@@ -89,7 +90,8 @@ type ringcapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ringcapProgramSpecs struct {
-	RingcapXdp *ebpf.ProgramSpec `ebpf:"ringcap_xdp"`
+	RingcapLinear *ebpf.ProgramSpec `ebpf:"ringcap_linear"`
+	RingcapXdp    *ebpf.ProgramSpec `ebpf:"ringcap_xdp"`
 }
 
 // ringcapMapSpecs contains maps before they are loaded into the kernel.
@@ -161,11 +163,13 @@ type ringcapVariables struct {
 //
 // It can be passed to loadRingcapObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ringcapPrograms struct {
-	RingcapXdp *ebpf.Program `ebpf:"ringcap_xdp"`
+	RingcapLinear *ebpf.Program `ebpf:"ringcap_linear"`
+	RingcapXdp    *ebpf.Program `ebpf:"ringcap_xdp"`
 }
 
 func (p *ringcapPrograms) Close() error {
 	return _RingcapClose(
+		p.RingcapLinear,
 		p.RingcapXdp,
 	)
 }

@@ -44,6 +44,19 @@ type Interface struct {
 	Name  string
 	Index int
 	Mode  Mode // as attached: native or generic
+	// MultiBuffer says the multi-buffer build of the program is attached,
+	// which can see frames spread over several buffers (jumbo frames,
+	// generic mode) at some cost per frame; see bpf/ringcap.c.
+	MultiBuffer bool
+}
+
+// Attachment says in words how the program is attached, for people and
+// for the file's if_description.
+func (ifc Interface) Attachment() string {
+	if ifc.MultiBuffer {
+		return fmt.Sprintf("XDP %s mode, multi-buffer", ifc.Mode)
+	}
+	return fmt.Sprintf("XDP %s mode", ifc.Mode)
 }
 
 // Sink receives the captured frames. data is valid only during the call.
@@ -88,13 +101,13 @@ func Open(cfg Config) (*Capture, error) {
 	}
 	c := &Capture{objs: objs, slot: make(map[uint32]int)}
 	for i, ifc := range ifaces {
-		l, mode, err := attach(objs.Programs[i], ifc, cfg.Mode)
+		l, attached, err := attach(objs.Linear[i], objs.Programs[i], ifc, cfg.Mode)
 		if err != nil {
 			c.Close()
 			return nil, err
 		}
 		c.links = append(c.links, l)
-		c.ifaces = append(c.ifaces, Interface{Name: ifc.Name, Index: ifc.Index, Mode: mode})
+		c.ifaces = append(c.ifaces, attached)
 		c.slot[uint32(ifc.Index)] = i
 	}
 	return c, nil
@@ -158,23 +171,39 @@ func checkPrivileges() error {
 	return nil
 }
 
-func attach(prog *ebpf.Program, ifc *net.Interface, mode Mode) (link.Link, Mode, error) {
-	if mode != ModeAuto {
-		l, err := attachMode(prog, ifc, mode)
-		return l, mode, err
+// attach attaches the cheapest build of the program that the interface
+// takes in mode: in native mode the single-buffer build linear where the
+// driver accepts it, else the multi-buffer build multi; in generic mode
+// always multi, since the kernel would copy every multi-buffer socket
+// buffer into one for a single-buffer program.
+func attach(linear, multi *ebpf.Program, ifc *net.Interface, mode Mode) (link.Link, Interface, error) {
+	attached := Interface{Name: ifc.Name, Index: ifc.Index, Mode: mode}
+	if mode == ModeGeneric {
+		attached.MultiBuffer = true
+		l, err := attachMode(multi, ifc, ModeGeneric)
+		return l, attached, err
 	}
-	l, err := attachMode(prog, ifc, ModeNative)
+	attached.Mode = ModeNative
+	// A driver refuses the single-buffer build when its MTU would need
+	// multi-buffer frames (veth: "Peer MTU is too large to set XDP").
+	l, err := attachMode(linear, ifc, ModeNative)
 	if err == nil {
-		return l, ModeNative, nil
+		return l, attached, nil
 	}
 	if errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
-		return nil, 0, err
+		return nil, attached, err
 	}
-	l, gerr := attachMode(prog, ifc, ModeGeneric)
+	attached.MultiBuffer = true
+	l, err = attachMode(multi, ifc, ModeNative)
+	if err == nil || mode == ModeNative || errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
+		return l, attached, err
+	}
+	attached.Mode = ModeGeneric
+	l, gerr := attachMode(multi, ifc, ModeGeneric)
 	if gerr != nil {
-		return nil, 0, fmt.Errorf("%w (native mode failed too: %v)", gerr, err)
+		return nil, attached, fmt.Errorf("%w (native mode failed too: %v)", gerr, err)
 	}
-	return l, ModeGeneric, nil
+	return l, attached, nil
 }
 
 var errBusy = errors.New("already has an XDP program")

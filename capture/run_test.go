@@ -125,8 +125,8 @@ func TestAttachModes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := c.Interfaces()[0].Mode; got != ModeGeneric {
-		t.Errorf("auto mode attached lo in %v mode, want generic", got)
+	if got := c.Interfaces()[0]; got.Mode != ModeGeneric || !got.MultiBuffer {
+		t.Errorf("auto mode attached lo in %s, want generic mode, multi-buffer", got.Attachment())
 	}
 	c.Close()
 

@@ -10,8 +10,10 @@ import "github.com/cilium/ebpf"
 
 // Program names in Spec.
 const (
-	// Ringcap is ringcap's own program.
+	// Ringcap is ringcap's own multi-buffer program.
 	Ringcap = variantsProgRingcapXdp
+	// RingcapLinear is ringcap's own single-buffer program.
+	RingcapLinear = variantsProgRingcapLinear
 	// ReserveFirst reserves ring space before the length test and
 	// discards it for unwanted frames.
 	ReserveFirst = variantsProgReserveFirst
@@ -19,5 +21,5 @@ const (
 	NoRoomCheck = variantsProgNoRoomCheck
 )
 
-// Spec returns the object holding all three programs.
+// Spec returns the object holding all the programs.
 func Spec() (*ebpf.CollectionSpec, error) { return loadVariants() }

@@ -26,18 +26,19 @@ type variantsIfaceCounters struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	variantsMapCounters      = "counters"
-	variantsMapEvents        = "events"
-	variantsProgNoRoomCheck  = "no_room_check"
-	variantsProgReserveFirst = "reserve_first"
-	variantsProgRingcapXdp   = "ringcap_xdp"
-	variantsVarCaptureAll    = "capture_all"
-	variantsVarMtu           = "mtu"
-	variantsVarRingSize      = "ring_size"
-	variantsVarSlot          = "slot"
-	variantsVarSnaplen       = "snaplen"
-	variantsVarUnusedEvent   = "unused_event"
-	variantsVarWakeupBytes   = "wakeup_bytes"
+	variantsMapCounters       = "counters"
+	variantsMapEvents         = "events"
+	variantsProgNoRoomCheck   = "no_room_check"
+	variantsProgReserveFirst  = "reserve_first"
+	variantsProgRingcapLinear = "ringcap_linear"
+	variantsProgRingcapXdp    = "ringcap_xdp"
+	variantsVarCaptureAll     = "capture_all"
+	variantsVarMtu            = "mtu"
+	variantsVarRingSize       = "ring_size"
+	variantsVarSlot           = "slot"
+	variantsVarSnaplen        = "snaplen"
+	variantsVarUnusedEvent    = "unused_event"
+	variantsVarWakeupBytes    = "wakeup_bytes"
 )
 
 // loadVariants returns the embedded CollectionSpec for variants.
@@ -82,9 +83,10 @@ type variantsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type variantsProgramSpecs struct {
-	NoRoomCheck  *ebpf.ProgramSpec `ebpf:"no_room_check"`
-	ReserveFirst *ebpf.ProgramSpec `ebpf:"reserve_first"`
-	RingcapXdp   *ebpf.ProgramSpec `ebpf:"ringcap_xdp"`
+	NoRoomCheck   *ebpf.ProgramSpec `ebpf:"no_room_check"`
+	ReserveFirst  *ebpf.ProgramSpec `ebpf:"reserve_first"`
+	RingcapLinear *ebpf.ProgramSpec `ebpf:"ringcap_linear"`
+	RingcapXdp    *ebpf.ProgramSpec `ebpf:"ringcap_xdp"`
 }
 
 // variantsMapSpecs contains maps before they are loaded into the kernel.
@@ -156,15 +158,17 @@ type variantsVariables struct {
 //
 // It can be passed to loadVariantsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type variantsPrograms struct {
-	NoRoomCheck  *ebpf.Program `ebpf:"no_room_check"`
-	ReserveFirst *ebpf.Program `ebpf:"reserve_first"`
-	RingcapXdp   *ebpf.Program `ebpf:"ringcap_xdp"`
+	NoRoomCheck   *ebpf.Program `ebpf:"no_room_check"`
+	ReserveFirst  *ebpf.Program `ebpf:"reserve_first"`
+	RingcapLinear *ebpf.Program `ebpf:"ringcap_linear"`
+	RingcapXdp    *ebpf.Program `ebpf:"ringcap_xdp"`
 }
 
 func (p *variantsPrograms) Close() error {
 	return _VariantsClose(
 		p.NoRoomCheck,
 		p.ReserveFirst,
+		p.RingcapLinear,
 		p.RingcapXdp,
 	)
 }

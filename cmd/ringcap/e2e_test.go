@@ -43,7 +43,14 @@ const (
 
 var nsSeq int
 
+// newVethPair makes two veth pairs with MTU 9000, on which native mode
+// needs the multi-buffer program.
 func newVethPair(t *testing.T) *vethPair {
+	t.Helper()
+	return newVethPairMTU(t, 9000)
+}
+
+func newVethPairMTU(t *testing.T, mtu int) *vethPair {
 	t.Helper()
 	bpftest.RequirePrivileges(t)
 	bpftest.RequireTool(t, "ip")
@@ -62,13 +69,13 @@ func newVethPair(t *testing.T) *vethPair {
 		{"netns", "add", p.tx},
 		{"netns", "add", p.rx},
 		{"link", "add", txIf, "netns", p.tx, "type", "veth", "peer", "name", rxIf, "netns", p.rx},
-		{"-n", p.tx, "link", "set", txIf, "mtu", "9000", "up"},
-		{"-n", p.rx, "link", "set", rxIf, "mtu", "9000", "up"},
+		{"-n", p.tx, "link", "set", txIf, "mtu", strconv.Itoa(mtu), "up"},
+		{"-n", p.rx, "link", "set", rxIf, "mtu", strconv.Itoa(mtu), "up"},
 		{"-n", p.tx, "addr", "add", "198.18.0.1/30", "dev", txIf},
 		{"-n", p.rx, "addr", "add", rxAddr + "/30", "dev", rxIf},
 		{"link", "add", txIf2, "netns", p.tx, "type", "veth", "peer", "name", rxIf2, "netns", p.rx},
-		{"-n", p.tx, "link", "set", txIf2, "mtu", "9000", "up"},
-		{"-n", p.rx, "link", "set", rxIf2, "mtu", "9000", "up"},
+		{"-n", p.tx, "link", "set", txIf2, "mtu", strconv.Itoa(mtu), "up"},
+		{"-n", p.rx, "link", "set", rxIf2, "mtu", strconv.Itoa(mtu), "up"},
 		{"-n", p.tx, "addr", "add", "198.18.0.5/30", "dev", txIf2},
 		{"-n", p.rx, "addr", "add", rxAddr2 + "/30", "dev", rxIf2},
 	} {
@@ -103,6 +110,22 @@ func (p *vethPair) xdpAttached(t *testing.T) bool {
 		t.Fatalf("ip link show: %v\n%s", err, out)
 	}
 	return bytes.Contains(out, []byte("xdp"))
+}
+
+// xdpProgram returns the name of the XDP program on the receiving end.
+func (p *vethPair) xdpProgram(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("ip", "-d", "-n", p.rx, "link", "show", rxIf).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip -d link show: %v\n%s", err, out)
+	}
+	_, after, ok := strings.Cut(string(out), "prog/xdp ")
+	if !ok {
+		return ""
+	}
+	_, after, _ = strings.Cut(after, " name ")
+	name, _, _ := strings.Cut(after, " ")
+	return name
 }
 
 // noXDPLeft waits briefly for the kernel to release the program after
@@ -209,18 +232,29 @@ func (r *ringcapProc) wait(t *testing.T) int {
 // there, and tshark reading the file.
 func TestRecordOversize(t *testing.T) {
 	for _, tt := range []struct {
-		mode    string
-		snaplen int
+		name       string
+		mode       string
+		vethMTU    int
+		snaplen    int
+		mtu        int // ringcap's --mtu
+		payloads   []int
+		attachment string
+		program    string // the program's name, as `ip -d link` gives it
 	}{
-		{"native", 256},
-		{"generic", 4096},
+		{"native", "native", 9000, 256, 1500, []int{1000, 1472, 1473, 1400, 4000, 8972}, "XDP native mode, multi-buffer", "ringcap_xdp"},
+		{"generic", "generic", 9000, 4096, 1500, []int{1000, 1472, 1473, 1400, 4000, 8972}, "XDP generic mode, multi-buffer", "ringcap_xdp"},
+		// At MTU 1500 veth takes the cheaper single-buffer program.
+		{"native-linear", "native", 1500, 256, 1000, []int{900, 972, 973, 1472, 1000}, "XDP native mode)", "ringcap_linear"},
 	} {
-		t.Run(tt.mode, func(t *testing.T) {
-			p := newVethPair(t)
+		t.Run(tt.name, func(t *testing.T) {
+			p := newVethPairMTU(t, tt.vethMTU)
 			path := filepath.Join(t.TempDir(), "big.pcapng")
-			r := p.start(t, "-w", path, "--mode", tt.mode, "-s", strconv.Itoa(tt.snaplen))
-			if !strings.Contains(r.errors(), "XDP "+tt.mode+" mode") {
-				t.Errorf("ringcap does not say it attached in %s mode:\n%s", tt.mode, r.errors())
+			r := p.start(t, "-w", path, "--mode", tt.mode, "-s", strconv.Itoa(tt.snaplen), "--mtu", strconv.Itoa(tt.mtu))
+			if !strings.Contains(r.errors(), "("+tt.attachment) {
+				t.Errorf("ringcap does not say it attached in %s:\n%s", tt.attachment, r.errors())
+			}
+			if prog := p.xdpProgram(t); prog != tt.program {
+				t.Errorf("program %q is attached, want %q", prog, tt.program)
 			}
 
 			type sent struct {
@@ -228,10 +262,10 @@ func TestRecordOversize(t *testing.T) {
 				at       time.Time
 			}
 			var want []sent
-			for _, payload := range []int{1000, 1472, 1473, 1400, 4000, 8972} {
+			for _, payload := range tt.payloads {
 				at := time.Now()
 				p.ping(t, payload)
-				if l3 := payload + 28; l3 > 1500 {
+				if l3 := payload + 28; l3 > tt.mtu {
 					want = append(want, sent{14 + l3, at})
 				}
 			}

@@ -98,7 +98,7 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 		names[i] = ifc.Name
 		fileIfaces[i] = writer.Interface{
 			Name:        ifc.Name,
-			Description: fmt.Sprintf("XDP %s mode", ifc.Mode),
+			Description: ifc.Attachment(),
 			Filter:      opts.capture.Filter(),
 			SnapLen:     opts.capture.SnapLen,
 		}
@@ -117,8 +117,8 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 	}
 
 	for _, ifc := range ifaces {
-		fmt.Fprintf(stderr, "ringcap: capturing on %s (XDP %s mode): %s, snaplen %d, to %s\n",
-			ifc.Name, ifc.Mode, opts.capture.Filter(), opts.capture.SnapLen, outputName(files.Current()))
+		fmt.Fprintf(stderr, "ringcap: capturing on %s (%s): %s, snaplen %d, to %s\n",
+			ifc.Name, ifc.Attachment(), opts.capture.Filter(), opts.capture.SnapLen, outputName(files.Current()))
 	}
 	status := startStatus(stderr, opts.quiet, capt, files)
 	runErr := capt.Run(ctx, files, opts.count)
