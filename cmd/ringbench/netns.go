@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -45,6 +46,16 @@ func newPair() (*pair, error) {
 func (p *pair) close() {
 	exec.Command("ip", "netns", "del", p.tx).Run()
 	exec.Command("ip", "netns", "del", p.rx).Run()
+}
+
+// setMTU sets both ends' MTU.
+func (p *pair) setMTU(mtu int) error {
+	for _, end := range []struct{ ns, ifname string }{{p.tx, txIf}, {p.rx, rxIf}} {
+		if out, err := exec.Command("ip", "-n", end.ns, "link", "set", end.ifname, "mtu", strconv.Itoa(mtu)).CombinedOutput(); err != nil {
+			return fmt.Errorf("set MTU %d on %s: %v: %s", mtu, end.ifname, err, out)
+		}
+	}
+	return nil
 }
 
 // rxPackets reads the receiving interface's packet counter.

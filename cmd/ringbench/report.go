@@ -32,22 +32,22 @@ func printTables(w io.Writer, rows, idle []row) {
 			r.lossPercent(), r.cpu.Seconds(), perFrame)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Attached, nothing selected (60-byte frames; ringcap with --mtu 9000):")
+	fmt.Fprintln(w, "Attached, nothing selected (60-byte frames; ringcap with --mtu 9000; median of the runs):")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| tool | received/s | of the rate with no tool |")
-	fmt.Fprintln(w, "| --- | --- | --- |")
-	var base float64
+	fmt.Fprintln(w, "| traffic | tool | received/s | of the rate with no tool |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- |")
+	base := map[string]float64{}
 	for _, r := range idle {
 		if r.tool == "none" {
-			base = r.rxRate
+			base[r.scenario.name] = r.rxRate
 		}
 	}
 	for _, r := range idle {
 		if r.err != nil {
-			fmt.Fprintf(w, "| %s | %v | |\n", r.tool, r.err)
+			fmt.Fprintf(w, "| %s | %s | %v | |\n", r.scenario.name, r.tool, r.err)
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %.2fM | %.0f%% |\n", r.tool, r.rxRate/1e6, 100*r.rxRate/base)
+		fmt.Fprintf(w, "| %s | %s | %.2fM | %.0f%% |\n", r.scenario.name, r.tool, r.rxRate/1e6, 100*r.rxRate/base[r.scenario.name])
 	}
 }
 
