@@ -78,6 +78,7 @@ type IdleSink interface {
 type Capture struct {
 	ifaces  []Interface
 	objs    *bpf.Objects
+	ring    *ringbuf.Reader
 	slot    map[uint32]int // ifindex -> position in ifaces
 	packets atomic.Uint64  // frames handed to the sink
 
@@ -100,6 +101,12 @@ func Open(cfg Config) (*Capture, error) {
 		return nil, err
 	}
 	c := &Capture{objs: objs, slot: make(map[uint32]int)}
+	// Mapping the ring costs milliseconds for a large one; it is done
+	// once, not per Run.
+	if c.ring, err = ringbuf.NewReader(objs.Events); err != nil {
+		objs.Close()
+		return nil, fmt.Errorf("open ring: %w", err)
+	}
 	for i, ifc := range ifaces {
 		l, attached, err := attach(objs.Linear[i], objs.Programs[i], ifc, cfg.Mode)
 		if err != nil {
@@ -267,7 +274,7 @@ func (c *Capture) Detach() error {
 
 // Close detaches the program and frees the ring.
 func (c *Capture) Close() error {
-	return errors.Join(c.Detach(), c.objs.Close())
+	return errors.Join(c.Detach(), c.ring.Close(), c.objs.Close())
 }
 
 const (
@@ -288,11 +295,7 @@ const (
 // the program and hands over every record already in the ring before
 // returning, so that the counters and the sink agree.
 func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
-	rd, err := ringbuf.NewReader(c.objs.Events)
-	if err != nil {
-		return fmt.Errorf("open ring: %w", err)
-	}
-	defer rd.Close()
+	rd := c.ring
 	stopped := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		// Detach first: every record submitted before the links are
