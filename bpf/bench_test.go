@@ -2,7 +2,9 @@ package bpf
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -174,41 +176,148 @@ func BenchmarkReserveLock(b *testing.B) {
 				if _, err := prog.Run(&ebpf.RunOptions{Data: big, Repeat: 100}); err != nil {
 					b.Fatal(err)
 				}
-				durations := make([]time.Duration, cpus)
-				errs := make(chan error, cpus)
-				b.ResetTimer()
-				for cpu := range cpus {
-					go func() {
-						runtime.LockOSThread()
-						defer runtime.UnlockOSThread()
-						var set unix.CPUSet
-						set.Set(cpu)
-						if err := unix.SchedSetaffinity(0, &set); err != nil {
-							errs <- err
-							return
-						}
-						for range b.N {
-							_, d, err := prog.Benchmark(big, benchRepeat, nil)
-							if err != nil {
-								errs <- err
-								return
-							}
-							durations[cpu] += d
-						}
-						errs <- nil
-					}()
-				}
-				for range cpus {
-					if err := <-errs; err != nil {
-						b.Fatal(err)
-					}
-				}
 				var total time.Duration
-				for _, d := range durations {
-					total += d
+				b.ResetTimer()
+				for range b.N {
+					total += onCPUs(b, cpus, func() (time.Duration, error) {
+						_, d, err := prog.Benchmark(big, benchRepeat, nil)
+						return d, err
+					})
 				}
 				b.ReportMetric(float64(total.Nanoseconds())/float64(b.N*cpus), "ns/frame")
 			})
 		}
 	}
+}
+
+// BenchmarkRingPerCPU asks whether one ring per CPU, to be merged by time
+// in the reader, would pay for itself: a selected frame written into a
+// ring with room, from one CPU, then from every CPU at once, into the
+// shared ring (ringcap) or into the writing CPU's own ring (per-cpu-ring).
+// The rings are emptied between timed runs, so that no reader competes
+// for the CPUs, and are large enough that no run fills them a quarter,
+// where the program starts to wake the reader.
+//
+//	go test -run XXX -bench RingPerCPU ./bpf
+func BenchmarkRingPerCPU(b *testing.B) {
+	bpftest.RequirePrivileges(b)
+	const ringSize = 64 << 20
+	big := bpftest.Frame{L3Len: 2000}.Build()
+	for _, program := range []string{variants.Ringcap, variants.PerCPURing} {
+		for _, cpus := range []int{1, runtime.NumCPU()} {
+			b.Run(fmt.Sprintf("%s/cpus=%d", program, cpus), func(b *testing.B) {
+				spec, err := variants.Spec()
+				if err != nil {
+					b.Fatal(err)
+				}
+				cfg := Config{MTU: 1500, SnapLen: 256, RingSize: ringSize, Interfaces: 1}
+				var rings []*ebpf.Map
+				if program == variants.PerCPURing {
+					rings = cpuRings(b, spec, ringSize)
+				}
+				objs, prog := loadVariant(b, spec, program, false, cfg)
+				defer objs.Close()
+				if program != variants.PerCPURing {
+					rings = []*ebpf.Map{objs.Events}
+				}
+				var readers []*ringbuf.Reader
+				for _, ring := range rings {
+					rd, err := ringbuf.NewReader(ring)
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer rd.Close()
+					readers = append(readers, rd)
+				}
+
+				var total time.Duration
+				b.ResetTimer()
+				for range b.N {
+					total += onCPUs(b, cpus, func() (time.Duration, error) {
+						_, d, err := prog.Benchmark(big, benchRepeat, nil)
+						return d, err
+					})
+					b.StopTimer()
+					for _, rd := range readers {
+						drainNow(b, rd)
+					}
+					b.StartTimer()
+				}
+				b.ReportMetric(float64(total.Nanoseconds())/float64(b.N*cpus), "ns/frame")
+				c, err := objs.ReadCounters(0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if c.Written != c.Selected {
+					b.Fatalf("%d of %d selected frames written: the rings were meant to have room", c.Written, c.Selected)
+				}
+			})
+		}
+	}
+}
+
+// cpuRings gives the per_cpu_ring variant one ring per CPU, as the
+// contents of its cpu_rings map.
+func cpuRings(b *testing.B, spec *ebpf.CollectionSpec, size uint32) []*ebpf.Map {
+	outer := spec.Maps["cpu_rings"]
+	outer.MaxEntries = uint32(runtime.NumCPU())
+	outer.InnerMap.MaxEntries = size
+	var rings []*ebpf.Map
+	for cpu := range runtime.NumCPU() {
+		ring, err := ebpf.NewMap(outer.InnerMap)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { ring.Close() })
+		rings = append(rings, ring)
+		outer.Contents = append(outer.Contents, ebpf.MapKV{Key: uint32(cpu), Value: ring})
+	}
+	return rings
+}
+
+// drainNow reads every record in the ring, without waiting for more.
+func drainNow(b *testing.B, rd *ringbuf.Reader) {
+	rd.SetDeadline(time.Now())
+	var rec ringbuf.Record
+	for {
+		err := rd.ReadInto(&rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// onCPUs runs f at once on CPUs 0 to cpus-1, each on a thread pinned
+// there, and returns the sum of the durations they report.
+func onCPUs(b *testing.B, cpus int, f func() (time.Duration, error)) time.Duration {
+	durations := make([]time.Duration, cpus)
+	errs := make(chan error, cpus)
+	for cpu := range cpus {
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			var set unix.CPUSet
+			set.Set(cpu)
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				errs <- err
+				return
+			}
+			var err error
+			durations[cpu], err = f()
+			errs <- err
+		}()
+	}
+	for range cpus {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	var total time.Duration
+	for _, d := range durations {
+		total += d
+	}
+	return total
 }

@@ -70,6 +70,19 @@ struct {
 	__uint(max_entries, 1); // replaced from Go by the number of interfaces
 } counters SEC(".maps");
 
+#ifdef RINGCAP_VARIANTS
+// For the per_cpu_ring variant: one ring per CPU, instead of events.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1); // replaced from Go by the number of CPUs
+	__type(key, __u32);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_RINGBUF);
+		__uint(max_entries, 8 << 20);
+	});
+} cpu_rings SEC(".maps");
+#endif
+
 #define ETH_HDR_LEN 14
 #define VLAN_TAG_LEN 4
 // Every ring record carries an 8-byte header (BPF_RINGBUF_HDR_SZ) and is
@@ -115,11 +128,13 @@ static __always_inline int selected(struct xdp_md *ctx, __u64 frame_len)
 
 // capture_frame is the whole program. Its flags are compile-time
 // constants: linear says the frame is known to be a single buffer;
-// ringcap's programs pass reserve_first 0 and check_room 1, and the
-// benchmark variants at the end undo one choice each, to measure what it
-// is worth.
-static __always_inline int capture_frame(struct xdp_md *ctx, const int linear, const int reserve_first, const int check_room)
+// ringcap's programs pass reserve_first 0, check_room 1 and per_cpu_ring
+// 0, and the benchmark variants at the end change one choice each, to
+// measure what it is worth.
+static __always_inline int capture_frame(struct xdp_md *ctx, const int linear, const int reserve_first, const int check_room,
+					 const int per_cpu_ring)
 {
+	void *ring = &events;
 	__u32 key = slot;
 	struct iface_counters *cnt = bpf_map_lookup_elem(&counters, &key);
 	if (!cnt)
@@ -130,7 +145,7 @@ static __always_inline int capture_frame(struct xdp_md *ctx, const int linear, c
 	if (reserve_first) {
 		// The pattern ringcap avoids: the ring's lock is taken for
 		// every frame, wanted or not.
-		ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + snaplen, 0);
+		ev = bpf_ringbuf_reserve(ring, sizeof(*ev) + snaplen, 0);
 		if (!ev)
 			return XDP_PASS;
 	}
@@ -155,6 +170,16 @@ static __always_inline int capture_frame(struct xdp_md *ctx, const int linear, c
 	// until the ring fills to wakeup_bytes; the reader's own timer picks
 	// up the rest within its idle wait.
 	__u64 wakeup = 0;
+#ifdef RINGCAP_VARIANTS
+	if (per_cpu_ring) {
+		__u32 cpu = bpf_get_smp_processor_id();
+		ring = bpf_map_lookup_elem(&cpu_rings, &cpu);
+		if (!ring) {
+			cnt->reserve_failed++;
+			return XDP_PASS;
+		}
+	}
+#endif
 	if (!ev) {
 		// bpf_ringbuf_reserve() takes a lock shared by all CPUs, and
 		// fails anyway when the consumer is behind; a snapshot of the
@@ -162,14 +187,14 @@ static __always_inline int capture_frame(struct xdp_md *ctx, const int linear, c
 		// would bring the fill level to ring_size or beyond, hence ">=".
 		__u64 record = (RINGBUF_HDR_LEN + sizeof(struct event) + snaplen + 7) & ~7ULL;
 		if (check_room) {
-			__u64 fill = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + record;
+			__u64 fill = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) + record;
 			if (fill >= ring_size) {
 				cnt->ring_full++;
 				return XDP_PASS;
 			}
 			wakeup = fill >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 		}
-		ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + snaplen, 0);
+		ev = bpf_ringbuf_reserve(ring, sizeof(*ev) + snaplen, 0);
 		if (!ev) {
 			cnt->reserve_failed++;
 			return XDP_PASS;
@@ -205,13 +230,13 @@ pass:
 SEC("xdp.frags")
 int ringcap_xdp(struct xdp_md *ctx)
 {
-	return capture_frame(ctx, 0, 0, 1);
+	return capture_frame(ctx, 0, 0, 1, 0);
 }
 
 SEC("xdp")
 int ringcap_linear(struct xdp_md *ctx)
 {
-	return capture_frame(ctx, 1, 0, 1);
+	return capture_frame(ctx, 1, 0, 1, 0);
 }
 
 #ifdef RINGCAP_VARIANTS
@@ -220,12 +245,19 @@ int ringcap_linear(struct xdp_md *ctx)
 SEC("xdp.frags")
 int reserve_first(struct xdp_md *ctx)
 {
-	return capture_frame(ctx, 0, 1, 1);
+	return capture_frame(ctx, 0, 1, 1, 0);
 }
 
 SEC("xdp.frags")
 int no_room_check(struct xdp_md *ctx)
 {
-	return capture_frame(ctx, 0, 0, 0);
+	return capture_frame(ctx, 0, 0, 0, 0);
+}
+
+// One ring per CPU, to measure what the shared ring's lock costs.
+SEC("xdp.frags")
+int per_cpu_ring(struct xdp_md *ctx)
+{
+	return capture_frame(ctx, 0, 0, 1, 1);
 }
 #endif

@@ -29,6 +29,9 @@ type Options struct {
 	// Header Block (shb_userappl).
 	Application string
 	Interfaces  []Interface
+	// BufferSize is how many bytes of complete blocks collect before
+	// they are written out; 0 means DefaultBufferSize.
+	BufferSize int
 }
 
 // Stats are one interface's counts over a file's interval, written into
@@ -39,9 +42,12 @@ type Stats struct {
 	Dropped    uint64 // isb_ifdrop: selected frames lost before the writer
 }
 
-// outBufferSize is how many bytes of complete blocks collect before they
-// are written out.
-const outBufferSize = 64 << 10
+// DefaultBufferSize is Options.BufferSize unless set. Into a file on
+// ext4, a packet cost 250-270 ns with 64 KiB buffers and 175-190 ns with
+// 1 MiB (BenchmarkWriteFile): fewer, larger writes take larger page-cache
+// folios. Buffered blocks wait at most a second either way (capture.Run
+// flushes that often).
+const DefaultBufferSize = 1 << 20
 
 // Writer writes one pcapng section: a Section Header Block, one Interface
 // Description Block per interface, an Enhanced Packet Block per frame, and
@@ -58,6 +64,7 @@ type Writer struct {
 	ifaces int
 
 	buf      []byte // complete blocks not yet written out
+	bufSize  int    // len(buf) from which it is written out
 	written  int64  // bytes of out that hold complete blocks
 	produced int64  // written + len(buf)
 	packets  uint64 // packets written, buffered ones included
@@ -70,10 +77,14 @@ func New(out io.Writer, opts Options) (*Writer, error) {
 	if len(opts.Interfaces) == 0 {
 		return nil, errors.New("pcapng: no interface")
 	}
+	if opts.BufferSize <= 0 {
+		opts.BufferSize = DefaultBufferSize
+	}
 	w := &Writer{
-		out:    out,
-		ifaces: len(opts.Interfaces),
-		buf:    make([]byte, 0, outBufferSize+4096),
+		out:     out,
+		ifaces:  len(opts.Interfaces),
+		buf:     make([]byte, 0, opts.BufferSize+4096),
+		bufSize: opts.BufferSize,
 	}
 	section := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
 		Hardware:    runtime.GOARCH,
@@ -124,7 +135,7 @@ func (w *Writer) endBlock() error {
 	if err := w.ng.Flush(); err != nil {
 		return fmt.Errorf("pcapng: %w", err)
 	}
-	if len(w.buf) >= outBufferSize {
+	if len(w.buf) >= w.bufSize {
 		return w.Flush()
 	}
 	return nil
@@ -145,7 +156,7 @@ func (w *Writer) WritePacket(iface int, ts time.Time, length int, data []byte) e
 	}
 	w.appendEPB(iface, ts, length, data)
 	w.packets++
-	if len(w.buf) >= outBufferSize {
+	if len(w.buf) >= w.bufSize {
 		return w.Flush()
 	}
 	return nil

@@ -19,6 +19,9 @@ const (
 	ReserveFirst = variantsProgReserveFirst
 	// NoRoomCheck reserves without testing the ring's free space first.
 	NoRoomCheck = variantsProgNoRoomCheck
+	// PerCPURing writes into one ring per CPU, found in the
+	// array-of-maps cpu_rings, instead of the shared ring.
+	PerCPURing = variantsProgPerCpuRing
 )
 
 // Spec returns the object holding all the programs.

@@ -27,8 +27,10 @@ type variantsIfaceCounters struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	variantsMapCounters       = "counters"
+	variantsMapCpuRings       = "cpu_rings"
 	variantsMapEvents         = "events"
 	variantsProgNoRoomCheck   = "no_room_check"
+	variantsProgPerCpuRing    = "per_cpu_ring"
 	variantsProgReserveFirst  = "reserve_first"
 	variantsProgRingcapLinear = "ringcap_linear"
 	variantsProgRingcapXdp    = "ringcap_xdp"
@@ -84,6 +86,7 @@ type variantsSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type variantsProgramSpecs struct {
 	NoRoomCheck   *ebpf.ProgramSpec `ebpf:"no_room_check"`
+	PerCpuRing    *ebpf.ProgramSpec `ebpf:"per_cpu_ring"`
 	ReserveFirst  *ebpf.ProgramSpec `ebpf:"reserve_first"`
 	RingcapLinear *ebpf.ProgramSpec `ebpf:"ringcap_linear"`
 	RingcapXdp    *ebpf.ProgramSpec `ebpf:"ringcap_xdp"`
@@ -94,6 +97,7 @@ type variantsProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type variantsMapSpecs struct {
 	Counters *ebpf.MapSpec `ebpf:"counters"`
+	CpuRings *ebpf.MapSpec `ebpf:"cpu_rings"`
 	Events   *ebpf.MapSpec `ebpf:"events"`
 }
 
@@ -131,12 +135,14 @@ func (o *variantsObjects) Close() error {
 // It can be passed to loadVariantsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type variantsMaps struct {
 	Counters *ebpf.Map `ebpf:"counters"`
+	CpuRings *ebpf.Map `ebpf:"cpu_rings"`
 	Events   *ebpf.Map `ebpf:"events"`
 }
 
 func (m *variantsMaps) Close() error {
 	return _VariantsClose(
 		m.Counters,
+		m.CpuRings,
 		m.Events,
 	)
 }
@@ -159,6 +165,7 @@ type variantsVariables struct {
 // It can be passed to loadVariantsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type variantsPrograms struct {
 	NoRoomCheck   *ebpf.Program `ebpf:"no_room_check"`
+	PerCpuRing    *ebpf.Program `ebpf:"per_cpu_ring"`
 	ReserveFirst  *ebpf.Program `ebpf:"reserve_first"`
 	RingcapLinear *ebpf.Program `ebpf:"ringcap_linear"`
 	RingcapXdp    *ebpf.Program `ebpf:"ringcap_xdp"`
@@ -167,6 +174,7 @@ type variantsPrograms struct {
 func (p *variantsPrograms) Close() error {
 	return _VariantsClose(
 		p.NoRoomCheck,
+		p.PerCpuRing,
 		p.ReserveFirst,
 		p.RingcapLinear,
 		p.RingcapXdp,

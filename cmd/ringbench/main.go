@@ -108,7 +108,9 @@ func run(c *cli.Context) error {
 		repeats = 1
 	}
 	if want := c.StringSlice("traffic"); len(want) > 0 {
-		scenarios = slices.DeleteFunc(scenarios, func(sc scenario) bool { return !slices.Contains(want, sc.name) })
+		unwanted := func(sc scenario) bool { return !slices.Contains(want, sc.name) }
+		scenarios = slices.DeleteFunc(scenarios, unwanted)
+		idle = slices.DeleteFunc(idle, unwanted)
 	}
 	toolList := tools(ringcap)
 	if want := c.StringSlice("tool"); len(want) > 0 {
