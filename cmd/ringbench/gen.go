@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -18,6 +20,7 @@ import (
 type generator struct {
 	tx      *ebpf.Program
 	ifindex uint32
+	threads int // test runs at once, each on its own CPU
 }
 
 func xdpProgram(ret uint32) (*ebpf.Program, error) {
@@ -35,12 +38,12 @@ const (
 	xdpTX   = 3
 )
 
-func newGenerator(p *pair) (*generator, error) {
+func newGenerator(p *pair, threads int) (*generator, error) {
 	prog, err := xdpProgram(xdpTX)
 	if err != nil {
 		return nil, fmt.Errorf("load generator: %w", err)
 	}
-	g := &generator{tx: prog}
+	g := &generator{tx: prog, threads: max(threads, 1)}
 	err = inNetns(p.tx, func() error {
 		ifc, err := net.InterfaceByName(txIf)
 		if err != nil {
@@ -62,16 +65,39 @@ type xdpMD struct {
 }
 
 // send transmits count copies of frame at about rate frames a second (0:
-// as fast as it can), and returns the time it took. Each test run sets up
-// a page pool first, which takes milliseconds, so a paced send runs a
-// quarter of a second's frames at a time, and an unpaced one all at once.
+// as fast as it can), and returns the time it took. The frames are split
+// between g.threads threads, each pinned to its own CPU; veth receives
+// them on the CPU that sent them. Each test run sets up a page pool first,
+// which takes milliseconds, so a paced send runs a quarter of a second's
+// frames at a time, and an unpaced one all at once.
 func (g *generator) send(p *pair, frame []byte, count, rate int) (time.Duration, error) {
+	start := time.Now()
+	errs := make(chan error, g.threads)
+	for i := range g.threads {
+		n := count / g.threads
+		if i < count%g.threads {
+			n++
+		}
+		go func() { errs <- g.sendOn(p, i%runtime.NumCPU(), frame, n, rate/g.threads) }()
+	}
+	var err error
+	for range g.threads {
+		err = errors.Join(err, <-errs)
+	}
+	return time.Since(start), err
+}
+
+func (g *generator) sendOn(p *pair, cpu int, frame []byte, count, rate int) error {
 	chunk := count
 	if rate > 0 {
 		chunk = max(rate/4, 1)
 	}
-	var took time.Duration
-	err := inNetns(p.tx, func() error {
+	return inNetns(p.tx, func() error {
+		var set unix.CPUSet
+		set.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			return fmt.Errorf("pin generator to CPU %d: %w", cpu, err)
+		}
 		opts := ebpf.RunOptions{
 			Data:      frame,
 			Context:   xdpMD{DataEnd: uint32(len(frame)), IngressIfindex: g.ifindex},
@@ -91,10 +117,8 @@ func (g *generator) send(p *pair, frame []byte, count, rate int) (time.Duration,
 				time.Sleep(time.Until(due))
 			}
 		}
-		took = time.Since(start)
 		return nil
 	})
-	return took, err
 }
 
 // passOnRx attaches a native XDP_PASS program to the receiving end, which

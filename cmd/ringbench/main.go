@@ -15,8 +15,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -46,6 +49,7 @@ func main() {
 			&cli.StringFlag{Name: "plot", Value: "ringbench.png", Usage: "where to write the plot"},
 			&cli.BoolFlag{Name: "install", Usage: "apt-get install the tools that are missing"},
 			&cli.StringSliceFlag{Name: "tool", Usage: "measure only this tool (repeat for more); none is always measured"},
+			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "generator threads, each on its own CPU"},
 			&cli.StringSliceFlag{Name: "traffic", Usage: "run only this traffic, by its name in the table (repeat for more)"},
 		},
 		Action: run,
@@ -80,7 +84,23 @@ func run(c *cli.Context) error {
 		return err
 	}
 	defer p.close()
-	gen, err := newGenerator(p)
+	// Interrupted, it still removes its namespaces (and the tools
+	// running in them).
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		p.close()
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}()
+	threads := c.Int("threads")
+	if c.Bool("smoke") {
+		// One sender, so that no frame is dropped before it reaches
+		// the interface: the smoke run checks that ringcap gets all.
+		threads = 1
+	}
+	gen, err := newGenerator(p, threads)
 	if err != nil {
 		return err
 	}

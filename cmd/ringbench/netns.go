@@ -26,10 +26,14 @@ const (
 
 func newPair() (*pair, error) {
 	p := &pair{tx: fmt.Sprintf("ringbench-%d-tx", os.Getpid()), rx: fmt.Sprintf("ringbench-%d-rx", os.Getpid())}
+	queues := strconv.Itoa(runtime.NumCPU())
 	for _, args := range [][]string{
 		{"netns", "add", p.tx},
 		{"netns", "add", p.rx},
-		{"link", "add", txIf, "netns", p.tx, "type", "veth", "peer", "name", rxIf, "netns", p.rx},
+		// A queue per CPU, as on a multi-queue NIC: veth hands a frame
+		// sent on CPU n to the peer's queue n, whose NAPI runs there.
+		{"link", "add", txIf, "netns", p.tx, "numtxqueues", queues, "numrxqueues", queues,
+			"type", "veth", "peer", "name", rxIf, "netns", p.rx, "numtxqueues", queues, "numrxqueues", queues},
 		{"-n", p.tx, "link", "set", txIf, "mtu", "9000", "up"},
 		{"-n", p.rx, "link", "set", rxIf, "mtu", "9000", "up"},
 		{"-n", p.tx, "addr", "add", "198.18.0.1/30", "dev", txIf},
