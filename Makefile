@@ -29,7 +29,7 @@ test: deps lint generate-check
 # Benchmarks are measurements, not tests: CI only checks that they and
 # ringbench still run, each in a short mode.
 bench-smoke:
-	$(GO) test -run XXX -bench . -benchtime 1x ./bpf ./capture
+	$(GO) test -run XXX -bench . -benchtime 1x ./bpf ./capture ./writer
 	$(GO) run ./cmd/ringbench --smoke --plot $${TMPDIR:-/tmp}/ringbench-smoke.png
 
 lint:
