@@ -90,12 +90,15 @@ func BenchmarkProgram(b *testing.B) {
 		{"selected-ring-full/ringcap", variants.Ringcap, false, big, "full"},
 		{"selected-ring-full/no-room-check", variants.NoRoomCheck, false, big, "full"},
 	}
-	noops := map[bool]*ebpf.Program{false: noopProgram(b, true), true: noopProgram(b, false)}
+	noopMulti, noopLinear := noopProgram(b, true), noopProgram(b, false)
 	for _, tt := range tests {
 		b.Run(tt.name, func(b *testing.B) {
 			objs, prog := loadVariant(b, spec, tt.program, tt.linear, Config{MTU: 1500, SnapLen: 256, RingSize: 1 << 20, Interfaces: 1})
 			defer objs.Close()
-			noop := noops[tt.linear]
+			noop := noopMulti
+			if tt.linear {
+				noop = noopLinear
+			}
 			if tt.ring == "full" {
 				if _, err := prog.Run(&ebpf.RunOptions{Data: tt.frame, Repeat: 1 << 20 / 256}); err != nil {
 					b.Fatal(err)
@@ -201,7 +204,11 @@ func BenchmarkReserveLock(b *testing.B) {
 //	go test -run XXX -bench RingPerCPU ./bpf
 func BenchmarkRingPerCPU(b *testing.B) {
 	bpftest.RequirePrivileges(b)
-	const ringSize = 64 << 20
+	// A quarter of a ring holds every record of a timed run, even the
+	// shared ring's from every CPU.
+	cfg := Config{MTU: 1500, SnapLen: 256, Interfaces: 1}
+	ringSize := uint32(nextPowerOfTwo(uint64(4 * runtime.NumCPU() * benchRepeat * int(cfg.RecordSize()))))
+	cfg.RingSize = ringSize
 	big := bpftest.Frame{L3Len: 2000}.Build()
 	for _, program := range []string{variants.Ringcap, variants.PerCPURing} {
 		for _, cpus := range []int{1, runtime.NumCPU()} {
@@ -210,7 +217,6 @@ func BenchmarkRingPerCPU(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				cfg := Config{MTU: 1500, SnapLen: 256, RingSize: ringSize, Interfaces: 1}
 				var rings []*ebpf.Map
 				if program == variants.PerCPURing {
 					rings = cpuRings(b, spec, ringSize)

@@ -42,6 +42,9 @@ type Config struct {
 	SnapLen    uint32 // bytes of each selected frame copied into the ring
 	RingSize   uint32 // bytes; a power of two and a multiple of the page size
 	Interfaces int    // number of program instances (one per interface)
+	// SingleBuffer also loads the single-buffer build. The verifier
+	// takes it only from a process with CAP_PERFMON or CAP_SYS_ADMIN.
+	SingleBuffer bool
 }
 
 // RecordSize is the ring space one selected frame takes, kernel header
@@ -75,22 +78,26 @@ type Objects struct {
 	// It takes any frame: a test run's, generic mode's, a jumbo one's.
 	Programs []*ebpf.Program
 	// Linear holds the single-buffer build, instance i beside
-	// Programs[i]. It is cheaper per frame and only for native mode,
-	// where a driver attaches it only if it never builds multi-buffer
-	// frames.
+	// Programs[i], if Config.SingleBuffer. It is cheaper per frame and
+	// only for native mode, where a driver attaches it only if it never
+	// builds multi-buffer frames.
 	Linear   []*ebpf.Program
 	Events   *ebpf.Map
 	Counters *ebpf.Map
 }
 
-// Load loads both builds of the program, one instance of each per
-// interface, all writing into one ring.
+// Load loads the program, one instance per interface (and one of the
+// single-buffer build too if cfg.SingleBuffer), all writing into one ring.
 func Load(cfg Config) (*Objects, error) {
 	spec, err := loadRingcap()
 	if err != nil {
 		return nil, fmt.Errorf("read embedded XDP object: %w", err)
 	}
-	return loadSpec(spec, cfg, ringcapProgRingcapXdp, ringcapProgRingcapLinear)
+	linear := ""
+	if cfg.SingleBuffer {
+		linear = ringcapProgRingcapLinear
+	}
+	return loadSpec(spec, cfg, ringcapProgRingcapXdp, linear)
 }
 
 // loadSpec loads the programs named multiBuffer and linear (either may be

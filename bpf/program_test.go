@@ -37,6 +37,7 @@ func load(t *testing.T, cfg Config) *Objects {
 		cfg.RingSize = 1 << 20
 	}
 	cfg.Interfaces = 1
+	cfg.SingleBuffer = true
 	objs, err := Load(cfg)
 	if err != nil {
 		t.Fatalf("load: %v", err)

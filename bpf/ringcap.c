@@ -10,11 +10,11 @@
 //
 // It comes in two builds of one body. ringcap_linear is a plain "xdp"
 // program: the kernel only ever hands it single-buffer frames (drivers
-// refuse to attach it where they would build multi-buffer ones), so its
-// length is data_end - data. ringcap_xdp is "xdp.frags" and must ask
+// refuse to attach it where they would build multi-buffer ones), so a
+// frame ends at data_end. ringcap_xdp is "xdp.frags" and must ask
 // bpf_xdp_get_buff_len() for the length of all fragments, a helper call
-// that is most of the cost of a frame nobody asked for. capture attaches
-// the first where the driver takes it.
+// that is most of what a frame nobody asked for costs above a no-op
+// program. capture attaches the first where the driver takes it.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -150,11 +150,17 @@ static __always_inline int capture_frame(struct xdp_md *ctx, const int linear, c
 			return XDP_PASS;
 	}
 
-	__u64 frame_len;
-	if (linear)
-		frame_len = ctx->data_end - ctx->data;
-	else
-		frame_len = bpf_xdp_get_buff_len(ctx);
+	if (linear && !capture_all) {
+		// A single-buffer frame ends at data_end, so the unwanted ones
+		// are told apart without the helper call below. Comparing
+		// packet pointers is allowed with CAP_BPF; subtracting them
+		// (data_end - data) would need CAP_PERFMON.
+		void *data = (void *)(long)ctx->data;
+		void *data_end = (void *)(long)ctx->data_end;
+		if (mtu > 0xffff || data + ETH_HDR_LEN + mtu >= data_end)
+			goto pass;
+	}
+	__u64 frame_len = bpf_xdp_get_buff_len(ctx);
 	if (!selected(ctx, frame_len))
 		goto pass;
 	// The verifier needs the copy length proven within [1, snaplen]:

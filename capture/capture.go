@@ -96,7 +96,8 @@ func Open(cfg Config) (*Capture, error) {
 	if err != nil {
 		return nil, err
 	}
-	objs, err := cfg.load(len(ifaces))
+	// The single-buffer build is for native mode.
+	objs, err := cfg.load(len(ifaces), cfg.Mode != ModeGeneric)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +109,11 @@ func Open(cfg Config) (*Capture, error) {
 		return nil, fmt.Errorf("open ring: %w", err)
 	}
 	for i, ifc := range ifaces {
-		l, attached, err := attach(objs.Linear[i], objs.Programs[i], ifc, cfg.Mode)
+		var linear *ebpf.Program
+		if objs.Linear != nil {
+			linear = objs.Linear[i]
+		}
+		l, attached, err := attach(linear, objs.Programs[i], ifc, cfg.Mode)
 		if err != nil {
 			c.Close()
 			return nil, err
@@ -122,16 +127,18 @@ func Open(cfg Config) (*Capture, error) {
 
 // load checks the privileges and loads the program with cfg's selection,
 // one instance per interface.
-func (cfg Config) load(interfaces int) (*bpf.Objects, error) {
-	if err := checkPrivileges(); err != nil {
+func (cfg Config) load(interfaces int, singleBuffer bool) (*bpf.Objects, error) {
+	allowed, err := checkPrivileges()
+	if err != nil {
 		return nil, err
 	}
 	return bpf.Load(bpf.Config{
-		MTU:        cfg.MTU,
-		CaptureAll: cfg.CaptureAll,
-		SnapLen:    cfg.SnapLen,
-		RingSize:   cfg.RingSize,
-		Interfaces: interfaces,
+		MTU:          cfg.MTU,
+		CaptureAll:   cfg.CaptureAll,
+		SnapLen:      cfg.SnapLen,
+		RingSize:     cfg.RingSize,
+		Interfaces:   interfaces,
+		SingleBuffer: singleBuffer && allowed,
 	})
 }
 
@@ -157,11 +164,14 @@ func lookupInterfaces(names []string) ([]*net.Interface, error) {
 
 // checkPrivileges tells a missing capability apart before the kernel
 // answers EPERM for one of several reasons.
-func checkPrivileges() error {
+// It also says whether the process may load the single-buffer build,
+// whose packet-pointer arithmetic with a register the verifier only
+// allows with CAP_PERFMON (or CAP_SYS_ADMIN), as a Spectre v1 guard.
+func checkPrivileges() (singleBuffer bool, err error) {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("read capabilities: %w", err)
+		return false, fmt.Errorf("read capabilities: %w", err)
 	}
 	has := func(c int) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
 	var missing []string
@@ -173,14 +183,15 @@ func checkPrivileges() error {
 		missing = append(missing, "CAP_NET_ADMIN")
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("%w (missing %s)", bpf.ErrPrivileges, strings.Join(missing, " and "))
+		return false, fmt.Errorf("%w (missing %s)", bpf.ErrPrivileges, strings.Join(missing, " and "))
 	}
-	return nil
+	return has(unix.CAP_PERFMON) || has(unix.CAP_SYS_ADMIN), nil
 }
 
 // attach attaches the cheapest build of the program that the interface
-// takes in mode: in native mode the single-buffer build linear where the
-// driver accepts it, else the multi-buffer build multi; in generic mode
+// takes in mode: in native mode the single-buffer build linear (if
+// loaded) where the driver accepts it, else the multi-buffer build multi;
+// in generic mode
 // always multi, since the kernel would copy every multi-buffer socket
 // buffer into one for a single-buffer program.
 func attach(linear, multi *ebpf.Program, ifc *net.Interface, mode Mode) (link.Link, Interface, error) {
@@ -191,17 +202,20 @@ func attach(linear, multi *ebpf.Program, ifc *net.Interface, mode Mode) (link.Li
 		return l, attached, err
 	}
 	attached.Mode = ModeNative
-	// A driver refuses the single-buffer build when its MTU would need
-	// multi-buffer frames (veth: "Peer MTU is too large to set XDP").
-	l, err := attachMode(linear, ifc, ModeNative)
-	if err == nil {
-		return l, attached, nil
-	}
-	if errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
-		return nil, attached, err
+	if linear != nil {
+		// A driver refuses the single-buffer build when its MTU would
+		// need multi-buffer frames (veth: "Peer MTU is too large to
+		// set XDP").
+		l, err := attachMode(linear, ifc, ModeNative)
+		if err == nil {
+			return l, attached, nil
+		}
+		if errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
+			return nil, attached, err
+		}
 	}
 	attached.MultiBuffer = true
-	l, err = attachMode(multi, ifc, ModeNative)
+	l, err := attachMode(multi, ifc, ModeNative)
 	if err == nil || mode == ModeNative || errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
 		return l, attached, err
 	}
@@ -293,7 +307,8 @@ const (
 // Run hands every record in the ring to sink until ctx is done or limit
 // frames (0: no limit) have been handed over. When ctx is done it detaches
 // the program and hands over every record already in the ring before
-// returning, so that the counters and the sink agree.
+// returning, so that the counters and the sink agree. Runs must not
+// overlap: they share the capture's ring reader.
 func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 	rd := c.ring
 	stopped := make(chan struct{})

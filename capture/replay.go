@@ -46,7 +46,7 @@ func OpenReplay(path string, cfg Config) (*Replay, error) {
 	if n == 0 {
 		return nil, fmt.Errorf("%s holds no frames", path)
 	}
-	if r.objs, err = cfg.load(len(r.ifaces)); err != nil {
+	if r.objs, err = cfg.load(len(r.ifaces), false); err != nil {
 		return nil, err
 	}
 	r.now = r.first

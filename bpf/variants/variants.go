@@ -6,7 +6,7 @@ package variants
 
 import "github.com/cilium/ebpf"
 
-//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu -DRINGCAP_VARIANTS" -target bpfel variants ../ringcap.c
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -mllvm -simplifycfg-sink-common=false -I/usr/include/x86_64-linux-gnu -DRINGCAP_VARIANTS" -target bpfel variants ../ringcap.c
 
 // Program names in Spec.
 const (

@@ -20,7 +20,7 @@ import (
 type generator struct {
 	tx      *ebpf.Program
 	ifindex uint32
-	threads int // test runs at once, each on its own CPU
+	threads int // test runs at once, spread over the CPUs
 }
 
 func xdpProgram(ret uint32) (*ebpf.Program, error) {
@@ -66,7 +66,7 @@ type xdpMD struct {
 
 // send transmits count copies of frame at about rate frames a second (0:
 // as fast as it can), and returns the time it took. The frames are split
-// between g.threads threads, each pinned to its own CPU; veth receives
+// between g.threads threads, pinned to CPUs in turn; veth receives
 // them on the CPU that sent them. Each test run sets up a page pool first,
 // which takes milliseconds, so a paced send runs a quarter of a second's
 // frames at a time, and an unpaced one all at once.
@@ -78,7 +78,11 @@ func (g *generator) send(p *pair, frame []byte, count, rate int) (time.Duration,
 		if i < count%g.threads {
 			n++
 		}
-		go func() { errs <- g.sendOn(p, i%runtime.NumCPU(), frame, n, rate/g.threads) }()
+		perThread := rate / g.threads
+		if rate > 0 {
+			perThread = max(perThread, 1) // 0 would mean unpaced
+		}
+		go func() { errs <- g.sendOn(p, i%runtime.NumCPU(), frame, n, perThread) }()
 	}
 	var err error
 	for range g.threads {

@@ -49,7 +49,7 @@ func main() {
 			&cli.StringFlag{Name: "plot", Value: "ringbench.png", Usage: "where to write the plot"},
 			&cli.BoolFlag{Name: "install", Usage: "apt-get install the tools that are missing"},
 			&cli.StringSliceFlag{Name: "tool", Usage: "measure only this tool (repeat for more); none is always measured"},
-			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "generator threads, each on its own CPU"},
+			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "generator threads, spread over the CPUs"},
 			&cli.StringSliceFlag{Name: "traffic", Usage: "run only this traffic, by its name in the table (repeat for more)"},
 		},
 		Action: run,
@@ -84,10 +84,11 @@ func run(c *cli.Context) error {
 		return err
 	}
 	defer p.close()
-	// Interrupted, it still removes its namespaces (and the tools
-	// running in them).
+	// Interrupted, it still removes its namespaces; the tool running in
+	// one gets SIGTERM as ringbench exits (see tool.start).
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	go func() {
 		<-sig
 		p.close()

@@ -12,9 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pair is two network namespaces joined by a veth pair with MTU 9000, as
-// in ringcap's own tests: the generator sends from txIf, the tools listen
-// on rxIf. Nothing leaves them.
+// pair is two network namespaces joined by a veth pair, MTU 9000 unless
+// setMTU changes it, as in ringcap's own tests: the generator sends from
+// txIf, the tools listen on rxIf. Nothing leaves them.
 type pair struct {
 	tx, rx string
 }

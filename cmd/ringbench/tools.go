@@ -81,6 +81,9 @@ func (t tool) start(p *pair, dir string) (*running, error) {
 		return nil, err
 	}
 	r.cmd.Stdout = r.cmd.Stderr
+	// A tool must not outlive ringbench, which owns its namespace.
+	// (ip execs the tool, which keeps the setting.)
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := r.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", t.name, err)
 	}

@@ -160,7 +160,14 @@ func (p *vethPair) start(t *testing.T, args ...string) *ringcapProc {
 
 func (p *vethPair) startRecord(t *testing.T, args ...string) *ringcapProc {
 	t.Helper()
-	args = append([]string{"netns", "exec", p.rx, binary, "record"}, args...)
+	return p.startWrapped(t, nil, append([]string{"record"}, args...)...)
+}
+
+// startWrapped runs wrapper (a command that runs the rest of its
+// arguments), then ringcap with args, in the receiving namespace.
+func (p *vethPair) startWrapped(t *testing.T, wrapper []string, args ...string) *ringcapProc {
+	t.Helper()
+	args = slices.Concat([]string{"netns", "exec", p.rx}, wrapper, []string{binary}, args)
 	r := &ringcapProc{cmd: exec.Command("ip", args...), attached: make(chan struct{}), done: make(chan struct{})}
 	stderr, err := r.cmd.StderrPipe()
 	if err != nil {
@@ -297,6 +304,49 @@ func TestRecordOversize(t *testing.T) {
 				if d := time.Duration(ts*1e9 - float64(w.at.UnixNano())); d < -time.Second || d > time.Second {
 					t.Errorf("frame %d: timestamp is %v from the time it was sent", i, d)
 				}
+			}
+		})
+	}
+}
+
+// ringcap needs CAP_BPF and CAP_NET_ADMIN, as its error message says, and
+// no more. Given CAP_PERFMON too, it can use the single-buffer build.
+func TestCapabilitiesSuffice(t *testing.T) {
+	bpftest.RequireTool(t, "setpriv")
+	for _, tt := range []struct {
+		name    string
+		caps    string
+		vethMTU int
+		program string
+	}{
+		{"bpf+net_admin", "+bpf,+net_admin", 1500, "ringcap_xdp"},
+		{"bpf+net_admin, jumbo MTU", "+bpf,+net_admin", 9000, "ringcap_xdp"},
+		{"bpf+net_admin+perfmon", "+bpf,+net_admin,+perfmon", 1500, "ringcap_linear"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newVethPairMTU(t, tt.vethMTU)
+			// t.TempDir's parent is closed to nobody.
+			dir, err := os.MkdirTemp("", "ringcap-caps")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			if err := os.Chmod(dir, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "caps.pcapng")
+			nobody := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+				"--inh-caps=-all," + tt.caps, "--ambient-caps=-all," + tt.caps}
+			r := p.startWrapped(t, nobody, "record", "-i", rxIf, "-w", path, "--mode", "native", "--mtu", "1000")
+			if prog := p.xdpProgram(t); prog != tt.program {
+				t.Errorf("program %q is attached, want %q", prog, tt.program)
+			}
+			p.ping(t, 1200) // L3 length 1228
+			if code := r.stop(t, os.Interrupt); code != 0 {
+				t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
+			}
+			if n, _ := pcapngtest.Count(t, path, false); n != 1 {
+				t.Errorf("file holds %d frames, want the one echo request above --mtu", n)
 			}
 		})
 	}
