@@ -152,9 +152,10 @@ static __always_inline int capture_frame(struct xdp_md *ctx, const int linear, c
 
 	if (linear && !capture_all) {
 		// A single-buffer frame ends at data_end, so the unwanted ones
-		// are told apart without the helper call below. Comparing
-		// packet pointers is allowed with CAP_BPF; subtracting them
-		// (data_end - data) would need CAP_PERFMON.
+		// are told apart without the helper call below. The verifier
+		// allows a register offset on a packet pointer only with
+		// CAP_PERFMON (a Spectre v1 guard): capture loads this build
+		// only then.
 		void *data = (void *)(long)ctx->data;
 		void *data_end = (void *)(long)ctx->data_end;
 		if (mtu > 0xffff || data + ETH_HDR_LEN + mtu >= data_end)
