@@ -2,9 +2,7 @@ package bpf
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -182,10 +180,7 @@ func BenchmarkReserveLock(b *testing.B) {
 				var total time.Duration
 				b.ResetTimer()
 				for range b.N {
-					total += onCPUs(b, cpus, func() (time.Duration, error) {
-						_, d, err := prog.Benchmark(big, benchRepeat, nil)
-						return d, err
-					})
+					total += benchmarkOnCPUs(b, prog, big, cpus)
 				}
 				b.ReportMetric(float64(total.Nanoseconds())/float64(b.N*cpus), "ns/frame")
 			})
@@ -239,13 +234,10 @@ func BenchmarkRingPerCPU(b *testing.B) {
 				var total time.Duration
 				b.ResetTimer()
 				for range b.N {
-					total += onCPUs(b, cpus, func() (time.Duration, error) {
-						_, d, err := prog.Benchmark(big, benchRepeat, nil)
-						return d, err
-					})
+					total += benchmarkOnCPUs(b, prog, big, cpus)
 					b.StopTimer()
 					for _, rd := range readers {
-						drainNow(b, rd)
+						readNow(b, rd, func([]byte) {})
 					}
 					b.StartTimer()
 				}
@@ -281,19 +273,13 @@ func cpuRings(b *testing.B, spec *ebpf.CollectionSpec, size uint32) []*ebpf.Map 
 	return rings
 }
 
-// drainNow reads every record in the ring, without waiting for more.
-func drainNow(b *testing.B, rd *ringbuf.Reader) {
-	rd.SetDeadline(time.Now())
-	var rec ringbuf.Record
-	for {
-		err := rd.ReadInto(&rec)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
+// benchmarkOnCPUs runs prog over frame benchRepeat times on each of CPUs
+// 0 to cpus-1 at once, and returns the sum of the runs' durations.
+func benchmarkOnCPUs(b *testing.B, prog *ebpf.Program, frame []byte, cpus int) time.Duration {
+	return onCPUs(b, cpus, func() (time.Duration, error) {
+		_, d, err := prog.Benchmark(frame, benchRepeat, nil)
+		return d, err
+	})
 }
 
 // onCPUs runs f at once on CPUs 0 to cpus-1, each on a thread pinned

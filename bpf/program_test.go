@@ -76,22 +76,32 @@ func drain(t *testing.T, objs *Objects) []event {
 		t.Fatal(err)
 	}
 	defer rd.Close()
-	rd.SetDeadline(time.Now())
 	var evs []event
+	readNow(t, rd, func(raw []byte) {
+		var ev event
+		if _, err := binary.Decode(raw, binary.NativeEndian, &ev.ringcapEvent); err != nil {
+			t.Fatal(err)
+		}
+		ev.data = raw[EventHeaderSize:]
+		evs = append(evs, ev)
+	})
+	return evs
+}
+
+// readNow hands each record in the ring to each, without waiting for
+// more. A record's bytes stay valid after each returns.
+func readNow(tb testing.TB, rd *ringbuf.Reader, each func(raw []byte)) {
+	tb.Helper()
+	rd.SetDeadline(time.Now())
 	for {
 		rec, err := rd.Read()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return evs
+			return
 		}
 		if err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
-		var ev event
-		if _, err := binary.Decode(rec.RawSample, binary.NativeEndian, &ev.ringcapEvent); err != nil {
-			t.Fatal(err)
-		}
-		ev.data = rec.RawSample[EventHeaderSize:]
-		evs = append(evs, ev)
+		each(rec.RawSample)
 	}
 }
 
