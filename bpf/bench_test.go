@@ -3,6 +3,7 @@ package bpf
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -172,7 +173,7 @@ func BenchmarkReserveLock(b *testing.B) {
 	for _, program := range []string{variants.Ringcap, variants.NoRoomCheck} {
 		for _, cpus := range []int{1, runtime.NumCPU()} {
 			b.Run(fmt.Sprintf("%s/cpus=%d", program, cpus), func(b *testing.B) {
-				objs, prog := loadVariant(b, spec, program, false, Config{MTU: 1500, SnapLen: 256, RingSize: 4096, Interfaces: 1})
+				objs, prog := loadVariant(b, spec, program, false, Config{MTU: 1500, SnapLen: 256, RingSize: uint32(os.Getpagesize()), Interfaces: 1})
 				defer objs.Close()
 				if _, err := prog.Run(&ebpf.RunOptions{Data: big, Repeat: 100}); err != nil {
 					b.Fatal(err)

@@ -18,7 +18,7 @@ import (
 	"github.com/ringcap/ringcap/bpf/bpftest"
 )
 
-const xdpPass = 2
+const xdpPass = 2 // XDP_PASS
 
 var (
 	dot1q = layers.EthernetTypeDot1Q
@@ -56,15 +56,11 @@ var builds = []struct {
 	{"linear", func(o *Objects) *ebpf.Program { return o.Linear[0] }},
 }
 
-// run feeds frame to prog through BPF_PROG_TEST_RUN.
-func run(t *testing.T, prog *ebpf.Program, frame []byte, repeat uint32) {
+// run feeds frame to prog times times through BPF_PROG_TEST_RUN.
+func run(t *testing.T, prog *ebpf.Program, frame []byte, times int) {
 	t.Helper()
-	ret, err := prog.Run(&ebpf.RunOptions{Data: frame, Repeat: repeat})
-	if err != nil {
-		t.Fatalf("test run: %v", err)
-	}
-	if ret != xdpPass {
-		t.Fatalf("program returned %d, want XDP_PASS", ret)
+	if err := bpftest.RunTimes(prog, frame, times); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -245,7 +241,8 @@ func TestCountersRepeat(t *testing.T) {
 func TestRingFull(t *testing.T) {
 	for _, build := range builds {
 		t.Run(build.name, func(t *testing.T) {
-			const ringSize = 4096
+			// The smallest ring the kernel takes.
+			ringSize := uint32(os.Getpagesize())
 			cfg := Config{MTU: 1500, SnapLen: 256, RingSize: ringSize}
 			objs := load(t, cfg)
 			frame := bpftest.Frame{L3Len: 2000}.Build()
@@ -304,6 +301,9 @@ func TestVerifierErrorShowsLogTail(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
+	// Ring sizes follow the page size, which is not 4KiB everywhere.
+	page := uint32(os.Getpagesize())
+	size := func(n uint32) string { return FormatSize(uint64(n)) }
 	tests := []struct {
 		cfg  Config
 		want string // empty: valid
@@ -311,8 +311,12 @@ func TestValidate(t *testing.T) {
 		{Config{SnapLen: 256, RingSize: 8 << 20, Interfaces: 1}, ""},
 		{Config{SnapLen: 0, RingSize: 8 << 20, Interfaces: 1}, "snaplen 0 is out of range 1-65535"},
 		{Config{SnapLen: 65536, RingSize: 8 << 20, Interfaces: 1}, "snaplen 65536 is out of range 1-65535"},
-		{Config{SnapLen: 256, RingSize: 5000, Interfaces: 1}, "ring size 5000 bytes is not a power of two: use 4KiB or 8KiB"},
-		{Config{SnapLen: 256, RingSize: 2048, Interfaces: 1}, "ring size 2KiB is not a multiple of the page size (4KiB): use 4KiB"},
+		{Config{SnapLen: 256, RingSize: 3 * page, Interfaces: 1},
+			"ring size " + size(3*page) + " is not a power of two: use " + size(2*page) + " or " + size(4*page)},
+		{Config{SnapLen: 256, RingSize: page + 8, Interfaces: 1},
+			"ring size " + size(page+8) + " is not a power of two: use " + size(page) + " or " + size(2*page)},
+		{Config{SnapLen: 256, RingSize: page / 2, Interfaces: 1},
+			"ring size " + size(page/2) + " is not a multiple of the page size (" + size(page) + "): use " + size(page)},
 		{Config{SnapLen: 65535, RingSize: 64 << 10, Interfaces: 1}, "ring size 64KiB cannot hold one 65568-byte record of snaplen 65535: use at least 128KiB"},
 	}
 	for _, tt := range tests {

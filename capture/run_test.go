@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
@@ -51,14 +50,14 @@ func (s *sliceSink) Flush() error { s.flushes++; return nil }
 // openLoopback attaches the program to the namespace's loopback and feeds
 // it n frames through BPF_PROG_TEST_RUN, which runs as if they arrived on
 // loopback: they land in the ring before Run starts reading.
-func openLoopback(t *testing.T, frame []byte, n uint32) *Capture {
+func openLoopback(t *testing.T, frame []byte, n int) *Capture {
 	t.Helper()
 	c, err := Open(Config{Interfaces: []string{"lo"}, MTU: 1500, SnapLen: 128, RingSize: 1 << 20, Mode: ModeGeneric})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if _, err := c.objs.Programs[0].Run(&ebpf.RunOptions{Data: frame, Repeat: n}); err != nil {
+	if err := bpftest.RunTimes(c.objs.Programs[0], frame, n); err != nil {
 		t.Fatal(err)
 	}
 	return c

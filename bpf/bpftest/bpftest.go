@@ -5,11 +5,13 @@ package bpftest
 
 import (
 	"flag"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 )
@@ -117,4 +119,30 @@ func (f Frame) Build() []byte {
 		panic(err)
 	}
 	return buf.Bytes()
+}
+
+// xdpPass is XDP_PASS, what ringcap's program returns for every frame.
+const xdpPass = 2
+
+// RunTimes feeds frame to the XDP program prog times times through
+// BPF_PROG_TEST_RUN and checks that every run passed the frame on.
+//
+// Each run is a test run of its own, never one with Repeat: a signal (the
+// Go runtime sends them) interrupts a repeated run part way, after the
+// kernel has already run the program some times, and cilium/ebpf then
+// starts the whole run again, so counters and ring records would count
+// some frames twice. A single run is never restarted: the kernel checks
+// for signals only between repetitions.
+func RunTimes(prog *ebpf.Program, frame []byte, times int) error {
+	opts := ebpf.RunOptions{Data: frame}
+	for range times {
+		ret, err := prog.Run(&opts)
+		if err != nil {
+			return fmt.Errorf("test run: %w", err)
+		}
+		if ret != xdpPass {
+			return fmt.Errorf("program returned %d, want XDP_PASS (%d)", ret, xdpPass)
+		}
+	}
+	return nil
 }
