@@ -231,7 +231,10 @@ func TestSIGKILLMidWrite(t *testing.T) {
 		defer close(done)
 		exec.Command("ip", "netns", "exec", p.tx, "ping", "-f", "-q", "-c", "30000", "-s", "3000", rxAddr).Run()
 	}()
-	time.Sleep(300 * time.Millisecond)
+	// Kill it once it is writing its third file: two are complete.
+	if !waitFor(15*time.Second, func() bool { return len(rotatedFiles(t, dir)) >= 3 }) {
+		t.Fatalf("ringcap wrote %d files in 15s, want 3 before killing it", len(rotatedFiles(t, dir)))
+	}
 	r.stop(t, syscall.SIGKILL)
 	<-done
 	paths := rotatedFiles(t, dir)
