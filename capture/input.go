@@ -30,11 +30,18 @@ type Frame struct {
 }
 
 // Input reads the frames of a pcap or pcapng file, mapped to Ethernet.
+// A pcapng file may hold several sections (files joined with cat), each
+// numbering its interfaces from 0: Input numbers them across the file,
+// a section's after the earlier sections', as Wireshark shows them.
 type Input struct {
 	pcap   *pcapgo.Reader
 	ng     *pcapgo.NgReader
 	ifaces []InputInterface
-	buf    []byte // Ethernet frames built from other link types
+	// section is the position in ifaces of the current section's first
+	// interface.
+	section int
+	err     error  // from the end of a section, for Next to return
+	buf     []byte // Ethernet frames built from other link types
 }
 
 const (
@@ -62,7 +69,8 @@ func NewInput(r io.Reader) (*Input, error) {
 	case magic == pcapngMagic:
 		// Interfaces may differ in link type; without WantMixedLinkType
 		// NgReader skips the frames of all but the first one's.
-		if in.ng, err = pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true}); err != nil {
+		opts := pcapgo.NgReaderOptions{WantMixedLinkType: true, SectionEndCallback: in.endSection}
+		if in.ng, err = pcapgo.NewNgReader(br, opts); err != nil {
 			return nil, fmt.Errorf("broken pcapng file: %w", shortRead(err))
 		}
 	case magic == pcapMagicMicro, magic == pcapMagicNano,
@@ -114,6 +122,9 @@ func (in *Input) Next() (Frame, error) {
 	} else {
 		data, ci, err = in.pcap.ZeroCopyReadPacketData()
 	}
+	if in.err != nil {
+		return Frame{}, in.err
+	}
 	if errors.Is(err, io.EOF) {
 		return Frame{}, io.EOF
 	}
@@ -123,20 +134,23 @@ func (in *Input) Next() (Frame, error) {
 	if len(data) > maxInputSnapLen || ci.Length < len(data) {
 		return Frame{}, fmt.Errorf("broken file: a record claims %d captured bytes of a %d-byte frame", len(data), ci.Length)
 	}
+	iface := ci.InterfaceIndex
 	if in.ng != nil {
-		if err := in.learnInterface(ci.InterfaceIndex); err != nil {
+		iface += in.section
+		if err := in.learnInterfaces(iface+1, in.ng.Interface); err != nil {
 			return Frame{}, err
 		}
 	}
-	f := Frame{Interface: ci.InterfaceIndex, Time: ci.Timestamp, Length: ci.Length, Data: data}
-	return in.toEthernet(f, in.ifaces[ci.InterfaceIndex].LinkType), nil
+	f := Frame{Interface: iface, Time: ci.Timestamp, Length: ci.Length, Data: data}
+	return in.toEthernet(f, in.ifaces[iface].LinkType), nil
 }
 
-// learnInterface records the pcapng interfaces up to i; NgReader reads
-// their descriptions as it meets them.
-func (in *Input) learnInterface(i int) error {
-	for len(in.ifaces) <= i {
-		ifc, err := in.ng.Interface(len(in.ifaces))
+// learnInterfaces records the pcapng interfaces up to n in all, the
+// current section's from get; NgReader reads their descriptions as it
+// meets them.
+func (in *Input) learnInterfaces(n int, get func(int) (pcapgo.NgInterface, error)) error {
+	for len(in.ifaces) < n {
+		ifc, err := get(len(in.ifaces) - in.section)
 		if err != nil {
 			return fmt.Errorf("broken file: %w", err)
 		}
@@ -146,6 +160,19 @@ func (in *Input) learnInterface(i int) error {
 		in.ifaces = append(in.ifaces, InputInterface{Name: ifc.Name, LinkType: ifc.LinkType})
 	}
 	return nil
+}
+
+// endSection is NgReader's callback when a new section begins: the
+// section that ended keeps all its interfaces, frames or not, and the
+// next one's come after them.
+func (in *Input) endSection(ifaces []pcapgo.NgInterface, _ pcapgo.NgSectionInfo) {
+	if in.err != nil {
+		return
+	}
+	in.err = in.learnInterfaces(in.section+len(ifaces), func(i int) (pcapgo.NgInterface, error) {
+		return ifaces[i], nil
+	})
+	in.section = len(in.ifaces)
 }
 
 // toEthernet rewrites a frame of another link type as the Ethernet frame

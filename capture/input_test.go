@@ -3,9 +3,11 @@ package capture
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/gopacket/gopacket/layers"
@@ -79,6 +81,7 @@ func TestInputMapsToEthernet(t *testing.T) {
 		{"threshold.pcapng", 23, 1513, 1},
 		{"multi-interface.pcapng", 7, 1414, 3},
 		{"mixed-linktypes.pcapng", 6, 1513, 2},
+		{"multi-section.pcapng", 13, 1513, 5},
 		{"classic.pcap", 5, 1513, 1},
 		{"raw-ip.pcap", 6, 1513, 1},
 		{"linux-sll.pcap", 6, 1513, 1},
@@ -113,5 +116,39 @@ func TestInputMapsToEthernet(t *testing.T) {
 				t.Errorf("%d frames on %d interfaces, want %d on %d", n, len(in.Interfaces()), tt.frames, tt.ifaces)
 			}
 		})
+	}
+}
+
+// In a file of several sections, each section numbers its interfaces from
+// 0 again: its frames must land on its own interfaces, which come after
+// the earlier sections'.
+func TestInputSections(t *testing.T) {
+	in, closer, err := OpenInput("../testdata/multi-section.pcapng")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	var got []string
+	for {
+		f, err := in.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ifc := in.Interfaces()[f.Interface]
+		got = append(got, fmt.Sprintf("%d:%s/%v", f.Interface, ifc.Name, ifc.LinkType))
+	}
+	// testdata/gen: mixed-linktypes.pcapng (eth0, tun0), then
+	// multi-interface.pcapng (eth0, eth1, eth2).
+	want := []string{
+		"0:eth0/Ethernet", "0:eth0/Ethernet", "0:eth0/Ethernet",
+		"1:tun0/Raw", "1:tun0/Raw", "1:tun0/Raw",
+		"2:eth0/Ethernet", "3:eth1/Ethernet", "4:eth2/Ethernet", "3:eth1/Ethernet",
+		"2:eth0/Ethernet", "4:eth2/Ethernet", "4:eth2/Ethernet",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("frames on interfaces\n%q, want\n%q", got, want)
 	}
 }

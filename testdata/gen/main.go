@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -115,6 +116,9 @@ func main() {
 		"linux-sll.pcap":          pcap(layers.LinkTypeLinuxSLL, toSLL(concat(around(0, 1500, nil, 0), around(0, 1500, nil, ipv6)))),
 		"unsupported-802.11.pcap": pcap(layers.LinkTypeIEEE802_11, []frame{{data: make([]byte, 40)}}),
 	}
+	// Two files joined with cat: one pcapng file of two sections, whose
+	// interface numbers each start again at 0.
+	files["multi-section.pcapng"] = slices.Concat(files["mixed-linktypes.pcapng"], files["multi-interface.pcapng"])
 	good := files["threshold.pcapng"]
 	files["broken/truncated.pcapng"] = good[:len(good)-700]
 	files["broken/bad-magic.pcap"] = append([]byte{0xde, 0xad, 0xbe, 0xef}, files["classic.pcap"][4:]...)
