@@ -16,7 +16,8 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-const version = "0.1.0"
+// version is the release; builds may set it with -ldflags "-X main.version=...".
+var version = "0.1.0"
 
 // Exit codes, as tcpdump and most Unix tools use them.
 const (
