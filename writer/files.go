@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -52,8 +53,12 @@ type Config struct {
 	// writes no statistics.
 	Counters func() ([]Counts, error)
 	// Finished is called with the path of each file once it is complete
-	// on disk: flushed, synced and closed. It must not block.
-	Finished func(path string)
+	// on disk: flushed, synced and closed. It must not block. What it
+	// starts on the file (--post-rotate) may still be running when
+	// MaxFiles wants the file gone: it returns a channel that is closed
+	// once that has ended, and only then is the file deleted (nil: at
+	// once).
+	Finished func(path string) (inUse <-chan struct{})
 }
 
 // Check reports what would stop the output from being created, so that a
@@ -92,13 +97,35 @@ type Files struct {
 	cfg      Config
 	seq      int
 	cur      *file
-	next     time.Time // when the current file ends by age; zero: never
-	finished []string  // files this capture completed, oldest first
-	done     int64     // bytes in earlier files
-	saved    uint64    // packets in earlier files
+	next     time.Time      // when the current file ends by age; zero: never
+	finished []finishedFile // files this capture completed, oldest first
+	done     int64          // bytes in earlier files
+	saved    uint64         // packets in earlier files
+
+	// Deletions for MaxFiles that wait for the file's Finished work.
+	deleting  sync.WaitGroup
+	deleteMu  sync.Mutex
+	deleteErr error
 
 	bytes   atomic.Int64
 	current atomic.Pointer[string]
+}
+
+type finishedFile struct {
+	path  string
+	inUse <-chan struct{} // from Config.Finished
+}
+
+func (f finishedFile) busy() bool {
+	if f.inUse == nil {
+		return false
+	}
+	select {
+	case <-f.inUse:
+		return false
+	default:
+		return true
+	}
 }
 
 type file struct {
@@ -201,14 +228,38 @@ func (fs *Files) nextBoundary(start time.Time) time.Time {
 }
 
 // prune deletes the oldest finished files beyond MaxFiles, counting the
-// current one. It only ever deletes files this capture wrote.
+// current one. It only ever deletes files this capture wrote, and a file
+// still in use only once that use ends, so that the directory may hold
+// more files than MaxFiles while --post-rotate commands run.
 func (fs *Files) prune() error {
 	for fs.cfg.MaxFiles > 0 && len(fs.finished)+1 > fs.cfg.MaxFiles {
 		oldest := fs.finished[0]
-		if err := os.Remove(oldest); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("delete the oldest file for --max-files: %w", err)
-		}
 		fs.finished = fs.finished[1:]
+		if !oldest.busy() {
+			if err := remove(oldest.path); err != nil {
+				return err
+			}
+			continue
+		}
+		fs.deleting.Add(1)
+		go func() {
+			defer fs.deleting.Done()
+			<-oldest.inUse
+			if err := remove(oldest.path); err != nil {
+				fs.deleteMu.Lock()
+				fs.deleteErr = errors.Join(fs.deleteErr, err)
+				fs.deleteMu.Unlock()
+			}
+		}()
+	}
+	return nil
+}
+
+// remove deletes a file for MaxFiles. One that is gone already (its
+// --post-rotate command moved it, as gzip does) is no error.
+func remove(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("delete the oldest file for --max-files: %w", err)
 	}
 	return nil
 }
@@ -241,10 +292,11 @@ func (fs *Files) finish(end time.Time) ([]Counts, error) {
 		return nil, err
 	}
 	if cur.f != nil {
-		fs.finished = append(fs.finished, cur.path)
+		done := finishedFile{path: cur.path}
 		if fs.cfg.Finished != nil {
-			fs.cfg.Finished(cur.path)
+			done.inUse = fs.cfg.Finished(cur.path)
 		}
+		fs.finished = append(fs.finished, done)
 	}
 	return counts, nil
 }
@@ -328,10 +380,12 @@ func (fs *Files) Idle() error {
 	return fs.Flush()
 }
 
-// Close finishes the current file.
+// Close finishes the current file, and returns once the files that
+// MaxFiles deletes are gone: after their Finished work has ended.
 func (fs *Files) Close() error {
 	_, err := fs.finish(fs.cfg.Now())
-	return err
+	fs.deleting.Wait()
+	return errors.Join(err, fs.deleteErr)
 }
 
 func (fs *Files) updateBytes() {

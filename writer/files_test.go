@@ -1,6 +1,7 @@
 package writer
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,14 +32,23 @@ type harness struct {
 	clock    *fakeClock
 	counters *fakeCounters
 	finished []string
-	files    *Files
+	// inUse is what Finished returns for a file, by name: a channel the
+	// test closes once it is done with the file.
+	inUse map[string]chan struct{}
+	files *Files
 }
 
 var start = time.Date(2026, 11, 26, 10, 0, 7, 500_000_000, time.UTC)
 
 func newHarness(t *testing.T, p Policy) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: t.TempDir(), clock: &fakeClock{start}, counters: &fakeCounters{}}
+	return newHarnessWith(t, &harness{t: t}, p)
+}
+
+// newHarnessWith completes h and creates its files.
+func newHarnessWith(t *testing.T, h *harness, p Policy) *harness {
+	t.Helper()
+	h.dir, h.clock, h.counters = t.TempDir(), &fakeClock{start}, &fakeCounters{}
 	var err error
 	h.files, err = Create(Config{
 		Path:     filepath.Join(h.dir, "cap.pcapng"),
@@ -46,7 +56,10 @@ func newHarness(t *testing.T, p Policy) *harness {
 		Policy:   p,
 		Now:      h.clock.Now,
 		Counters: h.counters.read,
-		Finished: func(path string) { h.finished = append(h.finished, path) },
+		Finished: func(path string) <-chan struct{} {
+			h.finished = append(h.finished, path)
+			return h.inUse[filepath.Base(path)]
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -286,6 +299,40 @@ func TestMaxFilesDeletesOnlyItsOwn(t *testing.T) {
 	}
 	if len(h.finished) != 6 {
 		t.Errorf("%d files reported finished, want 6", len(h.finished))
+	}
+}
+
+// A file that --max-files would delete while its --post-rotate command
+// still runs is deleted only once the command has ended. A command that
+// removed the file itself (gzip) is no error.
+func TestMaxFilesWaitsForFinished(t *testing.T) {
+	name := func(seq, sec int) string {
+		return fmt.Sprintf("cap_%05d_202611261000%02d.pcapng", seq, sec)
+	}
+	h := &harness{t: t, inUse: make(map[string]chan struct{})}
+	for seq := 1; seq <= 4; seq++ {
+		h.inUse[name(seq, 6+seq)] = make(chan struct{})
+	}
+	h = newHarnessWith(t, h, Policy{Packets: 1, MaxFiles: 2})
+	for i := range 4 {
+		h.write(time.Duration(i) * time.Second)
+	}
+	// Files 1 and 2 are past the limit, but in use.
+	names, _ := filepathBases(t, h.dir)
+	if want := []string{name(1, 7), name(2, 8), name(3, 9), name(4, 10)}; !slices.Equal(names, want) {
+		t.Fatalf("while their commands run, the directory holds %q, want %q", names, want)
+	}
+	// The command on file 1 removes it, as gzip does.
+	if err := os.Remove(filepath.Join(h.dir, name(1, 7))); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range h.inUse {
+		close(ch)
+	}
+	h.close()
+	names, _ = filepathBases(t, h.dir)
+	if want := []string{name(3, 9), name(4, 10)}; !slices.Equal(names, want) {
+		t.Errorf("after the commands ended, the directory holds %q, want %q", names, want)
 	}
 }
 

@@ -20,15 +20,18 @@ func newPostRotate(command string, stderr io.Writer) *postRotate {
 	return &postRotate{command: command, stderr: stderr}
 }
 
-// run starts the command on path. The path is passed as an argument, never
-// spliced into the shell's text.
-func (p *postRotate) run(path string) {
+// run starts the command on path and returns a channel that is closed
+// when it has ended: --max-files deletes the file only then. The path is
+// passed as an argument, never spliced into the shell's text.
+func (p *postRotate) run(path string) (ended <-chan struct{}) {
 	if p.command == "" {
-		return
+		return nil
 	}
+	done := make(chan struct{})
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
+		defer close(done)
 		cmd := exec.Command("/bin/sh", "-c", p.command+` "$1"`, "ringcap-post-rotate", path)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -39,6 +42,7 @@ func (p *postRotate) run(path string) {
 			fmt.Fprintf(p.stderr, "ringcap: --post-rotate %q on %s failed (%v): %s; capture goes on\n", p.command, path, err, msg)
 		}
 	}()
+	return done
 }
 
 // wait returns when every command started has ended.

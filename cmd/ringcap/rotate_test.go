@@ -183,6 +183,60 @@ func TestPostRotateFailureDoesNotStopCapture(t *testing.T) {
 	}
 }
 
+// --max-files deletes a file only once its --post-rotate command has
+// ended: the command sees the whole file. A command that removes the file
+// itself (gzip) does not make ringcap fail.
+func TestPostRotateWithMaxFiles(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		command string
+		left    string // glob of the files left in the capture's directory
+	}{
+		{"slow copy", "sleep 0.5; cp -t COPIES", "rot_*.pcapng"},
+		{"gzip", "gzip", "rot_*.pcapng.gz"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newVethPair(t)
+			dir, copies := t.TempDir(), t.TempDir()
+			r := p.start(t, "-w", filepath.Join(dir, "rot.pcapng"), "-q", "--rotate-packets", "2", "--max-files", "2",
+				"--post-rotate", strings.ReplaceAll(tt.command, "COPIES", copies))
+			for range 8 {
+				p.ping(t, 2000)
+			}
+			if code := r.stop(t, os.Interrupt); code != 0 {
+				t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
+			}
+			if strings.Contains(r.errors(), "--post-rotate") || strings.Contains(r.errors(), "delete") {
+				t.Errorf("ringcap reports a failure:\n%s", r.errors())
+			}
+			if sum := parseSummary(t, r.errors()); sum.frames != 8 || sum.files != 4 {
+				t.Errorf("%d frames in %d files, want 8 in 4", sum.frames, sum.files)
+			}
+			left, _ := filepath.Glob(filepath.Join(dir, tt.left))
+			if tt.name == "gzip" {
+				// gzip replaced every file; --max-files deletes none of
+				// what it made.
+				if len(left) != 4 {
+					t.Errorf("%d gzipped files left, want 4: %q", len(left), left)
+				}
+				return
+			}
+			if len(left) != 2 {
+				t.Errorf("%d files left, want the last 2 (--max-files 2): %q", len(left), left)
+			}
+			copied, _ := filepath.Glob(filepath.Join(copies, "rot_*.pcapng"))
+			if len(copied) != 4 {
+				t.Fatalf("the command copied %d files, want all 4: %q", len(copied), copied)
+			}
+			for _, path := range copied {
+				if n, _ := pcapngtest.Count(t, path, false); n != 2 {
+					t.Errorf("%s holds %d frames, want 2", path, n)
+				}
+			}
+		})
+	}
+}
+
 // A full disk stops the capture with a clear message; every file left,
 // the one being written included, reads without a warning.
 func TestDiskFull(t *testing.T) {
