@@ -4,13 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/ringcap/ringcap/cmd/internal/veth"
 )
 
 // generator sends frames out of txIf from inside the kernel:
@@ -20,7 +22,8 @@ import (
 type generator struct {
 	tx      *ebpf.Program
 	ifindex uint32
-	threads int // test runs at once, spread over the CPUs
+	threads int   // test runs at once, spread over cpus
+	cpus    []int // the CPUs ringbench may run on
 }
 
 func xdpProgram(ret uint32) (*ebpf.Program, error) {
@@ -38,13 +41,17 @@ const (
 	xdpTX   = 3
 )
 
-func newGenerator(p *pair, threads int) (*generator, error) {
+func newGenerator(p *veth.Network, threads int) (*generator, error) {
 	prog, err := xdpProgram(xdpTX)
 	if err != nil {
 		return nil, fmt.Errorf("load generator: %w", err)
 	}
 	g := &generator{tx: prog, threads: max(threads, 1)}
-	err = inNetns(p.tx, func() error {
+	if g.cpus, err = allowedCPUs(); err != nil {
+		prog.Close()
+		return nil, err
+	}
+	err = veth.Do(p.Tx, func() error {
 		ifc, err := net.InterfaceByName(txIf)
 		if err != nil {
 			return err
@@ -59,6 +66,22 @@ func newGenerator(p *pair, threads int) (*generator, error) {
 	return g, nil
 }
 
+// allowedCPUs lists the CPUs the calling thread may run on: under a
+// cpuset or taskset they need not be 0..n-1.
+func allowedCPUs() ([]int, error) {
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		return nil, fmt.Errorf("read the CPUs ringbench may use: %w", err)
+	}
+	var cpus []int
+	for cpu := range 8 * int(unsafe.Sizeof(allowed)) {
+		if allowed.IsSet(cpu) {
+			cpus = append(cpus, cpu)
+		}
+	}
+	return cpus, nil
+}
+
 // xdpMD is struct xdp_md: the test run's context.
 type xdpMD struct {
 	Data, DataEnd, DataMeta, IngressIfindex, RxQueueIndex, EgressIfindex uint32
@@ -66,11 +89,11 @@ type xdpMD struct {
 
 // send transmits count copies of frame at about rate frames a second (0:
 // as fast as it can), and returns the time it took. The frames are split
-// between g.threads threads, pinned to CPUs in turn; veth receives
+// between g.threads threads, pinned to the allowed CPUs in turn; veth receives
 // them on the CPU that sent them. Each test run sets up a page pool first,
 // which takes milliseconds, so a paced send runs a quarter of a second's
 // frames at a time, and an unpaced one all at once.
-func (g *generator) send(p *pair, frame []byte, count, rate int) (time.Duration, error) {
+func (g *generator) send(p *veth.Network, frame []byte, count, rate int) (time.Duration, error) {
 	start := time.Now()
 	errs := make(chan error, g.threads)
 	for i := range g.threads {
@@ -82,7 +105,7 @@ func (g *generator) send(p *pair, frame []byte, count, rate int) (time.Duration,
 		if rate > 0 {
 			perThread = max(perThread, 1) // 0 would mean unpaced
 		}
-		go func() { errs <- g.sendOn(p, i%runtime.NumCPU(), frame, n, perThread) }()
+		go func() { errs <- g.sendOn(p, g.cpus[i%len(g.cpus)], frame, n, perThread) }()
 	}
 	var err error
 	for range g.threads {
@@ -91,12 +114,12 @@ func (g *generator) send(p *pair, frame []byte, count, rate int) (time.Duration,
 	return time.Since(start), err
 }
 
-func (g *generator) sendOn(p *pair, cpu int, frame []byte, count, rate int) error {
+func (g *generator) sendOn(p *veth.Network, cpu int, frame []byte, count, rate int) error {
 	chunk := count
 	if rate > 0 {
 		chunk = max(rate/4, 1)
 	}
-	return inNetns(p.tx, func() error {
+	return veth.Do(p.Tx, func() error {
 		var set unix.CPUSet
 		set.Set(cpu)
 		if err := unix.SchedSetaffinity(0, &set); err != nil {
@@ -127,14 +150,14 @@ func (g *generator) sendOn(p *pair, cpu int, frame []byte, count, rate int) erro
 
 // passOnRx attaches a native XDP_PASS program to the receiving end, which
 // veth needs to take the generator's frames; ringcap brings its own.
-func passOnRx(p *pair) (link.Link, error) {
+func passOnRx(p *veth.Network) (link.Link, error) {
 	prog, err := xdpProgram(xdpPass)
 	if err != nil {
 		return nil, err
 	}
 	defer prog.Close()
 	var l link.Link
-	err = inNetns(p.rx, func() error {
+	err = veth.Do(p.Rx, func() error {
 		ifc, err := net.InterfaceByName(rxIf)
 		if err != nil {
 			return err

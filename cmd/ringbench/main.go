@@ -25,6 +25,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
+	"github.com/ringcap/ringcap/cmd/internal/veth"
 )
 
 type scenario struct {
@@ -38,6 +39,14 @@ type scenario struct {
 // in turn with the others; the median receive rate is reported, since one
 // run of it is noisy.
 const idleRepeats = 3
+
+// The interfaces of the network's one link: the generator sends from
+// txIf, the tools listen on rxIf (veth.Config.Prefix names them).
+const (
+	ifPrefix = "rb"
+	txIf     = ifPrefix + "-tx"
+	rxIf     = ifPrefix + "-rx"
+)
 
 func main() {
 	app := &cli.App{
@@ -79,11 +88,12 @@ func run(c *cli.Context) error {
 			return fmt.Errorf("build ringcap (run ringbench from the repository, or give --ringcap): %v: %s", err, out)
 		}
 	}
-	p, err := newPair()
+	// A queue per CPU, as on a multi-queue NIC, at MTU 9000.
+	p, err := veth.New(veth.Config{Name: fmt.Sprintf("ringbench-%d", os.Getpid()), Prefix: ifPrefix, MTU: 9000, Queues: runtime.NumCPU()})
 	if err != nil {
 		return err
 	}
-	defer p.close()
+	defer p.Close()
 	// Interrupted, it still removes its namespaces; the tool running in
 	// one gets SIGTERM as ringbench exits (see tool.start).
 	sig := make(chan os.Signal, 1)
@@ -91,7 +101,7 @@ func run(c *cli.Context) error {
 	defer signal.Stop(sig)
 	go func() {
 		<-sig
-		p.close()
+		p.Close()
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}()
@@ -150,7 +160,7 @@ func run(c *cli.Context) error {
 	}
 	var idleRows []row
 	for _, sc := range idle {
-		if err := p.setMTU(sc.mtu); err != nil {
+		if err := p.SetMTU(sc.mtu); err != nil {
 			return err
 		}
 		runs := make([][]row, len(toolList))
@@ -232,7 +242,7 @@ func (r row) String() string {
 	return fmt.Sprintf("%s, %s: offered %.0f/s, received %d at %.0f/s, written %d, cpu %v", r.scenario.name, r.tool, r.offered, r.received, r.rxRate, r.written, r.cpu)
 }
 
-func measure(p *pair, gen *generator, t tool, sc scenario, frame []byte, dir string) row {
+func measure(p *veth.Network, gen *generator, t tool, sc scenario, frame []byte, dir string) row {
 	r := row{scenario: sc, tool: t.name}
 	if t.args != nil {
 		if _, err := exec.LookPath(t.args("")[0]); err != nil {
@@ -256,7 +266,7 @@ func measure(p *pair, gen *generator, t tool, sc scenario, frame []byte, dir str
 			return r
 		}
 	}
-	rx0, err := p.rxPackets()
+	rx0, err := p.RxPackets(0)
 	if err != nil {
 		r.err = err
 		return r
@@ -269,7 +279,7 @@ func measure(p *pair, gen *generator, t tool, sc scenario, frame []byte, dir str
 		}
 		return r
 	}
-	rx1, _ := p.rxPackets()
+	rx1, _ := p.RxPackets(0)
 	r.received = rx1 - rx0
 	r.offered = float64(sc.frames) / took.Seconds()
 	r.rxRate = float64(r.received) / took.Seconds()

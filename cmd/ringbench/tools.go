@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ringcap/ringcap/cmd/internal/veth"
 )
 
 // tool is a capture tool as ringbench runs it on the receiving end,
@@ -72,10 +74,10 @@ type running struct {
 	done   chan struct{}
 }
 
-func (t tool) start(p *pair, dir string) (*running, error) {
+func (t tool) start(p *veth.Network, dir string) (*running, error) {
 	r := &running{out: filepath.Join(dir, t.name+".pcapng"), ready: make(chan struct{}), done: make(chan struct{})}
 	os.Remove(r.out)
-	r.cmd = exec.Command("ip", append([]string{"netns", "exec", p.rx}, t.args(r.out)...)...)
+	r.cmd = exec.Command("ip", append([]string{"netns", "exec", p.Rx}, t.args(r.out)...)...)
 	pipe, err := r.cmd.StderrPipe()
 	if err != nil {
 		return nil, err

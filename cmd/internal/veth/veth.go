@@ -1,0 +1,154 @@
+// Package veth builds the test network that ringcap's end-to-end tests and
+// ringbench run on: two network namespaces, a sender's and a receiver's,
+// joined by veth pairs, with addresses from 198.18.0.0/15 (RFC 2544's
+// benchmarking range). Traffic between them never leaves the two
+// namespaces, and Close removes both.
+package veth
+
+import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Config says what to build.
+type Config struct {
+	// Name names the namespaces Name-tx and Name-rx; it must not be in
+	// use.
+	Name string
+	// Prefix names link i's ends Prefix-tx and Prefix-rx, with i+1
+	// appended from the second link on (rc-tx, rc-tx2, ...).
+	Prefix string
+	Links  int // veth pairs; 0 means 1
+	MTU    int // 0 means 1500
+	// Queues is the number of transmit and receive queues of each end,
+	// as on a multi-queue NIC: veth hands a frame sent on transmit queue
+	// n to the peer's receive queue n. 0 means 1.
+	Queues int
+}
+
+// Link is one veth pair: link i has the sender's 198.18.0.4i+1/30 and the
+// receiver's 198.18.0.4i+2/30.
+type Link struct {
+	Tx, Rx         string // interface names, in Network.Tx and Network.Rx
+	TxAddr, RxAddr string
+}
+
+// Network is the two namespaces and their links.
+type Network struct {
+	Tx, Rx string // namespace names: sender, receiver
+	Links  []Link
+}
+
+// New builds the network. On failure it removes what it built.
+func New(cfg Config) (*Network, error) {
+	cfg.Links = max(cfg.Links, 1)
+	cfg.Queues = max(cfg.Queues, 1)
+	if cfg.MTU == 0 {
+		cfg.MTU = 1500
+	}
+	if cfg.Links > 64 {
+		return nil, fmt.Errorf("%d links: at most 64 fit 198.18.0.0/24", cfg.Links)
+	}
+	n := &Network{Tx: cfg.Name + "-tx", Rx: cfg.Name + "-rx"}
+	queues := strconv.Itoa(cfg.Queues)
+	mtu := strconv.Itoa(cfg.MTU)
+	cmds := [][]string{{"netns", "add", n.Tx}, {"netns", "add", n.Rx}}
+	for i := range cfg.Links {
+		suffix := ""
+		if i > 0 {
+			suffix = strconv.Itoa(i + 1)
+		}
+		l := Link{
+			Tx: cfg.Prefix + "-tx" + suffix, Rx: cfg.Prefix + "-rx" + suffix,
+			TxAddr: fmt.Sprintf("198.18.0.%d", 4*i+1), RxAddr: fmt.Sprintf("198.18.0.%d", 4*i+2),
+		}
+		n.Links = append(n.Links, l)
+		cmds = append(cmds,
+			[]string{"link", "add", l.Tx, "netns", n.Tx, "numtxqueues", queues, "numrxqueues", queues,
+				"type", "veth", "peer", "name", l.Rx, "netns", n.Rx, "numtxqueues", queues, "numrxqueues", queues},
+			[]string{"-n", n.Tx, "link", "set", l.Tx, "mtu", mtu, "up"},
+			[]string{"-n", n.Rx, "link", "set", l.Rx, "mtu", mtu, "up"},
+			[]string{"-n", n.Tx, "addr", "add", l.TxAddr + "/30", "dev", l.Tx},
+			[]string{"-n", n.Rx, "addr", "add", l.RxAddr + "/30", "dev", l.Rx},
+		)
+	}
+	for _, args := range cmds {
+		if err := ip(args...); err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+func ip(args ...string) error {
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Close removes both namespaces, and with them the links.
+func (n *Network) Close() {
+	exec.Command("ip", "netns", "del", n.Tx).Run()
+	exec.Command("ip", "netns", "del", n.Rx).Run()
+}
+
+// SetMTU sets the MTU of both ends of every link.
+func (n *Network) SetMTU(mtu int) error {
+	for _, l := range n.Links {
+		for _, end := range []struct{ ns, ifname string }{{n.Tx, l.Tx}, {n.Rx, l.Rx}} {
+			if err := ip("-n", end.ns, "link", "set", end.ifname, "mtu", strconv.Itoa(mtu)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// RxPackets reads the packet counter of link i's receiving end.
+func (n *Network) RxPackets(i int) (uint64, error) {
+	ifname := n.Links[i].Rx
+	out, err := exec.Command("ip", "-n", n.Rx, "-s", "-j", "link", "show", ifname).Output()
+	if err != nil {
+		return 0, fmt.Errorf("ip link show %s: %w", ifname, err)
+	}
+	var links []struct {
+		Stats64 struct {
+			Rx struct {
+				Packets uint64 `json:"packets"`
+			} `json:"rx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
+		return 0, fmt.Errorf("ip link show %s: unexpected output %q", ifname, out)
+	}
+	return links[0].Stats64.Rx.Packets, nil
+}
+
+// Do runs f on a thread moved into namespace ns; the thread is discarded
+// afterwards, so that no other goroutine ever runs in ns.
+func Do(ns string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("open namespace %s: %w", ns, err)
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter namespace %s: %w", ns, err)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
