@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf"
+	"github.com/ringcap/ringcap/writer"
 )
 
 // Config is what to capture and where.
@@ -59,10 +60,11 @@ func (ifc Interface) Attachment() string {
 	return fmt.Sprintf("XDP %s mode", ifc.Mode)
 }
 
-// Sink receives the captured frames. data is valid only during the call.
-// iface is the position of the frame's interface in Config.Interfaces.
+// Sink receives the captured frames, as writer.Files does. A packet's
+// Interface is the position of its interface in Config.Interfaces; its
+// Data is valid only during the call.
 type Sink interface {
-	WritePacket(iface int, ts time.Time, length int, data []byte) error
+	WritePacket(p writer.Packet) error
 	Flush() error
 }
 
@@ -361,7 +363,8 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 			if !ok {
 				return fmt.Errorf("ring record from ifindex %d, which ringcap did not attach to", ev.ifindex)
 			}
-			if err := sink.WritePacket(iface, clk.wall(ev.tsNs), int(ev.frameLen), ev.data); err != nil {
+			err = sink.WritePacket(writer.Packet{Interface: iface, Time: clk.wall(ev.tsNs), Length: int(ev.frameLen), Queue: ev.rxQueue, Data: ev.data})
+			if err != nil {
 				return err
 			}
 			n++

@@ -66,7 +66,7 @@ func TestDecodeEvent(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if ev.tsNs != 123456789 || ev.ifindex != 7 || ev.frameLen != 9014 || len(ev.data) != tt.capLen {
+			if ev.tsNs != 123456789 || ev.ifindex != 7 || ev.rxQueue != 3 || ev.frameLen != 9014 || len(ev.data) != tt.capLen {
 				t.Errorf("decoded %+v", ev)
 			}
 			for i, b := range ev.data {

@@ -12,6 +12,7 @@ import (
 type event struct {
 	tsNs     uint64
 	ifindex  uint32
+	rxQueue  uint32
 	frameLen uint32
 	data     []byte // cap_len bytes of the frame, within the record
 }
@@ -29,6 +30,7 @@ func decodeEvent(raw []byte) (event, error) {
 	return event{
 		tsNs:     binary.NativeEndian.Uint64(raw[bpf.EventTsOffset:]),
 		ifindex:  binary.NativeEndian.Uint32(raw[bpf.EventIfindexOffset:]),
+		rxQueue:  binary.NativeEndian.Uint32(raw[bpf.EventRxQueueOffset:]),
 		frameLen: binary.NativeEndian.Uint32(raw[bpf.EventFrameLenOffset:]),
 		data:     raw[bpf.EventHeaderSize : bpf.EventHeaderSize+int(capLen)],
 	}, nil

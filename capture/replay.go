@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf"
+	"github.com/ringcap/ringcap/writer"
 )
 
 // Replay runs the XDP program over the frames of a recorded capture,
@@ -174,7 +175,10 @@ func (r *Replay) Run(ctx context.Context, sink Sink) error {
 				return err
 			}
 			data := ev.data[:min(len(ev.data), len(f.Data))]
-			if err := sink.WritePacket(f.Interface, f.Time, int(ev.frameLen), data); err != nil {
+			// No queue received a replayed frame: the event's is the
+			// test run's.
+			err = sink.WritePacket(writer.Packet{Interface: f.Interface, Time: f.Time, Length: int(ev.frameLen), Data: data})
+			if err != nil {
 				return err
 			}
 			r.packets.Add(1)

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"bytes"
 	"context"
 	"runtime"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
+	"github.com/ringcap/ringcap/writer"
 )
 
 // inNewNetns moves the calling test's goroutine, locked to its thread, into
@@ -24,24 +26,18 @@ func inNewNetns(t testing.TB) {
 	}
 }
 
-type sunk struct {
-	iface  int
-	ts     time.Time
-	length int
-	data   []byte
-}
-
 type sliceSink struct {
-	packets []sunk
+	packets []writer.Packet
 	flushes int
 	first   func() // called on the first packet
 }
 
-func (s *sliceSink) WritePacket(iface int, ts time.Time, length int, data []byte) error {
+func (s *sliceSink) WritePacket(p writer.Packet) error {
 	if len(s.packets) == 0 && s.first != nil {
 		s.first()
 	}
-	s.packets = append(s.packets, sunk{iface, ts, length, append([]byte(nil), data...)})
+	p.Data = bytes.Clone(p.Data)
+	s.packets = append(s.packets, p)
 	return nil
 }
 
@@ -86,12 +82,13 @@ func TestRunDrainsRingOnCancel(t *testing.T) {
 		t.Error("Run returned without flushing the sink")
 	}
 	for i, p := range sink.packets {
-		if p.iface != 0 || p.length != len(frame) || string(p.data) != string(frame[:128]) {
-			t.Fatalf("packet %d: iface %d, length %d, %d bytes; want 0, %d, the frame's first 128",
-				i, p.iface, p.length, len(p.data), len(frame))
+		// A test run without a context runs as if received on queue 0.
+		if p.Interface != 0 || p.Length != len(frame) || p.Queue != 0 || string(p.Data) != string(frame[:128]) {
+			t.Fatalf("packet %d: interface %d, length %d, queue %d, %d bytes; want 0, %d, 0, the frame's first 128",
+				i, p.Interface, p.Length, p.Queue, len(p.Data), len(frame))
 		}
-		if p.ts.Before(before.Add(-time.Millisecond)) || p.ts.After(time.Now()) {
-			t.Errorf("packet %d: time %v is not between the test's start %v and now", i, p.ts, before)
+		if p.Time.Before(before.Add(-time.Millisecond)) || p.Time.After(time.Now()) {
+			t.Errorf("packet %d: time %v is not between the test's start %v and now", i, p.Time, before)
 		}
 	}
 	counts, err := c.Counters()

@@ -37,7 +37,7 @@ func BenchmarkWriteFile(b *testing.B) {
 				if f, err = os.Create(filepath.Join(dir, fmt.Sprintf("%d.pcapng", files))); err != nil {
 					b.Fatal(err)
 				}
-				if w, err = New(f, Options{Interfaces: []Interface{{Name: "eth0", SnapLen: 256}}, BufferSize: size}); err != nil {
+				if w, err = New(f, Options{Interfaces: []Interface{{Name: "eth0", SnapLen: 256, Queues: true}}, BufferSize: size}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -47,7 +47,7 @@ func BenchmarkWriteFile(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
-				if err := w.WritePacket(0, ts, 2000, data); err != nil {
+				if err := w.WritePacket(Packet{Time: ts, Length: 2000, Queue: 1, Data: data}); err != nil {
 					b.Fatal(err)
 				}
 				if w.Size() >= fileSize {

@@ -346,15 +346,14 @@ func (fs *Files) due(ts time.Time) (time.Time, bool) {
 }
 
 // WritePacket writes a frame into the current file, first starting a new
-// one if the policy says so. iface is the position of the frame's interface
-// in Options.Interfaces.
-func (fs *Files) WritePacket(iface int, ts time.Time, length int, data []byte) error {
-	if at, ok := fs.due(ts); ok {
+// one if the policy says so.
+func (fs *Files) WritePacket(p Packet) error {
+	if at, ok := fs.due(p.Time); ok {
 		if err := fs.rotate(at); err != nil {
 			return err
 		}
 	}
-	if err := fs.cur.w.WritePacket(iface, ts, length, data); err != nil {
+	if err := fs.cur.w.WritePacket(p); err != nil {
 		return err
 	}
 	fs.updateBytes()

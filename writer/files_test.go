@@ -73,7 +73,7 @@ func (h *harness) write(d time.Duration) {
 	h.t.Helper()
 	h.clock.now = start.Add(d)
 	h.counters.received++
-	if err := h.files.WritePacket(0, h.clock.now, 1500, pattern(100)); err != nil {
+	if err := h.files.WritePacket(Packet{Time: h.clock.now, Length: 1500, Data: pattern(100)}); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -129,16 +129,17 @@ func TestRotation(t *testing.T) {
 		},
 		{
 			// The header blocks take 164 bytes and each 100-byte
-			// frame's block 144: two frames bring a file to 452.
+			// frame's block, with its queue, 152: two frames bring a
+			// file to 468.
 			name:    "size",
-			policy:  Policy{Size: 452},
+			policy:  Policy{Size: 468},
 			writes:  []time.Duration{0, s, 2 * s, 3 * s, 4 * s},
 			files:   []string{"cap_00001_20261126100007.pcapng", "cap_00002_20261126100009.pcapng", "cap_00003_20261126100011.pcapng"},
 			packets: [][]time.Duration{{0, s}, {2 * s, 3 * s}, {4 * s}},
 		},
 		{
 			name:    "size, one byte more",
-			policy:  Policy{Size: 453},
+			policy:  Policy{Size: 469},
 			writes:  []time.Duration{0, s, 2 * s, 3 * s},
 			files:   []string{"cap_00001_20261126100007.pcapng", "cap_00002_20261126100010.pcapng"},
 			packets: [][]time.Duration{{0, s, 2 * s}, {3 * s}},

@@ -21,6 +21,19 @@ type Interface struct {
 	Description string // if_description, e.g. the XDP mode
 	Filter      string // if_filter: what was selected
 	SnapLen     uint32
+	// Queues says the packets' Queue is the receive queue they came in
+	// on, written as epb_queue: true for a live capture, not for a
+	// replay, where no queue received them.
+	Queues bool
+}
+
+// Packet is one captured frame.
+type Packet struct {
+	Interface int // position in Options.Interfaces
+	Time      time.Time
+	Length    int    // original length on the wire
+	Queue     uint32 // receive queue; see Interface.Queues
+	Data      []byte // the captured bytes; valid only during WritePacket
 }
 
 // Options describe a file's header blocks.
@@ -61,7 +74,7 @@ const DefaultBufferSize = 1 << 20
 type Writer struct {
 	ng     *pcapgo.NgWriter
 	out    io.Writer
-	ifaces int
+	ifaces []Interface
 
 	buf      []byte // complete blocks not yet written out
 	bufSize  int    // len(buf) from which it is written out
@@ -82,7 +95,7 @@ func New(out io.Writer, opts Options) (*Writer, error) {
 	}
 	w := &Writer{
 		out:     out,
-		ifaces:  len(opts.Interfaces),
+		ifaces:  opts.Interfaces,
 		buf:     make([]byte, 0, opts.BufferSize+4096),
 		bufSize: opts.BufferSize,
 	}
@@ -142,19 +155,19 @@ func (w *Writer) endBlock() error {
 }
 
 // WritePacket appends one Enhanced Packet Block: the frame's first bytes,
-// its original length, its time and the inbound direction flag. iface is
-// the position of the frame's interface in Options.Interfaces.
-func (w *Writer) WritePacket(iface int, ts time.Time, length int, data []byte) error {
+// its original length, its time, the inbound direction flag and, where the
+// interface has them, its receive queue.
+func (w *Writer) WritePacket(p Packet) error {
 	if w.err != nil {
 		return w.err
 	}
-	if iface < 0 || iface >= w.ifaces {
-		return fmt.Errorf("pcapng: packet on interface %d of %d", iface, w.ifaces)
+	if p.Interface < 0 || p.Interface >= len(w.ifaces) {
+		return fmt.Errorf("pcapng: packet on interface %d of %d", p.Interface, len(w.ifaces))
 	}
-	if len(data) > length {
-		return fmt.Errorf("pcapng: %d captured bytes of a %d-byte frame", len(data), length)
+	if len(p.Data) > p.Length {
+		return fmt.Errorf("pcapng: %d captured bytes of a %d-byte frame", len(p.Data), p.Length)
 	}
-	w.appendEPB(iface, ts, length, data)
+	w.appendEPB(&p, w.ifaces[p.Interface].Queues)
 	w.packets++
 	if len(w.buf) >= w.bufSize {
 		return w.Flush()
@@ -164,33 +177,55 @@ func (w *Writer) WritePacket(iface int, ts time.Time, length int, data []byte) e
 
 var zeros [4]byte
 
-// epbFlagsInbound is the epb_flags option (code 2, 4 bytes) saying
-// "inbound", followed by opt_endofopt: XDP only sees received frames.
-var epbFlagsInbound = []byte{2, 0, 4, 0, 1, 0, 0, 0, 0, 0, 0, 0}
+// Enhanced Packet Block options, each a 2-byte code, a 2-byte length and
+// a 4-byte value here.
+const (
+	epbFlags = 2 // epb_flags: direction and reception type
+	epbQueue = 6 // epb_queue: the receive queue
+	// epbFlagInbound is epb_flags' "inbound": XDP only sees received
+	// frames.
+	epbFlagInbound = 1
+)
 
 // appendEPB appends an Enhanced Packet Block to w.buf. It is written by
 // hand, not with pcapgo's WritePacketWithOptions, because that builds the
 // options anew for every packet (two allocations a packet), and this is
-// the per-packet path. The layout is the same: little endian, nanosecond
-// timestamps (the interfaces' if_tsresol is 9).
-func (w *Writer) appendEPB(iface int, ts time.Time, length int, data []byte) {
-	pad := (4 - len(data)&3) & 3
-	total := 28 + len(data) + pad + len(epbFlagsInbound) + 4
-	nanos := uint64(ts.UnixNano())
+// the per-packet path; pcapgo's reader has no epb_queue either. The layout
+// is the same: little endian, nanosecond timestamps (the interfaces'
+// if_tsresol is 9).
+func (w *Writer) appendEPB(p *Packet, queue bool) {
+	pad := (4 - len(p.Data)&3) & 3
+	options := 8 + 4 // epb_flags, opt_endofopt
+	if queue {
+		options += 8
+	}
+	total := 28 + len(p.Data) + pad + options + 4
+	nanos := uint64(p.Time.UnixNano())
 	b := w.buf
 	b = binary.LittleEndian.AppendUint32(b, ngBlockTypeEPB)
 	b = binary.LittleEndian.AppendUint32(b, uint32(total))
-	b = binary.LittleEndian.AppendUint32(b, uint32(iface))
+	b = binary.LittleEndian.AppendUint32(b, uint32(p.Interface))
 	b = binary.LittleEndian.AppendUint32(b, uint32(nanos>>32))
 	b = binary.LittleEndian.AppendUint32(b, uint32(nanos))
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(data)))
-	b = binary.LittleEndian.AppendUint32(b, uint32(length))
-	b = append(b, data...)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(p.Data)))
+	b = binary.LittleEndian.AppendUint32(b, uint32(p.Length))
+	b = append(b, p.Data...)
 	b = append(b, zeros[:pad]...)
-	b = append(b, epbFlagsInbound...)
+	b = appendOption32(b, epbFlags, epbFlagInbound)
+	if queue {
+		b = appendOption32(b, epbQueue, p.Queue)
+	}
+	b = append(b, zeros[:4]...) // opt_endofopt
 	b = binary.LittleEndian.AppendUint32(b, uint32(total))
 	w.buf = b
 	w.produced += int64(total)
+}
+
+// appendOption32 appends a pcapng option with a 4-byte value.
+func appendOption32(b []byte, code uint16, v uint32) []byte {
+	b = binary.LittleEndian.AppendUint16(b, code)
+	b = binary.LittleEndian.AppendUint16(b, 4)
+	return binary.LittleEndian.AppendUint32(b, v)
 }
 
 // WriteStats appends an Interface Statistics Block for each interface, in

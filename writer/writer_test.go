@@ -20,25 +20,19 @@ import (
 	"github.com/ringcap/ringcap/writer/pcapngtest"
 )
 
-type packet struct {
-	iface  int
-	ts     time.Time
-	length int
-	data   []byte
-}
-
 var (
 	testInterfaces = []Interface{
-		{Name: "eth0", Description: "XDP native mode", Filter: "l3len > 1500", SnapLen: 256},
+		{Name: "eth0", Description: "XDP native mode", Filter: "l3len > 1500", SnapLen: 256, Queues: true},
+		// As replayed: no queue.
 		{Name: "eth1", Description: "XDP generic mode", Filter: "l3len > 1500", SnapLen: 256},
 	}
 	// Nanoseconds that a microsecond resolution would lose.
 	t0          = time.Date(2026, 11, 26, 12, 0, 0, 123456789, time.UTC)
-	testPackets = []packet{
-		{0, t0, 1515, pattern(256)},
-		{1, t0.Add(time.Millisecond + 1), 9014, pattern(256)},
-		{0, t0.Add(2 * time.Second), 100, pattern(100)},
-		{1, t0.Add(3 * time.Second), 255, pattern(253)}, // needs block padding
+	testPackets = []Packet{
+		{0, t0, 1515, 3, pattern(256)},
+		{1, t0.Add(time.Millisecond + 1), 9014, 5, pattern(256)}, // queue not written
+		{0, t0.Add(2 * time.Second), 100, 0, pattern(100)},
+		{1, t0.Add(3 * time.Second), 255, 0, pattern(253)}, // needs block padding
 	}
 )
 
@@ -57,7 +51,7 @@ func writeTestFile(t *testing.T, out io.Writer) *Writer {
 		t.Fatal(err)
 	}
 	for _, p := range testPackets {
-		if err := w.WritePacket(p.iface, p.ts, p.length, p.data); err != nil {
+		if err := w.WritePacket(p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -85,8 +79,8 @@ func TestRoundTripNgReader(t *testing.T) {
 		if err != nil {
 			t.Fatalf("packet %d: %v", i, err)
 		}
-		if !ci.Timestamp.Equal(p.ts) || ci.Length != p.length || ci.CaptureLength != len(p.data) ||
-			ci.InterfaceIndex != p.iface || !bytes.Equal(data, p.data) {
+		if !ci.Timestamp.Equal(p.Time) || ci.Length != p.Length || ci.CaptureLength != len(p.Data) ||
+			ci.InterfaceIndex != p.Interface || !bytes.Equal(data, p.Data) {
 			t.Errorf("packet %d: read %+v, wrote %+v", i, ci, p)
 		}
 		if opts.Flags == nil || opts.Flags.Direction != pcapgo.NgEpbFlagDirectionInbound {
@@ -120,14 +114,18 @@ func TestRoundTripTshark(t *testing.T) {
 		t.Fatal(err)
 	}
 	rows := pcapngtest.Fields(t, path, "frame.interface_name", "frame.len", "frame.cap_len",
-		"frame.time_epoch", "frame.interface_description", "frame.packet_flags_direction")
+		"frame.time_epoch", "frame.interface_description", "frame.packet_flags_direction", "frame.interface_queue")
 	if len(rows) != len(testPackets) {
 		t.Fatalf("tshark read %d packets, want %d: %q", len(rows), len(testPackets), rows)
 	}
 	for i, p := range testPackets {
-		ifc := testInterfaces[p.iface]
-		want := []string{ifc.Name, strconv.Itoa(p.length), strconv.Itoa(len(p.data)),
-			epoch(p.ts), ifc.Description, "0x00000001"}
+		ifc := testInterfaces[p.Interface]
+		queue := ""
+		if ifc.Queues {
+			queue = strconv.Itoa(int(p.Queue))
+		}
+		want := []string{ifc.Name, strconv.Itoa(p.Length), strconv.Itoa(len(p.Data)),
+			epoch(p.Time), ifc.Description, "0x00000001", queue}
 		if !slices.Equal(rows[i], want) {
 			t.Errorf("packet %d: tshark says %q, want %q", i, rows[i], want)
 		}
@@ -219,7 +217,7 @@ func TestWriteErrorKeepsWholeBlocks(t *testing.T) {
 		}
 		for _, p := range testPackets {
 			if err == nil {
-				err = w.WritePacket(p.iface, p.ts, p.length, p.data)
+				err = w.WritePacket(p)
 			}
 		}
 		if err == nil {

@@ -21,24 +21,25 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
+	"github.com/ringcap/ringcap/cmd/internal/veth"
 	"github.com/ringcap/ringcap/writer/pcapngtest"
 )
 
-// vethPair is two network namespaces joined by two veth pairs with MTU
-// 9000: the sender has 198.18.0.1 on txIf and 198.18.0.5 on txIf2, the
-// receiver 198.18.0.2 on rxIf and 198.18.0.6 on rxIf2. Test traffic never
-// leaves them.
+// vethPair is the test network (cmd/internal/veth): two network
+// namespaces joined by two veth pairs, the sender with 198.18.0.1 on txIf
+// and 198.18.0.5 on txIf2, the receiver with 198.18.0.2 on rxIf and
+// 198.18.0.6 on rxIf2. Test traffic never leaves them.
 type vethPair struct {
-	tx, rx string // namespace names
+	*veth.Network
 }
 
 const (
-	txIf    = "rc-tx"
-	rxIf    = "rc-rx"
-	rxAddr  = "198.18.0.2"
-	txIf2   = "rc-tx2"
-	rxIf2   = "rc-rx2"
-	rxAddr2 = "198.18.0.6"
+	ifPrefix = "rc"
+	txIf     = ifPrefix + "-tx"
+	rxIf     = ifPrefix + "-rx"
+	rxAddr   = "198.18.0.2"
+	rxIf2    = ifPrefix + "-rx2"
+	rxAddr2  = "198.18.0.6"
 )
 
 var nsSeq int
@@ -52,38 +53,25 @@ func newVethPair(t *testing.T) *vethPair {
 
 func newVethPairMTU(t *testing.T, mtu int) *vethPair {
 	t.Helper()
+	return newNetwork(t, veth.Config{Links: 2, MTU: mtu})
+}
+
+// newNetwork builds the network cfg describes, named for this test
+// process, and removes it when t ends.
+func newNetwork(t *testing.T, cfg veth.Config) *vethPair {
+	t.Helper()
 	bpftest.RequirePrivileges(t)
 	bpftest.RequireTool(t, "ip")
 	bpftest.RequireTool(t, "ping")
 	nsSeq++
-	p := &vethPair{
-		tx: fmt.Sprintf("ringcap-%d-%d-tx", os.Getpid(), nsSeq),
-		rx: fmt.Sprintf("ringcap-%d-%d-rx", os.Getpid(), nsSeq),
+	cfg.Name = fmt.Sprintf("ringcap-%d-%d", os.Getpid(), nsSeq)
+	cfg.Prefix = ifPrefix
+	n, err := veth.New(cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		// Deleting a namespace deletes its end of the pair.
-		exec.Command("ip", "netns", "del", p.tx).Run()
-		exec.Command("ip", "netns", "del", p.rx).Run()
-	})
-	for _, args := range [][]string{
-		{"netns", "add", p.tx},
-		{"netns", "add", p.rx},
-		{"link", "add", txIf, "netns", p.tx, "type", "veth", "peer", "name", rxIf, "netns", p.rx},
-		{"-n", p.tx, "link", "set", txIf, "mtu", strconv.Itoa(mtu), "up"},
-		{"-n", p.rx, "link", "set", rxIf, "mtu", strconv.Itoa(mtu), "up"},
-		{"-n", p.tx, "addr", "add", "198.18.0.1/30", "dev", txIf},
-		{"-n", p.rx, "addr", "add", rxAddr + "/30", "dev", rxIf},
-		{"link", "add", txIf2, "netns", p.tx, "type", "veth", "peer", "name", rxIf2, "netns", p.rx},
-		{"-n", p.tx, "link", "set", txIf2, "mtu", strconv.Itoa(mtu), "up"},
-		{"-n", p.rx, "link", "set", rxIf2, "mtu", strconv.Itoa(mtu), "up"},
-		{"-n", p.tx, "addr", "add", "198.18.0.5/30", "dev", txIf2},
-		{"-n", p.rx, "addr", "add", rxAddr2 + "/30", "dev", rxIf2},
-	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	return p
+	t.Cleanup(n.Close)
+	return &vethPair{n}
 }
 
 // ping sends one echo request of payload bytes from tx to rx over the
@@ -95,7 +83,7 @@ func (p *vethPair) ping(t *testing.T, payload int) {
 
 func (p *vethPair) pingAddr(t *testing.T, addr string, payload int) {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", p.tx,
+	out, err := exec.Command("ip", "netns", "exec", p.Tx,
 		"ping", "-c", "1", "-W", "2", "-s", strconv.Itoa(payload), addr).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ping -s %d: %v\n%s", payload, err, out)
@@ -105,7 +93,7 @@ func (p *vethPair) pingAddr(t *testing.T, addr string, payload int) {
 // xdpAttached reports whether any XDP program is on the receiving end.
 func (p *vethPair) xdpAttached(t *testing.T) bool {
 	t.Helper()
-	out, err := exec.Command("ip", "-n", p.rx, "link", "show", rxIf).CombinedOutput()
+	out, err := exec.Command("ip", "-n", p.Rx, "link", "show", rxIf).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ip link show: %v\n%s", err, out)
 	}
@@ -115,7 +103,7 @@ func (p *vethPair) xdpAttached(t *testing.T) bool {
 // xdpProgram returns the name of the XDP program on the receiving end.
 func (p *vethPair) xdpProgram(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command("ip", "-d", "-n", p.rx, "link", "show", rxIf).CombinedOutput()
+	out, err := exec.Command("ip", "-d", "-n", p.Rx, "link", "show", rxIf).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ip -d link show: %v\n%s", err, out)
 	}
@@ -178,7 +166,7 @@ func (p *vethPair) startRecord(t *testing.T, args ...string) *ringcapProc {
 // arguments), then ringcap with args, in the receiving namespace.
 func (p *vethPair) startWrapped(t *testing.T, wrapper []string, args ...string) *ringcapProc {
 	t.Helper()
-	args = slices.Concat([]string{"netns", "exec", p.rx}, wrapper, []string{binary}, args)
+	args = slices.Concat([]string{"netns", "exec", p.Rx}, wrapper, []string{binary}, args)
 	r := &ringcapProc{cmd: exec.Command("ip", args...), attached: make(chan struct{}), done: make(chan struct{})}
 	stderr, err := r.cmd.StderrPipe()
 	if err != nil {
@@ -317,6 +305,51 @@ func TestRecordOversize(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Each frame's Enhanced Packet Block names the receive queue it came in
+// on (epb_queue). veth hands a frame sent on transmit queue n to the
+// peer's receive queue n, and XPS picks the transmit queue by the sending
+// CPU: pings from two CPUs arrive on two queues.
+func TestRecordQueues(t *testing.T) {
+	bpftest.RequireTool(t, "taskset")
+	var allowed []int
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		t.Fatal(err)
+	}
+	for cpu := 0; cpu < 1024 && len(allowed) < 2; cpu++ {
+		if set.IsSet(cpu) {
+			allowed = append(allowed, cpu)
+		}
+	}
+	if len(allowed) < 2 {
+		t.Skipf("needs two CPUs to send from two queues; this process may use %v", allowed)
+	}
+	p := newNetwork(t, veth.Config{MTU: 1500, Queues: 2})
+	for queue, cpu := range allowed {
+		xps := fmt.Sprintf("echo %x > /sys/class/net/%s/queues/tx-%d/xps_cpus", 1<<cpu, txIf, queue)
+		if out, err := exec.Command("ip", "netns", "exec", p.Tx, "sh", "-c", xps).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", xps, err, out)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "queues.pcapng")
+	r := p.start(t, "-w", path, "--mtu", "1000")
+	var want [][]string
+	for _, queue := range []int{1, 0, 1} {
+		out, err := exec.Command("ip", "netns", "exec", p.Tx, "taskset", "-c", strconv.Itoa(allowed[queue]),
+			"ping", "-c", "1", "-W", "2", "-s", "1200", rxAddr).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ping from CPU %d: %v\n%s", allowed[queue], err, out)
+		}
+		want = append(want, []string{strconv.Itoa(queue), "1242"})
+	}
+	if code := r.stop(t, os.Interrupt); code != 0 {
+		t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
+	}
+	if got := pcapngtest.Fields(t, path, "frame.interface_queue", "frame.len"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("frames (queue, length) = %v, want %v", got, want)
 	}
 }
 
@@ -493,7 +526,7 @@ func TestStatusLine(t *testing.T) {
 			p := newVethPair(t)
 			master, slave := openPty(t)
 			path := filepath.Join(t.TempDir(), "s.pcapng")
-			args := []string{"netns", "exec", p.rx, binary, "record", "-i", rxIf, "-w", path}
+			args := []string{"netns", "exec", p.Rx, binary, "record", "-i", rxIf, "-w", path}
 			if quiet {
 				args = append(args, "-q")
 			}

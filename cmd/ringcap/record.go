@@ -101,6 +101,7 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 			Description: ifc.Attachment(),
 			Filter:      opts.capture.Filter(),
 			SnapLen:     opts.capture.SnapLen,
+			Queues:      true,
 		}
 	}
 	files, err := createFiles(opts.output, fileIfaces, capt, time.Now, post)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -127,9 +126,9 @@ type frameLines struct {
 	names []string
 }
 
-func (f *frameLines) WritePacket(iface int, ts time.Time, length int, data []byte) error {
+func (f *frameLines) WritePacket(p writer.Packet) error {
 	_, err := fmt.Fprintf(f.w, "%s %s length %d, captured %d\n",
-		ts.Local().Format("2006-01-02 15:04:05.000000000"), f.names[iface], length, len(data))
+		p.Time.Local().Format("2006-01-02 15:04:05.000000000"), f.names[p.Interface], p.Length, len(p.Data))
 	return err
 }
 

@@ -21,7 +21,7 @@ import (
 // as the replies come back.
 func (p *vethPair) flood(t *testing.T, count, payload int) {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", p.tx, "ping", "-f", "-q", "-l", "16",
+	out, err := exec.Command("ip", "netns", "exec", p.Tx, "ping", "-f", "-q", "-l", "16",
 		"-c", strconv.Itoa(count), "-s", strconv.Itoa(payload), rxAddr).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ping -f: %v\n%s", err, out)
@@ -283,7 +283,7 @@ func TestSIGKILLMidWrite(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		exec.Command("ip", "netns", "exec", p.tx, "ping", "-f", "-q", "-c", "30000", "-s", "3000", rxAddr).Run()
+		exec.Command("ip", "netns", "exec", p.Tx, "ping", "-f", "-q", "-c", "30000", "-s", "3000", rxAddr).Run()
 	}()
 	// Kill it once it is writing its third file: two are complete.
 	if !waitFor(15*time.Second, func() bool { return len(rotatedFiles(t, dir)) >= 3 }) {
