@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
+	"github.com/ringcap/ringcap/bpf/frames"
 	"github.com/ringcap/ringcap/bpf/variants"
 )
 
@@ -71,8 +72,8 @@ func BenchmarkProgram(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	small := bpftest.Frame{L3Len: 46}.Build() // 60 bytes, never selected
-	big := bpftest.Frame{L3Len: 2000}.Build() // selected
+	small := frames.Spec{L3Len: 46}.Build() // 60 bytes, never selected
+	big := frames.Spec{L3Len: 2000}.Build() // selected
 	tests := []struct {
 		name    string
 		program string
@@ -169,7 +170,7 @@ func BenchmarkReserveLock(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	big := bpftest.Frame{L3Len: 2000}.Build()
+	big := frames.Spec{L3Len: 2000}.Build()
 	for _, program := range []string{variants.Ringcap, variants.NoRoomCheck} {
 		for _, cpus := range []int{1, runtime.NumCPU()} {
 			b.Run(fmt.Sprintf("%s/cpus=%d", program, cpus), func(b *testing.B) {
@@ -205,7 +206,7 @@ func BenchmarkRingPerCPU(b *testing.B) {
 	cfg := Config{MTU: 1500, SnapLen: 256, Interfaces: 1}
 	ringSize := uint32(nextPowerOfTwo(uint64(4 * runtime.NumCPU() * benchRepeat * int(cfg.RecordSize()))))
 	cfg.RingSize = ringSize
-	big := bpftest.Frame{L3Len: 2000}.Build()
+	big := frames.Spec{L3Len: 2000}.Build()
 	for _, program := range []string{variants.Ringcap, variants.PerCPURing} {
 		for _, cpus := range []int{1, runtime.NumCPU()} {
 			b.Run(fmt.Sprintf("%s/cpus=%d", program, cpus), func(b *testing.B) {

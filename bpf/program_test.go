@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
+	"github.com/ringcap/ringcap/bpf/frames"
 )
 
 const xdpPass = 2 // XDP_PASS
@@ -115,19 +116,19 @@ func TestSelection(t *testing.T) {
 		name     string
 		mtu      uint32
 		all      bool
-		frame    bpftest.Frame
+		frame    frames.Spec
 		selected bool
 	}{
-		{"untagged at mtu", 1500, false, bpftest.Frame{L3Len: 1500}, false},
-		{"untagged above mtu", 1500, false, bpftest.Frame{L3Len: 1501}, true},
-		{"802.1Q at mtu", 1500, false, bpftest.Frame{Tags: []layers.EthernetType{dot1q}, L3Len: 1500}, false},
-		{"802.1Q above mtu", 1500, false, bpftest.Frame{Tags: []layers.EthernetType{dot1q}, L3Len: 1501}, true},
-		{"802.1ad+802.1Q at mtu", 1500, false, bpftest.Frame{Tags: []layers.EthernetType{qinq, dot1q}, L3Len: 1500}, false},
-		{"802.1ad+802.1Q above mtu", 1500, false, bpftest.Frame{Tags: []layers.EthernetType{qinq, dot1q}, L3Len: 1501}, true},
-		{"two 802.1Q at mtu", 1500, false, bpftest.Frame{Tags: []layers.EthernetType{dot1q, dot1q}, L3Len: 1500}, false},
-		{"small mtu, above", 576, false, bpftest.Frame{L3Len: 577}, true},
-		{"small mtu, at", 576, false, bpftest.Frame{Tags: []layers.EthernetType{dot1q}, L3Len: 576}, false},
-		{"all, small frame", 1500, true, bpftest.Frame{L3Len: 46}, true},
+		{"untagged at mtu", 1500, false, frames.Spec{L3Len: 1500}, false},
+		{"untagged above mtu", 1500, false, frames.Spec{L3Len: 1501}, true},
+		{"802.1Q at mtu", 1500, false, frames.Spec{Tags: []layers.EthernetType{dot1q}, L3Len: 1500}, false},
+		{"802.1Q above mtu", 1500, false, frames.Spec{Tags: []layers.EthernetType{dot1q}, L3Len: 1501}, true},
+		{"802.1ad+802.1Q at mtu", 1500, false, frames.Spec{Tags: []layers.EthernetType{qinq, dot1q}, L3Len: 1500}, false},
+		{"802.1ad+802.1Q above mtu", 1500, false, frames.Spec{Tags: []layers.EthernetType{qinq, dot1q}, L3Len: 1501}, true},
+		{"two 802.1Q at mtu", 1500, false, frames.Spec{Tags: []layers.EthernetType{dot1q, dot1q}, L3Len: 1500}, false},
+		{"small mtu, above", 576, false, frames.Spec{L3Len: 577}, true},
+		{"small mtu, at", 576, false, frames.Spec{Tags: []layers.EthernetType{dot1q}, L3Len: 576}, false},
+		{"all, small frame", 1500, true, frames.Spec{L3Len: 46}, true},
 	}
 	for _, tt := range tests {
 		for _, build := range builds {
@@ -189,7 +190,7 @@ func checkEvent(t *testing.T, ev event, frame []byte, snaplen int) {
 // A 9000-byte L3 packet does not fit one page, so the test run hands the
 // program a multi-buffer frame.
 func TestJumboMultiBuffer(t *testing.T) {
-	frame := bpftest.Frame{L3Len: 9000}.Build()
+	frame := frames.Spec{L3Len: 9000}.Build()
 	tests := []struct {
 		name    string
 		snaplen uint32
@@ -219,8 +220,8 @@ func TestCountersRepeat(t *testing.T) {
 	for _, build := range builds {
 		t.Run(build.name, func(t *testing.T) {
 			objs := load(t, Config{MTU: 1500, SnapLen: 128})
-			small := bpftest.Frame{L3Len: 1000}.Build()
-			big := bpftest.Frame{Tags: []layers.EthernetType{dot1q}, L3Len: 3000}.Build()
+			small := frames.Spec{L3Len: 1000}.Build()
+			big := frames.Spec{Tags: []layers.EthernetType{dot1q}, L3Len: 3000}.Build()
 			prog := build.prog(objs)
 			run(t, prog, small, 1000)
 			run(t, prog, big, 7)
@@ -245,7 +246,7 @@ func TestRingFull(t *testing.T) {
 			ringSize := uint32(os.Getpagesize())
 			cfg := Config{MTU: 1500, SnapLen: 256, RingSize: ringSize}
 			objs := load(t, cfg)
-			frame := bpftest.Frame{L3Len: 2000}.Build()
+			frame := frames.Spec{L3Len: 2000}.Build()
 			run(t, build.prog(objs), frame, 100)
 
 			// The kernel refuses a record that brings the fill level to the

@@ -7,7 +7,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/ringcap/ringcap/bpf/bpftest"
+	"github.com/ringcap/ringcap/bpf/frames"
 	"github.com/ringcap/ringcap/writer"
 )
 
@@ -28,7 +28,7 @@ func BenchmarkRingToPcapng(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	frame := bpftest.Frame{L3Len: 2000}.Build()
+	frame := frames.Spec{L3Len: 2000}.Build()
 	fill := func(n int) {
 		if _, err := c.objs.Programs[0].Run(&ebpf.RunOptions{Data: frame, Repeat: uint32(n)}); err != nil {
 			b.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
+	"github.com/ringcap/ringcap/bpf/frames"
 	"github.com/ringcap/ringcap/writer"
 )
 
@@ -61,7 +62,7 @@ func openLoopback(t *testing.T, frame []byte, n int) *Capture {
 
 func TestRunDrainsRingOnCancel(t *testing.T) {
 	inNewNetns(t)
-	frame := bpftest.Frame{L3Len: 3000}.Build()
+	frame := frames.Spec{L3Len: 3000}.Build()
 	before := time.Now()
 	c := openLoopback(t, frame, 50)
 
@@ -102,7 +103,7 @@ func TestRunDrainsRingOnCancel(t *testing.T) {
 
 func TestRunStopsAtLimit(t *testing.T) {
 	inNewNetns(t)
-	c := openLoopback(t, bpftest.Frame{L3Len: 2000}.Build(), 30)
+	c := openLoopback(t, frames.Spec{L3Len: 2000}.Build(), 30)
 	var sink sliceSink
 	if err := c.Run(context.Background(), &sink, 10); err != nil {
 		t.Fatal(err)

@@ -24,7 +24,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ringcap/ringcap/bpf/bpftest"
+	"github.com/ringcap/ringcap/bpf/frames"
 	"github.com/ringcap/ringcap/cmd/internal/veth"
 )
 
@@ -147,8 +147,8 @@ func run(c *cli.Context) error {
 	if want := c.StringSlice("tool"); len(want) > 0 {
 		toolList = slices.DeleteFunc(toolList, func(t tool) bool { return t.name != "none" && !slices.Contains(want, t.name) })
 	}
-	oversize := bpftest.Frame{L3Len: 1986}.Build() // 2000 bytes
-	small := bpftest.Frame{L3Len: 46}.Build()      // 60 bytes
+	oversize := frames.Spec{L3Len: 1986}.Build() // 2000 bytes
+	small := frames.Spec{L3Len: 46}.Build()      // 60 bytes
 
 	var rows []row
 	for _, sc := range scenarios {

@@ -17,7 +17,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	"github.com/ringcap/ringcap/bpf/bpftest"
+	"github.com/ringcap/ringcap/bpf/frames"
 )
 
 var (
@@ -37,13 +37,13 @@ type frame struct {
 	snap  int // bytes recorded; 0 records the whole frame
 }
 
-func f(iface int, desc bpftest.Frame) frame { return frame{iface: iface, data: desc.Build()} }
+func f(iface int, desc frames.Spec) frame { return frame{iface: iface, data: desc.Build()} }
 
 // around returns frames of L3 length mtu-1, mtu and mtu+1.
 func around(iface, mtu int, tags []layers.EthernetType, l3 layers.EthernetType) []frame {
 	var out []frame
 	for _, n := range []int{mtu - 1, mtu, mtu + 1} {
-		out = append(out, f(iface, bpftest.Frame{Tags: tags, EtherType: l3, L3Len: n}))
+		out = append(out, f(iface, frames.Spec{Tags: tags, EtherType: l3, L3Len: n}))
 	}
 	return out
 }
@@ -68,39 +68,39 @@ func main() {
 		around(0, 1500, nil, ipv6),
 		around(0, 1500, []layers.EthernetType{dot1q}, ipv6),
 		around(0, 1500, nil, other),
-		[]frame{f(0, bpftest.Frame{EtherType: arp}), f(0, bpftest.Frame{Tags: []layers.EthernetType{dot1q}, EtherType: arp})},
+		[]frame{f(0, frames.Spec{EtherType: arp}), f(0, frames.Spec{Tags: []layers.EthernetType{dot1q}, EtherType: arp})},
 		around(0, 1000, nil, 0),
 	)
 	jumbo := []frame{
-		f(0, bpftest.Frame{L3Len: 1501}),
-		f(0, bpftest.Frame{L3Len: 4000}),
-		f(0, bpftest.Frame{L3Len: 8999}),
-		f(0, bpftest.Frame{L3Len: 9000}),
-		f(0, bpftest.Frame{Tags: []layers.EthernetType{qinq, dot1q}, L3Len: 9000}),
-		f(0, bpftest.Frame{EtherType: ipv6, L3Len: 9000}),
-		f(0, bpftest.Frame{L3Len: 64}),
+		f(0, frames.Spec{L3Len: 1501}),
+		f(0, frames.Spec{L3Len: 4000}),
+		f(0, frames.Spec{L3Len: 8999}),
+		f(0, frames.Spec{L3Len: 9000}),
+		f(0, frames.Spec{Tags: []layers.EthernetType{qinq, dot1q}, L3Len: 9000}),
+		f(0, frames.Spec{EtherType: ipv6, L3Len: 9000}),
+		f(0, frames.Spec{L3Len: 64}),
 	}
 	multi := []frame{
-		f(0, bpftest.Frame{L3Len: 1400}),
-		f(1, bpftest.Frame{L3Len: 1600}),
-		f(2, bpftest.Frame{Tags: []layers.EthernetType{dot1q}, L3Len: 1501}),
-		f(1, bpftest.Frame{L3Len: 200}),
-		f(0, bpftest.Frame{L3Len: 9000}),
-		f(2, bpftest.Frame{EtherType: ipv6, L3Len: 1500}),
-		f(2, bpftest.Frame{EtherType: ipv6, L3Len: 2000}),
+		f(0, frames.Spec{L3Len: 1400}),
+		f(1, frames.Spec{L3Len: 1600}),
+		f(2, frames.Spec{Tags: []layers.EthernetType{dot1q}, L3Len: 1501}),
+		f(1, frames.Spec{L3Len: 200}),
+		f(0, frames.Spec{L3Len: 9000}),
+		f(2, frames.Spec{EtherType: ipv6, L3Len: 1500}),
+		f(2, frames.Spec{EtherType: ipv6, L3Len: 2000}),
 	}
 	// Recorded with a snap length of 128: the replay has to select on
 	// the original length, not the bytes that were kept.
 	snapped := []frame{
-		{data: bpftest.Frame{L3Len: 1500}.Build(), snap: 128},
-		{data: bpftest.Frame{L3Len: 1501}.Build(), snap: 128},
-		{data: bpftest.Frame{L3Len: 9000}.Build(), snap: 128},
+		{data: frames.Spec{L3Len: 1500}.Build(), snap: 128},
+		{data: frames.Spec{L3Len: 1501}.Build(), snap: 128},
+		{data: frames.Spec{L3Len: 9000}.Build(), snap: 128},
 	}
 	mixed := concat(around(0, 1500, nil, 0), stripEthernet(around(1, 1500, nil, ipv6)))
 	short := []frame{
-		f(0, bpftest.Frame{L3Len: 1501}),
-		{data: bpftest.Frame{L3Len: 100}.Build()[:10]}, // shorter than an Ethernet header
-		f(0, bpftest.Frame{L3Len: 1600}),
+		f(0, frames.Spec{L3Len: 1501}),
+		{data: frames.Spec{L3Len: 100}.Build()[:10]}, // shorter than an Ethernet header
+		f(0, frames.Spec{L3Len: 1600}),
 	}
 
 	files := map[string][]byte{
