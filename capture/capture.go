@@ -204,6 +204,7 @@ func attach(linear, multi *ebpf.Program, ifc *net.Interface, mode Mode) (link.Li
 		return l, attached, err
 	}
 	attached.Mode = ModeNative
+	var linearErr error
 	if linear != nil {
 		// A driver refuses the single-buffer build when its MTU would
 		// need multi-buffer frames (veth: "Peer MTU is too large to
@@ -215,9 +216,13 @@ func attach(linear, multi *ebpf.Program, ifc *net.Interface, mode Mode) (link.Li
 		if errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
 			return nil, attached, err
 		}
+		linearErr = err
 	}
 	attached.MultiBuffer = true
 	l, err := attachMode(multi, ifc, ModeNative)
+	if err != nil {
+		err = bothBuilds(err, linearErr)
+	}
 	if err == nil || mode == ModeNative || errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
 		return l, attached, err
 	}
@@ -227,6 +232,21 @@ func attach(linear, multi *ebpf.Program, ifc *net.Interface, mode Mode) (link.Li
 		return nil, attached, fmt.Errorf("%w (native mode failed too: %v)", gerr, err)
 	}
 	return l, attached, nil
+}
+
+// bothBuilds is the error of a native attach where the driver refused
+// the multi-buffer build with multiErr after the single-buffer one with
+// linearErr (nil if it was not tried): each refusal is said, once.
+func bothBuilds(multiErr, linearErr error) error {
+	if linearErr == nil || linearErr.Error() == multiErr.Error() {
+		return multiErr
+	}
+	// Both errors start with "attach IFACE in native mode: ".
+	reason := linearErr
+	if inner := errors.Unwrap(linearErr); inner != nil {
+		reason = inner
+	}
+	return fmt.Errorf("%w (the single-buffer build was refused first: %v)", multiErr, reason)
 }
 
 var errBusy = errors.New("already has an XDP program")

@@ -2,6 +2,8 @@ package capture
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -87,5 +89,32 @@ func TestParseMode(t *testing.T) {
 	}
 	if _, err := ParseMode("skb"); err == nil {
 		t.Error("ParseMode accepted skb")
+	}
+}
+
+func TestBothBuilds(t *testing.T) {
+	refused := func(reason string) error {
+		return fmt.Errorf("attach eth0 in native mode: %w", errors.New(reason))
+	}
+	tests := []struct {
+		name          string
+		multi, linear error
+		want          string
+	}{
+		{"single-buffer build not tried", refused("no"), nil, "attach eth0 in native mode: no"},
+		{"the same refusal", refused("no"), refused("no"), "attach eth0 in native mode: no"},
+		{"two refusals", refused("no frags"), refused("MTU too large"),
+			"attach eth0 in native mode: no frags (the single-buffer build was refused first: MTU too large)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := bothBuilds(tt.multi, tt.linear)
+			if err.Error() != tt.want {
+				t.Errorf("error %q, want %q", err, tt.want)
+			}
+			if !errors.Is(err, errors.Unwrap(tt.multi)) {
+				t.Error("the multi-buffer build's error is not wrapped")
+			}
+		})
 	}
 }
