@@ -194,7 +194,12 @@ func (fs *Files) open(start time.Time, base []Counts) error {
 		}
 		cur.f, out = f, f
 	}
-	w, err := New(out, fs.cfg.Options)
+	var spare []byte
+	if fs.cur != nil {
+		// The file before is finished: its buffer is free.
+		spare = fs.cur.w.buf
+	}
+	w, err := newWriter(out, fs.cfg.Options, spare)
 	if err == nil {
 		err = w.Flush()
 	}

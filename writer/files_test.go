@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -396,5 +397,24 @@ func TestFilesCreate(t *testing.T) {
 		if err := bad.Check(); err == nil {
 			t.Errorf("Check(%+v) accepted it", bad)
 		}
+	}
+}
+
+// Rotation reuses the write buffer: a new file does not cost a new one.
+func TestRotationReusesBuffer(t *testing.T) {
+	const files, bufSize = 20, 1 << 20
+	h := &harness{t: t}
+	h = newHarnessWith(t, h, Policy{Packets: 1})
+	h.files.cfg.BufferSize = bufSize
+	h.write(0) // the first file has its buffer
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := 1; i <= files; i++ {
+		h.write(time.Duration(i) * time.Second)
+	}
+	runtime.ReadMemStats(&after)
+	h.close()
+	if perFile := (after.TotalAlloc - before.TotalAlloc) / files; perFile > bufSize/8 {
+		t.Errorf("each rotation allocated %d bytes, want well under the %d-byte buffer", perFile, bufSize)
 	}
 }

@@ -87,16 +87,26 @@ type Writer struct {
 
 // New writes the file's header blocks to out.
 func New(out io.Writer, opts Options) (*Writer, error) {
+	return newWriter(out, opts, nil)
+}
+
+// newWriter is New writing through buf, the buffer of a Writer that is
+// done, if it is large enough: a rotation needs no new one.
+func newWriter(out io.Writer, opts Options, buf []byte) (*Writer, error) {
 	if len(opts.Interfaces) == 0 {
 		return nil, errors.New("pcapng: no interface")
 	}
 	if opts.BufferSize <= 0 {
 		opts.BufferSize = DefaultBufferSize
 	}
+	// Room for the block that takes the buffer past BufferSize.
+	if want := opts.BufferSize + 4096; cap(buf) < want {
+		buf = make([]byte, 0, want)
+	}
 	w := &Writer{
 		out:     out,
 		ifaces:  opts.Interfaces,
-		buf:     make([]byte, 0, opts.BufferSize+4096),
+		buf:     buf[:0],
 		bufSize: opts.BufferSize,
 	}
 	section := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
