@@ -3,18 +3,29 @@
 
 GO ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
-# What the tests use: tshark/capinfos read the files, ip and ping make
-# traffic between namespaces, clang regenerates the XDP object.
-DEB_PACKAGES := tshark tcpdump iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev
+# What the build needs: libpcap compiles filter expressions (through cgo,
+# linked dynamically as tcpdump is).
+BUILD_PACKAGES := gcc libc6-dev libpcap-dev
+# What the tests use besides: tshark/capinfos read the files, tcpdump is
+# the reference for filter expressions, ip, ping and tcpreplay make traffic
+# between namespaces, clang regenerates the XDP object.
+TEST_PACKAGES := tshark tcpdump tcpreplay iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev
 
-.PHONY: build deps test lint generate generate-check bench-smoke
+.PHONY: build deps build-deps install test lint generate generate-check bench-smoke
 
-build:
+build: build-deps
 	$(GO) build -o ringcap ./cmd/ringcap
 
-# Installs the Debian packages above that are missing; quiet when none is.
+build-deps:
+	@$(MAKE) --no-print-directory install PACKAGES="$(BUILD_PACKAGES)"
+
 deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@$(MAKE) --no-print-directory install PACKAGES="$(BUILD_PACKAGES) $(TEST_PACKAGES)"
+
+# Installs the Debian packages in PACKAGES that are missing; quiet when
+# none is.
+install:
+	@missing=$$(for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
 		echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \

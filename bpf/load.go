@@ -45,6 +45,9 @@ type Config struct {
 	// SingleBuffer also loads the single-buffer build. The verifier
 	// takes it only from a process with CAP_PERFMON or CAP_SYS_ADMIN.
 	SingleBuffer bool
+	// Filter, if not nil, narrows the selection: a frame must pass the
+	// length test and match it.
+	Filter *Filter
 }
 
 // RecordSize is the ring space one selected frame takes, kernel header
@@ -109,6 +112,16 @@ func loadSpec(spec *ebpf.CollectionSpec, cfg Config, multiBuffer, linear string)
 	}
 	spec.Maps[ringcapMapEvents].MaxEntries = cfg.RingSize
 	spec.Maps[ringcapMapCounters].MaxEntries = uint32(cfg.Interfaces)
+	if cfg.Filter != nil {
+		for _, name := range []string{multiBuffer, linear} {
+			if name == "" {
+				continue
+			}
+			if err := cfg.Filter.inject(spec.Programs[name]); err != nil {
+				return nil, err
+			}
+		}
+	}
 
 	all := uint32(0)
 	if cfg.CaptureAll {

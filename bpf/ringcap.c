@@ -126,6 +126,17 @@ static __always_inline int selected(struct xdp_md *ctx, __u64 frame_len)
 	return frame_len - ETH_HDR_LEN - VLAN_TAG_LEN * vlan_tags(ctx) > mtu;
 }
 
+// ringcap_filter is the user's filter expression (--filter). The loader
+// (bpf/filter.go) replaces this body with the expression, compiled by
+// libpcap and translated to eBPF; without one it stays as it is and every
+// frame matches. It is a global function: clang neither inlines it nor
+// folds its result into the caller, and the verifier checks it once, not
+// for each call.
+__noinline int ringcap_filter(struct xdp_md *ctx, __u32 frame_len)
+{
+	return ctx != 0 && frame_len != 0;
+}
+
 // capture_frame is the whole program. Its flags are compile-time
 // constants: linear says the frame is known to be a single buffer;
 // ringcap's programs pass reserve_first 0, check_room 1 and per_cpu_ring
@@ -169,6 +180,10 @@ static __always_inline int capture_frame(struct xdp_md *ctx, const int linear, c
 	// Ethernet header, so cap is never 0.
 	__u64 cap = frame_len < snaplen ? frame_len : snaplen;
 	if (cap < 1 || cap > snaplen)
+		goto pass;
+	// The expression runs only for frames the length test kept, and
+	// before anything touches the ring.
+	if (!ringcap_filter(ctx, frame_len))
 		goto pass;
 	cnt->selected++;
 

@@ -115,6 +115,8 @@ func main() {
 		"raw-ip.pcap":             pcap(layers.LinkTypeRaw, stripEthernet(concat(around(0, 1500, nil, 0), around(0, 1500, nil, ipv6)))),
 		"linux-sll.pcap":          pcap(layers.LinkTypeLinuxSLL, toSLL(concat(around(0, 1500, nil, 0), around(0, 1500, nil, ipv6)))),
 		"unsupported-802.11.pcap": pcap(layers.LinkTypeIEEE802_11, []frame{{data: make([]byte, 40)}}),
+		// What filter expressions are tried on, against tcpdump.
+		"protocols.pcap": pcap(layers.LinkTypeEthernet, protocols()),
 	}
 	// Two files joined with cat: one pcapng file of two sections, whose
 	// interface numbers each start again at 0.

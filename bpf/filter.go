@@ -1,0 +1,543 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcap"
+	cbpf "golang.org/x/net/bpf"
+)
+
+// Filter is a pcap-filter(7) expression, compiled by libpcap for Ethernet
+// into classic BPF, and translated into the eBPF body of ringcap.c's
+// ringcap_filter function.
+//
+// The translation is ringcap's own: no translator library can be had
+// here. It keeps classic BPF's rules: A, X and the scratch memory M[]
+// start at 0; a load outside the frame ends the filter with 0 (no match);
+// `len` is the length of the whole frame, all fragments; a division or
+// modulo by X = 0 ends it with 0; a shift by 32 or more gives 0.
+//
+// Loads at a constant offset read the first buffer directly, after a
+// bounds check; past it (a multi-buffer jumbo frame), and for loads at
+// X+k, bpf_xdp_load_bytes() copies the bytes. Direct access at X+k would
+// be pointer arithmetic with a register, which the verifier allows only
+// with CAP_PERFMON, and ringcap needs only CAP_BPF and CAP_NET_ADMIN.
+type Filter struct {
+	Expr    string
+	Classic []cbpf.Instruction // what libpcap compiled
+	body    asm.Instructions   // ringcap_filter's body
+}
+
+// filterFunc is the function in ringcap.c whose body the filter replaces.
+const filterFunc = "ringcap_filter"
+
+// notAtXDP are the pcap-filter keywords that cannot mean anything to a
+// program that sees the frames an interface receives, before the stack.
+var notAtXDP = map[string]string{
+	"inbound":  "XDP sees only received frames: every frame ringcap captures is inbound",
+	"outbound": "XDP sees only received frames, never outbound ones",
+	"ifname":   "it names an interface in OpenBSD pf logs; choose interfaces with -i",
+	"on":       "it names an interface in OpenBSD pf logs; choose interfaces with -i",
+	"ifindex":  "it reads the interface index of Linux cooked captures; choose interfaces with -i",
+}
+
+// CompileFilter compiles expr with libpcap and translates it. The error
+// is libpcap's own words for an expression it refuses.
+func CompileFilter(expr string) (*Filter, error) {
+	expr = strings.TrimSpace(expr)
+	if expr == "" {
+		return nil, errors.New("empty filter expression")
+	}
+	for _, word := range strings.FieldsFunc(expr, func(r rune) bool { return strings.ContainsRune(" \t\n()!&|", r) }) {
+		if why, ok := notAtXDP[word]; ok {
+			return nil, fmt.Errorf("filter expression %q: %q cannot be used at XDP: %s", expr, word, why)
+		}
+	}
+	raw, err := pcap.CompileBPFFilter(layers.LinkTypeEthernet, MaxSnapLen, expr)
+	if err != nil {
+		return nil, fmt.Errorf("filter expression %q: %v", expr, err)
+	}
+	f := &Filter{Expr: expr, Classic: make([]cbpf.Instruction, len(raw))}
+	for i, ins := range raw {
+		f.Classic[i] = cbpf.RawInstruction{Op: ins.Code, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}.Disassemble()
+	}
+	if f.body, err = translate(f.Classic); err != nil {
+		return nil, fmt.Errorf("filter expression %q: %w", expr, err)
+	}
+	return f, nil
+}
+
+// Registers of the translated filter. R1-R5 are the helper call's
+// arguments and clobbered by it; the rest survive calls.
+const (
+	regCtx      = asm.R6 // struct xdp_md *, the function's first argument
+	regA        = asm.R7
+	regX        = asm.R8
+	regFrameLen = asm.R9 // the function's second argument: all fragments
+)
+
+// Stack of the translated filter: bpf_xdp_load_bytes() copies into
+// loadBuf, M[i] lives at scratch + 4*i, and loopCount counts the turns of
+// a loop.
+const (
+	loadBuf   = -8
+	scratch   = loadBuf - 4*16
+	loopCount = scratch - 8
+	// maxLoops bounds the turns of a loop: protochain takes one per IPv6
+	// extension header, and no real packet has 16.
+	maxLoops = 16
+)
+
+// translator builds the eBPF body of one classic program.
+type translator struct {
+	prog    []cbpf.Instruction
+	out     asm.Instructions
+	targets map[int]bool // classic instructions that are jump targets
+	next    int          // the classic instruction after the current one
+	loops   bool         // some jump goes back
+}
+
+func label(i int) string { return fmt.Sprintf("%s.%d", filterFunc, i) }
+
+// Labels of the shared exits.
+var (
+	labelNoMatch = filterFunc + ".nomatch"
+)
+
+// translate turns a classic BPF program into the body of ringcap_filter,
+// which returns its verdict: 0 for no match.
+func translate(prog []cbpf.Instruction) (asm.Instructions, error) {
+	if err := validate(prog); err != nil {
+		return nil, fmt.Errorf("invalid classic BPF program: %w", err)
+	}
+	t := &translator{prog: prog, targets: make(map[int]bool)}
+	reachable := t.reachable()
+	t.out = asm.Instructions{
+		asm.Mov.Reg(regCtx, asm.R1),
+		asm.Mov.Reg32(regFrameLen, asm.R2),
+		asm.Mov.Imm32(regA, 0),
+		asm.Mov.Imm32(regX, 0),
+	}
+	for n := range t.scratchUsed(reachable) {
+		t.out = append(t.out, asm.StoreImm(asm.RFP, int16(scratch+4*n), 0, asm.Word))
+	}
+	if t.loops {
+		// A full register spilled, so that the verifier knows the count
+		// exactly at every turn.
+		t.out = append(t.out, asm.Mov.Imm(asm.R1, 0), asm.StoreMem(asm.RFP, loopCount, asm.R1, asm.DWord))
+	}
+	for i, ins := range prog {
+		if !reachable[i] {
+			// The verifier refuses code that nothing reaches.
+			continue
+		}
+		start := len(t.out)
+		t.next = i + 1
+		if err := t.emit(ins); err != nil {
+			return nil, fmt.Errorf("instruction %d (%v): %w", i, ins, err)
+		}
+		if t.targets[i] {
+			t.out[start] = t.out[start].WithSymbol(label(i))
+		}
+	}
+	if t.targets[-1] {
+		t.out = append(t.out,
+			asm.Mov.Imm32(asm.R0, 0).WithSymbol(labelNoMatch),
+			asm.Return(),
+		)
+	}
+	return t.out, nil
+}
+
+// successors returns where classic instruction i goes next, and whether
+// it gets there by a jump.
+func successors(prog []cbpf.Instruction, i int) (next []int, jump bool) {
+	switch ins := prog[i].(type) {
+	case cbpf.RetA, cbpf.RetConstant:
+		return nil, false
+	case cbpf.Jump:
+		// libpcap's protochain walks the header chain in a loop: its
+		// jump back is a negative offset.
+		return []int{i + 1 + int(int32(ins.Skip))}, true
+	case cbpf.JumpIf:
+		return []int{i + 1 + int(ins.SkipTrue), i + 1 + int(ins.SkipFalse)}, true
+	case cbpf.JumpIfX:
+		return []int{i + 1 + int(ins.SkipTrue), i + 1 + int(ins.SkipFalse)}, true
+	}
+	return []int{i + 1}, false
+}
+
+// validate applies the kernel's rules for classic BPF programs, less the
+// one against jumps back: jumps land within the program, no path runs
+// off its end, no constant division by zero, no extension but len.
+func validate(prog []cbpf.Instruction) error {
+	if len(prog) == 0 {
+		return errors.New("no instructions")
+	}
+	for i, ins := range prog {
+		next, _ := successors(prog, i)
+		for _, n := range next {
+			if n < 0 || n >= len(prog) {
+				return fmt.Errorf("instruction %d jumps to %d, outside the program", i, n)
+			}
+		}
+		switch ins := ins.(type) {
+		case cbpf.ALUOpConstant:
+			if ins.Val == 0 && (ins.Op == cbpf.ALUOpDiv || ins.Op == cbpf.ALUOpMod) {
+				return fmt.Errorf("instruction %d divides by zero", i)
+			}
+		case cbpf.LoadExtension:
+			if ins.Num != cbpf.ExtLen {
+				return fmt.Errorf("instruction %d reads extension %d, a socket filter's: XDP has none", i, ins.Num)
+			}
+		case cbpf.RawInstruction:
+			return fmt.Errorf("instruction %d (%#x) is not classic BPF", i, ins.Op)
+		}
+	}
+	return nil
+}
+
+// reachable marks the instructions that some path from the first one
+// reaches, and records the jump targets among them.
+func (t *translator) reachable() []bool {
+	seen := make([]bool, len(t.prog))
+	work := []int{0}
+	seen[0] = true
+	for len(work) > 0 {
+		i := work[len(work)-1]
+		work = work[:len(work)-1]
+		next, jump := successors(t.prog, i)
+		for _, n := range next {
+			if jump {
+				t.targets[n] = true
+				if n <= i {
+					t.loops = true
+				}
+			}
+			if !seen[n] {
+				seen[n] = true
+				work = append(work, n)
+			}
+		}
+	}
+	return seen
+}
+
+// scratchUsed returns the M[] slots that reachable instructions use:
+// they start at 0, as in the kernel's classic BPF.
+func (t *translator) scratchUsed(reachable []bool) map[int]bool {
+	used := make(map[int]bool)
+	for i, ins := range t.prog {
+		if !reachable[i] {
+			continue
+		}
+		switch ins := ins.(type) {
+		case cbpf.LoadScratch:
+			used[ins.N] = true
+		case cbpf.StoreScratch:
+			used[ins.N] = true
+		}
+	}
+	return used
+}
+
+func reg(r cbpf.Register) asm.Register {
+	if r == cbpf.RegX {
+		return regX
+	}
+	return regA
+}
+
+// jump goes to classic instruction target, or nowhere if that is the next
+// one.
+func (t *translator) jump(target int) {
+	if target != t.next {
+		t.out = append(t.out, asm.Ja.Label(label(target)))
+	}
+}
+
+func (t *translator) noMatch() string {
+	t.targets[-1] = true
+	return labelNoMatch
+}
+
+func (t *translator) emit(ins cbpf.Instruction) error {
+	switch ins := ins.(type) {
+	case cbpf.LoadConstant:
+		t.out = append(t.out, asm.Mov.Imm32(reg(ins.Dst), int32(ins.Val)))
+	case cbpf.LoadScratch:
+		t.out = append(t.out, asm.LoadMem(reg(ins.Dst), asm.RFP, int16(scratch+4*ins.N), asm.Word))
+	case cbpf.StoreScratch:
+		t.out = append(t.out, asm.StoreMem(asm.RFP, int16(scratch+4*ins.N), reg(ins.Src), asm.Word))
+	case cbpf.LoadExtension:
+		if ins.Num != cbpf.ExtLen {
+			// NewVM refuses the others; this is the same refusal.
+			return fmt.Errorf("extension %d is a socket filter's, XDP has none", ins.Num)
+		}
+		t.out = append(t.out, asm.Mov.Reg32(regA, regFrameLen))
+	case cbpf.LoadAbsolute:
+		t.loadAbsolute(regA, ins.Off, ins.Size)
+	case cbpf.LoadMemShift:
+		t.loadAbsolute(regX, ins.Off, 1)
+		t.out = append(t.out, asm.And.Imm32(regX, 0xf), asm.LSh.Imm32(regX, 2))
+	case cbpf.LoadIndirect:
+		t.loadIndirect(ins.Off, ins.Size)
+	case cbpf.ALUOpConstant:
+		return t.aluConstant(ins.Op, ins.Val)
+	case cbpf.ALUOpX:
+		return t.aluX(ins.Op)
+	case cbpf.NegateA:
+		t.out = append(t.out, asm.Neg.Imm32(regA, 0))
+	case cbpf.TAX:
+		t.out = append(t.out, asm.Mov.Reg32(regX, regA))
+	case cbpf.TXA:
+		t.out = append(t.out, asm.Mov.Reg32(regA, regX))
+	case cbpf.Jump:
+		target := t.next + int(int32(ins.Skip))
+		if target < t.next {
+			// A loop: the verifier must see it end, so it ends after
+			// maxLoops turns, with no match.
+			t.out = append(t.out,
+				asm.LoadMem(asm.R1, asm.RFP, loopCount, asm.DWord),
+				asm.Add.Imm(asm.R1, 1),
+				asm.StoreMem(asm.RFP, loopCount, asm.R1, asm.DWord),
+				asm.JGT.Imm(asm.R1, maxLoops, t.noMatch()),
+			)
+		}
+		t.out = append(t.out, asm.Ja.Label(label(target)))
+	case cbpf.JumpIf:
+		t.condJump(ins.Cond, func(op asm.JumpOp, l string) asm.Instruction {
+			return op.Imm32(regA, int32(ins.Val), l)
+		}, ins.SkipTrue, ins.SkipFalse)
+	case cbpf.JumpIfX:
+		t.condJump(ins.Cond, func(op asm.JumpOp, l string) asm.Instruction {
+			return op.Reg32(regA, regX, l)
+		}, ins.SkipTrue, ins.SkipFalse)
+	case cbpf.RetA:
+		t.out = append(t.out, asm.Mov.Reg32(asm.R0, regA), asm.Return())
+	case cbpf.RetConstant:
+		t.out = append(t.out, asm.Mov.Imm32(asm.R0, int32(ins.Val)), asm.Return())
+	default:
+		return errors.New("not a classic BPF instruction ringcap can translate")
+	}
+	return nil
+}
+
+// loadAbsolute loads size bytes at frame offset off, big endian, into dst.
+func (t *translator) loadAbsolute(dst asm.Register, off uint32, size int) {
+	slow := append(asm.Instructions{asm.LoadImm(asm.R2, int64(off), asm.DWord)}, t.loadBytes(dst, size)...)
+	// The verifier takes constant packet offsets below 64 KiB; where the
+	// first buffer does not hold the bytes, the helper copies them.
+	if uint64(off)+uint64(size) >= 0xffff {
+		t.out = append(t.out, slow...)
+		return
+	}
+	var fast asm.Instructions
+	if off > 0x7fff {
+		fast = asm.Instructions{asm.Add.Imm(asm.R2, int32(off)), asm.LoadMem(dst, asm.R2, 0, sizeOf(size))}
+	} else {
+		fast = asm.Instructions{asm.LoadMem(dst, asm.R2, int16(off), sizeOf(size))}
+	}
+	fast = append(fast, toHost(dst, size)...)
+	fast = append(fast, over(asm.Ja.Label(""), slow))
+	t.out = append(t.out,
+		asm.LoadMem(asm.R2, regCtx, 0, asm.Word), // ctx->data
+		asm.LoadMem(asm.R3, regCtx, 4, asm.Word), // ctx->data_end
+		asm.Mov.Reg(asm.R1, asm.R2),
+		asm.Add.Imm(asm.R1, int32(off)+int32(size)),
+		over(asm.JGT.Reg(asm.R1, asm.R3, ""), fast),
+	)
+	t.out = append(t.out, fast...)
+	t.out = append(t.out, slow...)
+}
+
+// over makes jump, built without a label, jump over insns: jumps within
+// the code for one classic instruction need no name.
+func over(jump asm.Instruction, insns asm.Instructions) asm.Instruction {
+	jump = jump.WithReference("")
+	jump.Offset = int16(rawLen(insns))
+	return jump
+}
+
+// rawLen is the length of insns in raw instructions, the unit of jump
+// offsets: a 64-bit constant load takes two.
+func rawLen(insns asm.Instructions) int {
+	n := 0
+	for _, ins := range insns {
+		n += int(ins.Size()) / asm.InstructionSize
+	}
+	return n
+}
+
+// loadIndirect loads size bytes at frame offset X+off into A. The offset
+// is computed in 64 bits, so that it never wraps around to the start of
+// the frame as a 32-bit sum would.
+func (t *translator) loadIndirect(off uint32, size int) {
+	t.out = append(t.out,
+		asm.LoadImm(asm.R2, int64(off), asm.DWord),
+		asm.Add.Reg(asm.R2, regX),
+	)
+	t.out = append(t.out, t.loadBytes(regA, size)...)
+}
+
+// loadBytes copies size bytes from frame offset R2 into dst, big endian,
+// with bpf_xdp_load_bytes(), which reads across fragments; an offset past
+// the frame means no match.
+func (t *translator) loadBytes(dst asm.Register, size int) asm.Instructions {
+	return append(asm.Instructions{
+		// The helper takes a 32-bit offset: bound it by the frame first.
+		asm.Mov.Reg(asm.R1, asm.R2),
+		asm.Add.Imm(asm.R1, int32(size)),
+		asm.JGT.Reg(asm.R1, regFrameLen, t.noMatch()),
+		asm.Mov.Reg(asm.R1, regCtx),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, loadBuf),
+		asm.Mov.Imm(asm.R4, int32(size)),
+		asm.FnXdpLoadBytes.Call(),
+		asm.JNE.Imm(asm.R0, 0, t.noMatch()),
+		asm.LoadMem(dst, asm.RFP, loadBuf, sizeOf(size)),
+	}, toHost(dst, size)...)
+}
+
+func sizeOf(size int) asm.Size {
+	switch size {
+	case 1:
+		return asm.Byte
+	case 2:
+		return asm.Half
+	}
+	return asm.Word
+}
+
+// toHost turns a big-endian value of size bytes in r into the host's
+// order, as classic BPF's loads do.
+func toHost(r asm.Register, size int) asm.Instructions {
+	if size == 1 {
+		return nil
+	}
+	return asm.Instructions{asm.HostTo(asm.BE, r, sizeOf(size))}
+}
+
+var aluOps = map[cbpf.ALUOp]asm.ALUOp{
+	cbpf.ALUOpAdd:        asm.Add,
+	cbpf.ALUOpSub:        asm.Sub,
+	cbpf.ALUOpMul:        asm.Mul,
+	cbpf.ALUOpDiv:        asm.Div,
+	cbpf.ALUOpOr:         asm.Or,
+	cbpf.ALUOpAnd:        asm.And,
+	cbpf.ALUOpShiftLeft:  asm.LSh,
+	cbpf.ALUOpShiftRight: asm.RSh,
+	cbpf.ALUOpMod:        asm.Mod,
+	cbpf.ALUOpXor:        asm.Xor,
+}
+
+func isShift(op cbpf.ALUOp) bool { return op == cbpf.ALUOpShiftLeft || op == cbpf.ALUOpShiftRight }
+
+func (t *translator) aluConstant(op cbpf.ALUOp, val uint32) error {
+	eop, ok := aluOps[op]
+	if !ok {
+		return fmt.Errorf("unknown ALU operation %d", op)
+	}
+	if isShift(op) && val >= 32 {
+		// eBPF has no 32-bit shift by 32 or more; classic BPF's gives 0.
+		t.out = append(t.out, asm.Mov.Imm32(regA, 0))
+		return nil
+	}
+	t.out = append(t.out, eop.Imm32(regA, int32(val)))
+	return nil
+}
+
+func (t *translator) aluX(op cbpf.ALUOp) error {
+	eop, ok := aluOps[op]
+	if !ok {
+		return fmt.Errorf("unknown ALU operation %d", op)
+	}
+	switch {
+	case op == cbpf.ALUOpDiv || op == cbpf.ALUOpMod:
+		// eBPF defines x/0 as 0 and x%0 as x; classic BPF ends the
+		// program with 0.
+		t.out = append(t.out, asm.JEq.Imm32(regX, 0, t.noMatch()), eop.Reg32(regA, regX))
+	case isShift(op):
+		// eBPF masks the shift count; classic BPF's shift by 32 or more
+		// gives 0.
+		zero := asm.Instructions{asm.Mov.Imm32(regA, 0)}
+		shift := asm.Instructions{eop.Reg32(regA, regX), over(asm.Ja.Label(""), zero)}
+		t.out = append(t.out, over(asm.JGE.Imm32(regX, 32, ""), shift))
+		t.out = append(t.out, shift...)
+		t.out = append(t.out, zero...)
+	default:
+		t.out = append(t.out, eop.Reg32(regA, regX))
+	}
+	return nil
+}
+
+// condJump emits a classic conditional jump: cmp builds the eBPF jump for
+// an operation and a label.
+func (t *translator) condJump(cond cbpf.JumpTest, cmp func(asm.JumpOp, string) asm.Instruction, skipTrue, skipFalse uint8) {
+	onTrue, onFalse := t.next+int(skipTrue), t.next+int(skipFalse)
+	var op asm.JumpOp
+	switch cond {
+	case cbpf.JumpEqual:
+		op = asm.JEq
+	case cbpf.JumpNotEqual:
+		op = asm.JNE
+	case cbpf.JumpGreaterThan:
+		op = asm.JGT
+	case cbpf.JumpLessThan:
+		op = asm.JLT
+	case cbpf.JumpGreaterOrEqual:
+		op = asm.JGE
+	case cbpf.JumpLessOrEqual:
+		op = asm.JLE
+	case cbpf.JumpBitsSet:
+		op = asm.JSet
+	case cbpf.JumpBitsNotSet:
+		op, onTrue, onFalse = asm.JSet, onFalse, onTrue
+	}
+	if onTrue == onFalse {
+		t.jump(onTrue)
+		return
+	}
+	if inverse, ok := inverseJumps[op]; ok && onTrue == t.next {
+		// Fall through on true: jump on the opposite.
+		op, onTrue, onFalse = inverse, onFalse, onTrue
+	}
+	t.out = append(t.out, cmp(op, label(onTrue)))
+	t.jump(onFalse)
+}
+
+// inverseJumps are the eBPF conditions whose negation eBPF has too.
+var inverseJumps = map[asm.JumpOp]asm.JumpOp{
+	asm.JEq: asm.JNE, asm.JNE: asm.JEq,
+	asm.JGT: asm.JLE, asm.JLE: asm.JGT,
+	asm.JGE: asm.JLT, asm.JLT: asm.JGE,
+}
+
+// inject replaces the body of ringcap_filter in prog with f's.
+func (f *Filter) inject(prog *ebpf.ProgramSpec) error {
+	start := -1
+	for i, ins := range prog.Instructions {
+		if ins.Symbol() == filterFunc {
+			start = i
+			break
+		}
+	}
+	if start < 0 {
+		return fmt.Errorf("program %s has no function %s to put the filter into", prog.Name, filterFunc)
+	}
+	end := start + 1
+	for end < len(prog.Instructions) && prog.Instructions[end].Symbol() == "" {
+		end++
+	}
+	body := make(asm.Instructions, len(f.body))
+	copy(body, f.body)
+	// The first instruction carries the function's name and its BTF.
+	body[0] = body[0].WithMetadata(prog.Instructions[start].Metadata)
+	prog.Instructions = append(append(prog.Instructions[:start:start], body...), prog.Instructions[end:]...)
+	return nil
+}
