@@ -142,6 +142,11 @@ func translate(prog []cbpf.Instruction) (asm.Instructions, error) {
 			return nil, fmt.Errorf("instruction %d (%v): %w", i, ins, err)
 		}
 		if t.targets[i] {
+			if len(t.out) == start {
+				// A jump to the next instruction is no code, but
+				// the label needs one: jump nowhere.
+				t.out = append(t.out, over(asm.Ja.Label(""), nil))
+			}
 			t.out[start] = t.out[start].WithSymbol(label(i))
 		}
 	}

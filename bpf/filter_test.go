@@ -99,6 +99,7 @@ var filterExpressions = []string{
 	"host 198.18.0.9 and tcp port 443",
 	"ip6 and udp port 53",
 	"ip6[6] = 17 or ip6[40] = 17",
+	"ip and -ip[2:2] < -1500",
 }
 
 // tcpdumpMatches returns the times of the frames in path that tcpdump

@@ -1,0 +1,178 @@
+package bpf
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	cbpf "golang.org/x/net/bpf"
+
+	"github.com/ringcap/ringcap/bpf/bpftest"
+)
+
+// randomProgram is a classic BPF program of the kinds of instruction the
+// translator takes, valid for x/net/bpf's VM: jumps forward within the
+// program, a return last. (The VM knows no NegateA; the tcpdump tests
+// cover it.)
+func randomProgram(r *rand.Rand) []cbpf.Instruction {
+	n := 2 + r.IntN(40)
+	prog := make([]cbpf.Instruction, n)
+	reg := func() cbpf.Register { return cbpf.Register(r.IntN(2)) }
+	size := func() int { return []int{1, 2, 4}[r.IntN(3)] }
+	// Mostly offsets within a short frame, some past any frame, some
+	// near the ends of the first buffer and of a jumbo frame.
+	off := func() uint32 {
+		switch r.IntN(10) {
+		case 0:
+			return r.Uint32()
+		case 1:
+			return uint32(3500 + r.IntN(1200))
+		case 2:
+			return uint32(8990 + r.IntN(40))
+		}
+		return uint32(r.IntN(80))
+	}
+	val := func() uint32 {
+		if r.IntN(4) == 0 {
+			return r.Uint32()
+		}
+		return uint32(r.IntN(64))
+	}
+	ops := []cbpf.ALUOp{cbpf.ALUOpAdd, cbpf.ALUOpSub, cbpf.ALUOpMul, cbpf.ALUOpDiv, cbpf.ALUOpOr,
+		cbpf.ALUOpAnd, cbpf.ALUOpShiftLeft, cbpf.ALUOpShiftRight, cbpf.ALUOpMod, cbpf.ALUOpXor}
+	conds := []cbpf.JumpTest{cbpf.JumpEqual, cbpf.JumpNotEqual, cbpf.JumpGreaterThan, cbpf.JumpLessThan,
+		cbpf.JumpGreaterOrEqual, cbpf.JumpLessOrEqual, cbpf.JumpBitsSet, cbpf.JumpBitsNotSet}
+	for i := range n - 1 {
+		// The furthest a jump from i may go lands on the last instruction.
+		skip := func() uint8 { return uint8(r.IntN(min(n-2-i, 255) + 1)) }
+		switch r.IntN(16) {
+		case 0:
+			prog[i] = cbpf.LoadAbsolute{Off: off(), Size: size()}
+		case 1:
+			prog[i] = cbpf.LoadIndirect{Off: off(), Size: size()}
+		case 2:
+			prog[i] = cbpf.LoadMemShift{Off: off()}
+		case 3:
+			prog[i] = cbpf.LoadConstant{Dst: reg(), Val: val()}
+		case 4:
+			prog[i] = cbpf.LoadScratch{Dst: reg(), N: r.IntN(16)}
+		case 5:
+			prog[i] = cbpf.StoreScratch{Src: reg(), N: r.IntN(16)}
+		case 6:
+			prog[i] = cbpf.LoadExtension{Num: cbpf.ExtLen}
+		case 7:
+			op := ops[r.IntN(len(ops))]
+			v := val()
+			if v == 0 && (op == cbpf.ALUOpDiv || op == cbpf.ALUOpMod) {
+				v = 3
+			}
+			prog[i] = cbpf.ALUOpConstant{Op: op, Val: v}
+		case 8:
+			prog[i] = cbpf.ALUOpX{Op: ops[r.IntN(len(ops))]}
+		case 9:
+			prog[i] = cbpf.TAX{}
+		case 10:
+			prog[i] = cbpf.TXA{}
+		case 11:
+			prog[i] = cbpf.Jump{Skip: uint32(skip())}
+		case 12, 13:
+			prog[i] = cbpf.JumpIf{Cond: conds[r.IntN(len(conds))], Val: val(), SkipTrue: skip(), SkipFalse: skip()}
+		case 14:
+			prog[i] = cbpf.JumpIfX{Cond: conds[r.IntN(len(conds))], SkipTrue: skip(), SkipFalse: skip()}
+		case 15:
+			prog[i] = cbpf.RetConstant{Val: uint32(r.IntN(2))}
+		}
+	}
+	if r.IntN(2) == 0 {
+		prog[n-1] = cbpf.RetA{}
+	} else {
+		prog[n-1] = cbpf.RetConstant{Val: 65535}
+	}
+	return prog
+}
+
+// randomFrame is random bytes, mostly a short frame, sometimes one that
+// fills the first buffer or spans several (jumbo).
+func randomFrame(r *rand.Rand) []byte {
+	n := 14 + r.IntN(120)
+	switch r.IntN(6) {
+	case 0:
+		n = 3000 + r.IntN(2000)
+	case 1:
+		n = 8000 + r.IntN(1100)
+	}
+	b := make([]byte, n)
+	for i := range b {
+		// Small values, so that loads meet the random constants.
+		b[i] = byte(r.IntN(4))
+		if r.IntN(8) == 0 {
+			b[i] = byte(r.Uint32())
+		}
+	}
+	return b
+}
+
+// checkAgainstVM translates prog, loads it into the program and runs
+// frames through both builds; every verdict must be the VM's.
+func checkAgainstVM(t *testing.T, prog []cbpf.Instruction, frames [][]byte) {
+	t.Helper()
+	vm, err := cbpf.NewVM(prog)
+	if err != nil {
+		t.Fatalf("the generator made a program the VM refuses: %v\n%v", err, prog)
+	}
+	body, err := translate(prog)
+	if err != nil {
+		t.Fatalf("translate: %v\n%v", err, prog)
+	}
+	objs := load(t, Config{MTU: 1500, CaptureAll: true, SnapLen: 64, Filter: &Filter{Expr: "random", Classic: prog, body: body}})
+	for _, build := range builds {
+		for _, frame := range frames {
+			if build.name == "linear" && len(frame) > 3000 {
+				continue
+			}
+			before := counters(t, objs).Selected
+			run(t, build.prog(objs), frame, 1)
+			got := counters(t, objs).Selected > before
+			ret, err := vm.Run(frame)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := ret != 0; got != want {
+				t.Fatalf("%s build: a %d-byte frame %s, the VM says %d\nprogram:\n%v",
+					build.name, len(frame), map[bool]string{true: "matches", false: "does not match"}[got], ret, prog)
+			}
+		}
+		drain(t, objs)
+	}
+}
+
+// The translation agrees with golang.org/x/net/bpf's VM on random
+// programs and random frames.
+func TestTranslateAgreesWithVM(t *testing.T) {
+	bpftest.RequirePrivileges(t)
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 300 {
+		prog := randomProgram(r)
+		var frames [][]byte
+		for range 12 {
+			frames = append(frames, randomFrame(r))
+		}
+		checkAgainstVM(t, prog, frames)
+	}
+}
+
+// FuzzTranslate is TestTranslateAgreesWithVM with seeds from the fuzzer:
+//
+//	go test ./bpf -run XXX -fuzz FuzzTranslate -fuzztime 5m
+func FuzzTranslate(f *testing.F) {
+	bpftest.RequirePrivileges(f)
+	f.Add(uint64(1), uint64(2))
+	f.Fuzz(func(t *testing.T, a, b uint64) {
+		r := rand.New(rand.NewPCG(a, b))
+		prog := randomProgram(r)
+		var frames [][]byte
+		for range 12 {
+			frames = append(frames, randomFrame(r))
+		}
+		checkAgainstVM(t, prog, frames)
+	})
+}
