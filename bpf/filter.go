@@ -10,6 +10,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcap"
 	cbpf "golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
 )
 
 // Filter is a pcap-filter(7) expression, compiled by libpcap for Ethernet
@@ -545,4 +546,40 @@ func (f *Filter) inject(prog *ebpf.ProgramSpec) error {
 	body[0] = body[0].WithMetadata(prog.Instructions[start].Metadata)
 	prog.Instructions = append(append(prog.Instructions[:start:start], body...), prog.Instructions[end:]...)
 	return nil
+}
+
+// maxProgramInsns is the most instructions the kernel loads in one
+// program (BPF_COMPLEXITY_LIMIT_INSNS).
+const maxProgramInsns = 1_000_000
+
+// refused explains the kernel refusing the program with f in it. The
+// program alone always loads: the expression is the cause, and its size
+// the likely reason.
+func (f *Filter) refused(err error) error {
+	expr := f.Expr
+	if len(expr) > 60 {
+		expr = expr[:57] + "..."
+	}
+	size := fmt.Sprintf("%d classic BPF instructions, %d once translated", len(f.Classic), len(f.body))
+	var verr *ebpf.VerifierError
+	switch {
+	case errors.Is(err, unix.E2BIG):
+		return fmt.Errorf("the filter expression %q is too large for the kernel (%s; at most %d in all)", expr, size, maxProgramInsns)
+	case errors.As(err, &verr):
+		return fmt.Errorf("the kernel's verifier refused the filter expression %q (%s): %s", expr, size, verifierReason(verr.Log))
+	}
+	return explain("load XDP program", err)
+}
+
+// verifierReason picks the verifier's reason from its log: the last line
+// that is not its closing statistics.
+func verifierReason(log []string) string {
+	for i := len(log) - 1; i >= 0; i-- {
+		line := strings.TrimSpace(log[i])
+		if line != "" && !strings.HasPrefix(line, "processed ") && !strings.HasPrefix(line, "verification time") &&
+			!strings.HasPrefix(line, "stack depth") {
+			return line
+		}
+	}
+	return "no reason given"
 }

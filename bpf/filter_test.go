@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/asm"
 	"github.com/gopacket/gopacket/pcapgo"
+	cbpf "golang.org/x/net/bpf"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
 )
@@ -171,46 +173,62 @@ func readCorpus(t *testing.T, path string) []corpusFrame {
 // the program, both builds, with each expression, and compares what it
 // selects with what tcpdump -r selects from the same file.
 func TestFilterMatchesTcpdump(t *testing.T) {
-	bpftest.RequireTool(t, "tcpdump")
-	const corpus = "../testdata/protocols.pcap"
-	frames := readCorpus(t, corpus)
-	if len(frames) < 40 {
-		t.Fatalf("%d frames in %s; go generate ./testdata writes it", len(frames), corpus)
-	}
 	for _, expr := range filterExpressions {
-		t.Run(expr, func(t *testing.T) {
-			want := tcpdumpMatches(t, corpus, expr)
-			f, err := CompileFilter(expr)
-			if err != nil {
-				t.Fatal(err)
+		t.Run(expr, func(t *testing.T) { checkAgainstTcpdump(t, expr) })
+	}
+}
+
+// An expression of hundreds of terms loads, into both builds, and works.
+func TestFilterLargeExpression(t *testing.T) {
+	var terms []string
+	for i := range 300 {
+		// The corpus has frames from 198.19.1.1, in the list, and
+		// 198.19.2.2, not in it.
+		terms = append(terms, fmt.Sprintf("host 198.19.%d.%d", i/200, i%200+1))
+	}
+	checkAgainstTcpdump(t, strings.Join(terms, " or "))
+}
+
+const protocolCorpus = "../testdata/protocols.pcap"
+
+// checkAgainstTcpdump compiles expr, runs the protocol corpus through
+// both builds and compares the frames selected with tcpdump's.
+func checkAgainstTcpdump(t *testing.T, expr string) {
+	t.Helper()
+	bpftest.RequireTool(t, "tcpdump")
+	frames := readCorpus(t, protocolCorpus)
+	if len(frames) < 40 {
+		t.Fatalf("%d frames in %s; go generate ./testdata writes it", len(frames), protocolCorpus)
+	}
+	want := tcpdumpMatches(t, protocolCorpus, expr)
+	if len(want) == 0 || len(want) == len(frames) {
+		t.Errorf("tcpdump selects %d of the %d frames: the corpus does not tell %q apart", len(want), len(frames), expr)
+	}
+	f, err := CompileFilter(expr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := load(t, Config{MTU: 1500, CaptureAll: true, SnapLen: 64, Filter: f})
+	for _, build := range builds {
+		// The single-buffer build never sees a jumbo frame.
+		fits := func(data []byte) bool { return build.name != "linear" || len(data) <= 3000 }
+		var got []time.Time
+		// The builds count into the same counters.
+		before := counters(t, objs).Selected
+		for _, fr := range frames {
+			if !fits(fr.data) {
+				continue
 			}
-			objs := load(t, Config{MTU: 1500, CaptureAll: true, SnapLen: 64, Filter: f})
-			for _, build := range builds {
-				var got []time.Time
-				// The builds count into the same counters.
-				before := counters(t, objs).Selected
-				for _, fr := range frames {
-					if build.name == "linear" && len(fr.data) > 3000 {
-						continue // the single-buffer build never sees a jumbo frame
-					}
-					run(t, build.prog(objs), fr.data, 1)
-					if c := counters(t, objs); c.Selected > before {
-						got = append(got, fr.time)
-						before = c.Selected
-					}
-				}
-				drain(t, objs)
-				wantHere := want
-				if build.name == "linear" {
-					wantHere = slices.DeleteFunc(slices.Clone(want), func(ts time.Time) bool {
-						return len(frameAt(frames, ts)) > 3000
-					})
-				}
-				if !slices.EqualFunc(got, wantHere, time.Time.Equal) {
-					t.Errorf("%s build selects frames %v, tcpdump %v", build.name, indexes(frames, got), indexes(frames, wantHere))
-				}
+			run(t, build.prog(objs), fr.data, 1)
+			if c := counters(t, objs); c.Selected > before {
+				got, before = append(got, fr.time), c.Selected
 			}
-		})
+		}
+		drain(t, objs)
+		wantHere := slices.DeleteFunc(slices.Clone(want), func(ts time.Time) bool { return !fits(frameAt(frames, ts)) })
+		if !slices.EqualFunc(got, wantHere, time.Time.Equal) {
+			t.Errorf("%s build selects frames %v, tcpdump %v", build.name, indexes(frames, got), indexes(frames, wantHere))
+		}
 	}
 }
 
@@ -235,4 +253,43 @@ func indexes(frames []corpusFrame, times []time.Time) string {
 		}
 	}
 	return "[" + strings.Join(out, " ") + "]"
+}
+
+// An expression the kernel refuses is one line that says so and names
+// its size: a program too large to load, and one the verifier rejects.
+func TestFilterRefused(t *testing.T) {
+	bpftest.RequirePrivileges(t)
+	// Too large: more instructions than the kernel loads.
+	huge := make([]cbpf.Instruction, 0, 80001)
+	for range 80000 {
+		huge = append(huge, cbpf.LoadAbsolute{Off: 14, Size: 2})
+	}
+	huge = append(huge, cbpf.RetA{})
+	body, err := translate(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Returning an uninitialised register is the smallest body the
+	// verifier refuses.
+	tests := []struct {
+		name   string
+		filter *Filter
+		want   string
+	}{
+		{"too large", &Filter{Expr: "huge", Classic: huge, body: body},
+			`the filter expression "huge" is too large for the kernel (80001 classic BPF instructions, ` + fmt.Sprint(len(body)) + ` once translated; at most 1000000 in all)`},
+		{"verifier", &Filter{Expr: "broken", Classic: huge[:1], body: asm.Instructions{asm.Return()}},
+			`the kernel's verifier refused the filter expression "broken" (1 classic BPF instructions, 1 once translated): R0 !read_ok`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(Config{MTU: 1500, SnapLen: 64, RingSize: 1 << 20, Interfaces: 1, Filter: tt.filter})
+			if err == nil {
+				t.Fatal("the kernel took it")
+			}
+			if msg := err.Error(); msg != tt.want || strings.Contains(msg, "\n") {
+				t.Errorf("error %q, want one line: %q", msg, tt.want)
+			}
+		})
+	}
 }

@@ -156,7 +156,7 @@ func loadSpec(spec *ebpf.CollectionSpec, cfg Config, multiBuffer, linear string)
 			continue
 		}
 		for i := range cfg.Interfaces {
-			prog, err := loadInstance(spec, build.program, uint32(i), objs)
+			prog, err := loadInstance(spec, build.program, uint32(i), objs, cfg.Filter)
 			if err != nil {
 				objs.Close()
 				return nil, err
@@ -167,7 +167,7 @@ func loadSpec(spec *ebpf.CollectionSpec, cfg Config, multiBuffer, linear string)
 	return objs, nil
 }
 
-func loadInstance(spec *ebpf.CollectionSpec, program string, slot uint32, objs *Objects) (*ebpf.Program, error) {
+func loadInstance(spec *ebpf.CollectionSpec, program string, slot uint32, objs *Objects, filter *Filter) (*ebpf.Program, error) {
 	spec = spec.Copy()
 	for name := range spec.Programs {
 		if name != program {
@@ -184,6 +184,9 @@ func loadInstance(spec *ebpf.CollectionSpec, program string, slot uint32, objs *
 		},
 	})
 	if err != nil {
+		if filter != nil {
+			return nil, filter.refused(err)
+		}
 		return nil, explain("load XDP program", err)
 	}
 	// The program keeps its .rodata alive; the collection's own handles

@@ -26,18 +26,31 @@ import (
 type Config struct {
 	Interfaces []string
 	MTU        uint32 // select frames whose L3 length exceeds it
-	CaptureAll bool   // select every frame
-	SnapLen    uint32
-	RingSize   uint32
-	Mode       Mode
+	CaptureAll bool   // select every frame, whatever its length
+	// Filter, if not nil, narrows the selection to the frames that match
+	// it as well.
+	Filter   *bpf.Filter
+	SnapLen  uint32
+	RingSize uint32
+	Mode     Mode
 }
 
-// Filter says in words which frames are selected, for the file's if_filter.
-func (c Config) Filter() string {
-	if c.CaptureAll {
-		return "all frames"
+// Selection is the whole selection as a filter string, for the file's
+// if_filter: the length test (written l3len, which pcap-filter lacks)
+// and the expression. It is empty when every frame is selected.
+func (c Config) Selection() string {
+	var parts []string
+	if !c.CaptureAll {
+		parts = append(parts, fmt.Sprintf("l3len > %d", c.MTU))
 	}
-	return fmt.Sprintf("l3len > %d", c.MTU)
+	if c.Filter != nil {
+		expr := c.Filter.Expr
+		if len(parts) > 0 {
+			expr = "(" + expr + ")"
+		}
+		parts = append(parts, expr)
+	}
+	return strings.Join(parts, " and ")
 }
 
 // Interface is one interface the program is attached to.
@@ -141,6 +154,7 @@ func (cfg Config) load(interfaces int, singleBuffer bool) (*bpf.Objects, error) 
 		RingSize:     cfg.RingSize,
 		Interfaces:   interfaces,
 		SingleBuffer: singleBuffer && allowed,
+		Filter:       cfg.Filter,
 	})
 }
 

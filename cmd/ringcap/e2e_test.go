@@ -366,6 +366,10 @@ func TestCapabilitiesSuffice(t *testing.T) {
 		{"bpf+net_admin", "+bpf,+net_admin", 1500, "ringcap_xdp"},
 		{"bpf+net_admin, jumbo MTU", "+bpf,+net_admin", 9000, "ringcap_xdp"},
 		{"bpf+net_admin+perfmon", "+bpf,+net_admin,+perfmon", 1500, "ringcap_linear"},
+		// The translated expression, with loads at X+k and protochain's
+		// loop, needs no more.
+		{"bpf+net_admin, expression", "+bpf,+net_admin", 1500, "ringcap_xdp"},
+		{"bpf+net_admin+perfmon, expression", "+bpf,+net_admin,+perfmon", 1500, "ringcap_linear"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			p := newVethPairMTU(t, tt.vethMTU)
@@ -381,7 +385,11 @@ func TestCapabilitiesSuffice(t *testing.T) {
 			path := filepath.Join(dir, "caps.pcapng")
 			nobody := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
 				"--inh-caps=-all," + tt.caps, "--ambient-caps=-all," + tt.caps}
-			r := p.startWrapped(t, nobody, "record", "-i", rxIf, "-w", path, "--mode", "native", "--mtu", "1000")
+			args := []string{"record", "-i", rxIf, "-w", path, "--mode", "native", "--mtu", "1000"}
+			if strings.HasSuffix(tt.name, "expression") {
+				args = append(args, "icmp[icmptype] = icmp-echo or ip6 protochain 17 or udp port 53")
+			}
+			r := p.startWrapped(t, nobody, args...)
 			if prog := p.xdpProgram(t); prog != tt.program {
 				t.Errorf("program %q is attached, want %q", prog, tt.program)
 			}

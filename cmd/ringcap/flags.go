@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -20,7 +21,8 @@ func selectionFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.UintFlag{Name: "snaplen", Aliases: []string{"s"}, Value: 256, Usage: "bytes of each frame to keep, 1-65535"},
 		&cli.UintFlag{Name: "mtu", Value: 1500, Usage: "select frames whose L3 length (after Ethernet and VLAN tags) exceeds `BYTES`"},
-		&cli.BoolFlag{Name: "all", Usage: "select every frame, whatever its length"},
+		&cli.BoolFlag{Name: "all", Usage: "select every frame, whatever its length (an expression still narrows it)"},
+		&cli.StringFlag{Name: "filter", Aliases: []string{"f"}, Usage: "capture only frames that match the pcap-filter(7) `EXPRESSION` too; or give it after the options, as to tcpdump"},
 		&cli.StringFlag{Name: "ring-size", Value: "8MiB", Usage: "ring buffer size: a power of two, a multiple of the page size (KiB, MiB, GiB)"},
 	}
 }
@@ -45,8 +47,26 @@ func badUsage(c *cli.Context, format string, args ...any) error {
 	return usageError{fmt.Errorf("%s: %s", c.Command.Name, fmt.Sprintf(format, args...))}
 }
 
-func parseSelection(c *cli.Context) (capture.Config, error) {
+// parseSelection reads the selection flags, and the filter expression
+// from --filter or from words, the arguments left after the flags.
+func parseSelection(c *cli.Context, words []string) (capture.Config, error) {
 	cfg := capture.Config{CaptureAll: c.Bool("all")}
+	expr := strings.Join(words, " ")
+	if c.IsSet("filter") {
+		if expr != "" {
+			return cfg, badUsage(c, "a filter expression both in --filter and after the options (%q): give one", expr)
+		}
+		expr = c.String("filter")
+	}
+	if strings.TrimSpace(expr) != "" {
+		// A bad expression is refused before anything is attached or
+		// created, in libpcap's own words.
+		f, err := bpf.CompileFilter(expr)
+		if err != nil {
+			return cfg, badUsage(c, "%v", err)
+		}
+		cfg.Filter = f
+	}
 	snaplen := c.Uint("snaplen")
 	if snaplen < 1 || snaplen > bpf.MaxSnapLen {
 		return cfg, badUsage(c, "snaplen %d is out of range 1-%d (65535 keeps a whole 9000-byte jumbo frame)", snaplen, bpf.MaxSnapLen)

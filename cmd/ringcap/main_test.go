@@ -129,6 +129,20 @@ func TestBadInput(t *testing.T) {
 			exitUsage, `--file-mode "0444": give octal permissions that let ringcap read and write, e.g. 0600 or 0640`},
 		{"post-rotate to standard output", nil, []string{"record", "-i", "lo", "-w", "-", "-z", "gzip"},
 			exitUsage, "--post-rotate needs files, not standard output"},
+		{"bad expression", nil, []string{"record", "-i", "lo", "-w", out, "tcp", "port"},
+			exitUsage, `filter expression "tcp port": can't parse filter expression: syntax error`},
+		{"bad expression in --filter", nil, []string{"record", "-i", "lo", "-w", out, "-f", "host 999.1.1.1"},
+			exitUsage, `filter expression "host 999.1.1.1": `},
+		{"inbound", nil, []string{"record", "-i", "lo", "-w", out, "inbound and tcp"},
+			exitUsage, `"inbound" cannot be used at XDP: XDP sees only received frames`},
+		{"outbound", nil, []string{"record", "-i", "lo", "-w", out, "outbound"},
+			exitUsage, `"outbound" cannot be used at XDP`},
+		{"ifname", nil, []string{"record", "-i", "lo", "-w", out, "ifname", "eth0"},
+			exitUsage, `"ifname" cannot be used at XDP: it names an interface in OpenBSD pf logs; choose interfaces with -i`},
+		{"expression twice", nil, []string{"record", "-i", "lo", "-w", out, "-f", "udp", "tcp"},
+			exitUsage, `a filter expression both in --filter and after the options ("tcp"): give one`},
+		{"replay, bad expression", nil, []string{"replay", "../../testdata/protocols.pcap", "-w", out, "udp", "and"},
+			exitUsage, "syntax error"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

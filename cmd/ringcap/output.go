@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ringcap/ringcap/bpf"
+	"github.com/ringcap/ringcap/capture"
 	"github.com/ringcap/ringcap/writer"
 )
 
@@ -101,4 +102,12 @@ func printSummary(stderr io.Writer, src source, names []string, files *writer.Fi
 func formatCounters(c bpf.Counters) string {
 	return fmt.Sprintf("%d seen, %d selected, %d written to the ring, %d dropped because the ring was full, %d reserve failures",
 		c.Seen, c.Selected, c.Written, c.RingFull, c.ReserveFailed)
+}
+
+// selectionText says in words which frames are selected.
+func selectionText(cfg capture.Config) string {
+	if s := cfg.Selection(); s != "" {
+		return s
+	}
+	return "all frames"
 }

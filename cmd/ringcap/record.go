@@ -15,9 +15,11 @@ import (
 
 func recordCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "record",
-		Usage:     "capture selected frames from interfaces into pcapng files",
-		UsageText: "ringcap record -i IFACE [-i IFACE ...] -w FILE [options]",
+		Name:  "record",
+		Usage: "capture selected frames from interfaces into pcapng files",
+		UsageText: "ringcap record -i IFACE [-i IFACE ...] -w FILE [options] [EXPRESSION]\n\n" +
+			"EXPRESSION is a pcap-filter(7) expression, as tcpdump takes it: only the\n" +
+			"selected frames (by default those above --mtu) that match it are captured.",
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{fmt.Errorf("record: %w (see ringcap record --help)", err)}
 		},
@@ -53,9 +55,6 @@ func parseRecordFlags(c *cli.Context) (recordOptions, error) {
 		quiet:      c.Bool("quiet"),
 		postRotate: c.String("post-rotate"),
 	}
-	if c.NArg() > 0 {
-		return opts, badUsage(c, "unexpected argument %q (flags go before arguments; see ringcap record --help)", c.Args().First())
-	}
 	ifaces := c.StringSlice("interface")
 	if len(ifaces) == 0 {
 		return opts, badUsage(c, "no interface: give one with -i IFACE")
@@ -64,7 +63,7 @@ func parseRecordFlags(c *cli.Context) (recordOptions, error) {
 		return opts, badUsage(c, "no output file: give one with -w FILE (- for standard output)")
 	}
 	var err error
-	if opts.capture, err = parseSelection(c); err != nil {
+	if opts.capture, err = parseSelection(c, c.Args().Slice()); err != nil {
 		return opts, err
 	}
 	opts.capture.Interfaces = ifaces
@@ -99,7 +98,7 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 		fileIfaces[i] = writer.Interface{
 			Name:        ifc.Name,
 			Description: ifc.Attachment(),
-			Filter:      opts.capture.Filter(),
+			Filter:      opts.capture.Selection(),
 			SnapLen:     opts.capture.SnapLen,
 			Queues:      true,
 		}
@@ -119,7 +118,7 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 
 	for _, ifc := range ifaces {
 		fmt.Fprintf(stderr, "ringcap: capturing on %s (%s): %s, snaplen %d, to %s\n",
-			ifc.Name, ifc.Attachment(), opts.capture.Filter(), opts.capture.SnapLen, outputName(files.Current()))
+			ifc.Name, ifc.Attachment(), selectionText(opts.capture), opts.capture.SnapLen, outputName(files.Current()))
 	}
 	status := startStatus(stderr, opts.quiet, capt, files)
 	runErr := capt.Run(ctx, files, opts.count)

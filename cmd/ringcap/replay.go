@@ -18,9 +18,10 @@ func replayCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "replay",
 		Usage: "run the XDP program over a recorded pcap or pcapng file, to try a selection",
-		UsageText: "ringcap replay IN [-w OUT] [options]\n\n" +
+		UsageText: "ringcap replay IN [-w OUT] [options] [EXPRESSION]\n\n" +
 			"Without -w, prints a line per selected frame; with it, writes what a live\n" +
-			"capture would have written, at the frames' recorded times.",
+			"capture would have written, at the frames' recorded times. EXPRESSION is a\n" +
+			"pcap-filter(7) expression, as for record.",
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{fmt.Errorf("replay: %w (see ringcap replay --help)", err)}
 		},
@@ -44,16 +45,12 @@ type replayOptions struct {
 
 func parseReplayFlags(c *cli.Context) (replayOptions, error) {
 	opts := replayOptions{postRotate: c.String("post-rotate")}
-	switch c.NArg() {
-	case 0:
+	if c.NArg() == 0 {
 		return opts, badUsage(c, "no input: give the pcap or pcapng file to replay")
-	case 1:
-		opts.input = c.Args().First()
-	default:
-		return opts, badUsage(c, "one input file only, and flags before it (see ringcap replay --help)")
 	}
+	opts.input = c.Args().First()
 	var err error
-	if opts.capture, err = parseSelection(c); err != nil {
+	if opts.capture, err = parseSelection(c, c.Args().Tail()); err != nil {
 		return opts, err
 	}
 	if opts.output, err = parseOutput(c); err != nil {
@@ -96,7 +93,7 @@ func replay(ctx context.Context, opts replayOptions, stdout, stderr io.Writer) e
 		fileIfaces[i] = writer.Interface{
 			Name:        name,
 			Description: "replay of " + filepath.Base(opts.input),
-			Filter:      opts.capture.Filter(),
+			Filter:      opts.capture.Selection(),
 			SnapLen:     opts.capture.SnapLen,
 		}
 	}

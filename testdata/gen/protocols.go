@@ -120,6 +120,9 @@ func protocols() []frame {
 	add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, udp(33333, 53, ip), payload(40))
 	ip = ip4Hdr(ipDNS, ipA, layers.IPProtocolUDP)
 	add(etherHdr(macB, macA, layers.EthernetTypeIPv4), ip, udp(53, 33333, ip), payload(300))
+	// DNS over TCP.
+	ip = ip4Hdr(ipA, ipDNS, layers.IPProtocolTCP)
+	add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, tcp(40005, 53, "PA", ip), payload(60))
 
 	// A UDP datagram in two fragments: the second has no UDP header, and
 	// its first bytes look like port 53.

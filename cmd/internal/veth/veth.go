@@ -72,6 +72,10 @@ func New(cfg Config) (*Network, error) {
 		cmds = append(cmds,
 			[]string{"link", "add", l.Tx, "netns", n.Tx, "numtxqueues", queues, "numrxqueues", queues,
 				"type", "veth", "peer", "name", l.Rx, "netns", n.Rx, "numtxqueues", queues, "numrxqueues", queues},
+			// No IPv6 on the links: its neighbour discovery and MLD
+			// would add frames to those a test sends.
+			[]string{"netns", "exec", n.Tx, "sysctl", "-qw", "net.ipv6.conf." + l.Tx + ".disable_ipv6=1"},
+			[]string{"netns", "exec", n.Rx, "sysctl", "-qw", "net.ipv6.conf." + l.Rx + ".disable_ipv6=1"},
 			[]string{"-n", n.Tx, "link", "set", l.Tx, "mtu", mtu, "up"},
 			[]string{"-n", n.Rx, "link", "set", l.Rx, "mtu", mtu, "up"},
 			[]string{"-n", n.Tx, "addr", "add", l.TxAddr + "/30", "dev", l.Tx},
