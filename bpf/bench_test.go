@@ -11,6 +11,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/ringbuf"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
@@ -74,26 +76,51 @@ func BenchmarkProgram(b *testing.B) {
 	}
 	small := frames.Spec{L3Len: 46}.Build() // 60 bytes, never selected
 	big := frames.Spec{L3Len: 2000}.Build() // selected
+	// For the expression: a frame to another host, one to the host but
+	// another port (the expression reads the TCP header, after the IP
+	// header's length), and one that matches.
+	const expr = "host 198.18.0.9 and tcp port 443"
+	toPort := func(host byte, port layers.TCPPort) []byte { return tcpFrame(b, host, port) }
+	filter, err := CompileFilter(expr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	type selection struct {
+		all    bool
+		filter *Filter
+	}
+	withExpr := selection{filter: filter}
+	allExpr := selection{all: true, filter: filter}
 	tests := []struct {
 		name    string
 		program string
 		linear  bool // the single-buffer build
 		frame   []byte
 		ring    string // "drained": a reader empties it; "full": nobody does
+		sel     selection
 	}{
-		{"not-selected/ringcap", variants.Ringcap, false, small, "drained"},
-		{"not-selected/ringcap-linear", variants.RingcapLinear, true, small, "drained"},
-		{"not-selected/reserve-first", variants.ReserveFirst, false, small, "drained"},
-		{"selected-drained/ringcap", variants.Ringcap, false, big, "drained"},
-		{"selected-drained/ringcap-linear", variants.RingcapLinear, true, big, "drained"},
-		{"selected-drained/no-room-check", variants.NoRoomCheck, false, big, "drained"},
-		{"selected-ring-full/ringcap", variants.Ringcap, false, big, "full"},
-		{"selected-ring-full/no-room-check", variants.NoRoomCheck, false, big, "full"},
+		{"not-selected-expression/ringcap", variants.Ringcap, false, small, "drained", withExpr},
+		{"not-selected-expression/ringcap-linear", variants.RingcapLinear, true, small, "drained", withExpr},
+		{"all-expression-other-host/ringcap", variants.Ringcap, false, toPort(2, 443), "drained", allExpr},
+		{"all-expression-other-host/ringcap-linear", variants.RingcapLinear, true, toPort(2, 443), "drained", allExpr},
+		{"all-expression-other-port/ringcap", variants.Ringcap, false, toPort(9, 80), "drained", allExpr},
+		{"all-expression-other-port/ringcap-linear", variants.RingcapLinear, true, toPort(9, 80), "drained", allExpr},
+		{"all-expression-match/ringcap", variants.Ringcap, false, toPort(9, 443), "drained", allExpr},
+		{"all-expression-match/ringcap-linear", variants.RingcapLinear, true, toPort(9, 443), "drained", allExpr},
+		{"not-selected/ringcap", variants.Ringcap, false, small, "drained", selection{}},
+		{"not-selected/ringcap-linear", variants.RingcapLinear, true, small, "drained", selection{}},
+		{"not-selected/reserve-first", variants.ReserveFirst, false, small, "drained", selection{}},
+		{"selected-drained/ringcap", variants.Ringcap, false, big, "drained", selection{}},
+		{"selected-drained/ringcap-linear", variants.RingcapLinear, true, big, "drained", selection{}},
+		{"selected-drained/no-room-check", variants.NoRoomCheck, false, big, "drained", selection{}},
+		{"selected-ring-full/ringcap", variants.Ringcap, false, big, "full", selection{}},
+		{"selected-ring-full/no-room-check", variants.NoRoomCheck, false, big, "full", selection{}},
 	}
 	noopMulti, noopLinear := noopProgram(b, true), noopProgram(b, false)
 	for _, tt := range tests {
 		b.Run(tt.name, func(b *testing.B) {
-			objs, prog := loadVariant(b, spec, tt.program, tt.linear, Config{MTU: 1500, SnapLen: 256, RingSize: 1 << 20, Interfaces: 1})
+			cfg := Config{MTU: 1500, SnapLen: 256, RingSize: 1 << 20, Interfaces: 1, CaptureAll: tt.sel.all, Filter: tt.sel.filter}
+			objs, prog := loadVariant(b, spec, tt.program, tt.linear, cfg)
 			defer objs.Close()
 			noop := noopMulti
 			if tt.linear {
@@ -133,6 +160,20 @@ func BenchmarkProgram(b *testing.B) {
 			}
 		})
 	}
+}
+
+// tcpFrame is a TCP SYN from 198.18.0.1 to 198.18.0.host, port port.
+func tcpFrame(b *testing.B, host byte, port layers.TCPPort) []byte {
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolTCP,
+		SrcIP: []byte{198, 18, 0, 1}, DstIP: []byte{198, 18, 0, host}}
+	tcp := &layers.TCP{SrcPort: 40000, DstPort: port, SYN: true, Window: 65535}
+	tcp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	eth := &layers.Ethernet{SrcMAC: []byte{2, 0, 0, 0, 0, 1}, DstMAC: []byte{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, tcp); err != nil {
+		b.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // drainInBackground reads the ring until stop is called.

@@ -24,14 +24,19 @@ import (
 // modulo by X = 0 ends it with 0; a shift by 32 or more gives 0.
 //
 // Loads at a constant offset read the first buffer directly, after a
-// bounds check; past it (a multi-buffer jumbo frame), and for loads at
-// X+k, bpf_xdp_load_bytes() copies the bytes. Direct access at X+k would
-// be pointer arithmetic with a register, which the verifier allows only
-// with CAP_PERFMON, and ringcap needs only CAP_BPF and CAP_NET_ADMIN.
+// bounds check; past it (a multi-buffer jumbo frame), bpf_xdp_load_bytes()
+// copies the bytes. Loads at X+k read directly too in the single-buffer
+// build, and through the helper in the multi-buffer one: direct access at
+// X+k is pointer arithmetic with a register, which the verifier allows
+// only with CAP_PERFMON, and ringcap loads the multi-buffer build without
+// it (it needs only CAP_BPF and CAP_NET_ADMIN), the single-buffer one only
+// with it. The helper costs about 30 ns a load.
 type Filter struct {
 	Expr    string
 	Classic []cbpf.Instruction // what libpcap compiled
-	body    asm.Instructions   // ringcap_filter's body
+	// ringcap_filter's body for a program loaded without CAP_PERFMON,
+	// and for one loaded with it.
+	portable, direct asm.Instructions
 }
 
 // filterFunc is the function in ringcap.c whose body the filter replaces.
@@ -63,12 +68,26 @@ func CompileFilter(expr string) (*Filter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("filter expression %q: %v", expr, err)
 	}
-	f := &Filter{Expr: expr, Classic: make([]cbpf.Instruction, len(raw))}
+	classic := make([]cbpf.Instruction, len(raw))
 	for i, ins := range raw {
-		f.Classic[i] = cbpf.RawInstruction{Op: ins.Code, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}.Disassemble()
+		classic[i] = cbpf.RawInstruction{Op: ins.Code, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}.Disassemble()
 	}
-	if f.body, err = translate(f.Classic); err != nil {
+	f, err := newFilter(expr, classic)
+	if err != nil {
 		return nil, fmt.Errorf("filter expression %q: %w", expr, err)
+	}
+	return f, nil
+}
+
+// newFilter translates a classic program both ways.
+func newFilter(expr string, classic []cbpf.Instruction) (*Filter, error) {
+	f := &Filter{Expr: expr, Classic: classic}
+	var err error
+	if f.portable, err = translate(classic, false); err != nil {
+		return nil, err
+	}
+	if f.direct, err = translate(classic, true); err != nil {
+		return nil, err
 	}
 	return f, nil
 }
@@ -96,7 +115,10 @@ const (
 
 // translator builds the eBPF body of one classic program.
 type translator struct {
-	prog    []cbpf.Instruction
+	prog []cbpf.Instruction
+	// direct reads loads at X+k from the first buffer directly: only for
+	// a program loaded with CAP_PERFMON.
+	direct  bool
 	out     asm.Instructions
 	targets map[int]bool // classic instructions that are jump targets
 	next    int          // the classic instruction after the current one
@@ -112,11 +134,11 @@ var (
 
 // translate turns a classic BPF program into the body of ringcap_filter,
 // which returns its verdict: 0 for no match.
-func translate(prog []cbpf.Instruction) (asm.Instructions, error) {
+func translate(prog []cbpf.Instruction, direct bool) (asm.Instructions, error) {
 	if err := validate(prog); err != nil {
 		return nil, fmt.Errorf("invalid classic BPF program: %w", err)
 	}
-	t := &translator{prog: prog, targets: make(map[int]bool)}
+	t := &translator{prog: prog, direct: direct, targets: make(map[int]bool)}
 	reachable := t.reachable()
 	t.out = asm.Instructions{
 		asm.Mov.Reg(regCtx, asm.R1),
@@ -388,7 +410,27 @@ func (t *translator) loadIndirect(off uint32, size int) {
 		asm.LoadImm(asm.R2, int64(off), asm.DWord),
 		asm.Add.Reg(asm.R2, regX),
 	)
-	t.out = append(t.out, t.loadBytes(regA, size)...)
+	slow := t.loadBytes(regA, size)
+	if !t.direct {
+		t.out = append(t.out, slow...)
+		return
+	}
+	// The offset in R2, bounded so that the verifier takes it as a
+	// packet offset; the helper takes over past the first buffer.
+	fast := asm.Instructions{
+		asm.LoadMem(asm.R1, regCtx, 0, asm.Word), // ctx->data
+		asm.LoadMem(asm.R3, regCtx, 4, asm.Word), // ctx->data_end
+		asm.Add.Reg(asm.R1, asm.R2),
+		asm.Mov.Reg(asm.R4, asm.R1),
+		asm.Add.Imm(asm.R4, int32(size)),
+	}
+	load := append(asm.Instructions{asm.LoadMem(regA, asm.R1, 0, sizeOf(size))}, toHost(regA, size)...)
+	load = append(load, over(asm.Ja.Label(""), slow))
+	fast = append(fast, over(asm.JGT.Reg(asm.R4, asm.R3, ""), load))
+	fast = append(fast, load...)
+	t.out = append(t.out, over(asm.JGT.Imm(asm.R2, 0xffff-int32(size), ""), fast))
+	t.out = append(t.out, fast...)
+	t.out = append(t.out, slow...)
 }
 
 // loadBytes copies size bytes from frame offset R2 into dst, big endian,
@@ -524,8 +566,14 @@ var inverseJumps = map[asm.JumpOp]asm.JumpOp{
 	asm.JGE: asm.JLT, asm.JLT: asm.JGE,
 }
 
-// inject replaces the body of ringcap_filter in prog with f's.
-func (f *Filter) inject(prog *ebpf.ProgramSpec) error {
+// inject replaces the body of ringcap_filter in prog with f's, the one
+// that reads X+k directly if perfmon (the program is loaded with
+// CAP_PERFMON).
+func (f *Filter) inject(prog *ebpf.ProgramSpec, perfmon bool) error {
+	src := f.portable
+	if perfmon {
+		src = f.direct
+	}
 	start := -1
 	for i, ins := range prog.Instructions {
 		if ins.Symbol() == filterFunc {
@@ -540,8 +588,8 @@ func (f *Filter) inject(prog *ebpf.ProgramSpec) error {
 	for end < len(prog.Instructions) && prog.Instructions[end].Symbol() == "" {
 		end++
 	}
-	body := make(asm.Instructions, len(f.body))
-	copy(body, f.body)
+	body := make(asm.Instructions, len(src))
+	copy(body, src)
 	// The first instruction carries the function's name and its BTF.
 	body[0] = body[0].WithMetadata(prog.Instructions[start].Metadata)
 	prog.Instructions = append(append(prog.Instructions[:start:start], body...), prog.Instructions[end:]...)
@@ -560,7 +608,7 @@ func (f *Filter) refused(err error) error {
 	if len(expr) > 60 {
 		expr = expr[:57] + "..."
 	}
-	size := fmt.Sprintf("%d classic BPF instructions, %d once translated", len(f.Classic), len(f.body))
+	size := fmt.Sprintf("%d classic BPF instructions, %d once translated", len(f.Classic), len(f.portable))
 	var verr *ebpf.VerifierError
 	switch {
 	case errors.Is(err, unix.E2BIG):

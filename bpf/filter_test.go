@@ -265,10 +265,11 @@ func TestFilterRefused(t *testing.T) {
 		huge = append(huge, cbpf.LoadAbsolute{Off: 14, Size: 2})
 	}
 	huge = append(huge, cbpf.RetA{})
-	body, err := translate(huge)
+	tooLarge, err := newFilter("huge", huge)
 	if err != nil {
 		t.Fatal(err)
 	}
+	broken := asm.Instructions{asm.Return()}
 	// Returning an uninitialised register is the smallest body the
 	// verifier refuses.
 	tests := []struct {
@@ -276,9 +277,9 @@ func TestFilterRefused(t *testing.T) {
 		filter *Filter
 		want   string
 	}{
-		{"too large", &Filter{Expr: "huge", Classic: huge, body: body},
-			`the filter expression "huge" is too large for the kernel (80001 classic BPF instructions, ` + fmt.Sprint(len(body)) + ` once translated; at most 1000000 in all)`},
-		{"verifier", &Filter{Expr: "broken", Classic: huge[:1], body: asm.Instructions{asm.Return()}},
+		{"too large", tooLarge,
+			`the filter expression "huge" is too large for the kernel (80001 classic BPF instructions, ` + fmt.Sprint(len(tooLarge.portable)) + ` once translated; at most 1000000 in all)`},
+		{"verifier", &Filter{Expr: "broken", Classic: huge[:1], portable: broken, direct: broken},
 			`the kernel's verifier refused the filter expression "broken" (1 classic BPF instructions, 1 once translated): R0 !read_ok`},
 	}
 	for _, tt := range tests {

@@ -110,14 +110,22 @@ func loadSpec(spec *ebpf.CollectionSpec, cfg Config, multiBuffer, linear string)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// The caller's spec stays as it was: the benchmarks load one several
+	// times.
+	spec = spec.Copy()
 	spec.Maps[ringcapMapEvents].MaxEntries = cfg.RingSize
 	spec.Maps[ringcapMapCounters].MaxEntries = uint32(cfg.Interfaces)
 	if cfg.Filter != nil {
-		for _, name := range []string{multiBuffer, linear} {
-			if name == "" {
+		// Only the single-buffer build is sure to be loaded with
+		// CAP_PERFMON.
+		for _, build := range []struct {
+			name    string
+			perfmon bool
+		}{{multiBuffer, false}, {linear, true}} {
+			if build.name == "" {
 				continue
 			}
-			if err := cfg.Filter.inject(spec.Programs[name]); err != nil {
+			if err := cfg.Filter.inject(spec.Programs[build.name], build.perfmon); err != nil {
 				return nil, err
 			}
 		}

@@ -119,11 +119,11 @@ func checkAgainstVM(t *testing.T, prog []cbpf.Instruction, frames [][]byte) {
 	if err != nil {
 		t.Fatalf("the generator made a program the VM refuses: %v\n%v", err, prog)
 	}
-	body, err := translate(prog)
+	f, err := newFilter("random", prog)
 	if err != nil {
 		t.Fatalf("translate: %v\n%v", err, prog)
 	}
-	objs := load(t, Config{MTU: 1500, CaptureAll: true, SnapLen: 64, Filter: &Filter{Expr: "random", Classic: prog, body: body}})
+	objs := load(t, Config{MTU: 1500, CaptureAll: true, SnapLen: 64, Filter: f})
 	for _, build := range builds {
 		for _, frame := range frames {
 			if build.name == "linear" && len(frame) > 3000 {
