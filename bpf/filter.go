@@ -30,7 +30,7 @@ import (
 // X+k is pointer arithmetic with a register, which the verifier allows
 // only with CAP_PERFMON, and ringcap loads the multi-buffer build without
 // it (it needs only CAP_BPF and CAP_NET_ADMIN), the single-buffer one only
-// with it. The helper costs about 30 ns a load.
+// with it. The helper costs about 25 ns a load (see the README).
 type Filter struct {
 	Expr    string
 	Classic []cbpf.Instruction // what libpcap compiled
@@ -61,12 +61,12 @@ func CompileFilter(expr string) (*Filter, error) {
 	}
 	for _, word := range strings.FieldsFunc(expr, func(r rune) bool { return strings.ContainsRune(" \t\n()!&|", r) }) {
 		if why, ok := notAtXDP[word]; ok {
-			return nil, fmt.Errorf("filter expression %q: %q cannot be used at XDP: %s", expr, word, why)
+			return nil, fmt.Errorf("filter expression %q: %q cannot be used at XDP: %s", shorten(expr), word, why)
 		}
 	}
 	raw, err := pcap.CompileBPFFilter(layers.LinkTypeEthernet, MaxSnapLen, expr)
 	if err != nil {
-		return nil, fmt.Errorf("filter expression %q: %v", expr, err)
+		return nil, fmt.Errorf("filter expression %q: %v", shorten(expr), err)
 	}
 	classic := make([]cbpf.Instruction, len(raw))
 	for i, ins := range raw {
@@ -74,9 +74,17 @@ func CompileFilter(expr string) (*Filter, error) {
 	}
 	f, err := newFilter(expr, classic)
 	if err != nil {
-		return nil, fmt.Errorf("filter expression %q: %w", expr, err)
+		return nil, fmt.Errorf("filter expression %q: %w", shorten(expr), err)
 	}
 	return f, nil
+}
+
+// shorten keeps an error line short when the expression is long.
+func shorten(expr string) string {
+	if len(expr) > 60 {
+		return expr[:57] + "..."
+	}
+	return expr
 }
 
 // newFilter translates a classic program both ways.
@@ -123,14 +131,13 @@ type translator struct {
 	targets map[int]bool // classic instructions that are jump targets
 	next    int          // the classic instruction after the current one
 	loops   bool         // some jump goes back
+	noMatch bool         // some instruction ends the filter with 0
 }
 
 func label(i int) string { return fmt.Sprintf("%s.%d", filterFunc, i) }
 
-// Labels of the shared exits.
-var (
-	labelNoMatch = filterFunc + ".nomatch"
-)
+// labelNoMatch is the shared exit that returns 0.
+const labelNoMatch = filterFunc + ".nomatch"
 
 // translate turns a classic BPF program into the body of ringcap_filter,
 // which returns its verdict: 0 for no match.
@@ -173,7 +180,7 @@ func translate(prog []cbpf.Instruction, direct bool) (asm.Instructions, error) {
 			t.out[start] = t.out[start].WithSymbol(label(i))
 		}
 	}
-	if t.targets[-1] {
+	if t.noMatch {
 		t.out = append(t.out,
 			asm.Mov.Imm32(asm.R0, 0).WithSymbol(labelNoMatch),
 			asm.Return(),
@@ -289,8 +296,9 @@ func (t *translator) jump(target int) {
 	}
 }
 
-func (t *translator) noMatch() string {
-	t.targets[-1] = true
+// exitNoMatch is the label of the exit that returns 0.
+func (t *translator) exitNoMatch() string {
+	t.noMatch = true
 	return labelNoMatch
 }
 
@@ -304,7 +312,7 @@ func (t *translator) emit(ins cbpf.Instruction) error {
 		t.out = append(t.out, asm.StoreMem(asm.RFP, int16(scratch+4*ins.N), reg(ins.Src), asm.Word))
 	case cbpf.LoadExtension:
 		if ins.Num != cbpf.ExtLen {
-			// NewVM refuses the others; this is the same refusal.
+			// validate refuses these first.
 			return fmt.Errorf("extension %d is a socket filter's, XDP has none", ins.Num)
 		}
 		t.out = append(t.out, asm.Mov.Reg32(regA, regFrameLen))
@@ -334,7 +342,7 @@ func (t *translator) emit(ins cbpf.Instruction) error {
 				asm.LoadMem(asm.R1, asm.RFP, loopCount, asm.DWord),
 				asm.Add.Imm(asm.R1, 1),
 				asm.StoreMem(asm.RFP, loopCount, asm.R1, asm.DWord),
-				asm.JGT.Imm(asm.R1, maxLoops, t.noMatch()),
+				asm.JGT.Imm(asm.R1, maxLoops, t.exitNoMatch()),
 			)
 		}
 		t.out = append(t.out, asm.Ja.Label(label(target)))
@@ -441,13 +449,13 @@ func (t *translator) loadBytes(dst asm.Register, size int) asm.Instructions {
 		// The helper takes a 32-bit offset: bound it by the frame first.
 		asm.Mov.Reg(asm.R1, asm.R2),
 		asm.Add.Imm(asm.R1, int32(size)),
-		asm.JGT.Reg(asm.R1, regFrameLen, t.noMatch()),
+		asm.JGT.Reg(asm.R1, regFrameLen, t.exitNoMatch()),
 		asm.Mov.Reg(asm.R1, regCtx),
 		asm.Mov.Reg(asm.R3, asm.RFP),
 		asm.Add.Imm(asm.R3, loadBuf),
 		asm.Mov.Imm(asm.R4, int32(size)),
 		asm.FnXdpLoadBytes.Call(),
-		asm.JNE.Imm(asm.R0, 0, t.noMatch()),
+		asm.JNE.Imm(asm.R0, 0, t.exitNoMatch()),
 		asm.LoadMem(dst, asm.RFP, loadBuf, sizeOf(size)),
 	}, toHost(dst, size)...)
 }
@@ -509,7 +517,7 @@ func (t *translator) aluX(op cbpf.ALUOp) error {
 	case op == cbpf.ALUOpDiv || op == cbpf.ALUOpMod:
 		// eBPF defines x/0 as 0 and x%0 as x; classic BPF ends the
 		// program with 0.
-		t.out = append(t.out, asm.JEq.Imm32(regX, 0, t.noMatch()), eop.Reg32(regA, regX))
+		t.out = append(t.out, asm.JEq.Imm32(regX, 0, t.exitNoMatch()), eop.Reg32(regA, regX))
 	case isShift(op):
 		// eBPF masks the shift count; classic BPF's shift by 32 or more
 		// gives 0.
@@ -604,10 +612,7 @@ const maxProgramInsns = 1_000_000
 // program alone always loads: the expression is the cause, and its size
 // the likely reason.
 func (f *Filter) refused(err error) error {
-	expr := f.Expr
-	if len(expr) > 60 {
-		expr = expr[:57] + "..."
-	}
+	expr := shorten(f.Expr)
 	size := fmt.Sprintf("%d classic BPF instructions, %d once translated", len(f.Classic), len(f.portable))
 	var verr *ebpf.VerifierError
 	switch {
