@@ -356,3 +356,60 @@ func onCPUs(b *testing.B, cpus int, f func() (time.Duration, error)) time.Durati
 	}
 	return total
 }
+
+// BenchmarkRecordSize compares the ways to size a ring record for whole
+// frames (snap length 65535): the time a frame takes with a reader
+// draining the ring, and the ring bytes it takes.
+//
+//	go test -run XXX -bench RecordSize ./bpf
+func BenchmarkRecordSize(b *testing.B) {
+	bpftest.RequirePrivileges(b)
+	spec, err := variants.Spec()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := Config{MTU: 1500, CaptureAll: true, SnapLen: MaxSnapLen, RingSize: 64 << 20, Interfaces: 1}
+	for _, size := range []int{60, 1514, 9014} {
+		frame := frames.Spec{L3Len: size - 14}.Build()
+		for _, program := range []string{variants.RecordSnaplen, variants.RecordClasses, variants.RecordDynptr, variants.RecordOutput} {
+			b.Run(fmt.Sprintf("frame=%d/%s", size, program), func(b *testing.B) {
+				objs, prog := loadVariant(b, spec, program, false, cfg)
+				defer objs.Close()
+				// Ring bytes a record takes: a few records into the empty
+				// ring, nobody reading.
+				const probe = 16
+				if err := bpftest.RunTimes(prog, frame, probe); err != nil {
+					b.Fatal(err)
+				}
+				rd, err := ringbuf.NewReader(objs.Events)
+				if err != nil {
+					b.Fatal(err)
+				}
+				perRecord := float64(rd.AvailableBytes()) / probe
+				readNow(b, rd, func([]byte) {})
+				rd.Close()
+
+				stop := drainInBackground(b, objs.Events)
+				defer stop()
+				var total time.Duration
+				b.ResetTimer()
+				for range b.N {
+					_, d, err := prog.Benchmark(frame, benchRepeat/10, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					total += d
+				}
+				b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns/frame")
+				b.ReportMetric(perRecord, "ring-bytes/frame")
+				c, err := objs.ReadCounters(0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if c.Written+probe < c.Selected/2 {
+					b.Fatalf("%d of %d frames written: the reader did not keep the ring from filling", c.Written, c.Selected)
+				}
+			})
+		}
+	}
+}

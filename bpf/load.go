@@ -31,7 +31,11 @@ const ringRecordHeaderSize = 8
 // Limits of the selection, checked before the program is loaded so that the
 // user gets a sentence instead of EINVAL.
 const (
-	MaxSnapLen  = 65535
+	// MaxSnapLen is the largest frame an interface hands to XDP: Linux's
+	// largest MTU (65535) with an Ethernet header and two VLAN tags.
+	// Records hold the captured bytes only, so a snap length this large
+	// costs nothing for small frames.
+	MaxSnapLen  = 65535 + 14 + 2*4
 	MaxRingSize = 1 << 31 // largest power of two the kernel's ringbuf accepts
 )
 
@@ -50,8 +54,8 @@ type Config struct {
 	Filter *Filter
 }
 
-// RecordSize is the ring space one selected frame takes, kernel header
-// included.
+// RecordSize is the ring space the largest record takes, that of a frame
+// of snaplen bytes or more, kernel header included.
 func (c Config) RecordSize() uint32 {
 	return (ringRecordHeaderSize + uint32(EventHeaderSize) + c.SnapLen + 7) &^ 7
 }
@@ -87,6 +91,7 @@ type Objects struct {
 	Linear   []*ebpf.Program
 	Events   *ebpf.Map
 	Counters *ebpf.Map
+	Scratch  *ebpf.Map // a record per CPU, copied into Events
 }
 
 // Load loads the program, one instance per interface (and one of the
@@ -115,6 +120,12 @@ func loadSpec(spec *ebpf.CollectionSpec, cfg Config, multiBuffer, linear string)
 	spec = spec.Copy()
 	spec.Maps[ringcapMapEvents].MaxEntries = cfg.RingSize
 	spec.Maps[ringcapMapCounters].MaxEntries = uint32(cfg.Interfaces)
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("count CPUs: %w", err)
+	}
+	spec.Maps[ringcapMapScratch].MaxEntries = uint32(cpus)
+	spec.Maps[ringcapMapScratch].ValueSize = uint32(EventHeaderSize) + cfg.SnapLen
 	if cfg.Filter != nil {
 		// Only the single-buffer build is sure to be loaded with
 		// CAP_PERFMON.
@@ -148,13 +159,16 @@ func loadSpec(spec *ebpf.CollectionSpec, cfg Config, multiBuffer, linear string)
 	}
 
 	objs := &Objects{}
-	var err error
 	if objs.Events, err = ebpf.NewMap(spec.Maps[ringcapMapEvents]); err != nil {
 		return nil, explain("create ring buffer", err)
 	}
 	if objs.Counters, err = ebpf.NewMap(spec.Maps[ringcapMapCounters]); err != nil {
 		objs.Close()
 		return nil, explain("create counters", err)
+	}
+	if objs.Scratch, err = ebpf.NewMap(spec.Maps[ringcapMapScratch]); err != nil {
+		objs.Close()
+		return nil, explain("create scratch records", err)
 	}
 	for _, build := range []struct {
 		program string
@@ -189,6 +203,7 @@ func loadInstance(spec *ebpf.CollectionSpec, program string, slot uint32, objs *
 		MapReplacements: map[string]*ebpf.Map{
 			ringcapMapEvents:   objs.Events,
 			ringcapMapCounters: objs.Counters,
+			ringcapMapScratch:  objs.Scratch,
 		},
 	})
 	if err != nil {
@@ -216,6 +231,9 @@ func (o *Objects) Close() error {
 	}
 	if o.Counters != nil {
 		errs = append(errs, o.Counters.Close())
+	}
+	if o.Scratch != nil {
+		errs = append(errs, o.Scratch.Close())
 	}
 	return errors.Join(errs...)
 }

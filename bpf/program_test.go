@@ -163,8 +163,8 @@ func checkEvent(t *testing.T, ev event, frame []byte, snaplen int) {
 	if ev.FrameLen != uint32(len(frame)) || ev.CapLen != uint32(capLen) {
 		t.Errorf("frame_len, cap_len = %d, %d; want %d, %d", ev.FrameLen, ev.CapLen, len(frame), capLen)
 	}
-	if len(ev.data) != snaplen {
-		t.Errorf("record carries %d frame bytes, want snaplen %d", len(ev.data), snaplen)
+	if len(ev.data) != capLen {
+		t.Errorf("record carries %d frame bytes, want exactly the %d captured", len(ev.data), capLen)
 	}
 	if !bytes.Equal(ev.data[:capLen], frame[:capLen]) {
 		t.Errorf("captured bytes differ from the frame's first %d bytes", capLen)
@@ -310,8 +310,9 @@ func TestValidate(t *testing.T) {
 		want string // empty: valid
 	}{
 		{Config{SnapLen: 256, RingSize: 8 << 20, Interfaces: 1}, ""},
-		{Config{SnapLen: 0, RingSize: 8 << 20, Interfaces: 1}, "snaplen 0 is out of range 1-65535"},
-		{Config{SnapLen: 65536, RingSize: 8 << 20, Interfaces: 1}, "snaplen 65536 is out of range 1-65535"},
+		{Config{SnapLen: 0, RingSize: 8 << 20, Interfaces: 1}, "snaplen 0 is out of range 1-65557"},
+		{Config{SnapLen: 65558, RingSize: 8 << 20, Interfaces: 1}, "snaplen 65558 is out of range 1-65557"},
+		{Config{SnapLen: MaxSnapLen, RingSize: 8 << 20, Interfaces: 1}, ""},
 		{Config{SnapLen: 256, RingSize: 3 * page, Interfaces: 1},
 			"ring size " + size(3*page) + " is not a power of two: use " + size(2*page) + " or " + size(4*page)},
 		{Config{SnapLen: 256, RingSize: page + 8, Interfaces: 1},

@@ -126,6 +126,202 @@ static __always_inline int selected(struct xdp_md *ctx, __u64 frame_len)
 	return frame_len - ETH_HDR_LEN - VLAN_TAG_LEN * vlan_tags(ctx) > mtu;
 }
 
+// room says whether a record carrying size bytes of frame fits in the
+// ring, counting the frame as ring_full if not, and sets the submit's
+// wakeup flag.
+//
+// bpf_ringbuf_reserve() takes a lock shared by all CPUs, and fails anyway
+// when the consumer is behind; a snapshot of the fill level is much
+// cheaper. A record takes an 8-byte header and is rounded up to 8 bytes;
+// the kernel refuses one that would bring the fill level to ring_size or
+// beyond, hence ">=".
+//
+// Waking the reader for every record costs it a system call a frame
+// whenever it keeps up. Records are submitted without a wakeup until the
+// ring fills to wakeup_bytes; the reader's own timer picks up the rest
+// within its idle wait.
+static __always_inline int room(void *ring, struct iface_counters *cnt, __u64 size, __u64 *wakeup)
+{
+	__u64 record = (RINGBUF_HDR_LEN + sizeof(struct event) + size + 7) & ~7ULL;
+	__u64 fill = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) + record;
+	if (fill >= ring_size) {
+		cnt->ring_full++;
+		return 0;
+	}
+	*wakeup = fill >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	return 1;
+}
+
+static __always_inline void fill_event(struct event *ev, struct xdp_md *ctx, __u64 frame_len, __u64 cap)
+{
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->ifindex = ctx->ingress_ifindex;
+	ev->rx_queue = ctx->rx_queue_index;
+	ev->frame_len = frame_len;
+	ev->cap_len = cap;
+}
+
+// Ways to size a record, measured against each other in
+// BenchmarkRecordSize: a whole snap length whatever the frame
+// (RECORD_SNAPLEN, ringcap's first), the smallest of a few constant sizes
+// that holds the frame (RECORD_CLASSES), exactly the frame, through a
+// dynptr (RECORD_DYNPTR), or a copy from a per-CPU buffer
+// (RECORD_OUTPUT).
+#define RECORD_SNAPLEN 0
+#define RECORD_CLASSES 1
+#define RECORD_DYNPTR 2
+#define RECORD_OUTPUT 3
+// ringcap's choice: records of exactly the captured bytes on any kernel
+// with ring buffers, and fewer ns than a dynptr for small frames; see the
+// README.
+#define RECORD_MODE RECORD_OUTPUT
+
+// write_snaplen writes a record of a whole snap length: into ev if the
+// caller reserved it already (the reserve_first variant), else into one
+// reserved here.
+static __always_inline int write_snaplen(struct xdp_md *ctx, void *ring, struct iface_counters *cnt, struct event *ev,
+					 __u64 cap, __u64 frame_len, const int check_room)
+{
+	__u64 wakeup = 0;
+	if (!ev) {
+		if (check_room && !room(ring, cnt, snaplen, &wakeup))
+			return XDP_PASS;
+		ev = bpf_ringbuf_reserve(ring, sizeof(*ev) + snaplen, 0);
+		if (!ev) {
+			cnt->reserve_failed++;
+			return XDP_PASS;
+		}
+	}
+	// bpf_xdp_load_bytes() reads across fragments, so a snaplen longer
+	// than the first fragment still gets the bytes that follow. It cannot
+	// fail for cap <= frame_len; if it did, the frame is counted with the
+	// reserve failures so that selected = written + ring_full +
+	// reserve_failed always holds.
+	if (bpf_xdp_load_bytes(ctx, 0, (void *)(ev + 1), cap) < 0) {
+		bpf_ringbuf_discard(ev, 0);
+		cnt->reserve_failed++;
+		return XDP_PASS;
+	}
+	fill_event(ev, ctx, frame_len, cap);
+	bpf_ringbuf_submit(ev, wakeup);
+	cnt->written++;
+	return XDP_PASS;
+}
+
+// write_class writes a record of the smallest power of two from 64 bytes
+// up that holds the frame: the verifier wants a constant reserve size, so
+// each size is a reserve of its own.
+static __always_inline int write_class(struct xdp_md *ctx, void *ring, struct iface_counters *cnt, __u64 cap, __u64 frame_len)
+{
+	__u64 wakeup = 0;
+	struct event *ev;
+#define RESERVE_CLASS(n)                                                      \
+	if (cap <= (n)) {                                                     \
+		if (!room(ring, cnt, (n), &wakeup))                           \
+			return XDP_PASS;                                      \
+		ev = bpf_ringbuf_reserve(ring, sizeof(*ev) + (n), 0);         \
+		goto reserved;                                                \
+	}
+	RESERVE_CLASS(64)
+	RESERVE_CLASS(128)
+	RESERVE_CLASS(256)
+	RESERVE_CLASS(512)
+	RESERVE_CLASS(1024)
+	RESERVE_CLASS(2048)
+	RESERVE_CLASS(4096)
+	RESERVE_CLASS(8192)
+	RESERVE_CLASS(16384)
+	RESERVE_CLASS(32768)
+	RESERVE_CLASS(65536)
+	return XDP_PASS;
+reserved:
+	if (!ev) {
+		cnt->reserve_failed++;
+		return XDP_PASS;
+	}
+	if (bpf_xdp_load_bytes(ctx, 0, (void *)(ev + 1), cap) < 0) {
+		bpf_ringbuf_discard(ev, 0);
+		cnt->reserve_failed++;
+		return XDP_PASS;
+	}
+	fill_event(ev, ctx, frame_len, cap);
+	bpf_ringbuf_submit(ev, wakeup);
+	cnt->written++;
+	return XDP_PASS;
+}
+
+extern int bpf_dynptr_from_xdp(struct xdp_md *x, __u64 flags, struct bpf_dynptr *ptr__uninit) __ksym;
+extern int bpf_dynptr_copy(struct bpf_dynptr *dst_ptr, __u32 dst_off, struct bpf_dynptr *src_ptr, __u32 src_off,
+			   __u32 size) __ksym;
+
+// write_dynptr writes a record of exactly the captured bytes: a dynptr
+// reservation takes a size the verifier does not know, and
+// bpf_dynptr_copy() copies across the frame's fragments into it.
+static __always_inline int write_dynptr(struct xdp_md *ctx, void *ring, struct iface_counters *cnt, __u64 cap, __u64 frame_len)
+{
+	__u64 wakeup = 0;
+	struct bpf_dynptr rec, pkt;
+	if (!room(ring, cnt, cap, &wakeup))
+		return XDP_PASS;
+	// A failed reservation must be discarded too.
+	if (bpf_ringbuf_reserve_dynptr(ring, sizeof(struct event) + cap, 0, &rec) < 0) {
+		bpf_ringbuf_discard_dynptr(&rec, 0);
+		cnt->reserve_failed++;
+		return XDP_PASS;
+	}
+	struct event *ev = bpf_dynptr_data(&rec, 0, sizeof(*ev));
+	if (!ev || bpf_dynptr_from_xdp(ctx, 0, &pkt) < 0 || bpf_dynptr_copy(&rec, sizeof(*ev), &pkt, 0, cap) < 0) {
+		bpf_ringbuf_discard_dynptr(&rec, 0);
+		cnt->reserve_failed++;
+		return XDP_PASS;
+	}
+	fill_event(ev, ctx, frame_len, cap);
+	bpf_ringbuf_submit_dynptr(&rec, wakeup);
+	cnt->written++;
+	return XDP_PASS;
+}
+
+// scratch holds a record per CPU for write_output: the event, then
+// snaplen bytes of frame. A per-CPU array takes no value as large as a
+// whole jumbo frame, so it is an array with an entry per CPU; its value
+// size and entries are set from Go.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct event) + 256); // replaced from Go
+	__uint(max_entries, 1);                         // replaced from Go
+} scratch SEC(".maps");
+
+// write_output writes a record of exactly the captured bytes: it copies
+// the frame into this CPU's scratch record, then the record into the ring
+// with bpf_ringbuf_output(), which takes a size the verifier does not
+// know. XDP runs with bottom halves off, so nothing else on this CPU uses
+// the scratch record meanwhile.
+static __always_inline int write_output(struct xdp_md *ctx, void *ring, struct iface_counters *cnt, __u64 cap, __u64 frame_len)
+{
+	__u64 wakeup = 0;
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct event *ev = bpf_map_lookup_elem(&scratch, &cpu);
+	if (!ev) {
+		cnt->reserve_failed++;
+		return XDP_PASS;
+	}
+	if (!room(ring, cnt, cap, &wakeup))
+		return XDP_PASS;
+	// As in write_snaplen, a copy that fails counts as a reserve failure.
+	if (bpf_xdp_load_bytes(ctx, 0, (void *)(ev + 1), cap) < 0) {
+		cnt->reserve_failed++;
+		return XDP_PASS;
+	}
+	fill_event(ev, ctx, frame_len, cap);
+	if (bpf_ringbuf_output(ring, ev, sizeof(*ev) + cap, wakeup) < 0) {
+		cnt->reserve_failed++;
+		return XDP_PASS;
+	}
+	cnt->written++;
+	return XDP_PASS;
+}
+
 // ringcap_filter is the user's filter expression (--filter). The loader
 // (bpf/filter.go) replaces this body with the expression, compiled by
 // libpcap and translated to eBPF; without one it stays as it is and every
@@ -147,7 +343,7 @@ __noinline int ringcap_filter(struct xdp_md *ctx, __u32 frame_len)
 // 0, and the benchmark variants at the end change one choice each, to
 // measure what it is worth.
 static __always_inline int capture_frame(struct xdp_md *ctx, const int linear, const int reserve_first, const int check_room,
-					 const int per_cpu_ring)
+					 const int per_cpu_ring, const int record_mode)
 {
 	void *ring = &events;
 	__u32 key = slot;
@@ -191,11 +387,6 @@ static __always_inline int capture_frame(struct xdp_md *ctx, const int linear, c
 		goto pass;
 	cnt->selected++;
 
-	// Waking the reader for every record costs it a system call a
-	// frame whenever it keeps up. Records are submitted without a wakeup
-	// until the ring fills to wakeup_bytes; the reader's own timer picks
-	// up the rest within its idle wait.
-	__u64 wakeup = 0;
 #ifdef RINGCAP_VARIANTS
 	if (per_cpu_ring) {
 		__u32 cpu = bpf_get_smp_processor_id();
@@ -206,46 +397,13 @@ static __always_inline int capture_frame(struct xdp_md *ctx, const int linear, c
 		}
 	}
 #endif
-	if (!ev) {
-		// bpf_ringbuf_reserve() takes a lock shared by all CPUs, and
-		// fails anyway when the consumer is behind; a snapshot of the
-		// fill level is much cheaper. The kernel refuses a record that
-		// would bring the fill level to ring_size or beyond, hence ">=".
-		__u64 record = (RINGBUF_HDR_LEN + sizeof(struct event) + snaplen + 7) & ~7ULL;
-		if (check_room) {
-			__u64 fill = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) + record;
-			if (fill >= ring_size) {
-				cnt->ring_full++;
-				return XDP_PASS;
-			}
-			wakeup = fill >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-		}
-		ev = bpf_ringbuf_reserve(ring, sizeof(*ev) + snaplen, 0);
-		if (!ev) {
-			cnt->reserve_failed++;
-			return XDP_PASS;
-		}
-	}
-
-	// bpf_xdp_load_bytes() reads across fragments, so a snaplen longer
-	// than the first fragment still gets the bytes that follow. It cannot
-	// fail for cap <= frame_len; if it did, the frame is counted with the
-	// reserve failures so that selected = written + ring_full +
-	// reserve_failed always holds.
-	if (bpf_xdp_load_bytes(ctx, 0, (void *)(ev + 1), cap) < 0) {
-		bpf_ringbuf_discard(ev, 0);
-		cnt->reserve_failed++;
-		return XDP_PASS;
-	}
-
-	ev->ts_ns = bpf_ktime_get_ns();
-	ev->ifindex = ctx->ingress_ifindex;
-	ev->rx_queue = ctx->rx_queue_index;
-	ev->frame_len = frame_len;
-	ev->cap_len = cap;
-	bpf_ringbuf_submit(ev, wakeup);
-	cnt->written++;
-	return XDP_PASS;
+	if (ev || record_mode == RECORD_SNAPLEN)
+		return write_snaplen(ctx, ring, cnt, ev, cap, frame_len, check_room);
+	if (record_mode == RECORD_CLASSES)
+		return write_class(ctx, ring, cnt, cap, frame_len);
+	if (record_mode == RECORD_OUTPUT)
+		return write_output(ctx, ring, cnt, cap, frame_len);
+	return write_dynptr(ctx, ring, cnt, cap, frame_len);
 
 pass:
 	if (ev)
@@ -256,34 +414,59 @@ pass:
 SEC("xdp.frags")
 int ringcap_xdp(struct xdp_md *ctx)
 {
-	return capture_frame(ctx, 0, 0, 1, 0);
+	return capture_frame(ctx, 0, 0, 1, 0, RECORD_MODE);
 }
 
 SEC("xdp")
 int ringcap_linear(struct xdp_md *ctx)
 {
-	return capture_frame(ctx, 1, 0, 1, 0);
+	return capture_frame(ctx, 1, 0, 1, 0, RECORD_MODE);
 }
 
 #ifdef RINGCAP_VARIANTS
 // For the benchmarks only (bpf/variants), never loaded by ringcap.
 
+// The other ways to size a record.
+SEC("xdp.frags")
+int record_snaplen(struct xdp_md *ctx)
+{
+	return capture_frame(ctx, 0, 0, 1, 0, RECORD_SNAPLEN);
+}
+
+SEC("xdp.frags")
+int record_classes(struct xdp_md *ctx)
+{
+	return capture_frame(ctx, 0, 0, 1, 0, RECORD_CLASSES);
+}
+
+SEC("xdp.frags")
+int record_dynptr(struct xdp_md *ctx)
+{
+	return capture_frame(ctx, 0, 0, 1, 0, RECORD_DYNPTR);
+}
+
+SEC("xdp.frags")
+int record_output(struct xdp_md *ctx)
+{
+	return capture_frame(ctx, 0, 0, 1, 0, RECORD_OUTPUT);
+}
+
 SEC("xdp.frags")
 int reserve_first(struct xdp_md *ctx)
 {
-	return capture_frame(ctx, 0, 1, 1, 0);
+	return capture_frame(ctx, 0, 1, 1, 0, RECORD_SNAPLEN);
 }
 
 SEC("xdp.frags")
 int no_room_check(struct xdp_md *ctx)
 {
-	return capture_frame(ctx, 0, 0, 0, 0);
+	return capture_frame(ctx, 0, 0, 0, 0, RECORD_SNAPLEN);
 }
 
 // One ring per CPU, to measure what the shared ring's lock costs.
 SEC("xdp.frags")
 int per_cpu_ring(struct xdp_md *ctx)
 {
-	return capture_frame(ctx, 0, 0, 1, 1);
+	return capture_frame(ctx, 0, 0, 1, 1, RECORD_MODE);
 }
 #endif

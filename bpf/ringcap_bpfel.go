@@ -37,6 +37,7 @@ type ringcapIfaceCounters struct {
 const (
 	ringcapMapCounters       = "counters"
 	ringcapMapEvents         = "events"
+	ringcapMapScratch        = "scratch"
 	ringcapProgRingcapLinear = "ringcap_linear"
 	ringcapProgRingcapXdp    = "ringcap_xdp"
 	ringcapVarCaptureAll     = "capture_all"
@@ -100,6 +101,7 @@ type ringcapProgramSpecs struct {
 type ringcapMapSpecs struct {
 	Counters *ebpf.MapSpec `ebpf:"counters"`
 	Events   *ebpf.MapSpec `ebpf:"events"`
+	Scratch  *ebpf.MapSpec `ebpf:"scratch"`
 }
 
 // ringcapVariableSpecs contains global variables before they are loaded into the kernel.
@@ -137,12 +139,14 @@ func (o *ringcapObjects) Close() error {
 type ringcapMaps struct {
 	Counters *ebpf.Map `ebpf:"counters"`
 	Events   *ebpf.Map `ebpf:"events"`
+	Scratch  *ebpf.Map `ebpf:"scratch"`
 }
 
 func (m *ringcapMaps) Close() error {
 	return _RingcapClose(
 		m.Counters,
 		m.Events,
+		m.Scratch,
 	)
 }
 

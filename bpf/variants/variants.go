@@ -22,6 +22,13 @@ const (
 	// PerCPURing writes into one ring per CPU, found in the
 	// array-of-maps cpu_rings, instead of the shared ring.
 	PerCPURing = variantsProgPerCpuRing
+	// The ways to size a ring record: a whole snap length, the smallest
+	// power of two that holds the frame, exactly the frame (dynptr), and
+	// exactly the frame copied through a per-CPU buffer.
+	RecordSnaplen = variantsProgRecordSnaplen
+	RecordClasses = variantsProgRecordClasses
+	RecordDynptr  = variantsProgRecordDynptr
+	RecordOutput  = variantsProgRecordOutput
 )
 
 // Spec returns the object holding all the programs.

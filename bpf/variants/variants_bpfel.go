@@ -29,8 +29,13 @@ const (
 	variantsMapCounters       = "counters"
 	variantsMapCpuRings       = "cpu_rings"
 	variantsMapEvents         = "events"
+	variantsMapScratch        = "scratch"
 	variantsProgNoRoomCheck   = "no_room_check"
 	variantsProgPerCpuRing    = "per_cpu_ring"
+	variantsProgRecordClasses = "record_classes"
+	variantsProgRecordDynptr  = "record_dynptr"
+	variantsProgRecordOutput  = "record_output"
+	variantsProgRecordSnaplen = "record_snaplen"
 	variantsProgReserveFirst  = "reserve_first"
 	variantsProgRingcapLinear = "ringcap_linear"
 	variantsProgRingcapXdp    = "ringcap_xdp"
@@ -87,6 +92,10 @@ type variantsSpecs struct {
 type variantsProgramSpecs struct {
 	NoRoomCheck   *ebpf.ProgramSpec `ebpf:"no_room_check"`
 	PerCpuRing    *ebpf.ProgramSpec `ebpf:"per_cpu_ring"`
+	RecordClasses *ebpf.ProgramSpec `ebpf:"record_classes"`
+	RecordDynptr  *ebpf.ProgramSpec `ebpf:"record_dynptr"`
+	RecordOutput  *ebpf.ProgramSpec `ebpf:"record_output"`
+	RecordSnaplen *ebpf.ProgramSpec `ebpf:"record_snaplen"`
 	ReserveFirst  *ebpf.ProgramSpec `ebpf:"reserve_first"`
 	RingcapLinear *ebpf.ProgramSpec `ebpf:"ringcap_linear"`
 	RingcapXdp    *ebpf.ProgramSpec `ebpf:"ringcap_xdp"`
@@ -99,6 +108,7 @@ type variantsMapSpecs struct {
 	Counters *ebpf.MapSpec `ebpf:"counters"`
 	CpuRings *ebpf.MapSpec `ebpf:"cpu_rings"`
 	Events   *ebpf.MapSpec `ebpf:"events"`
+	Scratch  *ebpf.MapSpec `ebpf:"scratch"`
 }
 
 // variantsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -137,6 +147,7 @@ type variantsMaps struct {
 	Counters *ebpf.Map `ebpf:"counters"`
 	CpuRings *ebpf.Map `ebpf:"cpu_rings"`
 	Events   *ebpf.Map `ebpf:"events"`
+	Scratch  *ebpf.Map `ebpf:"scratch"`
 }
 
 func (m *variantsMaps) Close() error {
@@ -144,6 +155,7 @@ func (m *variantsMaps) Close() error {
 		m.Counters,
 		m.CpuRings,
 		m.Events,
+		m.Scratch,
 	)
 }
 
@@ -166,6 +178,10 @@ type variantsVariables struct {
 type variantsPrograms struct {
 	NoRoomCheck   *ebpf.Program `ebpf:"no_room_check"`
 	PerCpuRing    *ebpf.Program `ebpf:"per_cpu_ring"`
+	RecordClasses *ebpf.Program `ebpf:"record_classes"`
+	RecordDynptr  *ebpf.Program `ebpf:"record_dynptr"`
+	RecordOutput  *ebpf.Program `ebpf:"record_output"`
+	RecordSnaplen *ebpf.Program `ebpf:"record_snaplen"`
 	ReserveFirst  *ebpf.Program `ebpf:"reserve_first"`
 	RingcapLinear *ebpf.Program `ebpf:"ringcap_linear"`
 	RingcapXdp    *ebpf.Program `ebpf:"ringcap_xdp"`
@@ -175,6 +191,10 @@ func (p *variantsPrograms) Close() error {
 	return _VariantsClose(
 		p.NoRoomCheck,
 		p.PerCpuRing,
+		p.RecordClasses,
+		p.RecordDynptr,
+		p.RecordOutput,
+		p.RecordSnaplen,
 		p.ReserveFirst,
 		p.RingcapLinear,
 		p.RingcapXdp,

@@ -19,7 +19,7 @@ import (
 
 func selectionFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.UintFlag{Name: "snaplen", Aliases: []string{"s"}, Value: 256, Usage: "bytes of each frame to keep, 1-65535"},
+		&cli.UintFlag{Name: "snaplen", Aliases: []string{"s"}, Value: 256, Usage: "bytes of each frame to keep; 0 keeps whole frames"},
 		&cli.UintFlag{Name: "mtu", Value: 1500, Usage: "select frames whose L3 length (after Ethernet and VLAN tags) exceeds `BYTES`"},
 		&cli.BoolFlag{Name: "all", Usage: "select every frame, whatever its length (an expression still narrows it)"},
 		&cli.StringFlag{Name: "filter", Aliases: []string{"f"}, Usage: "capture only frames that match the pcap-filter(7) `EXPRESSION` too; or give it after the options, as to tcpdump"},
@@ -67,9 +67,16 @@ func parseSelection(c *cli.Context, words []string) (capture.Config, error) {
 		}
 		cfg.Filter = f
 	}
+	// As in tcpdump, 0 keeps whole frames; so does anything larger than
+	// the largest frame, said in a note.
 	snaplen := c.Uint("snaplen")
-	if snaplen < 1 || snaplen > bpf.MaxSnapLen {
-		return cfg, badUsage(c, "snaplen %d is out of range 1-%d (65535 keeps a whole 9000-byte jumbo frame)", snaplen, bpf.MaxSnapLen)
+	switch {
+	case snaplen == 0:
+		snaplen = bpf.MaxSnapLen
+	case snaplen > bpf.MaxSnapLen:
+		fmt.Fprintf(c.App.ErrWriter, "ringcap: snaplen %d is more than any frame XDP gets (%d bytes): keeping whole frames, snaplen %d\n",
+			snaplen, bpf.MaxSnapLen, bpf.MaxSnapLen)
+		snaplen = bpf.MaxSnapLen
 	}
 	cfg.SnapLen = uint32(snaplen)
 	mtu := c.Uint("mtu")
