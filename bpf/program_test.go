@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"testing"
@@ -328,6 +329,69 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%+v: unexpected error %v", tt.cfg, err)
 		case tt.want != "" && (err == nil || err.Error() != tt.want):
 			t.Errorf("%+v: error %v, want %q", tt.cfg, err, tt.want)
+		}
+	}
+}
+
+// recordSizes are frame lengths around the edges that matter: the
+// shortest frame, sizes about the snap lengths tried, a full standard
+// frame and a jumbo one.
+var recordSizes = []int{60, 61, 255, 256, 257, 1514, 9014}
+
+// Records hold exactly the captured bytes, whatever the snap length:
+// whole frames, and frames cut at 300 bytes, each byte as in the frame.
+func TestRecordSizedToFrame(t *testing.T) {
+	for _, snaplen := range []uint32{MaxSnapLen, 300} {
+		for _, size := range recordSizes {
+			frame := frames.Spec{L3Len: size - 14}.Build()
+			for _, build := range builds {
+				if build.name == "linear" && size > 3000 {
+					continue // the single-buffer build never sees a jumbo frame
+				}
+				t.Run(fmt.Sprintf("snaplen=%d/frame=%d/%s", snaplen, size, build.name), func(t *testing.T) {
+					objs := load(t, Config{MTU: 1500, CaptureAll: true, SnapLen: snaplen})
+					run(t, build.prog(objs), frame, 1)
+					evs := drain(t, objs)
+					if len(evs) != 1 {
+						t.Fatalf("ring holds %d records, want 1", len(evs))
+					}
+					checkEvent(t, evs[0], frame, int(snaplen))
+				})
+			}
+		}
+	}
+}
+
+// A ring holds as many records as its size allows for each frame size:
+// the free-space test turns away exactly the first record that would not
+// fit, and never leaves the reserve to fail.
+func TestRingFullPerSize(t *testing.T) {
+	// The smallest ring that takes whole frames.
+	ringSize := uint32(128 << 10)
+	for _, size := range recordSizes {
+		frame := frames.Spec{L3Len: size - 14}.Build()
+		for _, build := range builds {
+			if build.name == "linear" && size > 3000 {
+				continue
+			}
+			t.Run(fmt.Sprintf("frame=%d/%s", size, build.name), func(t *testing.T) {
+				cfg := Config{MTU: 1500, CaptureAll: true, SnapLen: MaxSnapLen, RingSize: ringSize}
+				objs := load(t, cfg)
+				// A record: the kernel's 8-byte header, the event, the
+				// frame, rounded up to 8 bytes. The kernel refuses one
+				// that would fill the ring to its size.
+				record := (8 + uint64(EventHeaderSize) + uint64(size) + 7) &^ 7
+				fits := (uint64(ringSize) - 1) / record
+				n := fits + 5
+				run(t, build.prog(objs), frame, int(n))
+				got := counters(t, objs)
+				if want := (Counters{Seen: n, Selected: n, Written: fits, RingFull: 5}); got != want {
+					t.Errorf("counters = %+v, want %+v (%d-byte records in a %d-byte ring)", got, want, record, ringSize)
+				}
+				if evs := drain(t, objs); uint64(len(evs)) != fits {
+					t.Errorf("ring holds %d records, want %d", len(evs), fits)
+				}
+			})
 		}
 	}
 }

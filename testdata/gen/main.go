@@ -117,6 +117,10 @@ func main() {
 		"unsupported-802.11.pcap": pcap(layers.LinkTypeIEEE802_11, []frame{{data: make([]byte, 40)}}),
 		// What filter expressions are tried on, against tcpdump.
 		"protocols.pcap": pcap(layers.LinkTypeEthernet, protocols()),
+		// Frames of the lengths whole-frame records must get right:
+		// the shortest, about the snap lengths tried, a full standard
+		// frame and a jumbo one.
+		"sizes.pcap": pcap(layers.LinkTypeEthernet, sized(60, 61, 255, 256, 257, 1514, 9014)),
 	}
 	// Two files joined with cat: one pcapng file of two sections, whose
 	// interface numbers each start again at 0.
@@ -253,4 +257,13 @@ func caplenLies(good []byte) []byte {
 	binary.LittleEndian.PutUint32(b[24+8:], 200000)
 	binary.LittleEndian.PutUint32(b[24+12:], 200000)
 	return b
+}
+
+// sized returns one frame of each length, IPv4 to the test's addresses.
+func sized(lengths ...int) []frame {
+	var out []frame
+	for _, n := range lengths {
+		out = append(out, f(0, frames.Spec{L3Len: n - 14}))
+	}
+	return out
 }

@@ -80,8 +80,9 @@ func Fields(t testing.TB, path string, fields ...string) [][]string {
 
 // Packet is one packet of a file read with Read.
 type Packet struct {
-	Time time.Time
-	Data []byte
+	Time   time.Time
+	Length int // on the wire
+	Data   []byte
 }
 
 // File is what Read finds in a pcapng file.
@@ -113,7 +114,7 @@ func Read(t testing.TB, path string) File {
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
-		file.Packets = append(file.Packets, Packet{Time: ci.Timestamp, Data: data})
+		file.Packets = append(file.Packets, Packet{Time: ci.Timestamp, Length: ci.Length, Data: data})
 	}
 	ifc, err := r.Interface(0)
 	if err != nil {
