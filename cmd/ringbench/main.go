@@ -178,7 +178,22 @@ func run(c *cli.Context) error {
 			idleRows = append(idleRows, medianRate(rs))
 		}
 	}
+	var wholeRows []row
+	if want := c.StringSlice("traffic"); len(want) == 0 || slices.Contains(want, wholeBurstName) {
+		n, runs := 20_000, 3
+		if c.Bool("smoke") {
+			n, runs = 2_000, 1
+		}
+		if err := p.SetMTU(9000); err != nil {
+			return err
+		}
+		var err error
+		if wholeRows, err = measureWhole(p, ringcap, dir, n, runs); err != nil {
+			return err
+		}
+	}
 	printTables(os.Stdout, rows, idleRows)
+	printWhole(os.Stdout, wholeRows)
 	if err := plotLoss(c.String("plot"), rows); err != nil {
 		return err
 	}
