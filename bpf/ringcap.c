@@ -300,14 +300,14 @@ struct {
 static __always_inline int write_output(struct xdp_md *ctx, void *ring, struct iface_counters *cnt, __u64 cap, __u64 frame_len)
 {
 	__u64 wakeup = 0;
+	if (!room(ring, cnt, cap, &wakeup))
+		return XDP_PASS;
 	__u32 cpu = bpf_get_smp_processor_id();
 	struct event *ev = bpf_map_lookup_elem(&scratch, &cpu);
 	if (!ev) {
 		cnt->reserve_failed++;
 		return XDP_PASS;
 	}
-	if (!room(ring, cnt, cap, &wakeup))
-		return XDP_PASS;
 	// As in write_snaplen, a copy that fails counts as a reserve failure.
 	if (bpf_xdp_load_bytes(ctx, 0, (void *)(ev + 1), cap) < 0) {
 		cnt->reserve_failed++;
