@@ -1,22 +1,17 @@
 package bpf
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf/asm"
-	"github.com/gopacket/gopacket/pcapgo"
 	cbpf "golang.org/x/net/bpf"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
+	"github.com/ringcap/ringcap/writer/pcapngtest"
 )
 
 // filterExpressions cover every primitive family of pcap-filter(7) on the
@@ -104,69 +99,13 @@ var filterExpressions = []string{
 	"ip and -ip[2:2] < -1500",
 }
 
-// tcpdumpMatches returns the times of the frames in path that tcpdump
-// selects with expr: the reference, libpcap's own engine.
-func tcpdumpMatches(t *testing.T, path, expr string) []time.Time {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "tcpdump.pcap")
-	cmd := exec.Command("tcpdump", "-r", path, "-w", out, expr)
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("tcpdump %q: %v\n%s", expr, err, msg)
+// times are the packets' times, which tell the corpus' frames apart.
+func times(packets []pcapngtest.Packet) []time.Time {
+	var ts []time.Time
+	for _, p := range packets {
+		ts = append(ts, p.Time)
 	}
-	return frameTimes(t, out)
-}
-
-func frameTimes(t *testing.T, path string) []time.Time {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var times []time.Time
-	for {
-		_, ci, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			return times
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		times = append(times, ci.Timestamp)
-	}
-}
-
-type corpusFrame struct {
-	time time.Time
-	data []byte
-}
-
-func readCorpus(t *testing.T, path string) []corpusFrame {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var frames []corpusFrame
-	for {
-		data, ci, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			return frames
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		frames = append(frames, corpusFrame{ci.Timestamp, data})
-	}
+	return ts
 }
 
 // TestFilterMatchesTcpdump runs every frame of the protocol corpus through
@@ -196,11 +135,11 @@ const protocolCorpus = "../testdata/protocols.pcap"
 func checkAgainstTcpdump(t *testing.T, expr string) {
 	t.Helper()
 	bpftest.RequireTool(t, "tcpdump")
-	frames := readCorpus(t, protocolCorpus)
+	frames := pcapngtest.ReadPcap(t, protocolCorpus)
 	if len(frames) < 40 {
 		t.Fatalf("%d frames in %s; go generate ./testdata writes it", len(frames), protocolCorpus)
 	}
-	want := tcpdumpMatches(t, protocolCorpus, expr)
+	want := times(pcapngtest.Tcpdump(t, protocolCorpus, expr))
 	if len(want) == 0 || len(want) == len(frames) {
 		t.Errorf("tcpdump selects %d of the %d frames: the corpus does not tell %q apart", len(want), len(frames), expr)
 	}
@@ -216,12 +155,12 @@ func checkAgainstTcpdump(t *testing.T, expr string) {
 		// The builds count into the same counters.
 		before := counters(t, objs).Selected
 		for _, fr := range frames {
-			if !fits(fr.data) {
+			if !fits(fr.Data) {
 				continue
 			}
-			run(t, build.prog(objs), fr.data, 1)
+			run(t, build.prog(objs), fr.Data, 1)
 			if c := counters(t, objs); c.Selected > before {
-				got, before = append(got, fr.time), c.Selected
+				got, before = append(got, fr.Time), c.Selected
 			}
 		}
 		drain(t, objs)
@@ -232,10 +171,10 @@ func checkAgainstTcpdump(t *testing.T, expr string) {
 	}
 }
 
-func frameAt(frames []corpusFrame, ts time.Time) []byte {
+func frameAt(frames []pcapngtest.Packet, ts time.Time) []byte {
 	for _, f := range frames {
-		if f.time.Equal(ts) {
-			return f.data
+		if f.Time.Equal(ts) {
+			return f.Data
 		}
 	}
 	return nil
@@ -243,11 +182,11 @@ func frameAt(frames []corpusFrame, ts time.Time) []byte {
 
 // indexes names frames by their position in the corpus, from 1 as
 // tcpdump -# numbers them.
-func indexes(frames []corpusFrame, times []time.Time) string {
+func indexes(frames []pcapngtest.Packet, times []time.Time) string {
 	var out []string
 	for _, ts := range times {
 		for i, f := range frames {
-			if f.time.Equal(ts) {
+			if f.Time.Equal(ts) {
 				out = append(out, fmt.Sprint(i+1))
 			}
 		}

@@ -176,6 +176,28 @@ static __always_inline void fill_event(struct event *ev, struct xdp_md *ctx, __u
 // README.
 #define RECORD_MODE RECORD_OUTPUT
 
+// submit fills the reserved record ev with the frame's first cap bytes and
+// its event header, and submits it.
+//
+// bpf_xdp_load_bytes() reads across fragments, so a snaplen longer than
+// the first fragment still gets the bytes that follow. It cannot fail for
+// cap <= frame_len; if it did, the frame is counted with the reserve
+// failures so that selected = written + ring_full + reserve_failed always
+// holds.
+static __always_inline int submit(struct xdp_md *ctx, struct iface_counters *cnt, struct event *ev, __u64 cap,
+				  __u64 frame_len, __u64 wakeup)
+{
+	if (bpf_xdp_load_bytes(ctx, 0, (void *)(ev + 1), cap) < 0) {
+		bpf_ringbuf_discard(ev, 0);
+		cnt->reserve_failed++;
+		return XDP_PASS;
+	}
+	fill_event(ev, ctx, frame_len, cap);
+	bpf_ringbuf_submit(ev, wakeup);
+	cnt->written++;
+	return XDP_PASS;
+}
+
 // write_snaplen writes a record of a whole snap length: into ev if the
 // caller reserved it already (the reserve_first variant), else into one
 // reserved here.
@@ -192,20 +214,7 @@ static __always_inline int write_snaplen(struct xdp_md *ctx, void *ring, struct 
 			return XDP_PASS;
 		}
 	}
-	// bpf_xdp_load_bytes() reads across fragments, so a snaplen longer
-	// than the first fragment still gets the bytes that follow. It cannot
-	// fail for cap <= frame_len; if it did, the frame is counted with the
-	// reserve failures so that selected = written + ring_full +
-	// reserve_failed always holds.
-	if (bpf_xdp_load_bytes(ctx, 0, (void *)(ev + 1), cap) < 0) {
-		bpf_ringbuf_discard(ev, 0);
-		cnt->reserve_failed++;
-		return XDP_PASS;
-	}
-	fill_event(ev, ctx, frame_len, cap);
-	bpf_ringbuf_submit(ev, wakeup);
-	cnt->written++;
-	return XDP_PASS;
+	return submit(ctx, cnt, ev, cap, frame_len, wakeup);
 }
 
 // write_class writes a record of the smallest power of two from 64 bytes
@@ -239,15 +248,7 @@ reserved:
 		cnt->reserve_failed++;
 		return XDP_PASS;
 	}
-	if (bpf_xdp_load_bytes(ctx, 0, (void *)(ev + 1), cap) < 0) {
-		bpf_ringbuf_discard(ev, 0);
-		cnt->reserve_failed++;
-		return XDP_PASS;
-	}
-	fill_event(ev, ctx, frame_len, cap);
-	bpf_ringbuf_submit(ev, wakeup);
-	cnt->written++;
-	return XDP_PASS;
+	return submit(ctx, cnt, ev, cap, frame_len, wakeup);
 }
 
 extern int bpf_dynptr_from_xdp(struct xdp_md *x, __u64 flags, struct bpf_dynptr *ptr__uninit) __ksym;
@@ -308,7 +309,7 @@ static __always_inline int write_output(struct xdp_md *ctx, void *ring, struct i
 		cnt->reserve_failed++;
 		return XDP_PASS;
 	}
-	// As in write_snaplen, a copy that fails counts as a reserve failure.
+	// As in submit, a copy that fails counts as a reserve failure.
 	if (bpf_xdp_load_bytes(ctx, 0, (void *)(ev + 1), cap) < 0) {
 		cnt->reserve_failed++;
 		return XDP_PASS;

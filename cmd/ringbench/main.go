@@ -257,7 +257,17 @@ func (r row) String() string {
 	return fmt.Sprintf("%s, %s: offered %.0f/s, received %d at %.0f/s, written %d, cpu %v", r.scenario.name, r.tool, r.offered, r.received, r.rxRate, r.written, r.cpu)
 }
 
+// measure runs tool t on the receiving end while gen sends sc's traffic
+// of frame.
 func measure(p *veth.Network, gen *generator, t tool, sc scenario, frame []byte, dir string) row {
+	return measureSend(p, t, sc, dir, func() (time.Duration, error) {
+		return gen.send(p, frame, sc.frames, sc.rate)
+	})
+}
+
+// measureSend runs tool t on the receiving end while send sends sc's
+// traffic, and reads what reached the interface and what t wrote.
+func measureSend(p *veth.Network, t tool, sc scenario, dir string, send func() (time.Duration, error)) row {
 	r := row{scenario: sc, tool: t.name}
 	if t.args != nil {
 		if _, err := exec.LookPath(t.args("")[0]); err != nil {
@@ -282,11 +292,15 @@ func measure(p *veth.Network, gen *generator, t tool, sc scenario, frame []byte,
 		}
 	}
 	rx0, err := p.RxPackets(0)
-	if err != nil {
-		r.err = err
-		return r
+	if err == nil {
+		var took time.Duration
+		if took, err = send(); err == nil {
+			rx1, _ := p.RxPackets(0)
+			r.received = rx1 - rx0
+			r.offered = float64(sc.frames) / took.Seconds()
+			r.rxRate = float64(r.received) / took.Seconds()
+		}
 	}
-	took, err := gen.send(p, frame, sc.frames, sc.rate)
 	if err != nil {
 		r.err = err
 		if proc != nil {
@@ -294,10 +308,6 @@ func measure(p *veth.Network, gen *generator, t tool, sc scenario, frame []byte,
 		}
 		return r
 	}
-	rx1, _ := p.RxPackets(0)
-	r.received = rx1 - rx0
-	r.offered = float64(sc.frames) / took.Seconds()
-	r.rxRate = float64(r.received) / took.Seconds()
 	if proc == nil {
 		return r
 	}

@@ -79,60 +79,19 @@ func measureWhole(p *veth.Network, ringcap, dir string, n, runs int) ([]row, err
 	var rows []row
 	for range runs {
 		for _, t := range wholeFrameTools(ringcap) {
-			r := measureReplay(p, t, sc, burst, dir)
+			r := measureSend(p, t, sc, dir, func() (time.Duration, error) {
+				start := time.Now()
+				cmd := exec.Command("ip", "netns", "exec", p.Tx, "tcpreplay", "-q", "--topspeed", "-i", txIf, burst)
+				if out, err := cmd.CombinedOutput(); err != nil {
+					return 0, fmt.Errorf("tcpreplay: %v: %s", err, out)
+				}
+				return time.Since(start), nil
+			})
 			fmt.Fprintln(os.Stderr, r.String())
 			rows = append(rows, r)
 		}
 	}
 	return rows, nil
-}
-
-// measureReplay is measure with tcpreplay as the sender.
-func measureReplay(p *veth.Network, t tool, sc scenario, burst, dir string) row {
-	r := row{scenario: sc, tool: t.name}
-	if _, err := exec.LookPath(t.args("")[0]); err != nil {
-		r.err = fmt.Errorf("not installed (ringbench --install)")
-		return r
-	}
-	if t.needsPass {
-		l, err := passOnRx(p)
-		if err != nil {
-			r.err = fmt.Errorf("attach XDP_PASS to %s: %w", rxIf, err)
-			return r
-		}
-		defer l.Close()
-	}
-	proc, err := t.start(p, dir)
-	if err != nil {
-		r.err = err
-		return r
-	}
-	rx0, err := p.RxPackets(0)
-	if err != nil {
-		proc.stop()
-		r.err = err
-		return r
-	}
-	start := time.Now()
-	cmd := exec.Command("ip", "netns", "exec", p.Tx, "tcpreplay", "-q", "--topspeed", "-i", txIf, burst)
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Run(); err != nil {
-		proc.stop()
-		r.err = fmt.Errorf("tcpreplay: %w", err)
-		return r
-	}
-	took := time.Since(start)
-	// Give the tool a moment to write what it has taken in.
-	time.Sleep(time.Second)
-	rx1, _ := p.RxPackets(0)
-	r.received = rx1 - rx0
-	r.offered = float64(sc.frames) / took.Seconds()
-	r.rxRate = float64(r.received) / took.Seconds()
-	if r.cpu, err = proc.stop(); err == nil {
-		r.written, err = proc.written()
-	}
-	r.err = err
-	return r
 }
 
 // printWhole prints the whole-frames rows.

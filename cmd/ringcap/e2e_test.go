@@ -90,6 +90,25 @@ func (p *vethPair) pingAddr(t *testing.T, addr string, payload int) {
 	}
 }
 
+// send sends the frames of the pcap file path from the sending end with
+// tcpreplay, and returns once the receiving end has counted as many: the
+// interface counts a frame once the program has run on it.
+func (p *vethPair) send(t *testing.T, path string) {
+	t.Helper()
+	bpftest.RequireTool(t, "tcpreplay")
+	frames := uint64(len(pcapngtest.ReadPcap(t, path)))
+	before, err := p.RxPackets(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := exec.Command("ip", "netns", "exec", p.Tx, "tcpreplay", "-q", "-i", txIf, path).CombinedOutput(); err != nil {
+		t.Fatalf("tcpreplay: %v\n%s", err, msg)
+	}
+	if !waitFor(10*time.Second, func() bool { n, _ := p.RxPackets(0); return n >= before+frames }) {
+		t.Fatalf("%s did not receive the %d frames sent", rxIf, frames)
+	}
+}
+
 // xdpAttached reports whether any XDP program is on the receiving end.
 func (p *vethPair) xdpAttached(t *testing.T) bool {
 	t.Helper()

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopacket/gopacket/pcapgo"
-
 	"github.com/ringcap/ringcap/bpf/bpftest"
 	"github.com/ringcap/ringcap/writer/pcapngtest"
 )
@@ -20,44 +16,13 @@ import (
 // protocols is the corpus filter expressions are tried on.
 const protocols = testdata + "/protocols.pcap"
 
-// tcpdumpSelects returns the times of the frames that tcpdump -r selects
-// from path with expr.
-func tcpdumpSelects(t *testing.T, path, expr string) []time.Time {
-	t.Helper()
-	bpftest.RequireTool(t, "tcpdump")
-	out := filepath.Join(t.TempDir(), "tcpdump.pcap")
-	if msg, err := exec.Command("tcpdump", "-r", path, "-w", out, expr).CombinedOutput(); err != nil {
-		t.Fatalf("tcpdump %q: %v\n%s", expr, err, msg)
+// times are the packets' times, which tell the corpus' frames apart.
+func times(packets []pcapngtest.Packet) []time.Time {
+	var ts []time.Time
+	for _, p := range packets {
+		ts = append(ts, p.Time)
 	}
-	f, err := os.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var times []time.Time
-	for {
-		_, ci, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			return times
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		times = append(times, ci.Timestamp)
-	}
-}
-
-func packetTimes(t *testing.T, path string) []time.Time {
-	t.Helper()
-	var times []time.Time
-	for _, p := range pcapngtest.Read(t, path).Packets {
-		times = append(times, p.Time)
-	}
-	return times
+	return ts
 }
 
 // On this corpus the default selection (L3 length above 1500, VLAN tags
@@ -88,8 +53,8 @@ func TestReplayFilter(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("exit %d\n%s", r.code, r.stderr)
 			}
-			want := tcpdumpSelects(t, protocols, tt.reference)
-			if got := packetTimes(t, out); !slices.EqualFunc(got, want, time.Time.Equal) {
+			want := times(pcapngtest.Tcpdump(t, protocols, tt.reference))
+			if got := times(pcapngtest.Read(t, out).Packets); !slices.EqualFunc(got, want, time.Time.Equal) {
 				t.Errorf("ringcap selects %d frames at %v, tcpdump %d at %v", len(got), got, len(want), want)
 			}
 			info := pcapngtest.Run(t, "capinfos", "-M", out)
@@ -104,14 +69,12 @@ func TestReplayFilter(t *testing.T) {
 // writes what tcpdump -r selects from the file that was sent.
 func TestRecordFilter(t *testing.T) {
 	bpftest.RequireTool(t, "tcpreplay")
-	bpftest.RequireTool(t, "tcpdump")
 	// Only unicast frames to the test's own addresses are sent.
 	sent := filepath.Join(t.TempDir(), "sent.pcap")
 	if msg, err := exec.Command("tcpdump", "-r", protocols, "-w", sent,
 		"not (ip multicast or ip6 multicast or dst host 255.255.255.255)").CombinedOutput(); err != nil {
 		t.Fatalf("tcpdump: %v\n%s", err, msg)
 	}
-	frames := len(tcpdumpSelects(t, sent, ""))
 	for _, tt := range []struct {
 		name      string
 		args      []string
@@ -128,35 +91,18 @@ func TestRecordFilter(t *testing.T) {
 			if !strings.Contains(r.errors(), "): "+tt.ifFilter+", snaplen") {
 				t.Errorf("the first line does not show the selection %q:\n%s", tt.ifFilter, r.errors())
 			}
-			before, err := p.RxPackets(0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if msg, err := exec.Command("ip", "netns", "exec", p.Tx, "tcpreplay", "-q", "-i", txIf, sent).CombinedOutput(); err != nil {
-				t.Fatalf("tcpreplay: %v\n%s", err, msg)
-			}
-			// The interface counts a frame once the program has run on
-			// it: stop only then.
-			if !waitFor(10*time.Second, func() bool { n, _ := p.RxPackets(0); return n >= before+uint64(frames) }) {
-				t.Fatalf("%s did not receive the %d frames sent", rxIf, frames)
-			}
+			p.send(t, sent)
 			if code := r.stop(t, os.Interrupt); code != 0 {
 				t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
 			}
-			want := tcpdumpSelects(t, sent, tt.reference)
-			got := pcapngtest.Fields(t, path, "frame.len")
+			// tcpreplay sends the frames as they are: compare their bytes.
+			want := pcapngtest.Tcpdump(t, sent, tt.reference)
+			got := pcapngtest.Read(t, path).Packets
 			if len(got) != len(want) || len(want) == 0 {
 				t.Fatalf("ringcap wrote %d frames, tcpdump selects %d of those sent", len(got), len(want))
 			}
-			// tcpreplay sends the frames as they are: compare their bytes.
-			wantFile := filepath.Join(t.TempDir(), "want.pcap")
-			if msg, err := exec.Command("tcpdump", "-r", sent, "-w", wantFile, tt.reference).CombinedOutput(); err != nil {
-				t.Fatalf("tcpdump: %v\n%s", err, msg)
-			}
-			gotData := pcapngtest.Read(t, path).Packets
-			wantData := readPcap(t, wantFile)
-			for i := range wantData {
-				if !slices.Equal(gotData[i].Data, wantData[i][:min(len(wantData[i]), len(gotData[i].Data))]) {
+			for i, w := range want {
+				if got[i].Length != w.Length || !slices.Equal(got[i].Data, w.Data[:min(len(w.Data), len(got[i].Data))]) {
 					t.Errorf("frame %d differs from the %d-th frame tcpdump selects", i+1, i+1)
 				}
 			}
@@ -164,29 +110,5 @@ func TestRecordFilter(t *testing.T) {
 				t.Errorf("capinfos does not show the filter string %q:\n%s", tt.ifFilter, info)
 			}
 		})
-	}
-}
-
-func readPcap(t *testing.T, path string) [][]byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var frames [][]byte
-	for {
-		data, _, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			return frames
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		frames = append(frames, data)
 	}
 }

@@ -3,12 +3,10 @@ package main
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ringcap/ringcap/bpf"
 	"github.com/ringcap/ringcap/bpf/bpftest"
@@ -23,15 +21,15 @@ const sizes = testdata + "/sizes.pcap"
 // recorded, cut at snaplen, byte for byte, and the file's snap length.
 func checkFrames(t *testing.T, path string, snaplen int) {
 	t.Helper()
-	want := readPcap(t, sizes)
+	want := pcapngtest.ReadPcap(t, sizes)
 	got := pcapngtest.Read(t, path).Packets
 	if len(got) != len(want) {
 		t.Fatalf("%d frames in the file, want %d", len(got), len(want))
 	}
 	for i, w := range want {
-		if got[i].Length != len(w) || !bytes.Equal(got[i].Data, w[:min(len(w), snaplen)]) {
+		if got[i].Length != w.Length || !bytes.Equal(got[i].Data, w.Data[:min(w.Length, snaplen)]) {
 			t.Errorf("frame %d: %d of %d bytes, want the first %d of %d as sent", i+1,
-				len(got[i].Data), got[i].Length, min(len(w), snaplen), len(w))
+				len(got[i].Data), got[i].Length, min(w.Length, snaplen), w.Length)
 		}
 	}
 	info := pcapngtest.Run(t, "capinfos", "-M", path)
@@ -60,7 +58,6 @@ func TestReplayWholeFrames(t *testing.T) {
 // The same live: frames sent by tcpreplay onto the veth pair.
 func TestRecordWholeFrames(t *testing.T) {
 	bpftest.RequireTool(t, "tcpreplay")
-	frames := len(readPcap(t, sizes))
 	for _, tt := range []struct {
 		snaplen string
 		want    int
@@ -69,16 +66,7 @@ func TestRecordWholeFrames(t *testing.T) {
 			p := newVethPair(t)
 			path := filepath.Join(t.TempDir(), "whole.pcapng")
 			r := p.start(t, "-w", path, "-q", "--all", "-s", tt.snaplen)
-			before, err := p.RxPackets(0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if msg, err := exec.Command("ip", "netns", "exec", p.Tx, "tcpreplay", "-q", "-i", txIf, sizes).CombinedOutput(); err != nil {
-				t.Fatalf("tcpreplay: %v\n%s", err, msg)
-			}
-			if !waitFor(10*time.Second, func() bool { n, _ := p.RxPackets(0); return n >= before+uint64(frames) }) {
-				t.Fatalf("%s did not receive the %d frames sent", rxIf, frames)
-			}
+			p.send(t, sizes)
 			if code := r.stop(t, os.Interrupt); code != 0 {
 				t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
 			}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -122,4 +123,43 @@ func Read(t testing.TB, path string) File {
 	}
 	file.Stats = ifc.Statistics
 	return file
+}
+
+// ReadPcap reads a whole classic pcap file with pcapgo; anything it cannot
+// read fails t.
+func ReadPcap(t testing.TB, path string) []Packet {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	var packets []Packet
+	for {
+		data, ci, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			return packets
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		packets = append(packets, Packet{Time: ci.Timestamp, Length: ci.Length, Data: data})
+	}
+}
+
+// Tcpdump returns the packets of the pcap file path that tcpdump -r
+// selects with the filter expression expr: libpcap's own engine, the
+// reference for expressions.
+func Tcpdump(t testing.TB, path, expr string) []Packet {
+	t.Helper()
+	bpftest.RequireTool(t, "tcpdump")
+	out := filepath.Join(t.TempDir(), "tcpdump.pcap")
+	if msg, err := exec.Command("tcpdump", "-r", path, "-w", out, expr).CombinedOutput(); err != nil {
+		t.Fatalf("tcpdump -r %s %q: %v\n%s", path, expr, err, msg)
+	}
+	return ReadPcap(t, out)
 }
