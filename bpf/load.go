@@ -22,6 +22,8 @@ const (
 	EventRxQueueOffset  = int(unsafe.Offsetof(ringcapEvent{}.RxQueue))
 	EventFrameLenOffset = int(unsafe.Offsetof(ringcapEvent{}.FrameLen))
 	EventCapLenOffset   = int(unsafe.Offsetof(ringcapEvent{}.CapLen))
+	EventDropsOffset    = int(unsafe.Offsetof(ringcapEvent{}.Drops))
+	EventCPUOffset      = int(unsafe.Offsetof(ringcapEvent{}.Cpu))
 )
 
 // ringRecordHeaderSize is BPF_RINGBUF_HDR_SZ, the kernel's header in front

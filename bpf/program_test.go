@@ -320,7 +320,8 @@ func TestValidate(t *testing.T) {
 			"ring size " + size(page+8) + " is not a power of two: use " + size(page) + " or " + size(2*page)},
 		{Config{SnapLen: 256, RingSize: page / 2, Interfaces: 1},
 			"ring size " + size(page/2) + " is not a multiple of the page size (" + size(page) + "): use " + size(page)},
-		{Config{SnapLen: 65535, RingSize: 64 << 10, Interfaces: 1}, "ring size 64KiB cannot hold one 65568-byte record of snaplen 65535: use at least 128KiB"},
+		{Config{SnapLen: 65535, RingSize: 64 << 10, Interfaces: 1},
+			fmt.Sprintf("ring size 64KiB cannot hold one %d-byte record of snaplen 65535: use at least 128KiB", (8+EventHeaderSize+65535+7)&^7)},
 	}
 	for _, tt := range tests {
 		err := tt.cfg.Validate()

@@ -44,6 +44,12 @@ struct event {
 	__u32 rx_queue;
 	__u32 frame_len; // all fragments
 	__u32 cap_len;   // min(frame_len, snaplen)
+	// This interface's frames lost on this CPU so far (ring_full +
+	// reserve_failed): the reader turns it into each frame's
+	// epb_dropcount, the losses since the previous frame.
+	__u64 drops;
+	__u32 cpu;
+	__u32 pad;
 };
 
 // Only referenced through pointers, so without this declaration the type
@@ -152,13 +158,19 @@ static __always_inline int room(void *ring, struct iface_counters *cnt, __u64 si
 	return 1;
 }
 
-static __always_inline void fill_event(struct event *ev, struct xdp_md *ctx, __u64 frame_len, __u64 cap)
+static __always_inline void fill_event(struct event *ev, struct xdp_md *ctx, struct iface_counters *cnt, __u64 frame_len,
+				       __u64 cap)
 {
 	ev->ts_ns = bpf_ktime_get_ns();
 	ev->ifindex = ctx->ingress_ifindex;
 	ev->rx_queue = ctx->rx_queue_index;
 	ev->frame_len = frame_len;
 	ev->cap_len = cap;
+	// The counters are this CPU's, and this CPU's records reach the ring
+	// in order: the reader takes differences per CPU.
+	ev->drops = cnt->ring_full + cnt->reserve_failed;
+	ev->cpu = bpf_get_smp_processor_id();
+	ev->pad = 0;
 }
 
 // Ways to size a record, measured against each other in
@@ -192,7 +204,7 @@ static __always_inline int submit(struct xdp_md *ctx, struct iface_counters *cnt
 		cnt->reserve_failed++;
 		return XDP_PASS;
 	}
-	fill_event(ev, ctx, frame_len, cap);
+	fill_event(ev, ctx, cnt, frame_len, cap);
 	bpf_ringbuf_submit(ev, wakeup);
 	cnt->written++;
 	return XDP_PASS;
@@ -276,7 +288,7 @@ static __always_inline int write_dynptr(struct xdp_md *ctx, void *ring, struct i
 		cnt->reserve_failed++;
 		return XDP_PASS;
 	}
-	fill_event(ev, ctx, frame_len, cap);
+	fill_event(ev, ctx, cnt, frame_len, cap);
 	bpf_ringbuf_submit_dynptr(&rec, wakeup);
 	cnt->written++;
 	return XDP_PASS;
@@ -314,7 +326,7 @@ static __always_inline int write_output(struct xdp_md *ctx, void *ring, struct i
 		cnt->reserve_failed++;
 		return XDP_PASS;
 	}
-	fill_event(ev, ctx, frame_len, cap);
+	fill_event(ev, ctx, cnt, frame_len, cap);
 	if (bpf_ringbuf_output(ring, ev, sizeof(*ev) + cap, wakeup) < 0) {
 		cnt->reserve_failed++;
 		return XDP_PASS;

@@ -20,6 +20,9 @@ type ringcapEvent struct {
 	RxQueue  uint32
 	FrameLen uint32
 	CapLen   uint32
+	Drops    uint64
+	Cpu      uint32
+	Pad      uint32
 }
 
 type ringcapIfaceCounters struct {

@@ -96,6 +96,8 @@ type Capture struct {
 	ring    *ringbuf.Reader
 	slot    map[uint32]int // ifindex -> position in ifaces
 	packets atomic.Uint64  // frames handed to the sink
+	// drops continues from one Run to the next, as the counters do.
+	drops *dropCounter
 
 	detachOnce sync.Once
 	links      []link.Link
@@ -117,6 +119,10 @@ func Open(cfg Config) (*Capture, error) {
 		return nil, err
 	}
 	c := &Capture{objs: objs, slot: make(map[uint32]int)}
+	if c.drops, err = newDropCounter(len(ifaces)); err != nil {
+		objs.Close()
+		return nil, err
+	}
 	// Mapping the ring costs milliseconds for a large one; it is done
 	// once, not per Run.
 	if c.ring, err = ringbuf.NewReader(objs.Events); err != nil {
@@ -361,6 +367,7 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 	if err := clk.sync(); err != nil {
 		return err
 	}
+	drops := c.drops
 	idle := sink.Flush
 	if s, ok := sink.(IdleSink); ok {
 		idle = s.Idle
@@ -397,7 +404,8 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 			if !ok {
 				return fmt.Errorf("ring record from ifindex %d, which ringcap did not attach to", ev.ifindex)
 			}
-			err = sink.WritePacket(writer.Packet{Interface: iface, Time: clk.wall(ev.tsNs), Length: int(ev.frameLen), Queue: ev.rxQueue, Data: ev.data})
+			err = sink.WritePacket(writer.Packet{Interface: iface, Time: clk.wall(ev.tsNs), Length: int(ev.frameLen),
+				Queue: ev.rxQueue, DropCount: drops.since(iface, &ev), Data: ev.data})
 			if err != nil {
 				return err
 			}

@@ -42,6 +42,8 @@ func TestDecodeEvent(t *testing.T) {
 		binary.NativeEndian.PutUint32(b[bpf.EventRxQueueOffset:], 3)
 		binary.NativeEndian.PutUint32(b[bpf.EventFrameLenOffset:], 9014)
 		binary.NativeEndian.PutUint32(b[bpf.EventCapLenOffset:], capLen)
+		binary.NativeEndian.PutUint64(b[bpf.EventDropsOffset:], 1<<33+5)
+		binary.NativeEndian.PutUint32(b[bpf.EventCPUOffset:], 1)
 		for i := range carried {
 			b[bpf.EventHeaderSize+i] = byte(i)
 		}
@@ -68,7 +70,8 @@ func TestDecodeEvent(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if ev.tsNs != 123456789 || ev.ifindex != 7 || ev.rxQueue != 3 || ev.frameLen != 9014 || len(ev.data) != tt.capLen {
+			if ev.tsNs != 123456789 || ev.ifindex != 7 || ev.rxQueue != 3 || ev.frameLen != 9014 || len(ev.data) != tt.capLen ||
+				ev.drops != 1<<33+5 || ev.cpu != 1 {
 				t.Errorf("decoded %+v", ev)
 			}
 			for i, b := range ev.data {

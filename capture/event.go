@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/ringcap/ringcap/bpf"
 )
 
@@ -14,6 +16,8 @@ type event struct {
 	ifindex  uint32
 	rxQueue  uint32
 	frameLen uint32
+	drops    uint64 // the interface's losses on cpu so far
+	cpu      uint32
 	data     []byte // cap_len bytes of the frame, within the record
 }
 
@@ -32,6 +36,39 @@ func decodeEvent(raw []byte) (event, error) {
 		ifindex:  binary.NativeEndian.Uint32(raw[bpf.EventIfindexOffset:]),
 		rxQueue:  binary.NativeEndian.Uint32(raw[bpf.EventRxQueueOffset:]),
 		frameLen: binary.NativeEndian.Uint32(raw[bpf.EventFrameLenOffset:]),
+		drops:    binary.NativeEndian.Uint64(raw[bpf.EventDropsOffset:]),
+		cpu:      binary.NativeEndian.Uint32(raw[bpf.EventCPUOffset:]),
 		data:     raw[bpf.EventHeaderSize : bpf.EventHeaderSize+int(capLen)],
 	}, nil
+}
+
+// dropCounter turns the program's running loss counts, one per interface
+// and CPU, into each frame's losses since the frame before it: the
+// program counts per CPU, and a CPU's records reach the ring in order.
+type dropCounter struct {
+	last [][]uint64 // [interface][cpu]
+}
+
+func newDropCounter(interfaces int) (*dropCounter, error) {
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("count CPUs: %w", err)
+	}
+	d := &dropCounter{last: make([][]uint64, interfaces)}
+	for i := range d.last {
+		d.last[i] = make([]uint64, cpus)
+	}
+	return d, nil
+}
+
+// since returns the frames of interface iface lost since the frame
+// before ev.
+func (d *dropCounter) since(iface int, ev *event) uint64 {
+	last := d.last[iface]
+	if int(ev.cpu) >= len(last) {
+		return 0 // not a CPU the kernel has: a damaged record
+	}
+	n := ev.drops - last[ev.cpu]
+	last[ev.cpu] = ev.drops
+	return n
 }

@@ -122,6 +122,10 @@ func (r *Replay) Run(ctx context.Context, sink Sink) error {
 		rec   ringbuf.Record
 		opts  ebpf.RunOptions
 	)
+	drops, err := newDropCounter(len(r.ifaces))
+	if err != nil {
+		return err
+	}
 	for n := 1; ctx.Err() == nil; n++ {
 		f, err := in.Next()
 		if errors.Is(err, io.EOF) {
@@ -177,7 +181,8 @@ func (r *Replay) Run(ctx context.Context, sink Sink) error {
 			data := ev.data[:min(len(ev.data), len(f.Data))]
 			// No queue received a replayed frame: the event's is the
 			// test run's.
-			err = sink.WritePacket(writer.Packet{Interface: f.Interface, Time: f.Time, Length: int(ev.frameLen), Data: data})
+			err = sink.WritePacket(writer.Packet{Interface: f.Interface, Time: f.Time, Length: int(ev.frameLen),
+				DropCount: drops.since(f.Interface, &ev), Data: data})
 			if err != nil {
 				return err
 			}

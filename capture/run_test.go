@@ -3,13 +3,16 @@ package capture
 import (
 	"bytes"
 	"context"
+	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ringcap/ringcap/bpf"
 	"github.com/ringcap/ringcap/bpf/bpftest"
 	"github.com/ringcap/ringcap/bpf/frames"
 	"github.com/ringcap/ringcap/writer"
@@ -133,5 +136,61 @@ func TestAttachModes(t *testing.T) {
 		t.Fatal("native mode attached to lo")
 	} else if !strings.Contains(err.Error(), "attach lo in native mode") {
 		t.Errorf("error %q does not name the interface and mode", err)
+	}
+}
+
+// Each packet carries the frames of its interface lost since the packet
+// before it: the losses sit on the first frame after them, across Runs,
+// and add up to the program's counters.
+func TestDropCounts(t *testing.T) {
+	inNewNetns(t)
+	// The program counts losses per CPU: keep every frame on one.
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		t.Fatal(err)
+	}
+	cpu := 0
+	for !set.IsSet(cpu) {
+		cpu++
+	}
+	set.Zero()
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		t.Fatal(err)
+	}
+	page := os.Getpagesize()
+	c, err := Open(Config{Interfaces: []string{"lo"}, MTU: 1500, SnapLen: 128, RingSize: uint32(page), Mode: ModeGeneric})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	frame := frames.Spec{L3Len: 3000}.Build()
+	// A record: the ring's 8-byte header, the event, 128 bytes of frame.
+	fits := (page - 1) / (8 + bpf.EventHeaderSize + 128)
+	const lost = 7
+	var sink sliceSink
+	for _, step := range []struct{ sent, read int }{{fits + lost, fits}, {2, 2}} {
+		if err := bpftest.RunTimes(c.objs.Programs[0], frame, step.sent); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Run(context.Background(), &sink, uint64(step.read)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []uint64
+	for _, p := range sink.packets {
+		got = append(got, p.DropCount)
+	}
+	want := make([]uint64, fits+2)
+	want[fits] = lost
+	if !slices.Equal(got, want) {
+		t.Errorf("drop counts %v, want %v", got, want)
+	}
+	counts, err := c.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts[0].Dropped() != lost {
+		t.Errorf("the program counted %d dropped, want %d", counts[0].Dropped(), lost)
 	}
 }

@@ -129,18 +129,18 @@ func TestRotation(t *testing.T) {
 			packets: [][]time.Duration{{0, s}, {2 * s, 3 * s}, {4 * s}},
 		},
 		{
-			// The header blocks take 164 bytes and each 100-byte
-			// frame's block, with its queue, 152: two frames bring a
-			// file to 468.
+			// The header blocks take 128 bytes and each 100-byte
+			// frame's block, with its queue and drop count, 164: two
+			// frames bring a file to 456.
 			name:    "size",
-			policy:  Policy{Size: 468},
+			policy:  Policy{Size: 456},
 			writes:  []time.Duration{0, s, 2 * s, 3 * s, 4 * s},
 			files:   []string{"cap_00001_20261126100007.pcapng", "cap_00002_20261126100009.pcapng", "cap_00003_20261126100011.pcapng"},
 			packets: [][]time.Duration{{0, s}, {2 * s, 3 * s}, {4 * s}},
 		},
 		{
 			name:    "size, one byte more",
-			policy:  Policy{Size: 469},
+			policy:  Policy{Size: 457},
 			writes:  []time.Duration{0, s, 2 * s, 3 * s},
 			files:   []string{"cap_00001_20261126100007.pcapng", "cap_00002_20261126100010.pcapng"},
 			packets: [][]time.Duration{{0, s, 2 * s}, {3 * s}},

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
@@ -25,6 +24,9 @@ type Interface struct {
 	// on, written as epb_queue: true for a live capture, not for a
 	// replay, where no queue received them.
 	Queues bool
+	// OS is the operating system of the machine the interface is on
+	// (if_os); empty where that is not known, as in a replay.
+	OS string
 }
 
 // Packet is one captured frame.
@@ -33,14 +35,22 @@ type Packet struct {
 	Time      time.Time
 	Length    int    // original length on the wire
 	Queue     uint32 // receive queue; see Interface.Queues
+	// DropCount is the frames of the interface lost since the packet
+	// before this one (epb_dropcount), so that Wireshark shows where a
+	// capture has holes.
+	DropCount uint64
 	Data      []byte // the captured bytes; valid only during WritePacket
 }
 
 // Options describe a file's header blocks.
 type Options struct {
-	// Application names the program and its version in the Section
-	// Header Block (shb_userappl).
+	// The Section Header Block describes the capture as dumpcap's does:
+	// the program and its version (shb_userappl), the CPU model
+	// (shb_hardware) and the operating system (shb_os). Empty ones are
+	// left out.
 	Application string
+	Hardware    string
+	OS          string
 	Interfaces  []Interface
 	// BufferSize is how many bytes of complete blocks collect before
 	// they are written out; 0 means DefaultBufferSize.
@@ -110,8 +120,8 @@ func newWriter(out io.Writer, opts Options, buf []byte) (*Writer, error) {
 		bufSize: opts.BufferSize,
 	}
 	section := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
-		Hardware:    runtime.GOARCH,
-		OS:          runtime.GOOS,
+		Hardware:    opts.Hardware,
+		OS:          opts.OS,
 		Application: opts.Application,
 	}}
 	ifaces := make([]pcapgo.NgInterface, len(opts.Interfaces))
@@ -120,7 +130,7 @@ func newWriter(out io.Writer, opts Options, buf []byte) (*Writer, error) {
 			Name:        ifc.Name,
 			Description: ifc.Description,
 			Filter:      ifc.Filter,
-			OS:          runtime.GOOS,
+			OS:          ifc.OS,
 			LinkType:    layers.LinkTypeEthernet,
 			SnapLength:  ifc.SnapLen,
 			// pcapgo always writes if_tsresol 9: nanoseconds.
@@ -188,10 +198,11 @@ func (w *Writer) WritePacket(p Packet) error {
 var zeros [4]byte
 
 // Enhanced Packet Block options, each a 2-byte code, a 2-byte length and
-// a 4-byte value here.
+// its value.
 const (
-	epbFlags = 2 // epb_flags: direction and reception type
-	epbQueue = 6 // epb_queue: the receive queue
+	epbFlags     = 2 // epb_flags (4 bytes): direction and reception type
+	epbDropCount = 4 // epb_dropcount (8 bytes): frames lost before this one
+	epbQueue     = 6 // epb_queue (4 bytes): the receive queue
 	// epbFlagInbound is epb_flags' "inbound": XDP only sees received
 	// frames.
 	epbFlagInbound = 1
@@ -205,7 +216,7 @@ const (
 // if_tsresol is 9).
 func (w *Writer) appendEPB(p *Packet, queue bool) {
 	pad := (4 - len(p.Data)&3) & 3
-	options := 8 + 4 // epb_flags, opt_endofopt
+	options := 8 + 12 + 4 // epb_flags, epb_dropcount, opt_endofopt
 	if queue {
 		options += 8
 	}
@@ -222,6 +233,9 @@ func (w *Writer) appendEPB(p *Packet, queue bool) {
 	b = append(b, p.Data...)
 	b = append(b, zeros[:pad]...)
 	b = appendOption32(b, epbFlags, epbFlagInbound)
+	b = binary.LittleEndian.AppendUint16(b, epbDropCount)
+	b = binary.LittleEndian.AppendUint16(b, 8)
+	b = binary.LittleEndian.AppendUint64(b, p.DropCount)
 	if queue {
 		b = appendOption32(b, epbQueue, p.Queue)
 	}

@@ -26,13 +26,14 @@ var (
 		// As replayed: no queue.
 		{Name: "eth1", Description: "XDP generic mode", Filter: "l3len > 1500", SnapLen: 256},
 	}
+	testOptions = Options{Application: "ringcap test", Hardware: "Test CPU", OS: "Linux 6.18.0-test", Interfaces: testInterfaces}
 	// Nanoseconds that a microsecond resolution would lose.
 	t0          = time.Date(2026, 11, 26, 12, 0, 0, 123456789, time.UTC)
 	testPackets = []Packet{
-		{0, t0, 1515, 3, pattern(256)},
-		{1, t0.Add(time.Millisecond + 1), 9014, 5, pattern(256)}, // queue not written
-		{0, t0.Add(2 * time.Second), 100, 0, pattern(100)},
-		{1, t0.Add(3 * time.Second), 255, 0, pattern(253)}, // needs block padding
+		{0, t0, 1515, 3, 0, pattern(256)},
+		{1, t0.Add(time.Millisecond + 1), 9014, 5, 1 << 40, pattern(256)}, // queue not written
+		{0, t0.Add(2 * time.Second), 100, 0, 7, pattern(100)},
+		{1, t0.Add(3 * time.Second), 255, 0, 0, pattern(253)}, // needs block padding
 	}
 )
 
@@ -46,7 +47,7 @@ func pattern(n int) []byte {
 
 func writeTestFile(t *testing.T, out io.Writer) *Writer {
 	t.Helper()
-	w, err := New(out, Options{Application: "ringcap test", Interfaces: testInterfaces})
+	w, err := New(out, testOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +115,8 @@ func TestRoundTripTshark(t *testing.T) {
 		t.Fatal(err)
 	}
 	rows := pcapngtest.Fields(t, path, "frame.interface_name", "frame.len", "frame.cap_len",
-		"frame.time_epoch", "frame.interface_description", "frame.packet_flags_direction", "frame.interface_queue")
+		"frame.time_epoch", "frame.interface_description", "frame.packet_flags_direction", "frame.interface_queue",
+		"frame.drop_count")
 	if len(rows) != len(testPackets) {
 		t.Fatalf("tshark read %d packets, want %d: %q", len(rows), len(testPackets), rows)
 	}
@@ -125,13 +127,14 @@ func TestRoundTripTshark(t *testing.T) {
 			queue = strconv.Itoa(int(p.Queue))
 		}
 		want := []string{ifc.Name, strconv.Itoa(p.Length), strconv.Itoa(len(p.Data)),
-			epoch(p.Time), ifc.Description, "0x00000001", queue}
+			epoch(p.Time), ifc.Description, "0x00000001", queue, strconv.FormatUint(p.DropCount, 10)}
 		if !slices.Equal(rows[i], want) {
 			t.Errorf("packet %d: tshark says %q, want %q", i, rows[i], want)
 		}
 	}
 	info := pcapngtest.Run(t, "capinfos", "-M", path)
 	for _, want := range []string{"Number of packets:   4", "Capture application: ringcap test",
+		"Capture hardware:    Test CPU", "Capture oper-sys:    Linux 6.18.0-test",
 		"Number of interfaces in file: 2", "Filter string = l3len > 1500", "Time precision = nanoseconds (9)"} {
 		if !strings.Contains(info, want) {
 			t.Errorf("capinfos does not say %q:\n%s", want, info)
@@ -211,7 +214,7 @@ func TestWriteErrorKeepsWholeBlocks(t *testing.T) {
 	writeTestFile(t, &full)
 	for room := 0; room <= full.Len(); room += 7 {
 		f := &shortFile{room: room}
-		w, err := New(f, Options{Application: "ringcap test", Interfaces: testInterfaces})
+		w, err := New(f, testOptions)
 		if err == nil {
 			err = w.Flush()
 		}

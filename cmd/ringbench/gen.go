@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"time"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -47,7 +46,7 @@ func newGenerator(p *veth.Network, threads int) (*generator, error) {
 		return nil, fmt.Errorf("load generator: %w", err)
 	}
 	g := &generator{tx: prog, threads: max(threads, 1)}
-	if g.cpus, err = allowedCPUs(); err != nil {
+	if g.cpus, err = veth.AllowedCPUs(); err != nil {
 		prog.Close()
 		return nil, err
 	}
@@ -64,22 +63,6 @@ func newGenerator(p *veth.Network, threads int) (*generator, error) {
 		return nil, err
 	}
 	return g, nil
-}
-
-// allowedCPUs lists the CPUs the calling thread may run on: under a
-// cpuset or taskset they need not be 0..n-1.
-func allowedCPUs() ([]int, error) {
-	var allowed unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
-		return nil, fmt.Errorf("read the CPUs ringbench may use: %w", err)
-	}
-	var cpus []int
-	for cpu := range 8 * int(unsafe.Sizeof(allowed)) {
-		if allowed.IsSet(cpu) {
-			cpus = append(cpus, cpu)
-		}
-	}
-	return cpus, nil
 }
 
 // xdpMD is struct xdp_md: the test run's context.

@@ -305,7 +305,9 @@ func TestRecordOversize(t *testing.T) {
 				t.Errorf("status line written to a stderr that is not a terminal:\n%s", r.errors())
 			}
 
-			rows := pcapngtest.Fields(t, path, "frame.len", "frame.cap_len", "frame.interface_name", "frame.time_epoch", "icmp.type")
+			checkHostDescribed(t, path)
+			rows := pcapngtest.Fields(t, path, "frame.len", "frame.cap_len", "frame.interface_name", "frame.time_epoch", "icmp.type",
+				"frame.interface_description")
 			if len(rows) != len(want) {
 				t.Fatalf("file holds %d frames, want the %d oversize echo requests: %q", len(rows), len(want), rows)
 			}
@@ -314,6 +316,10 @@ func TestRecordOversize(t *testing.T) {
 				wantRow := []string{strconv.Itoa(w.frameLen), strconv.Itoa(min(w.frameLen, tt.snaplen)), rxIf}
 				if !slices.Equal(row[:3], wantRow) || row[4] != "8" {
 					t.Errorf("frame %d: len, cap_len, interface, icmp type = %q, want %q and echo request (8)", i, row, wantRow)
+				}
+				// Wireshark names interfaces by their description.
+				if desc := rxIf + ": " + strings.TrimSuffix(tt.attachment, ")"); row[5] != desc {
+					t.Errorf("frame %d: interface description %q, want %q", i, row[5], desc)
 				}
 				ts, err := strconv.ParseFloat(row[3], 64)
 				if err != nil {
@@ -333,16 +339,7 @@ func TestRecordOversize(t *testing.T) {
 // CPU: pings from two CPUs arrive on two queues.
 func TestRecordQueues(t *testing.T) {
 	bpftest.RequireTool(t, "taskset")
-	var allowed []int
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		t.Fatal(err)
-	}
-	for cpu := 0; cpu < 1024 && len(allowed) < 2; cpu++ {
-		if set.IsSet(cpu) {
-			allowed = append(allowed, cpu)
-		}
-	}
+	allowed := allowedCPUs(t)
 	if len(allowed) < 2 {
 		t.Skipf("needs two CPUs to send from two queues; this process may use %v", allowed)
 	}
@@ -369,6 +366,49 @@ func TestRecordQueues(t *testing.T) {
 	}
 	if got := pcapngtest.Fields(t, path, "frame.interface_queue", "frame.len"); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("frames (queue, length) = %v, want %v", got, want)
+	}
+}
+
+// allowedCPUs lists the CPUs the test may pin senders to.
+func allowedCPUs(t *testing.T) []int {
+	t.Helper()
+	cpus, err := veth.AllowedCPUs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cpus
+}
+
+// checkHostDescribed checks that the file describes the host as dumpcap
+// does, as lscpu and uname describe it: the CPU model, the kernel, and
+// ringcap's version; and the interface's operating system.
+func checkHostDescribed(t *testing.T, path string) {
+	t.Helper()
+	bpftest.RequireTool(t, "lscpu")
+	out, err := exec.Command("lscpu").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var model string
+	for _, line := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "Model name" {
+			model = strings.TrimSpace(v)
+		}
+	}
+	kernel, err := exec.Command("uname", "-sr").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := pcapngtest.Run(t, "capinfos", "-M", path)
+	for _, want := range []string{
+		"Capture hardware:    " + model + "\n",
+		"Capture oper-sys:    " + strings.TrimSpace(string(kernel)) + "\n",
+		"Capture application: ringcap " + testVersion + "\n",
+		"Operating system = " + strings.TrimSpace(string(kernel)) + "\n",
+	} {
+		if !strings.Contains(info, want) {
+			t.Errorf("capinfos does not say %q:\n%s", want, info)
+		}
 	}
 }
 

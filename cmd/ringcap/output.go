@@ -24,7 +24,7 @@ type source interface {
 // createFiles opens the output: out completed with the file's header
 // contents, statistics from src, the clock, and --post-rotate.
 func createFiles(out writer.Config, ifaces []writer.Interface, src source, now func() time.Time, post *postRotate) (*writer.Files, error) {
-	out.Options = writer.Options{Application: "ringcap " + version, Interfaces: ifaces}
+	out.Options = writer.Options{Application: "ringcap " + version, Hardware: hostHardware(), OS: hostOS(), Interfaces: ifaces}
 	out.Now = now
 	out.Finished = post.run
 	out.Counters = func() ([]writer.Counts, error) {

@@ -96,11 +96,14 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 	for i, ifc := range ifaces {
 		names[i] = ifc.Name
 		fileIfaces[i] = writer.Interface{
-			Name:        ifc.Name,
-			Description: ifc.Attachment(),
+			Name: ifc.Name,
+			// Wireshark names an interface by its description
+			// where there is one: it starts with the name.
+			Description: ifc.Name + ": " + ifc.Attachment(),
 			Filter:      opts.capture.Selection(),
 			SnapLen:     opts.capture.SnapLen,
 			Queues:      true,
+			OS:          hostOS(),
 		}
 	}
 	files, err := createFiles(opts.output, fileIfaces, capt, time.Now, post)

@@ -91,8 +91,10 @@ func replay(ctx context.Context, opts replayOptions, stdout, stderr io.Writer) e
 	fileIfaces := make([]writer.Interface, len(names))
 	for i, name := range names {
 		fileIfaces[i] = writer.Interface{
-			Name:        name,
-			Description: "replay of " + filepath.Base(opts.input),
+			Name: name,
+			// Wireshark names an interface by its description
+			// where there is one: it starts with the name.
+			Description: name + ": replay of " + filepath.Base(opts.input),
 			Filter:      opts.capture.Selection(),
 			SnapLen:     opts.capture.SnapLen,
 		}

@@ -188,13 +188,16 @@ func TestReplayMultiSection(t *testing.T) {
 	}
 	// mixed-linktypes.pcapng (eth0, tun0), then multi-interface.pcapng
 	// (eth0, eth1, eth2).
+	// Each interface's description starts with its name: Wireshark
+	// shows descriptions where there are any.
 	var want [][]string
 	for _, ifc := range []int{0, 0, 0, 1, 1, 1, 2, 3, 4, 3, 2, 4, 4} {
-		want = append(want, []string{strconv.Itoa(ifc), []string{"eth0", "tun0", "eth0", "eth1", "eth2"}[ifc]})
+		name := []string{"eth0", "tun0", "eth0", "eth1", "eth2"}[ifc]
+		want = append(want, []string{strconv.Itoa(ifc), name, name + ": replay of multi-section.pcapng"})
 	}
-	got := pcapngtest.Fields(t, out, "frame.interface_id", "frame.interface_name")
+	got := pcapngtest.Fields(t, out, "frame.interface_id", "frame.interface_name", "frame.interface_description")
 	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("replayed frames (interface id, name)\n%v, want\n%v", got, want)
+		t.Errorf("replayed frames (interface id, name, description)\n%v, want\n%v", got, want)
 	}
 }
 

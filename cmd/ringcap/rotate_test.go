@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcap/ringcap/bpf"
 	"github.com/ringcap/ringcap/bpf/bpftest"
 	"github.com/ringcap/ringcap/writer/pcapngtest"
 )
@@ -308,4 +309,79 @@ func TestSIGKILLMidWrite(t *testing.T) {
 		t.Error("no frame survived")
 	}
 	p.noXDPLeft(t)
+}
+
+// Frames lost to a full ring show where they were lost: each frame's
+// epb_dropcount is its interface's losses since the frame before it,
+// across rotated files, and the counts add up to the program's, as the
+// files' statistics blocks do.
+func TestDropCountInFiles(t *testing.T) {
+	bpftest.RequireTool(t, "taskset")
+	p := newVethPair(t)
+	dir := t.TempDir()
+	page := os.Getpagesize()
+	r := p.start(t, "-w", filepath.Join(dir, "rot.pcapng"), "-q", "-s", "64", "--ring-size", strconv.Itoa(page), "--rotate-packets", "10")
+	// Pings from one CPU: veth receives them there, and the program
+	// counts losses per CPU.
+	ping := func(n int) {
+		t.Helper()
+		out, err := exec.Command("ip", "netns", "exec", p.Tx, "taskset", "-c", strconv.Itoa(allowedCPUs(t)[0]),
+			"ping", "-q", "-c", strconv.Itoa(n), "-i", "0.002", "-W", "2", "-s", "2000", rxAddr).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ping: %v\n%s", err, out)
+		}
+	}
+	// With ringcap's reader stopped, the ring fills: fits records, then
+	// the rest are lost.
+	fits := (page - 1) / (8 + bpf.EventHeaderSize + 64)
+	const lost = 9
+	if err := r.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	ping(fits + lost)
+	if err := r.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	// Once the reader has emptied the ring, three more.
+	if !waitFor(10*time.Second, func() bool { return countFrames(t, dir) == fits }) {
+		t.Fatalf("ringcap wrote %d frames after it went on, want the %d the ring held", countFrames(t, dir), fits)
+	}
+	ping(3)
+	if code := r.stop(t, os.Interrupt); code != 0 {
+		t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
+	}
+
+	var got []string
+	var isbDrops uint64
+	for _, path := range rotatedFiles(t, dir) {
+		for _, row := range pcapngtest.Fields(t, path, "frame.drop_count") {
+			got = append(got, row[0])
+		}
+		isbDrops += pcapngtest.Read(t, path).Stats.PacketsDropped
+	}
+	var want []string
+	for i := range fits + 3 {
+		n := 0
+		if i == fits {
+			n = lost // the first frame after the losses
+		}
+		want = append(want, strconv.Itoa(n))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("drop counts in the files %v, want %v", got, want)
+	}
+	sum := parseSummary(t, r.errors())
+	if sum.full+sum.resFailure != lost || isbDrops != lost {
+		t.Errorf("the program counted %d lost, the statistics blocks %d; want %d", sum.full+sum.resFailure, isbDrops, lost)
+	}
+}
+
+// countFrames counts the frames in the rotated files of dir.
+func countFrames(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	for _, path := range rotatedFiles(t, dir) {
+		n += len(pcapngtest.Read(t, path).Packets)
+	}
+	return n
 }

@@ -66,14 +66,15 @@ func Count(t testing.TB, path string, cutShortOK bool) (n int, cut bool) {
 // given fields.
 func Fields(t testing.TB, path string, fields ...string) [][]string {
 	t.Helper()
-	args := []string{"-r", path, "-T", "fields", "-E", "separator=,"}
+	// Tabs apart: descriptions hold commas.
+	args := []string{"-r", path, "-T", "fields", "-E", "separator=/t"}
 	for _, f := range fields {
 		args = append(args, "-e", f)
 	}
 	var rows [][]string
 	for _, line := range strings.Split(strings.TrimSpace(Run(t, "tshark", args...)), "\n") {
 		if line != "" {
-			rows = append(rows, strings.Split(line, ","))
+			rows = append(rows, strings.Split(line, "\t"))
 		}
 	}
 	return rows

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -155,4 +156,20 @@ func Do(ns string, f func() error) error {
 		errc <- f()
 	}()
 	return <-errc
+}
+
+// AllowedCPUs lists the CPUs the calling thread may run on, to pin
+// senders to: under a cpuset or taskset they need not be 0..n-1.
+func AllowedCPUs() ([]int, error) {
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		return nil, fmt.Errorf("read the CPUs this process may use: %w", err)
+	}
+	var cpus []int
+	for cpu := range 8 * int(unsafe.Sizeof(allowed)) {
+		if allowed.IsSet(cpu) {
+			cpus = append(cpus, cpu)
+		}
+	}
+	return cpus, nil
 }

@@ -1,4 +1,4 @@
-package main
+package veth
 
 import (
 	"runtime"
@@ -8,10 +8,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The generator pins its threads only to CPUs the process may use, which
-// under a cpuset need not start at 0.
+// Senders are pinned only to CPUs the process may use, which under a
+// cpuset need not start at 0.
 func TestAllowedCPUs(t *testing.T) {
-	all, err := allowedCPUs()
+	all, err := AllowedCPUs()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +26,7 @@ func TestAllowedCPUs(t *testing.T) {
 	if err := unix.SchedSetaffinity(0, &set); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := allowedCPUs(); err != nil || !slices.Equal(got, []int{last}) {
+	if got, err := AllowedCPUs(); err != nil || !slices.Equal(got, []int{last}) {
 		t.Errorf("restricted to CPU %d, allowedCPUs = %v, %v", last, got, err)
 	}
 }
