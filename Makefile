@@ -14,7 +14,7 @@ TEST_PACKAGES := tshark tcpdump tcpreplay iproute2 iputils-ping clang llvm libbp
 .PHONY: build deps build-deps install test lint generate generate-check bench-smoke
 
 build: build-deps
-	$(GO) build -o ringcap ./cmd/ringcap
+	$(GO) build -buildvcs=auto -o ringcap ./cmd/ringcap
 
 build-deps:
 	@$(MAKE) --no-print-directory install PACKAGES="$(BUILD_PACKAGES)"

@@ -40,6 +40,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, versionLine()) }
 	app := &cli.App{
 		Name:            "ringcap",
 		Usage:           "record selected frames (by default: oversize ones) into pcapng files, through XDP",
@@ -47,10 +48,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		HideHelpCommand: true,
 		Writer:          stdout,
 		ErrWriter:       stderr,
-		Commands:        []*cli.Command{recordCommand(), replayCommand()},
+		Commands:        []*cli.Command{recordCommand(), replayCommand(), versionCommand()},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return usagef("unknown command %q: ringcap knows record and replay (see ringcap --help)", c.Args().First())
+				return usagef("unknown command %q: ringcap knows record, replay and version (see ringcap --help)", c.Args().First())
 			}
 			return cli.ShowAppHelp(c)
 		},

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,7 +36,8 @@ func TestMain(m *testing.M) {
 	binary = filepath.Join(dir, "ringcap")
 	// A version of its own, so that a golden file that depended on the
 	// version (it must not) fails here rather than at the next release.
-	build := exec.Command("go", "build", "-ldflags", "-X main.version="+testVersion, "-o", binary, ".")
+	// -buildvcs=auto stamps the commit, whatever GOFLAGS says.
+	build := exec.Command("go", "build", "-buildvcs=auto", "-ldflags", "-X main.version="+testVersion, "-o", binary, ".")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build ringcap:", err)
@@ -189,6 +191,24 @@ func TestParseSize(t *testing.T) {
 		got, err := parseSize(tt.in)
 		if (err == nil) != tt.ok || got != tt.want {
 			t.Errorf("parseSize(%q) = %d, %v; want %d, ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}
+
+// ringcap version and --version say the version, the Go version and the
+// commit, as git names it.
+func TestVersion(t *testing.T) {
+	want := "ringcap " + testVersion + ", " + runtime.Version() + ", commit unknown (not built from a git checkout)"
+	if head, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
+		want = "ringcap " + testVersion + ", " + runtime.Version() + ", commit " + strings.TrimSpace(string(head))
+		if status, _ := exec.Command("git", "status", "--porcelain").Output(); len(status) > 0 {
+			want += ", with changes not committed"
+		}
+	}
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		r := runRingcap(t, nil, args...)
+		if r.code != 0 || r.stdout != want+"\n" {
+			t.Errorf("ringcap %s: exit %d, %q; want %q", args[0], r.code, r.stdout, want)
 		}
 	}
 }
