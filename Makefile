@@ -8,8 +8,10 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BUILD_PACKAGES := gcc libc6-dev libpcap-dev
 # What the tests use besides: tshark/capinfos read the files, tcpdump is
 # the reference for filter expressions, ip, ping and tcpreplay make traffic
-# between namespaces, clang regenerates the XDP object.
-TEST_PACKAGES := tshark tcpdump tcpreplay iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev
+# between namespaces, clang regenerates the XDP object, Prometheus (and
+# curl) scrapes the metrics, systemd-analyze checks the unit.
+TEST_PACKAGES := tshark tcpdump tcpreplay iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev \
+	prometheus curl systemd
 
 .PHONY: build deps build-deps install test lint generate generate-check bench-smoke
 

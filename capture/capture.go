@@ -296,6 +296,13 @@ func (c *Capture) Interfaces() []Interface { return c.ifaces }
 // called while Run runs.
 func (c *Capture) Packets() uint64 { return c.packets.Load() }
 
+// RingSize is the ring's size in bytes.
+func (c *Capture) RingSize() int { return c.ring.BufferSize() }
+
+// RingUsed is how many bytes of the ring hold records not read yet, now.
+// It may be called while Run runs.
+func (c *Capture) RingUsed() int { return c.ring.AvailableBytes() }
+
 // Counters returns the program's counters per interface, in the order of
 // Interfaces. It may be called while Run runs.
 func (c *Capture) Counters() ([]bpf.Counters, error) {

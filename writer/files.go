@@ -107,8 +107,12 @@ type Files struct {
 	deleteMu  sync.Mutex
 	deleteErr error
 
-	bytes   atomic.Int64
-	current atomic.Pointer[string]
+	// What other goroutines read (Bytes, Saved, Finished), as the
+	// metrics do while a capture runs.
+	bytes      atomic.Int64
+	savedTotal atomic.Uint64
+	finishedN  atomic.Uint64
+	current    atomic.Pointer[string]
 }
 
 type finishedFile struct {
@@ -283,6 +287,7 @@ func (fs *Files) finish(end time.Time) ([]Counts, error) {
 	err := cur.w.Flush()
 	fs.done += cur.w.Size()
 	fs.saved += cur.w.Saved()
+	fs.savedTotal.Store(fs.saved)
 	if cur.f != nil {
 		if err == nil {
 			if err = cur.f.Sync(); err != nil {
@@ -297,6 +302,7 @@ func (fs *Files) finish(end time.Time) ([]Counts, error) {
 		return nil, err
 	}
 	if cur.f != nil {
+		fs.finishedN.Add(1)
 		done := finishedFile{path: cur.path}
 		if fs.cfg.Finished != nil {
 			done.inUse = fs.cfg.Finished(cur.path)
@@ -367,7 +373,9 @@ func (fs *Files) WritePacket(p Packet) error {
 
 // Flush writes buffered packets out.
 func (fs *Files) Flush() error {
-	return fs.cur.w.Flush()
+	err := fs.cur.w.Flush()
+	fs.updateBytes()
+	return err
 }
 
 // Idle is Flush for a moment when no frame is on its way, for a live
@@ -395,6 +403,7 @@ func (fs *Files) Close() error {
 func (fs *Files) updateBytes() {
 	if !fs.cur.ended {
 		fs.bytes.Store(fs.done + fs.cur.w.Size())
+		fs.savedTotal.Store(fs.saved + fs.cur.w.Saved())
 	}
 }
 
@@ -403,13 +412,13 @@ func (fs *Files) updateBytes() {
 func (fs *Files) Bytes() int64 { return fs.bytes.Load() }
 
 // Saved returns how many packets reached the files: after a write error,
-// those the files kept, which may be fewer than were written.
-func (fs *Files) Saved() uint64 {
-	if fs.cur.ended {
-		return fs.saved
-	}
-	return fs.saved + fs.cur.w.Saved()
-}
+// those the files kept, which may be fewer than were written. Safe to call
+// from any goroutine.
+func (fs *Files) Saved() uint64 { return fs.savedTotal.Load() }
+
+// Finished returns how many files are complete on disk; safe to call from
+// any goroutine.
+func (fs *Files) Finished() uint64 { return fs.finishedN.Load() }
 
 // Count returns how many files this capture has started.
 func (fs *Files) Count() int { return fs.seq }

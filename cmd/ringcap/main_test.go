@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,6 +79,13 @@ func TestBadInput(t *testing.T) {
 	}
 	out := filepath.Join(dir, "new.pcapng")
 	nobody := &syscall.Credential{Uid: 65534, Gid: 65534}
+	// A port taken, for --metrics.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	taken := l.Addr().String()
 	// Ring sizes follow the page size, which is not 4KiB everywhere.
 	page := os.Getpagesize()
 	size := func(n int) string { return bpf.FormatSize(uint64(n)) }
@@ -139,6 +147,10 @@ func TestBadInput(t *testing.T) {
 			exitUsage, `"ifname" cannot be used at XDP: it names an interface in OpenBSD pf logs; choose interfaces with -i`},
 		{"expression twice", nil, []string{"record", "-i", "lo", "-w", out, "-f", "udp", "tcp"},
 			exitUsage, `a filter expression both in --filter and after the options ("tcp"): give one`},
+		{"metrics address unreadable", nil, []string{"record", "-i", "lo", "-w", out, "--metrics", "9464"},
+			exitRuntime, `--metrics "9464": give HOST:PORT or :PORT, e.g. 127.0.0.1:9464`},
+		{"metrics port taken", nil, []string{"record", "-i", "lo", "-w", out, "--metrics", taken},
+			exitRuntime, "--metrics " + taken + ": the port is taken: choose another"},
 		{"replay, bad expression", nil, []string{"replay", "../../testdata/protocols.pcap", "-w", out, "udp", "and"},
 			exitUsage, "syntax error"},
 	}

@@ -6,14 +6,16 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // postRotate runs the user's --post-rotate command on every finished file,
 // in the background so that capture never waits for it.
 type postRotate struct {
-	command string
-	stderr  io.Writer
-	wg      sync.WaitGroup
+	command  string
+	stderr   io.Writer
+	wg       sync.WaitGroup
+	failures atomic.Uint64
 }
 
 func newPostRotate(command string, stderr io.Writer) *postRotate {
@@ -35,6 +37,7 @@ func (p *postRotate) run(path string) (ended <-chan struct{}) {
 		cmd := exec.Command("/bin/sh", "-c", p.command+` "$1"`, "ringcap-post-rotate", path)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
+			p.failures.Add(1)
 			msg := strings.TrimSpace(string(out))
 			if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
 				msg = msg[i+1:]

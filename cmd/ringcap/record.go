@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -28,6 +29,7 @@ func recordCommand() *cli.Command {
 			&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Usage: "stop after writing `N` frames"},
 			&cli.DurationFlag{Name: "duration", Usage: "stop after `D` (e.g. 30s, 10m)"},
 			&cli.StringFlag{Name: "mode", Value: "auto", Usage: "XDP mode: auto (native where the driver supports it), native or generic"},
+			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`ADDR`/metrics while capturing (e.g. 127.0.0.1:9464 or :9464)"},
 		}, selectionFlags()...), outputFlags("pcapng file to write, - for standard output")...),
 		Action: func(c *cli.Context) error {
 			opts, err := parseRecordFlags(c)
@@ -46,6 +48,7 @@ type recordOptions struct {
 	duration   time.Duration
 	quiet      bool
 	postRotate string
+	metrics    string // address to serve metrics at; empty: none
 }
 
 func parseRecordFlags(c *cli.Context) (recordOptions, error) {
@@ -54,6 +57,7 @@ func parseRecordFlags(c *cli.Context) (recordOptions, error) {
 		duration:   c.Duration("duration"),
 		quiet:      c.Bool("quiet"),
 		postRotate: c.String("post-rotate"),
+		metrics:    c.String("metrics"),
 	}
 	ifaces := c.StringSlice("interface")
 	if len(ifaces) == 0 {
@@ -82,6 +86,14 @@ func parseRecordFlags(c *cli.Context) (recordOptions, error) {
 // record runs one capture until a signal, the count or the duration ends
 // it, then writes out every frame left in the ring and prints a summary.
 func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
+	var metricsListener net.Listener
+	if opts.metrics != "" {
+		var err error
+		if metricsListener, err = listenMetrics(opts.metrics); err != nil {
+			return err
+		}
+		defer metricsListener.Close()
+	}
 	capt, err := capture.Open(opts.capture)
 	if err != nil {
 		return err
@@ -109,6 +121,13 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 	files, err := createFiles(opts.output, fileIfaces, capt, time.Now, post)
 	if err != nil {
 		return err
+	}
+	if metricsListener != nil {
+		// Served until ringcap is done, after the last file is closed:
+		// a last scrape sees the summary's figures.
+		serving, stopServing := context.WithCancel(context.Background())
+		defer stopServing()
+		newMetrics(capt, files, post).serve(serving, metricsListener)
 	}
 
 	ctx, stop := signalContext(ctx)

@@ -59,7 +59,9 @@ func New(cfg Config) (*Network, error) {
 	n := &Network{Tx: cfg.Name + "-tx", Rx: cfg.Name + "-rx"}
 	queues := strconv.Itoa(cfg.Queues)
 	mtu := strconv.Itoa(cfg.MTU)
-	cmds := [][]string{{"netns", "add", n.Tx}, {"netns", "add", n.Rx}}
+	// Loopback up too: a test may serve or scrape within a namespace.
+	cmds := [][]string{{"netns", "add", n.Tx}, {"netns", "add", n.Rx},
+		{"-n", n.Tx, "link", "set", "lo", "up"}, {"-n", n.Rx, "link", "set", "lo", "up"}}
 	for i := range cfg.Links {
 		suffix := ""
 		if i > 0 {

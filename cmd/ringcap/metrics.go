@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ringcap/ringcap/capture"
+	"github.com/ringcap/ringcap/writer"
+)
+
+// metrics serves a running capture's counters in Prometheus' text format
+// at /metrics. Its collector reads them when Prometheus scrapes, from the
+// program's maps and the files' counters: nothing copies them meanwhile.
+type metrics struct {
+	capt  *capture.Capture
+	files *writer.Files
+	post  *postRotate
+
+	seen, selected, written, dropped *prometheus.Desc
+	ringSize, ringUsed               *prometheus.Desc
+	filePackets, fileBytes, finished *prometheus.Desc
+	postFailures, buildInfo          *prometheus.Desc
+}
+
+// listenMetrics opens the metrics address before anything is attached, so
+// that one that cannot be used stops ringcap first.
+func listenMetrics(addr string) (net.Listener, error) {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, fmt.Errorf("--metrics %q: give HOST:PORT or :PORT, e.g. 127.0.0.1:9464", addr)
+	}
+	l, err := net.Listen("tcp", addr)
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return nil, fmt.Errorf("--metrics %s: the port is taken: choose another", addr)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return nil, fmt.Errorf("--metrics %s: no interface here has that address", addr)
+	case err != nil:
+		return nil, fmt.Errorf("--metrics %s: %v", addr, err)
+	}
+	return l, nil
+}
+
+func newMetrics(capt *capture.Capture, files *writer.Files, post *postRotate) *metrics {
+	iface := []string{"interface"}
+	return &metrics{
+		capt: capt, files: files, post: post,
+		seen:         prometheus.NewDesc("ringcap_frames_seen_total", "Frames the XDP program ran on.", iface, nil),
+		selected:     prometheus.NewDesc("ringcap_frames_selected_total", "Frames that matched the selection.", iface, nil),
+		written:      prometheus.NewDesc("ringcap_frames_written_total", "Selected frames written into the ring.", iface, nil),
+		dropped:      prometheus.NewDesc("ringcap_frames_dropped_total", "Selected frames lost before the ring, by reason: ring_full (no room), reserve_failed.", []string{"interface", "reason"}, nil),
+		ringSize:     prometheus.NewDesc("ringcap_ring_size_bytes", "Size of the ring buffer.", nil, nil),
+		ringUsed:     prometheus.NewDesc("ringcap_ring_used_bytes", "Bytes of the ring holding records not read yet.", nil, nil),
+		filePackets:  prometheus.NewDesc("ringcap_file_packets_total", "Frames written to files.", nil, nil),
+		fileBytes:    prometheus.NewDesc("ringcap_file_bytes_total", "Bytes written to files.", nil, nil),
+		finished:     prometheus.NewDesc("ringcap_files_finished_total", "Files complete on disk: flushed, synced and closed.", nil, nil),
+		postFailures: prometheus.NewDesc("ringcap_post_rotate_failures_total", "--post-rotate commands that failed.", nil, nil),
+		buildInfo: prometheus.NewDesc("ringcap_build_info", "ringcap's version, the Go version, and the build of the XDP program attached to each interface.",
+			[]string{"version", "goversion", "interface", "program"}, nil),
+	}
+}
+
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{m.seen, m.selected, m.written, m.dropped, m.ringSize, m.ringUsed,
+		m.filePackets, m.fileBytes, m.finished, m.postFailures, m.buildInfo} {
+		ch <- d
+	}
+}
+
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	ifaces := m.capt.Interfaces()
+	counts, err := m.capt.Counters()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(m.seen, err)
+		return
+	}
+	for i, c := range counts {
+		name := ifaces[i].Name
+		ch <- prometheus.MustNewConstMetric(m.seen, prometheus.CounterValue, float64(c.Seen), name)
+		ch <- prometheus.MustNewConstMetric(m.selected, prometheus.CounterValue, float64(c.Selected), name)
+		ch <- prometheus.MustNewConstMetric(m.written, prometheus.CounterValue, float64(c.Written), name)
+		ch <- prometheus.MustNewConstMetric(m.dropped, prometheus.CounterValue, float64(c.RingFull), name, "ring_full")
+		ch <- prometheus.MustNewConstMetric(m.dropped, prometheus.CounterValue, float64(c.ReserveFailed), name, "reserve_failed")
+		ch <- prometheus.MustNewConstMetric(m.buildInfo, prometheus.GaugeValue, 1, version, runtime.Version(), name,
+			ifaces[i].Attachment())
+	}
+	ch <- prometheus.MustNewConstMetric(m.ringSize, prometheus.GaugeValue, float64(m.capt.RingSize()))
+	ch <- prometheus.MustNewConstMetric(m.ringUsed, prometheus.GaugeValue, float64(m.capt.RingUsed()))
+	ch <- prometheus.MustNewConstMetric(m.filePackets, prometheus.CounterValue, float64(m.files.Saved()))
+	ch <- prometheus.MustNewConstMetric(m.fileBytes, prometheus.CounterValue, float64(m.files.Bytes()))
+	ch <- prometheus.MustNewConstMetric(m.finished, prometheus.CounterValue, float64(m.files.Finished()))
+	ch <- prometheus.MustNewConstMetric(m.postFailures, prometheus.CounterValue, float64(m.post.failures.Load()))
+}
+
+// serve serves the metrics on l until ctx ends.
+func (m *metrics) serve(ctx context.Context, l net.Listener) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	context.AfterFunc(ctx, func() { srv.Close() })
+}
