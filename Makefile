@@ -11,9 +11,9 @@ BUILD_PACKAGES := gcc libc6-dev libpcap-dev
 # between namespaces, clang regenerates the XDP object, Prometheus (and
 # curl) scrapes the metrics, systemd-analyze checks the unit.
 TEST_PACKAGES := tshark tcpdump tcpreplay iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev \
-	prometheus curl systemd
+	prometheus curl systemd zsh fish
 
-.PHONY: build deps build-deps install test lint generate generate-check bench-smoke
+.PHONY: build deps build-deps install test lint generate generate-check man bench-smoke
 
 build: build-deps
 	$(GO) build -buildvcs=auto -o ringcap ./cmd/ringcap
@@ -51,10 +51,14 @@ lint:
 	$(GO) vet ./... ./testdata ./testdata/gen
 	$(GO) run $(STATICCHECK) ./... ./testdata ./testdata/gen
 
-generate:
+generate: man
 	$(GO) generate ./bpf/... ./testdata
 
-# The committed bpf2go output and replay corpus must be what their sources
-# generate.
+# The man page, made from the command definitions.
+man:
+	$(GO) run ./cmd/ringcap man > docs/ringcap.1
+
+# The committed bpf2go output, replay corpus and man page must be what
+# their sources generate.
 generate-check: generate
-	@git diff --exit-code --stat -- bpf/ testdata/ || { echo "generated files are stale: run make generate and commit"; exit 1; }
+	@git diff --exit-code --stat -- bpf/ testdata/ docs/ringcap.1 || { echo "generated files are stale: run make generate and commit"; exit 1; }

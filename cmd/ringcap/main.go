@@ -42,16 +42,22 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, versionLine()) }
 	app := &cli.App{
-		Name:            "ringcap",
-		Usage:           "record selected frames (by default: oversize ones) into pcapng files, through XDP",
+		Name:  "ringcap",
+		Usage: "record selected frames (by default: oversize ones) into pcapng files, through XDP",
+		Description: "ringcap attaches an XDP program to interfaces. It passes every frame on untouched and copies the ones " +
+			"selected (by default those whose L3 length exceeds --mtu; narrowed by a pcap-filter(7) expression) " +
+			"through a BPF ring buffer into pcapng files, rotated as dumpcap rotates them. ringcap replay runs the " +
+			"same program over a recorded capture. See also tcpdump(8), dumpcap(1), pcap-filter(7).",
 		Version:         version,
 		HideHelpCommand: true,
 		Writer:          stdout,
 		ErrWriter:       stderr,
-		Commands:        []*cli.Command{recordCommand(), replayCommand(), versionCommand()},
+		Commands:        []*cli.Command{recordCommand(), replayCommand(), versionCommand(), completionCommand(), manCommand()},
+		// Answers --generate-bash-completion for the completion scripts.
+		EnableBashCompletion: true,
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return usagef("unknown command %q: ringcap knows record, replay and version (see ringcap --help)", c.Args().First())
+				return usagef("unknown command %q: ringcap knows record, replay, version and completion (see ringcap --help)", c.Args().First())
 			}
 			return cli.ShowAppHelp(c)
 		},
@@ -76,7 +82,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 // `ringcap replay IN -w OUT` reads as tcpdump users type it: urfave/cli
 // stops reading flags at the first argument.
 func flagsFirst(app *cli.App, args []string) []string {
-	if len(args) < 2 {
+	// The completion scripts' question has its own order.
+	if len(args) < 2 || slices.Contains(args, "--generate-bash-completion") {
 		return args
 	}
 	cmd := app.Command(args[1])

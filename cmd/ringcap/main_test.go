@@ -224,3 +224,42 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// The completion scripts: bash's completes commands and flags by asking
+// ringcap; zsh's and fish's are scripts their shells take.
+func TestCompletion(t *testing.T) {
+	bpftest.RequireTool(t, "bash")
+	script := runRingcap(t, nil, "completion", "bash")
+	if script.code != 0 {
+		t.Fatalf("completion bash: exit %d: %s", script.code, script.stderr)
+	}
+	for _, tt := range []struct {
+		words []string // what is typed, the last word being completed
+		want  string
+	}{
+		{[]string{"rec"}, "record"},
+		{[]string{"record", "--rotate-p"}, "--rotate-packets"},
+		{[]string{"replay", "--filt"}, "--filter"},
+	} {
+		words := append([]string{binary}, tt.words...)
+		cmd := exec.Command("bash", "-c", script.stdout+`
+COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _ringcap; echo "${COMPREPLY[*]}"`, "bash")
+		cmd.Args = append(cmd.Args, words...)
+		out, err := cmd.CombinedOutput()
+		if got := strings.TrimSpace(string(out)); err != nil || got != tt.want {
+			t.Errorf("completing %q: %q (%v), want %q", tt.words, got, err, tt.want)
+		}
+	}
+	for _, shell := range []struct{ name, check string }{{"zsh", "-n"}, {"fish", "--no-execute"}} {
+		bpftest.RequireTool(t, shell.name)
+		r := runRingcap(t, nil, "completion", shell.name)
+		cmd := exec.Command(shell.name, shell.check)
+		cmd.Stdin = strings.NewReader(r.stdout)
+		if out, err := cmd.CombinedOutput(); r.code != 0 || err != nil || len(r.stdout) == 0 {
+			t.Errorf("%s does not take ringcap's script (exit %d): %v\n%s", shell.name, r.code, err, out)
+		}
+	}
+	if r := runRingcap(t, nil, "completion", "tcsh"); r.code != exitUsage || !strings.Contains(r.stderr, "give the shell: bash, zsh or fish") {
+		t.Errorf("completion tcsh: exit %d, %q", r.code, r.stderr)
+	}
+}
