@@ -338,6 +338,11 @@ func TestDropCountInFiles(t *testing.T) {
 	if err := r.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// A signal arrives a moment after kill returns: wait until ringcap
+	// is stopped, or its reader could still take a record or two.
+	if !waitFor(10*time.Second, func() bool { return processState(t, r.cmd.Process.Pid) == "T" }) {
+		t.Fatal("ringcap did not stop on SIGSTOP")
+	}
 	ping(fits + lost)
 	if err := r.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
@@ -384,4 +389,17 @@ func countFrames(t *testing.T, dir string) int {
 		n += len(pcapngtest.Read(t, path).Packets)
 	}
 	return n
+}
+
+// processState is the state letter of process pid in /proc: R, S, T, ...
+func processState(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pid (comm) state ...: comm may hold spaces, so look after its ")".
+	_, rest, _ := strings.Cut(string(b), ") ")
+	state, _, _ := strings.Cut(rest, " ")
+	return state
 }
