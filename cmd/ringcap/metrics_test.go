@@ -60,7 +60,9 @@ func TestMetricsPrometheus(t *testing.T) {
 	bpftest.RequireTool(t, "curl")
 	p := newVethPair(t)
 	dir := t.TempDir()
-	r := p.start(t, "-w", filepath.Join(dir, "rot.pcapng"), "-q", "--rotate-packets", "2", "--metrics", "127.0.0.1:9464")
+	// A --post-rotate command that fails, to be counted.
+	r := p.start(t, "-w", filepath.Join(dir, "rot.pcapng"), "-q", "--rotate-packets", "2", "--metrics", "127.0.0.1:9464",
+		"--post-rotate", "exit 3 #")
 
 	// Prometheus in the same namespace, scraping every second.
 	config := filepath.Join(dir, "prometheus.yml")
@@ -98,7 +100,7 @@ scrape_configs:
 		`ringcap_file_packets_total`:                                         pings,
 		`ringcap_files_finished_total`:                                       2,
 		`ringcap_ring_size_bytes`:                                            8 << 20,
-		`ringcap_post_rotate_failures_total`:                                 0,
+		`ringcap_post_rotate_failures_total`:                                 2,
 		`ringcap_build_info{interface="rc-rx",program="XDP native mode, multi-buffer",version="` + testVersion + `"}`: 1,
 	}
 	for expr, v := range want {
