@@ -381,12 +381,15 @@ func TestDropCountInFiles(t *testing.T) {
 	}
 }
 
-// countFrames counts the frames in the rotated files of dir.
+// countFrames counts the frames in the rotated files of dir while
+// ringcap writes them: a block that a read meets half written counts as
+// not there yet.
 func countFrames(t *testing.T, dir string) int {
 	t.Helper()
 	n := 0
 	for _, path := range rotatedFiles(t, dir) {
-		n += len(pcapngtest.Read(t, path).Packets)
+		c, _ := pcapngtest.Count(t, path, true)
+		n += c
 	}
 	return n
 }
