@@ -43,6 +43,9 @@ type Config struct {
 	Policy
 	// Overwrite replaces existing files instead of refusing them.
 	Overwrite bool
+	// Buffered writes through the page cache even where the file system
+	// takes O_DIRECT (see direct.go).
+	Buffered bool
 	// FileMode is the new files' permissions; 0 means 0600, since
 	// captures hold other people's data.
 	FileMode os.FileMode
@@ -113,6 +116,9 @@ type Files struct {
 	savedTotal atomic.Uint64
 	finishedN  atomic.Uint64
 	current    atomic.Pointer[string]
+
+	buffers *alignedBuffers // for direct writes, shared by the files
+	ioMode  string
 }
 
 type finishedFile struct {
@@ -198,14 +204,27 @@ func (fs *Files) open(start time.Time, base []Counts) error {
 		}
 		cur.f, out = f, f
 	}
-	var spare []byte
-	if fs.cur != nil {
-		// The file before is finished: its buffer is free.
-		spare = fs.cur.w.buf
-	}
-	w, err := newWriter(out, fs.cfg.Options, spare)
+	direct, err := fs.openDirect(cur.f)
+	var w *Writer
 	if err == nil {
-		err = w.Flush()
+		var spare []byte
+		if fs.cur != nil && fs.cur.w.direct == nil {
+			// The file before is finished: its buffer is free.
+			spare = fs.cur.w.buf
+		}
+		w, err = newWriter(out, fs.cfg.Options, spare, direct)
+		if err == nil {
+			// Written at once, so that a file that cannot be written
+			// is known before frames go to it.
+			err = w.wait()
+		}
+		if err != nil && direct != nil {
+			if w != nil {
+				w.finish()
+			} else {
+				direct.close(direct.buffers.get(), 0, 0)
+			}
+		}
 	}
 	if err != nil {
 		if cur.f != nil {
@@ -223,6 +242,40 @@ func (fs *Files) open(start time.Time, base []Counts) error {
 	fs.next = fs.nextBoundary(start)
 	return fs.prune()
 }
+
+// openDirect returns how f is to be written: directly, or, when it
+// returns nil, through the page cache. It keeps the reason for IOMode.
+func (fs *Files) openDirect(f *os.File) (*directFile, error) {
+	switch {
+	case f == nil:
+		fs.ioMode = "buffered: standard output"
+		return nil, nil
+	case fs.cfg.Buffered:
+		fs.ioMode = "buffered, as asked"
+		return nil, nil
+	}
+	d, why, err := openDirect(f, func() (*alignedBuffers, error) {
+		if fs.buffers == nil {
+			var err error
+			fs.buffers, err = newAlignedBuffers(directBuffers, DirectBufferSize)
+			return fs.buffers, err
+		}
+		return fs.buffers, nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case d == nil:
+		fs.ioMode = "buffered: " + why
+	default:
+		fs.ioMode = "direct I/O"
+	}
+	return d, nil
+}
+
+// IOMode says how the current file is written: "direct I/O", or
+// buffered and why.
+func (fs *Files) IOMode() string { return fs.ioMode }
 
 // nextBoundary is when a file started at start ends by age.
 func (fs *Files) nextBoundary(start time.Time) time.Time {
@@ -284,7 +337,7 @@ func (fs *Files) finish(end time.Time) ([]Counts, error) {
 	}
 	cur.ended = true
 	counts, statsErr := fs.writeStats(cur, end)
-	err := cur.w.Flush()
+	err := cur.w.finish()
 	fs.done += cur.w.Size()
 	fs.saved += cur.w.Saved()
 	fs.savedTotal.Store(fs.saved)
@@ -396,6 +449,9 @@ func (fs *Files) Idle() error {
 // MaxFiles deletes are gone: after their Finished work has ended.
 func (fs *Files) Close() error {
 	_, err := fs.finish(fs.cfg.Now())
+	if fs.buffers != nil {
+		fs.buffers.release()
+	}
 	fs.deleting.Wait()
 	return errors.Join(err, fs.deleteErr)
 }

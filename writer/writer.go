@@ -93,16 +93,22 @@ type Writer struct {
 	packets  uint64 // packets written, buffered ones included
 	saved    uint64 // packets that reached out
 	err      error  // sticky: a failed write ends the file
+
+	// direct, when set, writes the file instead of out, from buffers of
+	// its own (see direct.go); bufBase is the packets before buf's.
+	direct  *directFile
+	bufBase uint64
 }
 
 // New writes the file's header blocks to out.
 func New(out io.Writer, opts Options) (*Writer, error) {
-	return newWriter(out, opts, nil)
+	return newWriter(out, opts, nil, nil)
 }
 
 // newWriter is New writing through buf, the buffer of a Writer that is
-// done, if it is large enough: a rotation needs no new one.
-func newWriter(out io.Writer, opts Options, buf []byte) (*Writer, error) {
+// done, if it is large enough: a rotation needs no new one. With direct,
+// it writes through that instead of out, into direct's buffers.
+func newWriter(out io.Writer, opts Options, buf []byte, direct *directFile) (*Writer, error) {
 	if len(opts.Interfaces) == 0 {
 		return nil, errors.New("pcapng: no interface")
 	}
@@ -110,7 +116,7 @@ func newWriter(out io.Writer, opts Options, buf []byte) (*Writer, error) {
 		opts.BufferSize = DefaultBufferSize
 	}
 	// Room for the block that takes the buffer past BufferSize.
-	if want := opts.BufferSize + 4096; cap(buf) < want {
+	if want := opts.BufferSize + 4096; cap(buf) < want && direct == nil {
 		buf = make([]byte, 0, want)
 	}
 	w := &Writer{
@@ -118,6 +124,11 @@ func newWriter(out io.Writer, opts Options, buf []byte) (*Writer, error) {
 		ifaces:  opts.Interfaces,
 		buf:     buf[:0],
 		bufSize: opts.BufferSize,
+		direct:  direct,
+	}
+	if direct != nil {
+		w.buf = direct.buffers.get()
+		w.bufSize = cap(w.buf) - directSlack
 	}
 	section := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
 		Hardware:    opts.Hardware,
@@ -139,17 +150,26 @@ func newWriter(out io.Writer, opts Options, buf []byte) (*Writer, error) {
 	}
 	var err error
 	if w.ng, err = pcapgo.NewNgWriterInterface((*blockBuffer)(w), ifaces[0], section); err != nil {
-		return nil, fmt.Errorf("pcapng: header: %w", err)
+		return nil, w.abandon(fmt.Errorf("pcapng: header: %w", err))
 	}
 	for _, ifc := range ifaces[1:] {
 		if _, err := w.ng.AddInterface(ifc); err != nil {
-			return nil, fmt.Errorf("pcapng: interface %s: %w", ifc.Name, err)
+			return nil, w.abandon(fmt.Errorf("pcapng: interface %s: %w", ifc.Name, err))
 		}
 	}
 	if err := w.endBlock(); err != nil {
-		return nil, err
+		return nil, w.abandon(err)
 	}
 	return w, nil
+}
+
+// abandon gives a direct Writer's buffer back when it fails to start.
+func (w *Writer) abandon(err error) error {
+	if w.direct != nil && w.buf != nil {
+		w.direct.buffers.put(w.buf)
+		w.buf = nil
+	}
+	return err
 }
 
 // blockBuffer is the Writer as NgWriter's destination: it collects bytes
@@ -157,6 +177,10 @@ func newWriter(out io.Writer, opts Options, buf []byte) (*Writer, error) {
 type blockBuffer Writer
 
 func (b *blockBuffer) Write(p []byte) (int, error) {
+	if b.direct != nil && len(b.buf)+len(p) > cap(b.buf) {
+		// Growing would leave the aligned buffer.
+		return 0, fmt.Errorf("a header block of over %d bytes", directSlack)
+	}
 	b.buf = append(b.buf, p...)
 	b.produced += int64(len(p))
 	return len(p), nil
@@ -169,8 +193,25 @@ func (w *Writer) endBlock() error {
 		return fmt.Errorf("pcapng: %w", err)
 	}
 	if len(w.buf) >= w.bufSize {
+		return w.spill()
+	}
+	return nil
+}
+
+// spill writes out a buffer that is full.
+func (w *Writer) spill() error {
+	if w.direct == nil {
 		return w.Flush()
 	}
+	if err := w.direct.failed(); err != nil {
+		w.err = err
+		return err
+	}
+	n := len(w.buf)
+	w.buf = appendPadding(w.buf, w.direct.align)
+	w.produced += int64(len(w.buf) - n)
+	w.buf = w.direct.writeFull(w.buf, w.bufBase, w.packets)
+	w.bufBase = w.packets
 	return nil
 }
 
@@ -190,7 +231,7 @@ func (w *Writer) WritePacket(p Packet) error {
 	w.appendEPB(&p, w.ifaces[p.Interface].Queues)
 	w.packets++
 	if len(w.buf) >= w.bufSize {
-		return w.Flush()
+		return w.spill()
 	}
 	return nil
 }
@@ -278,10 +319,18 @@ func (w *Writer) WriteStats(stats []Stats) error {
 
 // Flush writes the complete blocks collected so far out. When the write
 // fails part way, a file is cut back to the end of the last block that
-// reached it whole, and the Writer takes no more.
+// reached it whole, and the Writer takes no more. Writing directly, the
+// write is only queued, and a failure shows in a later call.
 func (w *Writer) Flush() error {
 	if w.err != nil {
 		return w.err
+	}
+	if w.direct != nil {
+		if w.err = w.direct.failed(); w.err != nil || w.buf == nil {
+			return w.err
+		}
+		w.direct.writeTail(w.buf, w.bufBase, w.packets)
+		return nil
 	}
 	if len(w.buf) == 0 {
 		return nil
@@ -329,6 +378,33 @@ func wholeBlocks(b []byte) (length int, packets uint64) {
 	return length, packets
 }
 
+// wait is Flush that, writing directly, returns once the file holds what
+// was written.
+func (w *Writer) wait() error {
+	if err := w.Flush(); err != nil || w.direct == nil {
+		return err
+	}
+	w.err = w.direct.wait()
+	return w.err
+}
+
+// finish is Flush for the last time: writing directly, it waits for the
+// writes and ends them, so that Saved and the error are final.
+func (w *Writer) finish() error {
+	if w.direct == nil {
+		return w.Flush()
+	}
+	if w.buf == nil {
+		return w.err // finished already
+	}
+	err := w.direct.close(w.buf, w.bufBase, w.packets)
+	w.buf = nil
+	if w.err == nil {
+		w.err = err
+	}
+	return w.err
+}
+
 // Size is the file's size once everything written so far is flushed.
 func (w *Writer) Size() int64 { return w.produced }
 
@@ -337,4 +413,9 @@ func (w *Writer) Packets() uint64 { return w.packets }
 
 // Saved is the number of packets that reached the file: all of them after
 // a successful Flush, the whole ones before the failure after a failed one.
-func (w *Writer) Saved() uint64 { return w.saved }
+func (w *Writer) Saved() uint64 {
+	if w.direct != nil {
+		return w.direct.saved.Load()
+	}
+	return w.saved
+}

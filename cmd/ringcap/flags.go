@@ -39,6 +39,7 @@ func outputFlags(writeUsage string) []cli.Flag {
 		&cli.IntFlag{Name: "max-files", Aliases: []string{"W"}, Usage: "keep at most `N` files, deleting the oldest this run wrote"},
 		&cli.StringFlag{Name: "post-rotate", Aliases: []string{"z"}, Usage: "run `CMD` with each finished file's path as its argument"},
 		&cli.StringFlag{Name: "file-mode", Value: "0600", Usage: "permissions of new files, in octal"},
+		&cli.BoolFlag{Name: "buffered", Usage: "write through the page cache even where the file system takes direct I/O (O_DIRECT), as tcpdump does"},
 	}
 }
 
@@ -105,6 +106,7 @@ func parseOutput(c *cli.Context) (writer.Config, error) {
 	out := writer.Config{
 		Path:      c.String("write"),
 		Overwrite: c.Bool("force"),
+		Buffered:  c.Bool("buffered"),
 		Policy: writer.Policy{
 			Every:    c.Duration("rotate-every"),
 			Align:    c.Bool("align"),

@@ -139,8 +139,8 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 	}
 
 	for _, ifc := range ifaces {
-		fmt.Fprintf(stderr, "ringcap: capturing on %s (%s): %s, snaplen %d, to %s\n",
-			ifc.Name, ifc.Attachment(), selectionText(opts.capture), opts.capture.SnapLen, outputName(files.Current()))
+		fmt.Fprintf(stderr, "ringcap: capturing on %s (%s): %s, snaplen %d, to %s (%s)\n",
+			ifc.Name, ifc.Attachment(), selectionText(opts.capture), opts.capture.SnapLen, outputName(files.Current()), files.IOMode())
 	}
 	status := startStatus(stderr, opts.quiet, capt, files)
 	runErr := capt.Run(ctx, files, opts.count)

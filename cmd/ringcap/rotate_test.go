@@ -239,40 +239,48 @@ func TestPostRotateWithMaxFiles(t *testing.T) {
 }
 
 // A full disk stops the capture with a clear message; every file left,
-// the one being written included, reads without a warning.
+// the one being written included, reads without a warning. ext4 is
+// written with O_DIRECT, tmpfs through the page cache, as the first line
+// says.
 func TestDiskFull(t *testing.T) {
-	p := newVethPair(t)
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "ringcap-test", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v\n%s", err, out)
+	for _, tc := range []struct{ fs, mode string }{
+		{"ext4", "(direct I/O)"},
+		{"tmpfs", "(buffered: tmpfs does not take O_DIRECT)"},
+	} {
+		t.Run(tc.fs, func(t *testing.T) {
+			p := newVethPair(t)
+			dir := pcapngtest.Mount(t, tc.fs, 2<<20)
+			r := p.start(t, "-w", filepath.Join(dir, "rot.pcapng"), "-q", "-s", "1500", "--rotate-size", "200KiB")
+			// 2000 frames of 1514 captured bytes: 3 MB, more than the
+			// space.
+			for range 4 {
+				p.flood(t, 500, 1600)
+			}
+			code := r.wait(t)
+			if code != exitRuntime {
+				t.Fatalf("exit code %d with a full disk, want %d:\n%s", code, exitRuntime, r.errors())
+			}
+			if first, _, _ := strings.Cut(r.errors(), "\n"); !strings.HasSuffix(first, tc.mode) {
+				t.Errorf("the first line does not end in %q: %s", tc.mode, first)
+			}
+			if !strings.Contains(r.errors(), "no space left on device") {
+				t.Errorf("stderr does not name the cause:\n%s", r.errors())
+			}
+			paths := rotatedFiles(t, dir)
+			if len(paths) < 2 {
+				t.Fatalf("%d files, want several", len(paths))
+			}
+			var total int
+			for _, path := range paths {
+				rows := pcapngtest.Fields(t, path, "frame.len")
+				total += len(rows)
+			}
+			if sum := parseSummary(t, r.errors()); total == 0 || sum.frames != total {
+				t.Errorf("files hold %d frames, ringcap says %d were written", total, sum.frames)
+			}
+			p.noXDPLeft(t)
+		})
 	}
-	t.Cleanup(func() { exec.Command("umount", dir).Run() })
-
-	r := p.start(t, "-w", filepath.Join(dir, "rot.pcapng"), "-q", "-s", "1500", "--rotate-size", "200KiB")
-	// 2000 frames of 1514 captured bytes: 3 MB, three times the space.
-	for range 4 {
-		p.flood(t, 500, 1600)
-	}
-	code := r.wait(t)
-	if code != exitRuntime {
-		t.Fatalf("exit code %d with a full disk, want %d:\n%s", code, exitRuntime, r.errors())
-	}
-	if !strings.Contains(r.errors(), "no space left on device") {
-		t.Errorf("stderr does not name the cause:\n%s", r.errors())
-	}
-	paths := rotatedFiles(t, dir)
-	if len(paths) < 2 {
-		t.Fatalf("%d files, want several", len(paths))
-	}
-	var total int
-	for _, path := range paths {
-		rows := pcapngtest.Fields(t, path, "frame.len")
-		total += len(rows)
-	}
-	if sum := parseSummary(t, r.errors()); total == 0 || sum.frames != total {
-		t.Errorf("files hold %d frames, ringcap says %d were written", total, sum.frames)
-	}
-	p.noXDPLeft(t)
 }
 
 // Killed in the middle of writing, ringcap leaves files that tshark reads,
