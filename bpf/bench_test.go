@@ -113,6 +113,7 @@ func BenchmarkProgram(b *testing.B) {
 		{"selected-drained/ringcap", variants.Ringcap, false, big, "drained", selection{}},
 		{"selected-drained/ringcap-linear", variants.RingcapLinear, true, big, "drained", selection{}},
 		{"selected-drained/no-room-check", variants.NoRoomCheck, false, big, "drained", selection{}},
+		{"selected-drained/record-snaplen", variants.RecordSnaplen, false, big, "drained", selection{}},
 		{"selected-ring-full/ringcap", variants.Ringcap, false, big, "full", selection{}},
 		{"selected-ring-full/no-room-check", variants.NoRoomCheck, false, big, "full", selection{}},
 	}

