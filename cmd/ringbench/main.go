@@ -25,6 +25,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ringcap/ringcap/bpf/frames"
+	"github.com/ringcap/ringcap/capture/cpustat"
 	"github.com/ringcap/ringcap/cmd/internal/veth"
 )
 
@@ -238,7 +239,11 @@ type row struct {
 	offered  float64 // frames a second the generator achieved
 	rxRate   float64 // frames a second the receiving interface counted
 	written  uint64
-	cpu      time.Duration
+	cpu      time.Duration // the tool's process
+	// machine is the CPU time every CPU spent busy from the start of the
+	// traffic until the tool exited: the generator's, the tool's and
+	// the kernel's work for it, wherever it ran.
+	machine time.Duration
 }
 
 func (r row) lost() uint64 { return r.received - min(r.written, r.received) }
@@ -292,6 +297,10 @@ func measureSend(p *veth.Network, t tool, sc scenario, dir string, send func() (
 		}
 	}
 	rx0, err := p.RxPackets(0)
+	var busy0 time.Duration
+	if err == nil {
+		busy0, err = cpustat.Machine()
+	}
 	if err == nil {
 		var took time.Duration
 		if took, err = send(); err == nil {
@@ -308,12 +317,17 @@ func measureSend(p *veth.Network, t tool, sc scenario, dir string, send func() (
 		}
 		return r
 	}
-	if proc == nil {
-		return r
+	if proc != nil {
+		// Give the tool a moment to write what it has taken in.
+		time.Sleep(time.Second)
+		r.cpu, err = proc.stop()
 	}
-	// Give the tool a moment to write what it has taken in.
-	time.Sleep(time.Second)
-	if r.cpu, err = proc.stop(); err == nil {
+	if err == nil {
+		var busy1 time.Duration
+		busy1, err = cpustat.Machine()
+		r.machine = busy1 - busy0
+	}
+	if err == nil && proc != nil {
 		r.written, err = proc.written()
 	}
 	r.err = err

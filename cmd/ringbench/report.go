@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"time"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -12,24 +13,29 @@ import (
 )
 
 func printTables(w io.Writer, rows, idle []row) {
-	fmt.Fprintln(w, "| traffic | tool | frames received | offered/s | received/s | written | lost | loss | CPU s | CPU µs/written |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	// The machine's CPU time with no tool, for the same traffic: what a
+	// tool's run adds to it is the tool's, wherever it ran.
+	noTool := map[string]time.Duration{}
+	for _, r := range rows {
+		if r.tool == "none" && r.err == nil {
+			noTool[r.scenario.name] = r.machine
+		}
+	}
+	fmt.Fprintln(w, "| traffic | tool | frames received | offered/s | received/s | written | lost | loss | CPU s | CPU µs/written | machine CPU s, less no tool | machine CPU µs/written |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rows {
 		if r.err != nil {
-			fmt.Fprintf(w, "| %s | %s | %d | | | | | | | %v |\n", r.scenario.name, r.tool, r.scenario.frames, r.err)
+			fmt.Fprintf(w, "| %s | %s | %d | | | | | | | %v | | |\n", r.scenario.name, r.tool, r.scenario.frames, r.err)
 			continue
 		}
 		if r.tool == "none" {
-			fmt.Fprintf(w, "| %s | none | %d | %.2fM | %.2fM | | | | | |\n", r.scenario.name, r.received, r.offered/1e6, r.rxRate/1e6)
+			fmt.Fprintf(w, "| %s | none | %d | %.2fM | %.2fM | | | | | | (%.2f s in all) | |\n", r.scenario.name, r.received, r.offered/1e6, r.rxRate/1e6, r.machine.Seconds())
 			continue
 		}
-		perFrame := 0.0
-		if r.written > 0 {
-			perFrame = float64(r.cpu.Microseconds()) / float64(r.written)
-		}
-		fmt.Fprintf(w, "| %s | %s | %d | %.2fM | %.2fM | %d | %d | %.1f%% | %.2f | %.3f |\n",
+		machine := r.machine - noTool[r.scenario.name]
+		fmt.Fprintf(w, "| %s | %s | %d | %.2fM | %.2fM | %d | %d | %.1f%% | %.2f | %.3f | %.2f | %.3f |\n",
 			r.scenario.name, r.tool, r.received, r.offered/1e6, r.rxRate/1e6, r.written, r.lost(),
-			r.lossPercent(), r.cpu.Seconds(), perFrame)
+			r.lossPercent(), r.cpu.Seconds(), perWritten(r.cpu, r.written), machine.Seconds(), perWritten(machine, r.written))
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Attached, nothing selected (60-byte frames; ringcap with --mtu 9000; median of the runs):")
@@ -49,6 +55,14 @@ func printTables(w io.Writer, rows, idle []row) {
 		}
 		fmt.Fprintf(w, "| %s | %s | %.2fM | %.0f%% |\n", r.scenario.name, r.tool, r.rxRate/1e6, 100*r.rxRate/base[r.scenario.name])
 	}
+}
+
+// perWritten is d in microseconds per frame written.
+func perWritten(d time.Duration, written uint64) float64 {
+	if written == 0 {
+		return 0
+	}
+	return float64(d.Microseconds()) / float64(written)
 }
 
 // plotLoss draws, per tool, the share of frames lost against the offered
