@@ -47,13 +47,24 @@ type Config struct {
 	CaptureAll bool   // select every frame
 	SnapLen    uint32 // bytes of each selected frame copied into the ring
 	RingSize   uint32 // bytes; a power of two and a multiple of the page size
-	Interfaces int    // number of program instances (one per interface)
+	// WakeupBytes is the ring's fill level from which a record wakes the
+	// reader; 0 means a quarter of the ring. Below it the reader finds
+	// records on its own timer.
+	WakeupBytes uint32
+	Interfaces  int // number of program instances (one per interface)
 	// SingleBuffer also loads the single-buffer build. The verifier
 	// takes it only from a process with CAP_PERFMON or CAP_SYS_ADMIN.
 	SingleBuffer bool
 	// Filter, if not nil, narrows the selection: a frame must pass the
 	// length test and match it.
 	Filter *Filter
+}
+
+func (c Config) wakeupBytes() uint32 {
+	if c.WakeupBytes == 0 {
+		return c.RingSize / 4
+	}
+	return c.WakeupBytes
 }
 
 // RecordSize is the ring space the largest record takes, that of a frame
@@ -153,7 +164,7 @@ func loadSpec(spec *ebpf.CollectionSpec, cfg Config, multiBuffer, linear string)
 		ringcapVarCaptureAll:  all,
 		ringcapVarSnaplen:     cfg.SnapLen,
 		ringcapVarRingSize:    uint64(cfg.RingSize),
-		ringcapVarWakeupBytes: uint64(cfg.RingSize / 4),
+		ringcapVarWakeupBytes: uint64(cfg.wakeupBytes()),
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)

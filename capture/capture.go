@@ -32,7 +32,9 @@ type Config struct {
 	Filter   *bpf.Filter
 	SnapLen  uint32
 	RingSize uint32
-	Mode     Mode
+	// WakeupBytes: see bpf.Config; 0 means a quarter of the ring.
+	WakeupBytes uint32
+	Mode        Mode
 }
 
 // Selection is the whole selection as a filter string, for the file's
@@ -158,6 +160,7 @@ func (cfg Config) load(interfaces int, singleBuffer bool) (*bpf.Objects, error) 
 		CaptureAll:   cfg.CaptureAll,
 		SnapLen:      cfg.SnapLen,
 		RingSize:     cfg.RingSize,
+		WakeupBytes:  cfg.WakeupBytes,
 		Interfaces:   interfaces,
 		SingleBuffer: singleBuffer && allowed,
 		Filter:       cfg.Filter,

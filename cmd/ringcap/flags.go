@@ -24,6 +24,8 @@ func selectionFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "all", Usage: "select every frame, whatever its length (an expression still narrows it)"},
 		&cli.StringFlag{Name: "filter", Aliases: []string{"f"}, Usage: "capture only frames that match the pcap-filter(7) `EXPRESSION` too; or give it after the options, as to tcpdump"},
 		&cli.StringFlag{Name: "ring-size", Value: "8MiB", Usage: "ring buffer size: a power of two, a multiple of the page size (KiB, MiB, GiB)"},
+		// For measuring the wakeup threshold (README, Levers).
+		&cli.StringFlag{Name: "wakeup-size", Hidden: true, Usage: "the ring's fill level from which a record wakes the reader (default: a quarter of the ring)"},
 	}
 }
 
@@ -93,6 +95,13 @@ func parseSelection(c *cli.Context, words []string) (capture.Config, error) {
 		return cfg, badUsage(c, "%v", err)
 	}
 	cfg.RingSize = uint32(ring)
+	if s := c.String("wakeup-size"); s != "" {
+		wakeup, err := parseSize(s)
+		if err != nil || wakeup == 0 || wakeup > ring {
+			return cfg, badUsage(c, "--wakeup-size %s: give a size from 1 byte up to the ring's", s)
+		}
+		cfg.WakeupBytes = uint32(wakeup)
+	}
 	// The ring must hold at least one record of this snaplen.
 	if err := (bpf.Config{SnapLen: cfg.SnapLen, RingSize: cfg.RingSize, Interfaces: 1}).Validate(); err != nil {
 		return cfg, badUsage(c, "%v", err)
