@@ -519,6 +519,9 @@ func TestStdoutAndCount(t *testing.T) {
 	if want := []int{2042, 3042}; fmt.Sprint(frames) != fmt.Sprint(want) {
 		t.Errorf("stream holds frames of lengths %v, want %v", frames, want)
 	}
+	if first, _, _ := strings.Cut(r.errors(), "\n"); !strings.HasSuffix(first, "to standard output (buffered: standard output)") {
+		t.Errorf("the first line does not say how the output is written: %s", first)
+	}
 	p.noXDPLeft(t)
 }
 

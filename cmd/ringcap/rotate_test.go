@@ -284,15 +284,18 @@ func TestDiskFull(t *testing.T) {
 }
 
 // Killed in the middle of writing, ringcap leaves files that tshark reads,
-// at worst without the block it was writing.
+// at worst without the block it was writing. Written with O_DIRECT, which
+// ext4 takes: full buffers end in a padding block, not in half a packet.
 func TestSIGKILLMidWrite(t *testing.T) {
 	p := newVethPair(t)
-	dir := t.TempDir()
-	r := p.start(t, "-w", filepath.Join(dir, "rot.pcapng"), "-q", "-s", "4096", "--rotate-size", "2MiB")
+	dir := pcapngtest.Mount(t, "ext4", 256<<20)
+	// Files larger than the 4 MiB write buffers: direct writes and
+	// cached tails both happen in each.
+	r := p.start(t, "-w", filepath.Join(dir, "rot.pcapng"), "-q", "-s", "4096", "--rotate-size", "10MiB")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		exec.Command("ip", "netns", "exec", p.Tx, "ping", "-f", "-q", "-c", "30000", "-s", "3000", rxAddr).Run()
+		exec.Command("ip", "netns", "exec", p.Tx, "ping", "-f", "-q", "-c", "60000", "-s", "3000", rxAddr).Run()
 	}()
 	// Kill it once it is writing its third file: two are complete.
 	if !waitFor(15*time.Second, func() bool { return len(rotatedFiles(t, dir)) >= 3 }) {
@@ -300,6 +303,9 @@ func TestSIGKILLMidWrite(t *testing.T) {
 	}
 	r.stop(t, syscall.SIGKILL)
 	<-done
+	if first, _, _ := strings.Cut(r.errors(), "\n"); !strings.HasSuffix(first, "(direct I/O)") {
+		t.Errorf("the first line does not say direct I/O: %s", first)
+	}
 	paths := rotatedFiles(t, dir)
 	if len(paths) < 2 {
 		t.Fatalf("%d files, want several", len(paths))
