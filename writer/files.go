@@ -341,6 +341,7 @@ func (fs *Files) finish(end time.Time) ([]Counts, error) {
 	fs.done += cur.w.Size()
 	fs.saved += cur.w.Saved()
 	fs.savedTotal.Store(fs.saved)
+	fs.bytes.Store(fs.done)
 	if cur.f != nil {
 		if err == nil {
 			if err = cur.f.Sync(); err != nil {
@@ -417,11 +418,10 @@ func (fs *Files) WritePacket(p Packet) error {
 			return err
 		}
 	}
-	if err := fs.cur.w.WritePacket(p); err != nil {
-		return err
-	}
-	fs.updateBytes()
-	return nil
+	// The counters other goroutines read are updated on Flush, which a
+	// capture calls at least once a second, not with locked stores for
+	// every packet.
+	return fs.cur.w.WritePacket(p)
 }
 
 // Flush writes buffered packets out.
@@ -463,13 +463,13 @@ func (fs *Files) updateBytes() {
 	}
 }
 
-// Bytes returns the bytes written into all files so far, buffered ones
-// included; safe to call from any goroutine.
+// Bytes returns the bytes written into all files up to the last Flush,
+// buffered ones included; safe to call from any goroutine.
 func (fs *Files) Bytes() int64 { return fs.bytes.Load() }
 
-// Saved returns how many packets reached the files: after a write error,
-// those the files kept, which may be fewer than were written. Safe to call
-// from any goroutine.
+// Saved returns how many packets reached the files, as of the last Flush:
+// after a write error, those the files kept, which may be fewer than were
+// written. Safe to call from any goroutine.
 func (fs *Files) Saved() uint64 { return fs.savedTotal.Load() }
 
 // Finished returns how many files are complete on disk; safe to call from
