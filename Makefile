@@ -9,9 +9,10 @@ BUILD_PACKAGES := gcc libc6-dev libpcap-dev
 # What the tests use besides: tshark/capinfos read the files, tcpdump is
 # the reference for filter expressions, ip, ping and tcpreplay make traffic
 # between namespaces, clang regenerates the XDP object, Prometheus (and
-# curl) scrapes the metrics, systemd-analyze checks the unit.
+# curl) scrapes the metrics, systemd-analyze checks the unit, mkfs.ext4
+# and mount make the file systems the direct I/O tests fill.
 TEST_PACKAGES := tshark tcpdump tcpreplay iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev \
-	prometheus curl systemd zsh fish
+	prometheus curl systemd zsh fish e2fsprogs mount
 
 .PHONY: build deps build-deps install test lint generate generate-check man bench-smoke
 
