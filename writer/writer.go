@@ -53,7 +53,9 @@ type Options struct {
 	OS          string
 	Interfaces  []Interface
 	// BufferSize is how many bytes of complete blocks collect before
-	// they are written out; 0 means DefaultBufferSize.
+	// they are written out through the page cache; 0 means
+	// DefaultBufferSize. Direct writes (Files, where the file system
+	// takes them) fill buffers of DirectBufferSize instead.
 	BufferSize int
 }
 
