@@ -232,3 +232,71 @@ func TestIOMode(t *testing.T) {
 		}
 	}
 }
+
+// gatedDirect is a fakeDisk whose direct writes wait until gate is
+// closed: a disk that has not answered yet.
+type gatedDirect struct {
+	fakeDirect
+	gate <-chan struct{}
+}
+
+func (d gatedDirect) WriteAt(p []byte, off int64) (int, error) {
+	<-d.gate
+	return d.fakeDirect.WriteAt(p, off)
+}
+
+// The Writer hands full buffers to the disk and goes on filling the next:
+// until every buffer of the pool is queued, it never waits for a write.
+func TestDirectWritesInBackground(t *testing.T) {
+	const buffers = 3
+	pool, err := newAlignedBuffers(buffers, 256<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.release()
+	disk := &fakeDisk{t: t, align: 512, room: 1 << 30}
+	gate := make(chan struct{})
+	d := newDirectFile(gatedDirect{fakeDirect{disk}, gate}, disk, func() error { return nil }, 512, pool)
+	w, err := newWriter(nil, testOptions, nil, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.wait(); err != nil {
+		t.Fatal(err)
+	}
+	header := len(disk.data) // written through the page cache
+	// Fill buffers-1 of them while the disk takes nothing: each is handed
+	// over, and the Writer goes on in the last one.
+	filled := make(chan uint64)
+	go func() {
+		var n uint64
+		for handedOver := 0; handedOver < buffers-1; n++ {
+			off := d.off
+			if err := w.WritePacket(Packet{Time: t0, Length: 1000, Data: pattern(1000)}); err != nil {
+				t.Error(err)
+				break
+			}
+			if d.off != off {
+				handedOver++
+			}
+		}
+		filled <- n
+	}()
+	var n uint64
+	select {
+	case n = <-filled:
+	case <-time.After(10 * time.Second):
+		close(gate)
+		t.Fatal("the Writer waited for the disk with buffers to spare")
+	}
+	if len(disk.data) != header {
+		t.Fatalf("%d bytes reached the disk before it answered, want the %d of the header", len(disk.data), header)
+	}
+	close(gate)
+	if err := w.finish(); err != nil {
+		t.Fatal(err)
+	}
+	if whole, packets := wholeBlocks(disk.data); whole != len(disk.data) || packets != n || w.Saved() != n {
+		t.Fatalf("the file holds %d of %d bytes in whole blocks and %d packets, Saved() %d; want %d packets", whole, len(disk.data), packets, w.Saved(), n)
+	}
+}
