@@ -107,6 +107,8 @@ func TestBadInput(t *testing.T) {
 			exitUsage, "ring size " + size(page/2) + " is not a multiple of the page size (" + size(page) + "): use " + size(page)},
 		{"ring size unreadable", nil, []string{"record", "-i", "lo", "-w", out, "--ring-size", "8XB"},
 			exitUsage, `invalid size "8XB": give bytes, or a number with KiB, MiB or GiB, e.g. 8MiB`},
+		{"wakeup size past the ring", nil, []string{"record", "-i", "lo", "-w", out, "--ring-size", "1MiB", "--wakeup-size", "2MiB"},
+			exitUsage, "--wakeup-size 2MiB: give a size from 1 byte up to the ring's"},
 		{"snaplen negative", nil, []string{"record", "-i", "lo", "-w", out, "-s", "-1"},
 			exitUsage, `invalid value "-1" for flag -s`},
 		{"output file exists", nil, []string{"record", "-i", "lo", "-w", existing},
