@@ -96,32 +96,33 @@ type directJob struct {
 }
 
 // openDirect opens f's file a second time with O_DIRECT, if its file
-// system takes it. When it does not, it returns nil and why, for the
-// user: direct is then not an error, only slower.
-func openDirect(f *os.File, buffers func() (*alignedBuffers, error)) (d *directFile, why string, err error) {
+// system takes it and there is memory for the buffers. When not, it
+// returns nil and why, for the user: the file is then written through the
+// page cache, only slower.
+func openDirect(f *os.File, buffers func() (*alignedBuffers, error)) (d *directFile, why string) {
 	var st unix.Statx_t
 	if err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_DIOALIGN, &st); err != nil {
-		return nil, "statx: " + err.Error(), nil
+		return nil, "statx: " + err.Error()
 	}
 	// tmpfs accepts O_DIRECT but reports no alignment: it has no disk to
 	// go to directly, so there is nothing to gain.
 	align := int(st.Dio_offset_align)
 	if st.Mask&unix.STATX_DIOALIGN == 0 || align == 0 || st.Dio_mem_align == 0 {
-		return nil, fsName(f) + " does not take O_DIRECT", nil
+		return nil, fsName(f) + " does not take O_DIRECT"
 	}
 	if align > os.Getpagesize() || int(st.Dio_mem_align) > os.Getpagesize() || align%4 != 0 {
-		return nil, fmt.Sprintf("%s wants O_DIRECT aligned to %d bytes", fsName(f), align), nil
+		return nil, fmt.Sprintf("%s wants O_DIRECT aligned to %d bytes", fsName(f), align)
 	}
 	direct, err := os.OpenFile(f.Name(), os.O_WRONLY|unix.O_DIRECT, 0)
 	if err != nil {
-		return nil, fmt.Sprintf("%s refused O_DIRECT: %v", fsName(f), errors.Unwrap(err)), nil
+		return nil, fmt.Sprintf("%s refused O_DIRECT: %v", fsName(f), errors.Unwrap(err))
 	}
 	pool, err := buffers()
 	if err != nil {
 		direct.Close()
-		return nil, "", err
+		return nil, err.Error()
 	}
-	return newDirectFile(direct, f, direct.Close, align, pool), "", nil
+	return newDirectFile(direct, f, direct.Close, align, pool), ""
 }
 
 func newDirectFile(direct fileAt, cached cachedFile, closer func() error, align int, pool *alignedBuffers) *directFile {
@@ -282,7 +283,7 @@ func newAlignedBuffers(n, size int) (*alignedBuffers, error) {
 		b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
 		if err != nil {
 			p.release()
-			return nil, fmt.Errorf("write buffers: mmap %d bytes: %w", size, err)
+			return nil, fmt.Errorf("no memory for direct I/O's %d MiB of buffers: %w", n*size>>20, err)
 		}
 		p.all = append(p.all, b)
 		p.free <- b

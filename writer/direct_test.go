@@ -231,6 +231,19 @@ func TestIOMode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Without memory for the buffers, the file is written through the
+	// page cache too.
+	f, err := os.Create(filepath.Join(pcapngtest.Mount(t, "ext4", 64<<20), "y.pcapng"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	noMemory := func() (*alignedBuffers, error) {
+		return nil, fmt.Errorf("no memory for direct I/O's 16 MiB of buffers: %w", syscall.ENOMEM)
+	}
+	if d, why := openDirect(f, noMemory); d != nil || why != "no memory for direct I/O's 16 MiB of buffers: cannot allocate memory" {
+		t.Errorf("openDirect without memory: %v, %q", d, why)
+	}
 }
 
 // gatedDirect is a fakeDisk whose direct writes wait until gate is

@@ -204,26 +204,23 @@ func (fs *Files) open(start time.Time, base []Counts) error {
 		}
 		cur.f, out = f, f
 	}
-	direct, err := fs.openDirect(cur.f)
-	var w *Writer
+	direct := fs.openDirect(cur.f)
+	var spare []byte
+	if fs.cur != nil && fs.cur.w.direct == nil {
+		// The file before is finished: its buffer is free.
+		spare = fs.cur.w.buf
+	}
+	w, err := newWriter(out, fs.cfg.Options, spare, direct)
 	if err == nil {
-		var spare []byte
-		if fs.cur != nil && fs.cur.w.direct == nil {
-			// The file before is finished: its buffer is free.
-			spare = fs.cur.w.buf
-		}
-		w, err = newWriter(out, fs.cfg.Options, spare, direct)
-		if err == nil {
-			// Written at once, so that a file that cannot be written
-			// is known before frames go to it.
-			err = w.wait()
-		}
-		if err != nil && direct != nil {
-			if w != nil {
-				w.finish()
-			} else {
-				direct.close(direct.buffers.get(), 0, 0)
-			}
+		// Written at once, so that a file that cannot be written is
+		// known before frames go to it.
+		err = w.wait()
+	}
+	if err != nil && direct != nil {
+		if w != nil {
+			w.finish()
+		} else {
+			direct.close(direct.buffers.get(), 0, 0)
 		}
 	}
 	if err != nil {
@@ -245,32 +242,31 @@ func (fs *Files) open(start time.Time, base []Counts) error {
 
 // openDirect returns how f is to be written: directly, or, when it
 // returns nil, through the page cache. It keeps the reason for IOMode.
-func (fs *Files) openDirect(f *os.File) (*directFile, error) {
+func (fs *Files) openDirect(f *os.File) *directFile {
 	switch {
 	case f == nil:
 		fs.ioMode = "buffered: standard output"
-		return nil, nil
+		return nil
 	case fs.cfg.Buffered:
 		fs.ioMode = "buffered, as asked"
-		return nil, nil
+		return nil
 	}
-	d, why, err := openDirect(f, func() (*alignedBuffers, error) {
+	d, why := openDirect(f, func() (*alignedBuffers, error) {
 		if fs.buffers == nil {
-			var err error
-			fs.buffers, err = newAlignedBuffers(directBuffers, DirectBufferSize)
-			return fs.buffers, err
+			b, err := newAlignedBuffers(directBuffers, DirectBufferSize)
+			if err != nil {
+				return nil, err
+			}
+			fs.buffers = b
 		}
 		return fs.buffers, nil
 	})
-	switch {
-	case err != nil:
-		return nil, err
-	case d == nil:
+	if d == nil {
 		fs.ioMode = "buffered: " + why
-	default:
-		fs.ioMode = "direct I/O"
+		return nil
 	}
-	return d, nil
+	fs.ioMode = "direct I/O"
+	return d
 }
 
 // IOMode says how the current file is written: "direct I/O", or
