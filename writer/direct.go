@@ -47,7 +47,8 @@ const (
 	// largest snap length, or a header block) and for the padding block.
 	directSlack = 128 << 10
 	// ngBlockTypePadding is the padding block's type. Types with the top
-	// bit set are for local use (pcapng, section 11.1): readers skip
+	// bit set are for local use (the pcapng specification's block type
+	// codes): readers skip
 	// them.
 	ngBlockTypePadding = 0x80000000 | 0x5243 // "RC"
 )
