@@ -48,8 +48,7 @@ const (
 	directSlack = 128 << 10
 	// ngBlockTypePadding is the padding block's type. Types with the top
 	// bit set are for local use (the pcapng specification's block type
-	// codes): readers skip
-	// them.
+	// codes): readers skip them.
 	ngBlockTypePadding = 0x80000000 | 0x5243 // "RC"
 )
 
