@@ -191,6 +191,10 @@ func (d *directFile) write(j directJob) error {
 		d.saved.Store(j.packets)
 		return nil
 	}
+	if !j.cached && errors.Is(err, unix.EINVAL) {
+		// statx promised direct I/O, and the file system refused it.
+		err = fmt.Errorf("%w: the file system refused a direct write; --buffered writes through the page cache", err)
+	}
 	// Cut the file back to its last whole block: what this write left
 	// whole, or what was there before, whichever is longer (a direct
 	// write may fail over bytes a cached one wrote already).

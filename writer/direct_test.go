@@ -313,3 +313,36 @@ func TestDirectWritesInBackground(t *testing.T) {
 		t.Fatalf("the file holds %d of %d bytes in whole blocks and %d packets, Saved() %d; want %d packets", whole, len(disk.data), packets, w.Saved(), n)
 	}
 }
+
+// refusingDirect is a disk that refuses every direct write, as a file
+// system that reports an alignment for O_DIRECT and then turns it down
+// would.
+type refusingDirect struct{}
+
+func (refusingDirect) WriteAt([]byte, int64) (int, error) { return 0, syscall.EINVAL }
+
+// A refused direct write stops the file with an error that names the way
+// out, and leaves what was written whole.
+func TestDirectWriteRefused(t *testing.T) {
+	pool, err := newAlignedBuffers(2, 256<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.release()
+	disk := &fakeDisk{t: t, align: 512, room: 1 << 30}
+	d := newDirectFile(refusingDirect{}, disk, func() error { return nil }, 512, pool)
+	w, err := newWriter(nil, testOptions, nil, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for err == nil && d.off == 0 {
+		err = w.WritePacket(Packet{Time: t0, Length: 1000, Data: pattern(1000)})
+	}
+	err = errors.Join(err, w.finish())
+	if !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), "--buffered") {
+		t.Fatalf("error %v, want EINVAL and the way out", err)
+	}
+	if whole, packets := wholeBlocks(disk.data); whole != len(disk.data) || packets != w.Saved() {
+		t.Fatalf("the file holds %d of %d bytes whole and %d packets, Saved() %d", whole, len(disk.data), packets, w.Saved())
+	}
+}
