@@ -35,6 +35,9 @@ type Packet struct {
 	Time      time.Time
 	Length    int    // original length on the wire
 	Queue     uint32 // receive queue; see Interface.Queues
+	// Outbound says the frame was sent, not received: epb_flags gives the
+	// direction, which Wireshark shows.
+	Outbound bool
 	// DropCount is the frames of the interface lost since the packet
 	// before this one (epb_dropcount), so that Wireshark shows where a
 	// capture has holes.
@@ -246,9 +249,9 @@ const (
 	epbFlags     = 2 // epb_flags (4 bytes): direction and reception type
 	epbDropCount = 4 // epb_dropcount (8 bytes): frames lost before this one
 	epbQueue     = 6 // epb_queue (4 bytes): the receive queue
-	// epbFlagInbound is epb_flags' "inbound": XDP only sees received
-	// frames.
-	epbFlagInbound = 1
+	// epb_flags' directions, in its bits 0-1.
+	epbFlagInbound  = 1
+	epbFlagOutbound = 2
 )
 
 // appendEPB appends an Enhanced Packet Block to w.buf. It is written by
@@ -275,7 +278,11 @@ func (w *Writer) appendEPB(p *Packet, queue bool) {
 	b = binary.LittleEndian.AppendUint32(b, uint32(p.Length))
 	b = append(b, p.Data...)
 	b = append(b, zeros[:pad]...)
-	b = appendOption32(b, epbFlags, epbFlagInbound)
+	flags := uint32(epbFlagInbound)
+	if p.Outbound {
+		flags = epbFlagOutbound
+	}
+	b = appendOption32(b, epbFlags, flags)
 	b = binary.LittleEndian.AppendUint16(b, epbDropCount)
 	b = binary.LittleEndian.AppendUint16(b, 8)
 	b = binary.LittleEndian.AppendUint64(b, p.DropCount)

@@ -30,10 +30,10 @@ var (
 	// Nanoseconds that a microsecond resolution would lose.
 	t0          = time.Date(2026, 11, 26, 12, 0, 0, 123456789, time.UTC)
 	testPackets = []Packet{
-		{0, t0, 1515, 3, 0, pattern(256)},
-		{1, t0.Add(time.Millisecond + 1), 9014, 5, 1 << 40, pattern(256)}, // queue not written
-		{0, t0.Add(2 * time.Second), 100, 0, 7, pattern(100)},
-		{1, t0.Add(3 * time.Second), 255, 0, 0, pattern(253)}, // needs block padding
+		{0, t0, 1515, 3, false, 0, pattern(256)},
+		{1, t0.Add(time.Millisecond + 1), 9014, 5, false, 1 << 40, pattern(256)}, // queue not written
+		{0, t0.Add(2 * time.Second), 100, 0, true, 7, pattern(100)},
+		{1, t0.Add(3 * time.Second), 255, 0, true, 0, pattern(253)}, // needs block padding
 	}
 )
 
@@ -84,8 +84,12 @@ func TestRoundTripNgReader(t *testing.T) {
 			ci.InterfaceIndex != p.Interface || !bytes.Equal(data, p.Data) {
 			t.Errorf("packet %d: read %+v, wrote %+v", i, ci, p)
 		}
-		if opts.Flags == nil || opts.Flags.Direction != pcapgo.NgEpbFlagDirectionInbound {
-			t.Errorf("packet %d: flags %+v, want inbound", i, opts.Flags)
+		want := pcapgo.NgEpbFlagDirectionInbound
+		if p.Outbound {
+			want = pcapgo.NgEpbFlagDirectionOutbound
+		}
+		if opts.Flags == nil || opts.Flags.Direction != want {
+			t.Errorf("packet %d: flags %+v, want direction %d", i, opts.Flags, want)
 		}
 	}
 	if _, _, err := r.ReadPacketData(); !errors.Is(err, io.EOF) {
@@ -126,8 +130,12 @@ func TestRoundTripTshark(t *testing.T) {
 		if ifc.Queues {
 			queue = strconv.Itoa(int(p.Queue))
 		}
+		direction := "0x00000001" // inbound
+		if p.Outbound {
+			direction = "0x00000002"
+		}
 		want := []string{ifc.Name, strconv.Itoa(p.Length), strconv.Itoa(len(p.Data)),
-			epoch(p.Time), ifc.Description, "0x00000001", queue, strconv.FormatUint(p.DropCount, 10)}
+			epoch(p.Time), ifc.Description, direction, queue, strconv.FormatUint(p.DropCount, 10)}
 		if !slices.Equal(rows[i], want) {
 			t.Errorf("packet %d: tshark says %q, want %q", i, rows[i], want)
 		}
