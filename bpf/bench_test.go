@@ -48,18 +48,21 @@ func noopProgram(b *testing.B, multiBuffer bool) *ebpf.Program {
 // loadVariant loads one program of the variants object, the single-buffer
 // build if linear, else a multi-buffer one.
 func loadVariant(b *testing.B, spec *ebpf.CollectionSpec, program string, linear bool, cfg Config) (*Objects, *ebpf.Program) {
-	if linear {
-		objs, err := loadSpec(spec, cfg, "", program)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return objs, objs.Linear[0]
-	}
-	objs, err := loadSpec(spec, cfg, program, "")
+	cfg.Perfmon = true
+	objs, err := loadSpec(spec, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return objs, objs.Programs[0]
+	build := XDP
+	if linear {
+		build = XDPLinear
+	}
+	prog, err := objs.load(program, Instance{Build: build})
+	if err != nil {
+		objs.Close()
+		b.Fatal(err)
+	}
+	return objs, prog
 }
 
 // BenchmarkProgram measures the cost of a frame in the program's two
@@ -120,7 +123,7 @@ func BenchmarkProgram(b *testing.B) {
 	noopMulti, noopLinear := noopProgram(b, true), noopProgram(b, false)
 	for _, tt := range tests {
 		b.Run(tt.name, func(b *testing.B) {
-			cfg := Config{MTU: 1500, SnapLen: 256, RingSize: 1 << 20, Interfaces: 1, CaptureAll: tt.sel.all, Filter: tt.sel.filter}
+			cfg := Config{MTU: 1500, SnapLen: 256, RingSize: 1 << 20, Slots: 1, CaptureAll: tt.sel.all, Filter: tt.sel.filter}
 			objs, prog := loadVariant(b, spec, tt.program, tt.linear, cfg)
 			defer objs.Close()
 			noop := noopMulti
@@ -216,7 +219,7 @@ func BenchmarkReserveLock(b *testing.B) {
 	for _, program := range []string{variants.Ringcap, variants.NoRoomCheck} {
 		for _, cpus := range []int{1, runtime.NumCPU()} {
 			b.Run(fmt.Sprintf("%s/cpus=%d", program, cpus), func(b *testing.B) {
-				objs, prog := loadVariant(b, spec, program, false, Config{MTU: 1500, SnapLen: 256, RingSize: uint32(os.Getpagesize()), Interfaces: 1})
+				objs, prog := loadVariant(b, spec, program, false, Config{MTU: 1500, SnapLen: 256, RingSize: uint32(os.Getpagesize()), Slots: 1})
 				defer objs.Close()
 				if _, err := prog.Run(&ebpf.RunOptions{Data: big, Repeat: 100}); err != nil {
 					b.Fatal(err)
@@ -245,7 +248,7 @@ func BenchmarkRingPerCPU(b *testing.B) {
 	bpftest.RequirePrivileges(b)
 	// A quarter of a ring holds every record of a timed run, even the
 	// shared ring's from every CPU.
-	cfg := Config{MTU: 1500, SnapLen: 256, Interfaces: 1}
+	cfg := Config{MTU: 1500, SnapLen: 256, Slots: 1}
 	ringSize := uint32(nextPowerOfTwo(uint64(4 * runtime.NumCPU() * benchRepeat * int(cfg.RecordSize()))))
 	cfg.RingSize = ringSize
 	big := frames.Spec{L3Len: 2000}.Build()
@@ -369,7 +372,7 @@ func BenchmarkRecordSize(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg := Config{MTU: 1500, CaptureAll: true, SnapLen: MaxSnapLen, RingSize: 64 << 20, Interfaces: 1}
+	cfg := Config{MTU: 1500, CaptureAll: true, SnapLen: MaxSnapLen, RingSize: 64 << 20, Slots: 1}
 	for _, size := range []int{60, 1514, 9014} {
 		frame := frames.Spec{L3Len: size - 14}.Build()
 		for _, program := range []string{variants.RecordSnaplen, variants.RecordClasses, variants.RecordDynptr, variants.RecordOutput} {

@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -14,8 +15,8 @@ import (
 )
 
 // Filter is a pcap-filter(7) expression, compiled by libpcap for Ethernet
-// into classic BPF, and translated into the eBPF body of ringcap.c's
-// ringcap_filter function.
+// into classic BPF, and translated into the eBPF body of ringcap.c's filter
+// functions, one translation per kind of program instance (target).
 //
 // The translation is ringcap's own: no translator library can be had
 // here. It keeps classic BPF's rules: A, X and the scratch memory M[]
@@ -23,33 +24,60 @@ import (
 // `len` is the length of the whole frame, all fragments; a division or
 // modulo by X = 0 ends it with 0; a shift by 32 or more gives 0.
 //
+// The expression sees the frame as it is recorded: where the program put
+// back a VLAN tag that the driver or the stack had taken out, loads past
+// the MAC addresses read 4 bytes earlier in the packet, and the 4 bytes
+// of the tag come from the filter's vlan argument. A load at X+k that
+// would straddle the tag's edge ends the filter with no match; libpcap
+// emits none such (its X+k loads are past the IP header).
+//
 // Loads at a constant offset read the first buffer directly, after a
-// bounds check; past it (a multi-buffer jumbo frame), bpf_xdp_load_bytes()
-// copies the bytes. Loads at X+k read directly too in the single-buffer
-// build, and through the helper in the multi-buffer one: direct access at
-// X+k is pointer arithmetic with a register, which the verifier allows
-// only with CAP_PERFMON, and ringcap loads the multi-buffer build without
-// it (it needs only CAP_BPF and CAP_NET_ADMIN), the single-buffer one only
-// with it. The helper costs about 25 ns a load (see the README).
+// bounds check; past it (a multi-buffer jumbo frame, a socket buffer's
+// paged part), the load-bytes helper copies the bytes. Loads at X+k read
+// directly too where the program is loaded with CAP_PERFMON, and through
+// the helper otherwise: direct access at X+k is pointer arithmetic with a
+// register, which the verifier allows only with CAP_PERFMON. The helper
+// costs about 25 ns a load (see the README).
 type Filter struct {
 	Expr    string
 	Classic []cbpf.Instruction // what libpcap compiled
-	// ringcap_filter's body for a program loaded without CAP_PERFMON,
-	// and for one loaded with it.
-	portable, direct asm.Instructions
+	bodies  map[target]asm.Instructions
 }
 
-// filterFunc is the function in ringcap.c whose body the filter replaces.
-const filterFunc = "ringcap_filter"
+// target is what a translation is for.
+type target struct {
+	tc       bool // the socket-buffer context of ringcap_filter_tc
+	direct   bool // loaded with CAP_PERFMON: loads at X+k read directly
+	outbound bool // the instance sees sent frames
+}
+
+// function is the function in ringcap.c whose body the filter replaces.
+func (t target) function() string {
+	if t.tc {
+		return "ringcap_filter_tc"
+	}
+	return "ringcap_filter_xdp"
+}
+
+// body returns the translation for t, made on first use.
+func (f *Filter) body(t target) (asm.Instructions, error) {
+	if b, ok := f.bodies[t]; ok {
+		return b, nil
+	}
+	b, err := translate(f.Classic, t)
+	if err != nil {
+		return nil, err
+	}
+	f.bodies[t] = b
+	return b, nil
+}
 
 // notAtXDP are the pcap-filter keywords that cannot mean anything to a
-// program that sees the frames an interface receives, before the stack.
+// program that sees an interface's frames.
 var notAtXDP = map[string]string{
-	"inbound":  "XDP sees only received frames: every frame ringcap captures is inbound",
-	"outbound": "XDP sees only received frames, never outbound ones",
-	"ifname":   "it names an interface in OpenBSD pf logs; choose interfaces with -i",
-	"on":       "it names an interface in OpenBSD pf logs; choose interfaces with -i",
-	"ifindex":  "it reads the interface index of Linux cooked captures; choose interfaces with -i",
+	"ifname":  "it names an interface in OpenBSD pf logs; choose interfaces with -i",
+	"on":      "it names an interface in OpenBSD pf logs; choose interfaces with -i",
+	"ifindex": "it reads the interface index of Linux cooked captures; choose interfaces with -i",
 }
 
 // CompileFilter compiles expr with libpcap and translates it. The error
@@ -61,7 +89,7 @@ func CompileFilter(expr string) (*Filter, error) {
 	}
 	for _, word := range strings.FieldsFunc(expr, func(r rune) bool { return strings.ContainsRune(" \t\n()!&|", r) }) {
 		if why, ok := notAtXDP[word]; ok {
-			return nil, fmt.Errorf("filter expression %q: %q cannot be used at XDP: %s", shorten(expr), word, why)
+			return nil, fmt.Errorf("filter expression %q: %q cannot be used here: %s", shorten(expr), word, why)
 		}
 	}
 	raw, err := pcap.CompileBPFFilter(layers.LinkTypeEthernet, MaxSnapLen, expr)
@@ -87,14 +115,12 @@ func shorten(expr string) string {
 	return expr
 }
 
-// newFilter translates a classic program both ways.
+// newFilter translates a classic program for XDP, which finds what is
+// wrong with it before anything is loaded; the other translations are
+// made as instances need them.
 func newFilter(expr string, classic []cbpf.Instruction) (*Filter, error) {
-	f := &Filter{Expr: expr, Classic: classic}
-	var err error
-	if f.portable, err = translate(classic, false); err != nil {
-		return nil, err
-	}
-	if f.direct, err = translate(classic, true); err != nil {
+	f := &Filter{Expr: expr, Classic: classic, bodies: make(map[target]asm.Instructions)}
+	if _, err := f.body(target{}); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -103,30 +129,50 @@ func newFilter(expr string, classic []cbpf.Instruction) (*Filter, error) {
 // Registers of the translated filter. R1-R5 are the helper call's
 // arguments and clobbered by it; the rest survive calls.
 const (
-	regCtx      = asm.R6 // struct xdp_md *, the function's first argument
-	regA        = asm.R7
-	regX        = asm.R8
-	regFrameLen = asm.R9 // the function's second argument: all fragments
+	regCtx  = asm.R6 // the context, the function's first argument
+	regA    = asm.R7
+	regX    = asm.R8
+	regVLAN = asm.R9 // the third argument: the tag put back, or 0
 )
 
-// Stack of the translated filter: bpf_xdp_load_bytes() copies into
-// loadBuf, M[i] lives at scratch + 4*i, and loopCount counts the turns of
-// a loop.
+// Stack of the translated filter: the load-bytes helper copies into
+// loadBuf, M[i] lives at scratch + 4*i, loopCount counts the turns of a
+// loop, frameLen holds the second argument (the frame's length as
+// recorded), and tagBuf assembles a load that covers a put-back tag.
 const (
 	loadBuf   = -8
 	scratch   = loadBuf - 4*16
 	loopCount = scratch - 8
+	frameLen  = loopCount - 8
+	tagBuf    = frameLen - 8
 	// maxLoops bounds the turns of a loop: protochain takes one per IPv6
 	// extension header, and no real packet has 16.
 	maxLoops = 16
 )
 
+// Where a tag put back sits in the recorded frame: after the MAC
+// addresses, 4 bytes.
+const (
+	tagStart = 12
+	tagEnd   = tagStart + 4
+)
+
+// Byte offsets of the packet pointers in each context.
+const (
+	xdpData, xdpDataEnd = 0, 4   // struct xdp_md
+	skbData, skbDataEnd = 76, 80 // struct __sk_buff
+)
+
+// Linux's packet types (SKF_AD_PKTTYPE), what inbound and outbound test.
+const (
+	packetHost     = 0
+	packetOutgoing = 4
+)
+
 // translator builds the eBPF body of one classic program.
 type translator struct {
-	prog []cbpf.Instruction
-	// direct reads loads at X+k from the first buffer directly: only for
-	// a program loaded with CAP_PERFMON.
-	direct  bool
+	prog    []cbpf.Instruction
+	target  target
 	out     asm.Instructions
 	targets map[int]bool // classic instructions that are jump targets
 	next    int          // the classic instruction after the current one
@@ -134,22 +180,28 @@ type translator struct {
 	noMatch bool         // some instruction ends the filter with 0
 }
 
-func label(i int) string { return fmt.Sprintf("%s.%d", filterFunc, i) }
+// labelPrefix names the labels of the filter's code: a program holds one
+// filter.
+const labelPrefix = "ringcap_filter"
+
+func label(i int) string { return fmt.Sprintf("%s.%d", labelPrefix, i) }
 
 // labelNoMatch is the shared exit that returns 0.
-const labelNoMatch = filterFunc + ".nomatch"
+const labelNoMatch = labelPrefix + ".nomatch"
 
-// translate turns a classic BPF program into the body of ringcap_filter,
-// which returns its verdict: 0 for no match.
-func translate(prog []cbpf.Instruction, direct bool) (asm.Instructions, error) {
+// translate turns a classic BPF program into the body of the filter
+// function for tgt, which returns its verdict: 0 for no match.
+func translate(prog []cbpf.Instruction, tgt target) (asm.Instructions, error) {
 	if err := validate(prog); err != nil {
 		return nil, fmt.Errorf("invalid classic BPF program: %w", err)
 	}
-	t := &translator{prog: prog, direct: direct, targets: make(map[int]bool)}
+	t := &translator{prog: prog, target: tgt, targets: make(map[int]bool)}
 	reachable := t.reachable()
 	t.out = asm.Instructions{
 		asm.Mov.Reg(regCtx, asm.R1),
-		asm.Mov.Reg32(regFrameLen, asm.R2),
+		asm.Mov.Reg32(asm.R2, asm.R2),
+		asm.StoreMem(asm.RFP, frameLen, asm.R2, asm.DWord),
+		asm.Mov.Reg32(regVLAN, asm.R3),
 		asm.Mov.Imm32(regA, 0),
 		asm.Mov.Imm32(regX, 0),
 	}
@@ -227,8 +279,8 @@ func validate(prog []cbpf.Instruction) error {
 				return fmt.Errorf("instruction %d divides by zero", i)
 			}
 		case cbpf.LoadExtension:
-			if ins.Num != cbpf.ExtLen {
-				return fmt.Errorf("instruction %d reads extension %d, a socket filter's: XDP has none", i, ins.Num)
+			if ins.Num != cbpf.ExtLen && ins.Num != cbpf.ExtType {
+				return fmt.Errorf("instruction %d reads extension %d, a socket filter's: ringcap's programs have none", i, ins.Num)
 			}
 		case cbpf.RawInstruction:
 			return fmt.Errorf("instruction %d (%#x) is not classic BPF", i, ins.Op)
@@ -311,15 +363,25 @@ func (t *translator) emit(ins cbpf.Instruction) error {
 	case cbpf.StoreScratch:
 		t.out = append(t.out, asm.StoreMem(asm.RFP, int16(scratch+4*ins.N), reg(ins.Src), asm.Word))
 	case cbpf.LoadExtension:
-		if ins.Num != cbpf.ExtLen {
+		switch ins.Num {
+		case cbpf.ExtLen:
+			t.out = append(t.out, asm.LoadMem(regA, asm.RFP, frameLen, asm.DWord))
+		case cbpf.ExtType:
+			// inbound and outbound: what the instance sees is known
+			// when it is loaded.
+			pktType := int32(packetHost)
+			if t.target.outbound {
+				pktType = packetOutgoing
+			}
+			t.out = append(t.out, asm.Mov.Imm32(regA, pktType))
+		default:
 			// validate refuses these first.
-			return fmt.Errorf("extension %d is a socket filter's, XDP has none", ins.Num)
+			return fmt.Errorf("extension %d is a socket filter's, ringcap's programs have none", ins.Num)
 		}
-		t.out = append(t.out, asm.Mov.Reg32(regA, regFrameLen))
 	case cbpf.LoadAbsolute:
-		t.loadAbsolute(regA, ins.Off, ins.Size)
+		t.out = append(t.out, t.loadRecorded(regA, ins.Off, ins.Size)...)
 	case cbpf.LoadMemShift:
-		t.loadAbsolute(regX, ins.Off, 1)
+		t.out = append(t.out, t.loadRecorded(regX, ins.Off, 1)...)
 		t.out = append(t.out, asm.And.Imm32(regX, 0xf), asm.LSh.Imm32(regX, 2))
 	case cbpf.LoadIndirect:
 		t.loadIndirect(ins.Off, ins.Size)
@@ -364,14 +426,58 @@ func (t *translator) emit(ins cbpf.Instruction) error {
 	return nil
 }
 
-// loadAbsolute loads size bytes at frame offset off, big endian, into dst.
-func (t *translator) loadAbsolute(dst asm.Register, off uint32, size int) {
+// loadRecorded loads size bytes at offset off of the frame as recorded,
+// big endian, into dst: with a tag put back (regVLAN not 0), offsets past
+// the MAC addresses are 4 bytes later than in the packet.
+func (t *translator) loadRecorded(dst asm.Register, off uint32, size int) asm.Instructions {
+	if off+uint32(size) <= tagStart {
+		return t.loadAbsolute(dst, off, size)
+	}
+	var tagged asm.Instructions
+	switch {
+	case off >= tagEnd:
+		tagged = t.loadAbsolute(dst, off-(tagEnd-tagStart), size)
+	case size == 1:
+		tagged = tagByte(dst, off)
+	default:
+		// Some bytes from the tag, some from the packet: assembled
+		// byte by byte on the stack.
+		for i := range uint32(size) {
+			p := off + i
+			switch {
+			case p < tagStart:
+				tagged = append(tagged, t.loadAbsolute(dst, p, 1)...)
+			case p < tagEnd:
+				tagged = append(tagged, tagByte(dst, p)...)
+			default:
+				tagged = append(tagged, t.loadAbsolute(dst, p-(tagEnd-tagStart), 1)...)
+			}
+			tagged = append(tagged, asm.StoreMem(asm.RFP, int16(tagBuf+int32(i)), dst, asm.Byte))
+		}
+		tagged = append(tagged, asm.LoadMem(dst, asm.RFP, tagBuf, sizeOf(size)))
+		tagged = append(tagged, toHost(dst, size)...)
+	}
+	untagged := append(t.loadAbsolute(dst, off, size), over(asm.Ja.Label(""), tagged))
+	return slices.Concat(asm.Instructions{over(asm.JNE.Imm32(regVLAN, 0, ""), untagged)}, untagged, tagged)
+}
+
+// tagByte puts byte p (within the tag) of the recorded frame into dst.
+func tagByte(dst asm.Register, p uint32) asm.Instructions {
+	return asm.Instructions{
+		asm.Mov.Reg32(dst, regVLAN),
+		asm.RSh.Imm32(dst, int32(8*(tagEnd-1-p))),
+		asm.And.Imm32(dst, 0xff),
+	}
+}
+
+// loadAbsolute loads size bytes at packet offset off, big endian, into
+// dst.
+func (t *translator) loadAbsolute(dst asm.Register, off uint32, size int) asm.Instructions {
 	slow := append(asm.Instructions{asm.LoadImm(asm.R2, int64(off), asm.DWord)}, t.loadBytes(dst, size)...)
 	// The verifier takes constant packet offsets below 64 KiB; where the
 	// first buffer does not hold the bytes, the helper copies them.
 	if uint64(off)+uint64(size) >= 0xffff {
-		t.out = append(t.out, slow...)
-		return
+		return slow
 	}
 	var fast asm.Instructions
 	if off > 0x7fff {
@@ -381,15 +487,22 @@ func (t *translator) loadAbsolute(dst asm.Register, off uint32, size int) {
 	}
 	fast = append(fast, toHost(dst, size)...)
 	fast = append(fast, over(asm.Ja.Label(""), slow))
-	t.out = append(t.out,
-		asm.LoadMem(asm.R2, regCtx, 0, asm.Word), // ctx->data
-		asm.LoadMem(asm.R3, regCtx, 4, asm.Word), // ctx->data_end
+	data, dataEnd := t.target.packetPointers()
+	return slices.Concat(asm.Instructions{
+		asm.LoadMem(asm.R2, regCtx, data, asm.Word),
+		asm.LoadMem(asm.R3, regCtx, dataEnd, asm.Word),
 		asm.Mov.Reg(asm.R1, asm.R2),
 		asm.Add.Imm(asm.R1, int32(off)+int32(size)),
 		over(asm.JGT.Reg(asm.R1, asm.R3, ""), fast),
-	)
-	t.out = append(t.out, fast...)
-	t.out = append(t.out, slow...)
+	}, fast, slow)
+}
+
+// packetPointers are the context's offsets of data and data_end.
+func (t target) packetPointers() (data, dataEnd int16) {
+	if t.tc {
+		return skbData, skbDataEnd
+	}
+	return xdpData, xdpDataEnd
 }
 
 // over makes jump, built without a label, jump over insns: jumps within
@@ -418,16 +531,28 @@ func (t *translator) loadIndirect(off uint32, size int) {
 		asm.LoadImm(asm.R2, int64(off), asm.DWord),
 		asm.Add.Reg(asm.R2, regX),
 	)
+	// With a tag put back, an offset past it is 4 bytes earlier in the
+	// packet, one before it is the same, and one across it is no match.
+	straddle := asm.Instructions{
+		asm.Mov.Reg(asm.R1, asm.R2),
+		asm.Add.Imm(asm.R1, int32(size)),
+		asm.JGT.Imm(asm.R1, tagStart, t.exitNoMatch()),
+	}
+	past := asm.Instructions{asm.Sub.Imm(asm.R2, tagEnd-tagStart), over(asm.Ja.Label(""), straddle)}
+	tagged := slices.Concat(asm.Instructions{over(asm.JLT.Imm(asm.R2, tagEnd, ""), past)}, past, straddle)
+	t.out = append(t.out, over(asm.JEq.Imm32(regVLAN, 0, ""), tagged))
+	t.out = append(t.out, tagged...)
 	slow := t.loadBytes(regA, size)
-	if !t.direct {
+	if !t.target.direct {
 		t.out = append(t.out, slow...)
 		return
 	}
 	// The offset in R2, bounded so that the verifier takes it as a
 	// packet offset; the helper takes over past the first buffer.
+	data, dataEnd := t.target.packetPointers()
 	fast := asm.Instructions{
-		asm.LoadMem(asm.R1, regCtx, 0, asm.Word), // ctx->data
-		asm.LoadMem(asm.R3, regCtx, 4, asm.Word), // ctx->data_end
+		asm.LoadMem(asm.R1, regCtx, data, asm.Word),
+		asm.LoadMem(asm.R3, regCtx, dataEnd, asm.Word),
 		asm.Add.Reg(asm.R1, asm.R2),
 		asm.Mov.Reg(asm.R4, asm.R1),
 		asm.Add.Imm(asm.R4, int32(size)),
@@ -441,20 +566,27 @@ func (t *translator) loadIndirect(off uint32, size int) {
 	t.out = append(t.out, slow...)
 }
 
-// loadBytes copies size bytes from frame offset R2 into dst, big endian,
-// with bpf_xdp_load_bytes(), which reads across fragments; an offset past
-// the frame means no match.
+// loadBytes copies size bytes from packet offset R2 into dst, big
+// endian, with the load-bytes helper, which reads across fragments and a
+// socket buffer's paged part; an offset past the frame means no match.
 func (t *translator) loadBytes(dst asm.Register, size int) asm.Instructions {
+	helper := asm.FnXdpLoadBytes
+	if t.target.tc {
+		helper = asm.FnSkbLoadBytes
+	}
 	return append(asm.Instructions{
-		// The helper takes a 32-bit offset: bound it by the frame first.
+		// The helper takes a 32-bit offset: bound it by the frame
+		// first (as recorded: the helper refuses the last bytes of a
+		// tagged one).
 		asm.Mov.Reg(asm.R1, asm.R2),
 		asm.Add.Imm(asm.R1, int32(size)),
-		asm.JGT.Reg(asm.R1, regFrameLen, t.exitNoMatch()),
+		asm.LoadMem(asm.R3, asm.RFP, frameLen, asm.DWord),
+		asm.JGT.Reg(asm.R1, asm.R3, t.exitNoMatch()),
 		asm.Mov.Reg(asm.R1, regCtx),
 		asm.Mov.Reg(asm.R3, asm.RFP),
 		asm.Add.Imm(asm.R3, loadBuf),
 		asm.Mov.Imm(asm.R4, int32(size)),
-		asm.FnXdpLoadBytes.Call(),
+		helper.Call(),
 		asm.JNE.Imm(asm.R0, 0, t.exitNoMatch()),
 		asm.LoadMem(dst, asm.RFP, loadBuf, sizeOf(size)),
 	}, toHost(dst, size)...)
@@ -574,23 +706,22 @@ var inverseJumps = map[asm.JumpOp]asm.JumpOp{
 	asm.JGE: asm.JLT, asm.JLT: asm.JGE,
 }
 
-// inject replaces the body of ringcap_filter in prog with f's, the one
-// that reads X+k directly if perfmon (the program is loaded with
-// CAP_PERFMON).
-func (f *Filter) inject(prog *ebpf.ProgramSpec, perfmon bool) error {
-	src := f.portable
-	if perfmon {
-		src = f.direct
+// inject replaces the body of tgt's filter function in prog with f's
+// translation for tgt.
+func (f *Filter) inject(prog *ebpf.ProgramSpec, tgt target) error {
+	src, err := f.body(tgt)
+	if err != nil {
+		return fmt.Errorf("filter expression %q: %w", shorten(f.Expr), err)
 	}
 	start := -1
 	for i, ins := range prog.Instructions {
-		if ins.Symbol() == filterFunc {
+		if ins.Symbol() == tgt.function() {
 			start = i
 			break
 		}
 	}
 	if start < 0 {
-		return fmt.Errorf("program %s has no function %s to put the filter into", prog.Name, filterFunc)
+		return fmt.Errorf("program %s has no function %s to put the filter into", prog.Name, tgt.function())
 	}
 	end := start + 1
 	for end < len(prog.Instructions) && prog.Instructions[end].Symbol() == "" {
@@ -613,7 +744,7 @@ const maxProgramInsns = 1_000_000
 // the likely reason.
 func (f *Filter) refused(err error) error {
 	expr := shorten(f.Expr)
-	size := fmt.Sprintf("%d classic BPF instructions, %d once translated", len(f.Classic), len(f.portable))
+	size := fmt.Sprintf("%d classic BPF instructions, %d once translated", len(f.Classic), len(f.bodies[target{}]))
 	var verr *ebpf.VerifierError
 	switch {
 	case errors.Is(err, unix.E2BIG):
@@ -621,7 +752,7 @@ func (f *Filter) refused(err error) error {
 	case errors.As(err, &verr):
 		return fmt.Errorf("the kernel's verifier refused the filter expression %q (%s): %s", expr, size, verifierReason(verr.Log))
 	}
-	return explain("load XDP program", err)
+	return explain("load the program", err)
 }
 
 // verifierReason picks the verifier's reason from its log: the last line

@@ -149,8 +149,8 @@ func checkAgainstTcpdump(t *testing.T, expr string) {
 	}
 	objs := load(t, Config{MTU: 1500, CaptureAll: true, SnapLen: 64, Filter: f})
 	for _, build := range builds {
-		// The single-buffer build never sees a jumbo frame.
-		fits := func(data []byte) bool { return build.name != "linear" || len(data) <= 3000 }
+		fits := func(data []byte) bool { return build.takes(len(data)) }
+		prog := build.prog(t, objs)
 		var got []time.Time
 		// The builds count into the same counters.
 		before := counters(t, objs).Selected
@@ -158,12 +158,13 @@ func checkAgainstTcpdump(t *testing.T, expr string) {
 			if !fits(fr.Data) {
 				continue
 			}
-			run(t, build.prog(objs), fr.Data, 1)
+			run(t, prog, fr.Data, 1)
 			if c := counters(t, objs); c.Selected > before {
 				got, before = append(got, fr.Time), c.Selected
 			}
 		}
 		drain(t, objs)
+		prog.Close()
 		wantHere := slices.DeleteFunc(slices.Clone(want), func(ts time.Time) bool { return !fits(frameAt(frames, ts)) })
 		if !slices.EqualFunc(got, wantHere, time.Time.Equal) {
 			t.Errorf("%s build selects frames %v, tcpdump %v", build.name, indexes(frames, got), indexes(frames, wantHere))
@@ -217,13 +218,14 @@ func TestFilterRefused(t *testing.T) {
 		want   string
 	}{
 		{"too large", tooLarge,
-			`the filter expression "huge" is too large for the kernel (80001 classic BPF instructions, ` + fmt.Sprint(len(tooLarge.portable)) + ` once translated; at most 1000000 in all)`},
-		{"verifier", &Filter{Expr: "broken", Classic: huge[:1], portable: broken, direct: broken},
+			`the filter expression "huge" is too large for the kernel (80001 classic BPF instructions, ` + fmt.Sprint(len(tooLarge.bodies[target{}])) + ` once translated; at most 1000000 in all)`},
+		{"verifier", &Filter{Expr: "broken", Classic: huge[:1], bodies: map[target]asm.Instructions{{}: broken}},
 			`the kernel's verifier refused the filter expression "broken" (1 classic BPF instructions, 1 once translated): R0 !read_ok`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Load(Config{MTU: 1500, SnapLen: 64, RingSize: 1 << 20, Interfaces: 1, Filter: tt.filter})
+			objs := load(t, Config{MTU: 1500, SnapLen: 64, Filter: tt.filter})
+			_, err := objs.Program(Instance{Build: XDP})
 			if err == nil {
 				t.Fatal("the kernel took it")
 			}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"unsafe"
 
@@ -18,7 +17,7 @@ import (
 const (
 	EventHeaderSize     = int(unsafe.Sizeof(ringcapEvent{}))
 	EventTsOffset       = int(unsafe.Offsetof(ringcapEvent{}.TsNs))
-	EventIfindexOffset  = int(unsafe.Offsetof(ringcapEvent{}.Ifindex))
+	EventSlotOffset     = int(unsafe.Offsetof(ringcapEvent{}.Slot))
 	EventRxQueueOffset  = int(unsafe.Offsetof(ringcapEvent{}.RxQueue))
 	EventFrameLenOffset = int(unsafe.Offsetof(ringcapEvent{}.FrameLen))
 	EventCapLenOffset   = int(unsafe.Offsetof(ringcapEvent{}.CapLen))
@@ -41,7 +40,7 @@ const (
 	MaxRingSize = 1 << 31 // largest power of two the kernel's ringbuf accepts
 )
 
-// Config is the selection and ring layout baked into the program at load.
+// Config is the selection and ring layout baked into the programs at load.
 type Config struct {
 	MTU        uint32 // frames whose L3 length exceeds MTU are selected
 	CaptureAll bool   // select every frame
@@ -51,10 +50,13 @@ type Config struct {
 	// reader; 0 means a quarter of the ring. Below it the reader finds
 	// records on its own timer.
 	WakeupBytes uint32
-	Interfaces  int // number of program instances (one per interface)
-	// SingleBuffer also loads the single-buffer build. The verifier
-	// takes it only from a process with CAP_PERFMON or CAP_SYS_ADMIN.
-	SingleBuffer bool
+	// Slots is the number of program instances that count and write
+	// into the ring: one per interface and direction.
+	Slots int
+	// Perfmon says the process has CAP_PERFMON (or CAP_SYS_ADMIN): the
+	// verifier then takes packet pointers moved by a register, which the
+	// single-buffer XDP build needs, and the expression's fastest loads.
+	Perfmon bool
 	// Filter, if not nil, narrows the selection: a frame must pass the
 	// length test and match it.
 	Filter *Filter
@@ -85,46 +87,76 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ring size %s cannot hold one %d-byte record of snaplen %d: use at least %s",
 			FormatSize(uint64(c.RingSize)), c.RecordSize(), c.SnapLen, FormatSize(nextPowerOfTwo(uint64(c.RecordSize())+1)))
 	}
-	if c.Interfaces < 1 {
+	if c.Slots < 1 {
 		return errors.New("no interface to load the program for")
 	}
 	return nil
 }
 
-// Objects are the loaded program instances and the maps they share.
+// Build is one of the program's builds, one per kind of hook.
+type Build int
+
+const (
+	// XDP is the multi-buffer ("xdp.frags") build: it takes any frame,
+	// a test run's, generic mode's, a jumbo one's.
+	XDP Build = iota
+	// XDPLinear is the single-buffer build: cheaper per frame, for
+	// native mode only, where a driver attaches it only if it never
+	// builds multi-buffer frames. It needs Config.Perfmon.
+	XDPLinear
+	// TC is the tc (tcx) build, for either direction.
+	TC
+)
+
+func (b Build) String() string {
+	switch b {
+	case XDP:
+		return "XDP"
+	case XDPLinear:
+		return "single-buffer XDP"
+	case TC:
+		return "tc"
+	}
+	return fmt.Sprintf("Build(%d)", int(b))
+}
+
+// Instance is one program instance to load.
+type Instance struct {
+	Build Build
+	Slot  int // counts into this slot; the ring records carry it
+	// Device, if not 0, binds an XDP build to the interface of this
+	// index: only a bound program may ask the driver for the VLAN tag
+	// it took out of a frame, and only native mode takes it.
+	Device int
+	// Outbound says the instance sees sent frames (tc egress): the
+	// expression's inbound and outbound keywords test it.
+	Outbound bool
+}
+
+// Objects are the maps the program instances share, and the means to load
+// instances.
 type Objects struct {
-	// Programs holds one instance of the multi-buffer ("xdp.frags")
-	// program per interface; instance i counts into slot i of Counters.
-	// It takes any frame: a test run's, generic mode's, a jumbo one's.
-	Programs []*ebpf.Program
-	// Linear holds the single-buffer build, instance i beside
-	// Programs[i], if Config.SingleBuffer. It is cheaper per frame and
-	// only for native mode, where a driver attaches it only if it never
-	// builds multi-buffer frames.
-	Linear   []*ebpf.Program
+	spec     *ebpf.CollectionSpec
+	cfg      Config
+	programs []*ebpf.Program // every instance loaded, for Close
+
 	Events   *ebpf.Map
 	Counters *ebpf.Map
 	Scratch  *ebpf.Map // a record per CPU, copied into Events
 }
 
-// Load loads the program, one instance per interface (and one of the
-// single-buffer build too if cfg.SingleBuffer), all writing into one ring.
+// Load creates the maps for cfg; Program loads instances into them.
 func Load(cfg Config) (*Objects, error) {
 	spec, err := loadRingcap()
 	if err != nil {
 		return nil, fmt.Errorf("read embedded XDP object: %w", err)
 	}
-	linear := ""
-	if cfg.SingleBuffer {
-		linear = ringcapProgRingcapLinear
-	}
-	return loadSpec(spec, cfg, ringcapProgRingcapXdp, linear)
+	return loadSpec(spec, cfg)
 }
 
-// loadSpec loads the programs named multiBuffer and linear (either may be
-// empty) from spec, an object compiled from ringcap.c, with cfg's
-// constants: Load's work, open to the benchmarks' variants.
-func loadSpec(spec *ebpf.CollectionSpec, cfg Config, multiBuffer, linear string) (*Objects, error) {
+// loadSpec is Load's work on spec, an object compiled from ringcap.c: open
+// to the benchmarks' variants.
+func loadSpec(spec *ebpf.CollectionSpec, cfg Config) (*Objects, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -132,28 +164,13 @@ func loadSpec(spec *ebpf.CollectionSpec, cfg Config, multiBuffer, linear string)
 	// times.
 	spec = spec.Copy()
 	spec.Maps[ringcapMapEvents].MaxEntries = cfg.RingSize
-	spec.Maps[ringcapMapCounters].MaxEntries = uint32(cfg.Interfaces)
+	spec.Maps[ringcapMapCounters].MaxEntries = uint32(cfg.Slots)
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, fmt.Errorf("count CPUs: %w", err)
 	}
 	spec.Maps[ringcapMapScratch].MaxEntries = uint32(cpus)
 	spec.Maps[ringcapMapScratch].ValueSize = uint32(EventHeaderSize) + cfg.SnapLen
-	if cfg.Filter != nil {
-		// Only the single-buffer build is sure to be loaded with
-		// CAP_PERFMON.
-		for _, build := range []struct {
-			name    string
-			perfmon bool
-		}{{multiBuffer, false}, {linear, true}} {
-			if build.name == "" {
-				continue
-			}
-			if err := cfg.Filter.inject(spec.Programs[build.name], build.perfmon); err != nil {
-				return nil, err
-			}
-		}
-	}
 
 	all := uint32(0)
 	if cfg.CaptureAll {
@@ -171,7 +188,7 @@ func loadSpec(spec *ebpf.CollectionSpec, cfg Config, multiBuffer, linear string)
 		}
 	}
 
-	objs := &Objects{}
+	objs := &Objects{spec: spec, cfg: cfg}
 	if objs.Events, err = ebpf.NewMap(spec.Maps[ringcapMapEvents]); err != nil {
 		return nil, explain("create ring buffer", err)
 	}
@@ -183,62 +200,92 @@ func loadSpec(spec *ebpf.CollectionSpec, cfg Config, multiBuffer, linear string)
 		objs.Close()
 		return nil, explain("create scratch records", err)
 	}
-	for _, build := range []struct {
-		program string
-		into    *[]*ebpf.Program
-	}{{multiBuffer, &objs.Programs}, {linear, &objs.Linear}} {
-		if build.program == "" {
-			continue
-		}
-		for i := range cfg.Interfaces {
-			prog, err := loadInstance(spec, build.program, uint32(i), objs, cfg.Filter)
-			if err != nil {
-				objs.Close()
-				return nil, err
-			}
-			*build.into = append(*build.into, prog)
-		}
-	}
 	return objs, nil
 }
 
-func loadInstance(spec *ebpf.CollectionSpec, program string, slot uint32, objs *Objects, filter *Filter) (*ebpf.Program, error) {
-	spec = spec.Copy()
+// programName is the function in ringcap.c that is inst's entry point.
+func (inst Instance) programName() string {
+	switch {
+	case inst.Build == TC:
+		return ringcapProgRingcapTc
+	case inst.Build == XDPLinear && inst.Device != 0:
+		return ringcapProgRingcapLinTag
+	case inst.Build == XDPLinear:
+		return ringcapProgRingcapLinear
+	case inst.Device != 0:
+		return ringcapProgRingcapXdpTag
+	}
+	return ringcapProgRingcapXdp
+}
+
+// Program loads an instance. It stays loaded until it is closed, or the
+// Objects are.
+func (o *Objects) Program(inst Instance) (*ebpf.Program, error) {
+	return o.load(inst.programName(), inst)
+}
+
+// load loads the program named program from the spec as inst: Program's
+// work, open to the benchmarks' variants.
+func (o *Objects) load(program string, inst Instance) (*ebpf.Program, error) {
+	if inst.Slot < 0 || inst.Slot >= o.cfg.Slots {
+		return nil, fmt.Errorf("slot %d of %d", inst.Slot, o.cfg.Slots)
+	}
+	if inst.Build == XDPLinear && !o.cfg.Perfmon {
+		return nil, errors.New("the single-buffer build needs CAP_PERFMON")
+	}
+	spec := o.spec.Copy()
 	for name := range spec.Programs {
 		if name != program {
 			delete(spec.Programs, name)
 		}
 	}
-	if err := spec.Variables[ringcapVarSlot].Set(slot); err != nil {
+	prog := spec.Programs[program]
+	if prog == nil {
+		return nil, fmt.Errorf("no program %s in the object", program)
+	}
+	if inst.Device != 0 {
+		prog.Flags |= unix.BPF_F_XDP_DEV_BOUND_ONLY
+		prog.Ifindex = uint32(inst.Device)
+	}
+	if o.cfg.Filter != nil {
+		t := target{tc: inst.Build == TC, direct: o.cfg.Perfmon && inst.Build != XDP, outbound: inst.Outbound}
+		if err := o.cfg.Filter.inject(prog, t); err != nil {
+			return nil, err
+		}
+	}
+	if err := spec.Variables[ringcapVarSlot].Set(uint32(inst.Slot)); err != nil {
 		return nil, fmt.Errorf("set slot: %w", err)
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
 		MapReplacements: map[string]*ebpf.Map{
-			ringcapMapEvents:   objs.Events,
-			ringcapMapCounters: objs.Counters,
-			ringcapMapScratch:  objs.Scratch,
+			ringcapMapEvents:   o.Events,
+			ringcapMapCounters: o.Counters,
+			ringcapMapScratch:  o.Scratch,
 		},
 	})
 	if err != nil {
-		if filter != nil {
-			return nil, filter.refused(err)
+		if o.cfg.Filter != nil {
+			return nil, o.cfg.Filter.refused(err)
 		}
-		return nil, explain("load XDP program", err)
+		return nil, explain("load "+inst.Build.String()+" program", err)
 	}
 	// The program keeps its .rodata alive; the collection's own handles
 	// are not needed.
-	prog := coll.DetachProgram(program)
+	p := coll.DetachProgram(program)
 	coll.Close()
-	return prog, nil
+	o.programs = append(o.programs, p)
+	return p, nil
 }
 
-// Close releases the programs and maps. Programs attached through a
-// bpf_link stay attached until the link is closed.
+// Close releases the maps and every program instance not closed yet.
+// Programs attached through a bpf_link stay attached until the link is
+// closed.
 func (o *Objects) Close() error {
 	var errs []error
-	for _, p := range slices.Concat(o.Programs, o.Linear) {
+	for _, p := range o.programs {
 		errs = append(errs, p.Close())
 	}
+	o.programs = nil
 	if o.Events != nil {
 		errs = append(errs, o.Events.Close())
 	}
@@ -251,7 +298,7 @@ func (o *Objects) Close() error {
 	return errors.Join(errs...)
 }
 
-// Counters are one interface's counts, summed over CPUs.
+// Counters are one slot's counts, summed over CPUs.
 type Counters struct {
 	Seen          uint64 // frames the program ran on
 	Selected      uint64 // frames that matched the selection
@@ -274,7 +321,7 @@ func (c Counters) Add(d Counters) Counters {
 	}
 }
 
-// ReadCounters returns the counters of program instance slot.
+// ReadCounters returns the counters of slot.
 func (o *Objects) ReadCounters(slot int) (Counters, error) {
 	var perCPU []ringcapIfaceCounters
 	if err := o.Counters.Lookup(uint32(slot), &perCPU); err != nil {

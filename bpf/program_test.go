@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"testing"
 	"time"
@@ -34,28 +33,57 @@ type event struct {
 
 func load(t *testing.T, cfg Config) *Objects {
 	t.Helper()
-	bpftest.RequirePrivileges(t)
-	if cfg.RingSize == 0 {
-		cfg.RingSize = 1 << 20
-	}
-	cfg.Interfaces = 1
-	cfg.SingleBuffer = true
-	objs, err := Load(cfg)
-	if err != nil {
-		t.Fatalf("load: %v", err)
-	}
+	objs := loadNow(t, cfg)
 	t.Cleanup(func() { objs.Close() })
 	return objs
 }
 
-// builds are the program's two builds; tests whose frames fit one buffer
-// run them through both.
-var builds = []struct {
-	name string
-	prog func(*Objects) *ebpf.Program
-}{
-	{"multi-buffer", func(o *Objects) *ebpf.Program { return o.Programs[0] }},
-	{"linear", func(o *Objects) *ebpf.Program { return o.Linear[0] }},
+// loadNow is load, leaving Close to the caller.
+func loadNow(t *testing.T, cfg Config) *Objects {
+	t.Helper()
+	bpftest.RequirePrivileges(t)
+	if cfg.RingSize == 0 {
+		cfg.RingSize = 1 << 20
+	}
+	cfg.Slots = 1
+	cfg.Perfmon = true
+	objs, err := Load(cfg)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	return objs
+}
+
+// testBuild is one of the program's builds, as the tests run it.
+type testBuild struct {
+	name  string
+	build Build
+	// maxFrame is the longest frame a test run hands it: the
+	// single-buffer build never sees a multi-buffer frame, and a tc
+	// test run takes a page at most. 0: any.
+	maxFrame int
+}
+
+// builds are the program's builds; tests run their frames through each
+// that takes them.
+var builds = []testBuild{
+	{"multi-buffer", XDP, 0},
+	{"linear", XDPLinear, 3000},
+	{"tc", TC, 3000},
+}
+
+// takes says whether a test run hands b a frame of n bytes.
+func (b testBuild) takes(n int) bool { return b.maxFrame == 0 || n <= b.maxFrame }
+
+// prog loads an instance of the build, closed with the test.
+func (b testBuild) prog(t testing.TB, o *Objects) *ebpf.Program {
+	t.Helper()
+	p, err := o.Program(Instance{Build: b.build})
+	if err != nil {
+		t.Fatalf("load %s build: %v", b.name, err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
 }
 
 // run feeds frame to prog times times through BPF_PROG_TEST_RUN.
@@ -136,7 +164,7 @@ func TestSelection(t *testing.T) {
 			t.Run(tt.name+"/"+build.name, func(t *testing.T) {
 				objs := load(t, Config{MTU: tt.mtu, CaptureAll: tt.all, SnapLen: 256})
 				frame := tt.frame.Build()
-				run(t, build.prog(objs), frame, 1)
+				run(t, build.prog(t, objs), frame, 1)
 
 				want := Counters{Seen: 1}
 				if tt.selected {
@@ -170,14 +198,10 @@ func checkEvent(t *testing.T, ev event, frame []byte, snaplen int) {
 	if !bytes.Equal(ev.data[:capLen], frame[:capLen]) {
 		t.Errorf("captured bytes differ from the frame's first %d bytes", capLen)
 	}
-	lo, err := net.InterfaceByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A test run without a context runs as if received on loopback,
-	// queue 0.
-	if ev.Ifindex != uint32(lo.Index) || ev.RxQueue != 0 {
-		t.Errorf("ifindex, rx_queue = %d, %d; want %d, 0", ev.Ifindex, ev.RxQueue, lo.Index)
+	// The tests load slot 0; a test run without a context runs as if
+	// received on queue 0.
+	if ev.Slot != 0 || ev.RxQueue != 0 {
+		t.Errorf("slot, rx_queue = %d, %d; want 0, 0", ev.Slot, ev.RxQueue)
 	}
 	var now unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err != nil {
@@ -204,7 +228,7 @@ func TestJumboMultiBuffer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			objs := load(t, Config{MTU: 1500, SnapLen: tt.snaplen, RingSize: 1 << 20})
-			run(t, objs.Programs[0], frame, 1)
+			run(t, builds[0].prog(t, objs), frame, 1)
 			if got, want := counters(t, objs), (Counters{Seen: 1, Selected: 1, Written: 1}); got != want {
 				t.Errorf("counters = %+v, want %+v", got, want)
 			}
@@ -223,7 +247,7 @@ func TestCountersRepeat(t *testing.T) {
 			objs := load(t, Config{MTU: 1500, SnapLen: 128})
 			small := frames.Spec{L3Len: 1000}.Build()
 			big := frames.Spec{Tags: []layers.EthernetType{dot1q}, L3Len: 3000}.Build()
-			prog := build.prog(objs)
+			prog := build.prog(t, objs)
 			run(t, prog, small, 1000)
 			run(t, prog, big, 7)
 			run(t, prog, small, 3)
@@ -248,7 +272,7 @@ func TestRingFull(t *testing.T) {
 			cfg := Config{MTU: 1500, SnapLen: 256, RingSize: ringSize}
 			objs := load(t, cfg)
 			frame := frames.Spec{L3Len: 2000}.Build()
-			run(t, build.prog(objs), frame, 100)
+			run(t, build.prog(t, objs), frame, 100)
 
 			// The kernel refuses a record that brings the fill level to the
 			// ring's size, so n records fit while n*record < ring size.
@@ -271,7 +295,7 @@ func TestRingFull(t *testing.T) {
 			}
 
 			// Once drained, the ring takes records again.
-			run(t, build.prog(objs), frame, 1)
+			run(t, build.prog(t, objs), frame, 1)
 			if got := counters(t, objs); got.Written != fits+1 {
 				t.Errorf("after draining, written = %d, want %d", got.Written, fits+1)
 			}
@@ -310,17 +334,17 @@ func TestValidate(t *testing.T) {
 		cfg  Config
 		want string // empty: valid
 	}{
-		{Config{SnapLen: 256, RingSize: 8 << 20, Interfaces: 1}, ""},
-		{Config{SnapLen: 0, RingSize: 8 << 20, Interfaces: 1}, "snaplen 0 is out of range 1-65557"},
-		{Config{SnapLen: 65558, RingSize: 8 << 20, Interfaces: 1}, "snaplen 65558 is out of range 1-65557"},
-		{Config{SnapLen: MaxSnapLen, RingSize: 8 << 20, Interfaces: 1}, ""},
-		{Config{SnapLen: 256, RingSize: 3 * page, Interfaces: 1},
+		{Config{SnapLen: 256, RingSize: 8 << 20, Slots: 1}, ""},
+		{Config{SnapLen: 0, RingSize: 8 << 20, Slots: 1}, "snaplen 0 is out of range 1-65557"},
+		{Config{SnapLen: 65558, RingSize: 8 << 20, Slots: 1}, "snaplen 65558 is out of range 1-65557"},
+		{Config{SnapLen: MaxSnapLen, RingSize: 8 << 20, Slots: 1}, ""},
+		{Config{SnapLen: 256, RingSize: 3 * page, Slots: 1},
 			"ring size " + size(3*page) + " is not a power of two: use " + size(2*page) + " or " + size(4*page)},
-		{Config{SnapLen: 256, RingSize: page + 8, Interfaces: 1},
+		{Config{SnapLen: 256, RingSize: page + 8, Slots: 1},
 			"ring size " + size(page+8) + " is not a power of two: use " + size(page) + " or " + size(2*page)},
-		{Config{SnapLen: 256, RingSize: page / 2, Interfaces: 1},
+		{Config{SnapLen: 256, RingSize: page / 2, Slots: 1},
 			"ring size " + size(page/2) + " is not a multiple of the page size (" + size(page) + "): use " + size(page)},
-		{Config{SnapLen: 65535, RingSize: 64 << 10, Interfaces: 1},
+		{Config{SnapLen: 65535, RingSize: 64 << 10, Slots: 1},
 			fmt.Sprintf("ring size 64KiB cannot hold one %d-byte record of snaplen 65535: use at least 128KiB", (8+EventHeaderSize+65535+7)&^7)},
 	}
 	for _, tt := range tests {
@@ -346,12 +370,12 @@ func TestRecordSizedToFrame(t *testing.T) {
 		for _, size := range recordSizes {
 			frame := frames.Spec{L3Len: size - 14}.Build()
 			for _, build := range builds {
-				if build.name == "linear" && size > 3000 {
-					continue // the single-buffer build never sees a jumbo frame
+				if !build.takes(size) {
+					continue
 				}
 				t.Run(fmt.Sprintf("snaplen=%d/frame=%d/%s", snaplen, size, build.name), func(t *testing.T) {
 					objs := load(t, Config{MTU: 1500, CaptureAll: true, SnapLen: snaplen})
-					run(t, build.prog(objs), frame, 1)
+					run(t, build.prog(t, objs), frame, 1)
 					evs := drain(t, objs)
 					if len(evs) != 1 {
 						t.Fatalf("ring holds %d records, want 1", len(evs))
@@ -372,7 +396,7 @@ func TestRingFullPerSize(t *testing.T) {
 	for _, size := range recordSizes {
 		frame := frames.Spec{L3Len: size - 14}.Build()
 		for _, build := range builds {
-			if build.name == "linear" && size > 3000 {
+			if !build.takes(size) {
 				continue
 			}
 			t.Run(fmt.Sprintf("frame=%d/%s", size, build.name), func(t *testing.T) {
@@ -384,7 +408,7 @@ func TestRingFullPerSize(t *testing.T) {
 				record := (8 + uint64(EventHeaderSize) + uint64(size) + 7) &^ 7
 				fits := (uint64(ringSize) - 1) / record
 				n := fits + 5
-				run(t, build.prog(objs), frame, int(n))
+				run(t, build.prog(t, objs), frame, int(n))
 				got := counters(t, objs)
 				if want := (Counters{Seen: n, Selected: n, Written: fits, RingFull: 5}); got != want {
 					t.Errorf("counters = %+v, want %+v (%d-byte records in a %d-byte ring)", got, want, record, ringSize)

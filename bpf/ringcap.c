@@ -2,22 +2,33 @@
 
 // SPDX-License-Identifier: (MIT OR GPL-2.0-only)
 //
-// ringcap's XDP program: passes every frame on untouched and copies the
-// first snaplen bytes of the frames the user asked for into a ring buffer.
-// Every instruction before the first "return XDP_PASS" runs for every frame
-// on the interface, so that path is kept to a per-CPU counter, the frame's
-// length and a compare.
+// ringcap's capture program: it passes every frame on untouched and copies
+// the first snaplen bytes of the frames the user asked for into a ring
+// buffer. Every instruction before the first "goto pass" runs for every
+// frame on the interface, so that path is kept to a per-CPU counter, the
+// frame's length and a compare.
 //
-// It comes in two builds of one body. ringcap_linear is a plain "xdp"
-// program: the kernel only ever hands it single-buffer frames (drivers
-// refuse to attach it where they would build multi-buffer ones), so a
-// frame ends at data_end. ringcap_xdp is "xdp.frags" and must ask
-// bpf_xdp_get_buff_len() for the length of all fragments, a helper call
-// that is most of what a frame nobody asked for costs above a no-op
-// program. capture attaches the first where the driver takes it.
+// One capture core, capture(), serves every hook; its kind argument is a
+// compile-time constant, so each entry point is compiled with only its own
+// hook's code:
+//
+//   ringcap_linear  XDP, single-buffer frames only (drivers refuse to
+//                   attach it where they would build multi-buffer ones):
+//                   a frame ends at data_end.
+//   ringcap_xdp     XDP, "xdp.frags": the length of all fragments takes
+//                   bpf_xdp_get_buff_len(), a helper call that is most of
+//                   what an unselected frame costs above a no-op program.
+//   ringcap_lin_tag, ringcap_xdp_tag
+//                   the same, bound to one device, which lets them ask
+//                   the driver for the VLAN tag it took out of the frame
+//                   (rx-vlan-offload) and put it back.
+//   ringcap_tc      a tc (tcx) program, for egress and for ingress where
+//                   another XDP program holds the interface; it sees the
+//                   socket buffer's tag, and GSO packets.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/in.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -30,21 +41,22 @@ volatile const __u32 mtu = 1500;
 volatile const __u32 capture_all = 0;
 volatile const __u32 snaplen = 256;
 volatile const __u64 ring_size = 8 << 20;
-// Fill level from which a submit wakes the reader; see capture_frame.
+// Fill level from which a submit wakes the reader; see room.
 volatile const __u64 wakeup_bytes = 2 << 20;
-// Index of this program's counters: one program instance is loaded per
-// interface so that the counter lookup needs no hash of the ifindex.
+// Index of this program's counters, one per interface and direction: one
+// program instance is loaded for each, so that the counter lookup needs no
+// hash, and the reader knows a record's interface and direction from it.
 volatile const __u32 slot = 0;
 
-// event is the fixed header of every ring record; snaplen bytes of frame
-// follow it, of which cap_len are valid.
+// event is the fixed header of every ring record; cap_len bytes of frame
+// follow it.
 struct event {
 	__u64 ts_ns;     // bpf_ktime_get_ns(): CLOCK_MONOTONIC
-	__u32 ifindex;
-	__u32 rx_queue;
-	__u32 frame_len; // all fragments
+	__u32 slot;      // the program instance's slot
+	__u32 rx_queue;  // XDP only
+	__u32 frame_len; // all fragments, and the tag put back
 	__u32 cap_len;   // min(frame_len, snaplen)
-	// This interface's frames lost on this CPU so far (ring_full +
+	// This slot's frames lost on this CPU so far (ring_full +
 	// reserve_failed): the reader turns it into each frame's
 	// epb_dropcount, the losses since the previous frame.
 	__u64 drops;
@@ -73,41 +85,72 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct iface_counters);
-	__uint(max_entries, 1); // replaced from Go by the number of interfaces
+	__uint(max_entries, 1); // replaced from Go by the number of slots
 } counters SEC(".maps");
 
-#ifdef RINGCAP_VARIANTS
-// For the per_cpu_ring variant: one ring per CPU, instead of events.
+// scratch holds a record per CPU for write_record: the event, then
+// snaplen bytes of frame. A per-CPU array takes no value as large as a
+// whole jumbo frame, so it is an array with an entry per CPU; its value
+// size and entries are set from Go.
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 1); // replaced from Go by the number of CPUs
-	__type(key, __u32);
-	__array(values, struct {
-		__uint(type, BPF_MAP_TYPE_RINGBUF);
-		__uint(max_entries, 8 << 20);
-	});
-} cpu_rings SEC(".maps");
-#endif
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct event) + 256); // replaced from Go
+	__uint(max_entries, 1);                         // replaced from Go
+} scratch SEC(".maps");
 
 #define ETH_HDR_LEN 14
+#define ETH_ADDRS_LEN 12
 #define VLAN_TAG_LEN 4
 // Every ring record carries an 8-byte header (BPF_RINGBUF_HDR_SZ) and is
 // rounded up to 8 bytes.
 #define RINGBUF_HDR_LEN 8
+// tcx's "next program" verdict (Linux 6.6), missing from older headers:
+// the frame goes on as if ringcap were not there.
+#define TCX_NEXT -1
+
+// The hooks, compile-time constants of capture().
+#define KIND_XDP 0
+#define KIND_XDP_LINEAR 1
+#define KIND_TC 2
+
+extern int bpf_xdp_metadata_rx_vlan_tag(const struct xdp_md *ctx, __be16 *vlan_proto, __u16 *vlan_tci) __ksym;
+
+static __always_inline void *frame_data(void *ctx, const int kind)
+{
+	if (kind == KIND_TC)
+		return (void *)(long)((struct __sk_buff *)ctx)->data;
+	return (void *)(long)((struct xdp_md *)ctx)->data;
+}
+
+static __always_inline void *frame_end(void *ctx, const int kind)
+{
+	if (kind == KIND_TC)
+		return (void *)(long)((struct __sk_buff *)ctx)->data_end;
+	return (void *)(long)((struct xdp_md *)ctx)->data_end;
+}
+
+// load_bytes reads across fragments (XDP) and the socket buffer's paged
+// part (tc) alike.
+static __always_inline long load_bytes(void *ctx, const int kind, __u32 off, void *to, __u32 len)
+{
+	if (kind == KIND_TC)
+		return bpf_skb_load_bytes(ctx, off, to, len);
+	return bpf_xdp_load_bytes(ctx, off, to, len);
+}
 
 static __always_inline int is_vlan(__u16 proto)
 {
 	return proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD);
 }
 
-// vlan_tags counts the 802.1Q/802.1ad tags (at most two) at the start of
-// the frame. Tags sit in the first fragment of any real frame; a tag that
-// is not in the linear part is not counted.
-static __always_inline __u32 vlan_tags(struct xdp_md *ctx)
+// vlan_tags counts the 802.1Q/802.1ad tags (at most two) in the frame's
+// bytes. Tags sit in the first buffer of any real frame; a tag that is
+// not there is not counted.
+static __always_inline __u32 vlan_tags(void *ctx, const int kind)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	__u16 *proto = data + 12;
+	void *data_end = frame_end(ctx, kind);
+	__u16 *proto = frame_data(ctx, kind) + 12;
 	__u32 tags = 0;
 
 	if ((void *)(proto + 1) > data_end || !is_vlan(*proto))
@@ -119,17 +162,95 @@ static __always_inline __u32 vlan_tags(struct xdp_md *ctx)
 	return tags;
 }
 
-// selected says whether the user asked for this frame.
-static __always_inline int selected(struct xdp_md *ctx, __u64 frame_len)
+// segment_l3 is the L3 length of the frames a GSO packet becomes on the
+// wire: its IP and TCP/UDP headers, and gso_size bytes of payload.
+// IPv6 extension headers are not followed: they are rare in GSO packets,
+// and missing them only makes the length a few bytes shorter.
+static __always_inline __u32 segment_l3(struct __sk_buff *skb, __u32 l2)
+{
+	__u8 b[2];
+	__u32 ip, l4 = 0, proto;
+
+	if (bpf_skb_load_bytes(skb, l2 - 2, b, 2) < 0)
+		return skb->gso_size;
+	if (b[0] == 0x08 && b[1] == 0x00) {
+		if (bpf_skb_load_bytes(skb, l2, b, 1) < 0 || bpf_skb_load_bytes(skb, l2 + 9, b + 1, 1) < 0)
+			return skb->gso_size;
+		ip = (b[0] & 0xf) * 4;
+	} else if (b[0] == 0x86 && b[1] == 0xdd) {
+		if (bpf_skb_load_bytes(skb, l2 + 6, b + 1, 1) < 0)
+			return skb->gso_size;
+		ip = 40;
+	} else {
+		return skb->gso_size;
+	}
+	proto = b[1];
+	if (proto == IPPROTO_UDP)
+		l4 = 8;
+	else if (proto == IPPROTO_TCP && bpf_skb_load_bytes(skb, l2 + ip + 12, b, 1) == 0)
+		l4 = (b[0] >> 4) * 4;
+	return ip + l4 + skb->gso_size;
+}
+
+// selected says whether the frame's length asks for it. len is the bytes
+// the hook holds, without an offloaded tag: a tag changes no L3 length.
+static __always_inline int selected(void *ctx, const int kind, __u64 len)
 {
 	if (capture_all)
 		return 1;
 	// Tags only make the L3 length smaller, so a frame whose untagged L3
 	// length fits the MTU is dropped from consideration without reading
-	// a byte of it.
-	if (frame_len <= ETH_HDR_LEN + (__u64)mtu)
+	// a byte of it; so is a GSO packet, longer than any of its frames.
+	if (len <= ETH_HDR_LEN + (__u64)mtu)
 		return 0;
-	return frame_len - ETH_HDR_LEN - VLAN_TAG_LEN * vlan_tags(ctx) > mtu;
+	__u32 l2 = ETH_HDR_LEN + VLAN_TAG_LEN * vlan_tags(ctx, kind);
+	if (kind == KIND_TC && ((struct __sk_buff *)ctx)->gso_size)
+		// At tc egress a TSO send is one packet of up to 64 KiB; the
+		// wire carries frames of gso_size bytes of payload each.
+		return segment_l3(ctx, l2) > mtu;
+	return len - l2 > mtu;
+}
+
+// offloaded_tag returns the VLAN tag taken out of the frame before the
+// hook, as TPID << 16 | TCI, or 0 if there is none.
+static __always_inline __u32 offloaded_tag(void *ctx, const int kind, const int tag)
+{
+	if (kind == KIND_TC) {
+		struct __sk_buff *skb = ctx;
+		if (!skb->vlan_present)
+			return 0;
+		return (__u32)bpf_ntohs(skb->vlan_proto) << 16 | (skb->vlan_tci & 0xffff);
+	}
+	if (!tag)
+		return 0;
+	__be16 proto;
+	__u16 tci;
+	if (bpf_xdp_metadata_rx_vlan_tag(ctx, &proto, &tci) < 0)
+		return 0;
+	return (__u32)bpf_ntohs(proto) << 16 | tci;
+}
+
+// copy_frame copies the frame's first cap bytes to dst, with the tag vlan
+// (if not 0) put back after the MAC addresses, as libpcap does for tcpdump.
+// It cannot fail for cap <= the frame's length; if it did, the caller
+// counts the frame with the reserve failures, so that selected = written
+// + ring_full + reserve_failed always holds.
+static __always_inline long copy_frame(void *ctx, const int kind, void *dst, __u64 cap, __u32 vlan)
+{
+	if (!vlan)
+		return load_bytes(ctx, kind, 0, dst, cap);
+	// capture() puts a tag back only for a snaplen of 16 or more, so
+	// cap holds the addresses and the tag.
+	__u64 rest = cap - ETH_ADDRS_LEN - VLAN_TAG_LEN;
+	if (cap < ETH_ADDRS_LEN + VLAN_TAG_LEN || rest > snaplen)
+		return -1;
+	if (load_bytes(ctx, kind, 0, dst, ETH_ADDRS_LEN) < 0)
+		return -1;
+	__u32 tag = bpf_htonl(vlan);
+	__builtin_memcpy(dst + ETH_ADDRS_LEN, &tag, VLAN_TAG_LEN);
+	if (rest == 0)
+		return 0;
+	return load_bytes(ctx, kind, ETH_ADDRS_LEN, dst + ETH_ADDRS_LEN + VLAN_TAG_LEN, rest);
 }
 
 // room says whether a record carrying size bytes of frame fits in the
@@ -158,12 +279,12 @@ static __always_inline int room(void *ring, struct iface_counters *cnt, __u64 si
 	return 1;
 }
 
-static __always_inline void fill_event(struct event *ev, struct xdp_md *ctx, struct iface_counters *cnt, __u64 frame_len,
-				       __u64 cap)
+static __always_inline void fill_event(struct event *ev, void *ctx, const int kind, struct iface_counters *cnt,
+				       __u64 frame_len, __u64 cap)
 {
 	ev->ts_ns = bpf_ktime_get_ns();
-	ev->ifindex = ctx->ingress_ifindex;
-	ev->rx_queue = ctx->rx_queue_index;
+	ev->slot = slot;
+	ev->rx_queue = kind == KIND_TC ? 0 : ((struct xdp_md *)ctx)->rx_queue_index;
 	ev->frame_len = frame_len;
 	ev->cap_len = cap;
 	// The counters are this CPU's, and this CPU's records reach the ring
@@ -173,319 +294,156 @@ static __always_inline void fill_event(struct event *ev, struct xdp_md *ctx, str
 	ev->pad = 0;
 }
 
-// Ways to size a record, measured against each other in
-// BenchmarkRecordSize: a whole snap length whatever the frame
-// (RECORD_SNAPLEN, ringcap's first), the smallest of a few constant sizes
-// that holds the frame (RECORD_CLASSES), exactly the frame, through a
-// dynptr (RECORD_DYNPTR), or a copy from a per-CPU buffer
-// (RECORD_OUTPUT).
-#define RECORD_SNAPLEN 0
-#define RECORD_CLASSES 1
-#define RECORD_DYNPTR 2
-#define RECORD_OUTPUT 3
-// ringcap's choice: records of exactly the captured bytes on any kernel
-// with ring buffers, and fewer ns than a dynptr for small frames; see the
-// README.
-#define RECORD_MODE RECORD_OUTPUT
-
-// submit fills the reserved record ev with the frame's first cap bytes and
-// its event header, and submits it.
+// write_record writes a record of exactly the captured bytes, the choice
+// BenchmarkRecordSize measured against the others (bpf/variants).
 //
-// bpf_xdp_load_bytes() reads across fragments, so a snaplen longer than
-// the first fragment still gets the bytes that follow. It cannot fail for
-// cap <= frame_len; if it did, the frame is counted with the reserve
-// failures so that selected = written + ring_full + reserve_failed always
-// holds.
-static __always_inline int submit(struct xdp_md *ctx, struct iface_counters *cnt, struct event *ev, __u64 cap,
-				  __u64 frame_len, __u64 wakeup)
-{
-	if (bpf_xdp_load_bytes(ctx, 0, (void *)(ev + 1), cap) < 0) {
-		bpf_ringbuf_discard(ev, 0);
-		cnt->reserve_failed++;
-		return XDP_PASS;
-	}
-	fill_event(ev, ctx, cnt, frame_len, cap);
-	bpf_ringbuf_submit(ev, wakeup);
-	cnt->written++;
-	return XDP_PASS;
-}
-
-// write_snaplen writes a record of a whole snap length: into ev if the
-// caller reserved it already (the reserve_first variant), else into one
-// reserved here.
-static __always_inline int write_snaplen(struct xdp_md *ctx, void *ring, struct iface_counters *cnt, struct event *ev,
-					 __u64 cap, __u64 frame_len, const int check_room)
-{
-	__u64 wakeup = 0;
-	if (!ev) {
-		if (check_room && !room(ring, cnt, snaplen, &wakeup))
-			return XDP_PASS;
-		ev = bpf_ringbuf_reserve(ring, sizeof(*ev) + snaplen, 0);
-		if (!ev) {
-			cnt->reserve_failed++;
-			return XDP_PASS;
-		}
-	}
-	return submit(ctx, cnt, ev, cap, frame_len, wakeup);
-}
-
-// write_class writes a record of the smallest power of two from 64 bytes
-// up that holds the frame: the verifier wants a constant reserve size, so
-// each size is a reserve of its own.
-static __always_inline int write_class(struct xdp_md *ctx, void *ring, struct iface_counters *cnt, __u64 cap, __u64 frame_len)
+// A frame that fills the snap length, as most selected frames do, fits a
+// record of a constant size, which the verifier requires of a reserve: it
+// is copied once, straight into the ring. A shorter frame is copied into
+// this CPU's scratch record, and that into the ring with
+// bpf_ringbuf_output(), which takes a size the verifier does not know.
+// XDP and tc run with bottom halves off, so nothing else on this CPU uses
+// the scratch record meanwhile.
+static __always_inline void write_record(void *ctx, const int kind, struct iface_counters *cnt, __u64 cap,
+					 __u64 frame_len, __u32 vlan)
 {
 	__u64 wakeup = 0;
 	struct event *ev;
-#define RESERVE_CLASS(n)                                                      \
-	if (cap <= (n)) {                                                     \
-		if (!room(ring, cnt, (n), &wakeup))                           \
-			return XDP_PASS;                                      \
-		ev = bpf_ringbuf_reserve(ring, sizeof(*ev) + (n), 0);         \
-		goto reserved;                                                \
-	}
-	RESERVE_CLASS(64)
-	RESERVE_CLASS(128)
-	RESERVE_CLASS(256)
-	RESERVE_CLASS(512)
-	RESERVE_CLASS(1024)
-	RESERVE_CLASS(2048)
-	RESERVE_CLASS(4096)
-	RESERVE_CLASS(8192)
-	RESERVE_CLASS(16384)
-	RESERVE_CLASS(32768)
-	RESERVE_CLASS(65536)
-	return XDP_PASS;
-reserved:
-	if (!ev) {
-		cnt->reserve_failed++;
-		return XDP_PASS;
-	}
-	return submit(ctx, cnt, ev, cap, frame_len, wakeup);
-}
 
-extern int bpf_dynptr_from_xdp(struct xdp_md *x, __u64 flags, struct bpf_dynptr *ptr__uninit) __ksym;
-extern int bpf_dynptr_copy(struct bpf_dynptr *dst_ptr, __u32 dst_off, struct bpf_dynptr *src_ptr, __u32 src_off,
-			   __u32 size) __ksym;
-
-// write_dynptr writes a record of exactly the captured bytes: a dynptr
-// reservation takes a size the verifier does not know, and
-// bpf_dynptr_copy() copies across the frame's fragments into it.
-static __always_inline int write_dynptr(struct xdp_md *ctx, void *ring, struct iface_counters *cnt, __u64 cap, __u64 frame_len)
-{
-	__u64 wakeup = 0;
-	struct bpf_dynptr rec, pkt;
-	if (!room(ring, cnt, cap, &wakeup))
-		return XDP_PASS;
-	// A failed reservation must be discarded too.
-	if (bpf_ringbuf_reserve_dynptr(ring, sizeof(struct event) + cap, 0, &rec) < 0) {
-		bpf_ringbuf_discard_dynptr(&rec, 0);
-		cnt->reserve_failed++;
-		return XDP_PASS;
+	if (cap == snaplen) {
+		if (!room(&events, cnt, snaplen, &wakeup))
+			return;
+		ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + snaplen, 0);
+		if (!ev) {
+			cnt->reserve_failed++;
+			return;
+		}
+		if (copy_frame(ctx, kind, (void *)(ev + 1), cap, vlan) < 0) {
+			bpf_ringbuf_discard(ev, 0);
+			cnt->reserve_failed++;
+			return;
+		}
+		fill_event(ev, ctx, kind, cnt, frame_len, cap);
+		bpf_ringbuf_submit(ev, wakeup);
+		cnt->written++;
+		return;
 	}
-	struct event *ev = bpf_dynptr_data(&rec, 0, sizeof(*ev));
-	if (!ev || bpf_dynptr_from_xdp(ctx, 0, &pkt) < 0 || bpf_dynptr_copy(&rec, sizeof(*ev), &pkt, 0, cap) < 0) {
-		bpf_ringbuf_discard_dynptr(&rec, 0);
-		cnt->reserve_failed++;
-		return XDP_PASS;
-	}
-	fill_event(ev, ctx, cnt, frame_len, cap);
-	bpf_ringbuf_submit_dynptr(&rec, wakeup);
-	cnt->written++;
-	return XDP_PASS;
-}
-
-// scratch holds a record per CPU for write_output: the event, then
-// snaplen bytes of frame. A per-CPU array takes no value as large as a
-// whole jumbo frame, so it is an array with an entry per CPU; its value
-// size and entries are set from Go.
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(struct event) + 256); // replaced from Go
-	__uint(max_entries, 1);                         // replaced from Go
-} scratch SEC(".maps");
-
-// write_output writes a record of exactly the captured bytes: it copies
-// the frame into this CPU's scratch record, then the record into the ring
-// with bpf_ringbuf_output(), which takes a size the verifier does not
-// know. XDP runs with bottom halves off, so nothing else on this CPU uses
-// the scratch record meanwhile.
-static __always_inline int write_output(struct xdp_md *ctx, void *ring, struct iface_counters *cnt, __u64 cap, __u64 frame_len)
-{
-	// A frame that fills the snap length, as most selected frames do,
-	// fits a record of a constant size: reserved, it is copied once,
-	// straight into the ring (BenchmarkProgram's selected-drained: ~20%
-	// fewer ns than the copy through scratch).
-	if (cap == snaplen)
-		return write_snaplen(ctx, ring, cnt, NULL, cap, frame_len, 1);
-	__u64 wakeup = 0;
-	if (!room(ring, cnt, cap, &wakeup))
-		return XDP_PASS;
+	if (!room(&events, cnt, cap, &wakeup))
+		return;
 	__u32 cpu = bpf_get_smp_processor_id();
-	struct event *ev = bpf_map_lookup_elem(&scratch, &cpu);
-	if (!ev) {
+	ev = bpf_map_lookup_elem(&scratch, &cpu);
+	if (!ev || copy_frame(ctx, kind, (void *)(ev + 1), cap, vlan) < 0) {
 		cnt->reserve_failed++;
-		return XDP_PASS;
+		return;
 	}
-	// As in submit, a copy that fails counts as a reserve failure.
-	if (bpf_xdp_load_bytes(ctx, 0, (void *)(ev + 1), cap) < 0) {
+	fill_event(ev, ctx, kind, cnt, frame_len, cap);
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev) + cap, wakeup) < 0) {
 		cnt->reserve_failed++;
-		return XDP_PASS;
-	}
-	fill_event(ev, ctx, cnt, frame_len, cap);
-	if (bpf_ringbuf_output(ring, ev, sizeof(*ev) + cap, wakeup) < 0) {
-		cnt->reserve_failed++;
-		return XDP_PASS;
+		return;
 	}
 	cnt->written++;
-	return XDP_PASS;
 }
 
-// ringcap_filter is the user's filter expression (--filter). The loader
-// (bpf/filter.go) replaces this body with the expression, compiled by
-// libpcap and translated to eBPF; without one it stays as it is and every
-// frame matches. It is a global function: clang neither inlines it nor
-// folds its result into the caller, and the verifier checks it once, not
-// for each call.
-__noinline int ringcap_filter(struct xdp_md *ctx, __u32 frame_len)
+// ringcap_filter_xdp and ringcap_filter_tc are the user's filter expression
+// (--filter) for each context. The loader (bpf/filter.go) replaces the body
+// with the expression, compiled by libpcap and translated to eBPF; without
+// one it stays as it is and every frame matches. len is the frame's length
+// as recorded and vlan the tag put back, which the expression must see.
+// They are global functions: clang neither inlines them nor folds their
+// result into the caller, and the verifier checks each once. Every argument
+// must be used, or clang passes nothing in its register (the filter needs
+// them); and ctx is read, not compared: without CAP_PERFMON the verifier
+// refuses pointer comparisons.
+__noinline int ringcap_filter_xdp(struct xdp_md *ctx, __u32 len, __u32 vlan)
 {
-	// Every frame matches. Both arguments must be used, or clang passes
-	// nothing in their registers (the filter needs them); and ctx is
-	// read, not compared: without CAP_PERFMON the verifier refuses
-	// pointer comparisons.
-	return ctx->ingress_ifindex != 0 || frame_len != 0;
+	return ctx->ingress_ifindex != 0 || len != 0 || vlan != 0;
 }
 
-// capture_frame is the whole program. Its flags are compile-time
-// constants: linear says the frame is known to be a single buffer;
-// ringcap's programs pass reserve_first 0, check_room 1 and per_cpu_ring
-// 0, and the benchmark variants at the end change one choice each, to
-// measure what it is worth.
-static __always_inline int capture_frame(struct xdp_md *ctx, const int linear, const int reserve_first, const int check_room,
-					 const int per_cpu_ring, const int record_mode)
+__noinline int ringcap_filter_tc(struct __sk_buff *ctx, __u32 len, __u32 vlan)
 {
-	void *ring = &events;
+	return ctx->len != 0 || len != 0 || vlan != 0;
+}
+
+// capture is the whole program. kind is the hook; tag says the program is
+// bound to its device and may ask the driver for an offloaded tag.
+static __always_inline void capture(void *ctx, const int kind, const int tag)
+{
 	__u32 key = slot;
 	struct iface_counters *cnt = bpf_map_lookup_elem(&counters, &key);
 	if (!cnt)
-		return XDP_PASS;
+		return;
 	cnt->seen++;
 
-	struct event *ev = NULL;
-	if (reserve_first) {
-		// The pattern ringcap avoids: the ring's lock is taken for
-		// every frame, wanted or not.
-		ev = bpf_ringbuf_reserve(ring, sizeof(*ev) + snaplen, 0);
-		if (!ev)
-			return XDP_PASS;
-	}
-
-	if (linear && !capture_all) {
+	__u64 len;
+	if (kind == KIND_TC) {
+		len = ((struct __sk_buff *)ctx)->len;
+	} else if (kind == KIND_XDP_LINEAR) {
 		// A single-buffer frame ends at data_end, so the unwanted ones
-		// are told apart without the helper call below. The verifier
+		// are told apart without bpf_xdp_get_buff_len(). The verifier
 		// allows a register offset on a packet pointer only with
 		// CAP_PERFMON (a Spectre v1 guard): capture loads this build
 		// only then.
-		void *data = (void *)(long)ctx->data;
-		void *data_end = (void *)(long)ctx->data_end;
-		if (mtu > 0xffff || data + ETH_HDR_LEN + mtu >= data_end)
-			goto pass;
+		void *data = frame_data(ctx, kind);
+		void *data_end = frame_end(ctx, kind);
+		if (!capture_all && (mtu > 0xffff || data + ETH_HDR_LEN + mtu >= data_end))
+			return;
+		len = data_end - data;
+	} else {
+		len = bpf_xdp_get_buff_len(ctx);
 	}
-	__u64 frame_len = bpf_xdp_get_buff_len(ctx);
-	if (!selected(ctx, frame_len))
-		goto pass;
+	if (!selected(ctx, kind, len))
+		return;
+
+	// From here on the frame is what the file will hold: the tag put
+	// back (where the snap length has room for it) is seen by the
+	// expression and counted in the length.
+	__u32 vlan = snaplen >= ETH_ADDRS_LEN + VLAN_TAG_LEN ? offloaded_tag(ctx, kind, tag) : 0;
+	__u64 frame_len = len + (vlan ? VLAN_TAG_LEN : 0);
 	// The verifier needs the copy length proven within [1, snaplen]:
-	// clamp in unsigned arithmetic. XDP frames are never shorter than an
+	// clamp in unsigned arithmetic. Frames are never shorter than an
 	// Ethernet header, so cap is never 0.
 	__u64 cap = frame_len < snaplen ? frame_len : snaplen;
 	if (cap < 1 || cap > snaplen)
-		goto pass;
+		return;
 	// The expression runs only for frames the length test kept, and
 	// before anything touches the ring.
-	if (!ringcap_filter(ctx, frame_len))
-		goto pass;
+	if (kind == KIND_TC ? !ringcap_filter_tc(ctx, frame_len, vlan) : !ringcap_filter_xdp(ctx, frame_len, vlan))
+		return;
 	cnt->selected++;
+	write_record(ctx, kind, cnt, cap, frame_len, vlan);
+}
 
-#ifdef RINGCAP_VARIANTS
-	if (per_cpu_ring) {
-		__u32 cpu = bpf_get_smp_processor_id();
-		ring = bpf_map_lookup_elem(&cpu_rings, &cpu);
-		if (!ring) {
-			cnt->reserve_failed++;
-			return XDP_PASS;
-		}
-	}
-#endif
-	if (ev || record_mode == RECORD_SNAPLEN)
-		return write_snaplen(ctx, ring, cnt, ev, cap, frame_len, check_room);
-	if (record_mode == RECORD_CLASSES)
-		return write_class(ctx, ring, cnt, cap, frame_len);
-	if (record_mode == RECORD_OUTPUT)
-		return write_output(ctx, ring, cnt, cap, frame_len);
-	return write_dynptr(ctx, ring, cnt, cap, frame_len);
-
-pass:
-	if (ev)
-		bpf_ringbuf_discard(ev, 0);
+SEC("xdp")
+int ringcap_linear(struct xdp_md *ctx)
+{
+	capture(ctx, KIND_XDP_LINEAR, 0);
 	return XDP_PASS;
 }
 
 SEC("xdp.frags")
 int ringcap_xdp(struct xdp_md *ctx)
 {
-	return capture_frame(ctx, 0, 0, 1, 0, RECORD_MODE);
+	capture(ctx, KIND_XDP, 0);
+	return XDP_PASS;
 }
 
 SEC("xdp")
-int ringcap_linear(struct xdp_md *ctx)
+int ringcap_lin_tag(struct xdp_md *ctx)
 {
-	return capture_frame(ctx, 1, 0, 1, 0, RECORD_MODE);
-}
-
-#ifdef RINGCAP_VARIANTS
-// For the benchmarks only (bpf/variants), never loaded by ringcap.
-
-// The other ways to size a record.
-SEC("xdp.frags")
-int record_snaplen(struct xdp_md *ctx)
-{
-	return capture_frame(ctx, 0, 0, 1, 0, RECORD_SNAPLEN);
+	capture(ctx, KIND_XDP_LINEAR, 1);
+	return XDP_PASS;
 }
 
 SEC("xdp.frags")
-int record_classes(struct xdp_md *ctx)
+int ringcap_xdp_tag(struct xdp_md *ctx)
 {
-	return capture_frame(ctx, 0, 0, 1, 0, RECORD_CLASSES);
+	capture(ctx, KIND_XDP, 1);
+	return XDP_PASS;
 }
 
-SEC("xdp.frags")
-int record_dynptr(struct xdp_md *ctx)
+SEC("tc")
+int ringcap_tc(struct __sk_buff *skb)
 {
-	return capture_frame(ctx, 0, 0, 1, 0, RECORD_DYNPTR);
+	capture(skb, KIND_TC, 0);
+	return TCX_NEXT;
 }
-
-SEC("xdp.frags")
-int record_output(struct xdp_md *ctx)
-{
-	return capture_frame(ctx, 0, 0, 1, 0, RECORD_OUTPUT);
-}
-
-SEC("xdp.frags")
-int reserve_first(struct xdp_md *ctx)
-{
-	return capture_frame(ctx, 0, 1, 1, 0, RECORD_SNAPLEN);
-}
-
-SEC("xdp.frags")
-int no_room_check(struct xdp_md *ctx)
-{
-	return capture_frame(ctx, 0, 0, 0, 0, RECORD_SNAPLEN);
-}
-
-// One ring per CPU, to measure what the shared ring's lock costs.
-SEC("xdp.frags")
-int per_cpu_ring(struct xdp_md *ctx)
-{
-	return capture_frame(ctx, 0, 0, 1, 1, RECORD_MODE);
-}
-#endif

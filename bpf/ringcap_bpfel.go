@@ -16,7 +16,7 @@ import (
 type ringcapEvent struct {
 	_        structs.HostLayout
 	TsNs     uint64
-	Ifindex  uint32
+	Slot     uint32
 	RxQueue  uint32
 	FrameLen uint32
 	CapLen   uint32
@@ -41,8 +41,11 @@ const (
 	ringcapMapCounters       = "counters"
 	ringcapMapEvents         = "events"
 	ringcapMapScratch        = "scratch"
+	ringcapProgRingcapLinTag = "ringcap_lin_tag"
 	ringcapProgRingcapLinear = "ringcap_linear"
+	ringcapProgRingcapTc     = "ringcap_tc"
 	ringcapProgRingcapXdp    = "ringcap_xdp"
+	ringcapProgRingcapXdpTag = "ringcap_xdp_tag"
 	ringcapVarCaptureAll     = "capture_all"
 	ringcapVarMtu            = "mtu"
 	ringcapVarRingSize       = "ring_size"
@@ -94,8 +97,11 @@ type ringcapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ringcapProgramSpecs struct {
+	RingcapLinTag *ebpf.ProgramSpec `ebpf:"ringcap_lin_tag"`
 	RingcapLinear *ebpf.ProgramSpec `ebpf:"ringcap_linear"`
+	RingcapTc     *ebpf.ProgramSpec `ebpf:"ringcap_tc"`
 	RingcapXdp    *ebpf.ProgramSpec `ebpf:"ringcap_xdp"`
+	RingcapXdpTag *ebpf.ProgramSpec `ebpf:"ringcap_xdp_tag"`
 }
 
 // ringcapMapSpecs contains maps before they are loaded into the kernel.
@@ -170,14 +176,20 @@ type ringcapVariables struct {
 //
 // It can be passed to loadRingcapObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ringcapPrograms struct {
+	RingcapLinTag *ebpf.Program `ebpf:"ringcap_lin_tag"`
 	RingcapLinear *ebpf.Program `ebpf:"ringcap_linear"`
+	RingcapTc     *ebpf.Program `ebpf:"ringcap_tc"`
 	RingcapXdp    *ebpf.Program `ebpf:"ringcap_xdp"`
+	RingcapXdpTag *ebpf.Program `ebpf:"ringcap_xdp_tag"`
 }
 
 func (p *ringcapPrograms) Close() error {
 	return _RingcapClose(
+		p.RingcapLinTag,
 		p.RingcapLinear,
+		p.RingcapTc,
 		p.RingcapXdp,
+		p.RingcapXdpTag,
 	)
 }
 

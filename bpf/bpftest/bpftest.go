@@ -45,10 +45,14 @@ func RequireTool(t testing.TB, name string) {
 	t.Skipf("%s is not installed", name)
 }
 
-// xdpPass is XDP_PASS, what ringcap's program returns for every frame.
-const xdpPass = 2
+// The verdicts ringcap's programs return for every frame: XDP_PASS, and
+// tcx's TCX_NEXT (-1), which leaves the verdict to the programs after.
+const (
+	xdpPass = 2
+	tcxNext = 0xffffffff
+)
 
-// RunTimes feeds frame to the XDP program prog times times through
+// RunTimes feeds frame to the program prog times times through
 // BPF_PROG_TEST_RUN and checks that every run passed the frame on.
 //
 // Each run is a test run of its own, never one with Repeat: a signal (the
@@ -59,13 +63,17 @@ const xdpPass = 2
 // for signals only between repetitions.
 func RunTimes(prog *ebpf.Program, frame []byte, times int) error {
 	opts := ebpf.RunOptions{Data: frame}
+	want, name := uint32(xdpPass), "XDP_PASS"
+	if prog.Type() == ebpf.SchedCLS {
+		want, name = tcxNext, "TCX_NEXT"
+	}
 	for range times {
 		ret, err := prog.Run(&opts)
 		if err != nil {
 			return fmt.Errorf("test run: %w", err)
 		}
-		if ret != xdpPass {
-			return fmt.Errorf("program returned %d, want XDP_PASS (%d)", ret, xdpPass)
+		if ret != want {
+			return fmt.Errorf("program returned %d, want %s (%d)", int32(ret), name, int32(want))
 		}
 	}
 	return nil

@@ -1,12 +1,12 @@
-// Package variants is ringcap's XDP program compiled with the benchmark
-// variants of ringcap.c: the same program with one design choice undone,
-// so that the benchmarks in package bpf measure what each choice is worth.
+// Package variants is ringcap's XDP program with the benchmark variants of
+// variants.c beside it: the same program with one design choice undone, so
+// that the benchmarks in package bpf measure what each choice is worth.
 // ringcap itself never loads it.
 package variants
 
 import "github.com/cilium/ebpf"
 
-//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -mllvm -simplifycfg-sink-common=false -I/usr/include/x86_64-linux-gnu -DRINGCAP_VARIANTS" -target bpfel variants ../ringcap.c
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -mllvm -simplifycfg-sink-common=false -I/usr/include/x86_64-linux-gnu " -target bpfel variants variants.c
 
 // Program names in Spec.
 const (
@@ -24,7 +24,8 @@ const (
 	PerCPURing = variantsProgPerCpuRing
 	// The ways to size a ring record: a whole snap length, the smallest
 	// power of two that holds the frame, exactly the frame (dynptr), and
-	// exactly the frame copied through a per-CPU buffer.
+	// exactly the frame copied through a per-CPU buffer, whatever its
+	// length (ringcap reserves a frame that fills the snap length).
 	RecordSnaplen = variantsProgRecordSnaplen
 	RecordClasses = variantsProgRecordClasses
 	RecordDynptr  = variantsProgRecordDynptr

@@ -37,8 +37,11 @@ const (
 	variantsProgRecordOutput  = "record_output"
 	variantsProgRecordSnaplen = "record_snaplen"
 	variantsProgReserveFirst  = "reserve_first"
+	variantsProgRingcapLinTag = "ringcap_lin_tag"
 	variantsProgRingcapLinear = "ringcap_linear"
+	variantsProgRingcapTc     = "ringcap_tc"
 	variantsProgRingcapXdp    = "ringcap_xdp"
+	variantsProgRingcapXdpTag = "ringcap_xdp_tag"
 	variantsVarCaptureAll     = "capture_all"
 	variantsVarMtu            = "mtu"
 	variantsVarRingSize       = "ring_size"
@@ -97,8 +100,11 @@ type variantsProgramSpecs struct {
 	RecordOutput  *ebpf.ProgramSpec `ebpf:"record_output"`
 	RecordSnaplen *ebpf.ProgramSpec `ebpf:"record_snaplen"`
 	ReserveFirst  *ebpf.ProgramSpec `ebpf:"reserve_first"`
+	RingcapLinTag *ebpf.ProgramSpec `ebpf:"ringcap_lin_tag"`
 	RingcapLinear *ebpf.ProgramSpec `ebpf:"ringcap_linear"`
+	RingcapTc     *ebpf.ProgramSpec `ebpf:"ringcap_tc"`
 	RingcapXdp    *ebpf.ProgramSpec `ebpf:"ringcap_xdp"`
+	RingcapXdpTag *ebpf.ProgramSpec `ebpf:"ringcap_xdp_tag"`
 }
 
 // variantsMapSpecs contains maps before they are loaded into the kernel.
@@ -183,8 +189,11 @@ type variantsPrograms struct {
 	RecordOutput  *ebpf.Program `ebpf:"record_output"`
 	RecordSnaplen *ebpf.Program `ebpf:"record_snaplen"`
 	ReserveFirst  *ebpf.Program `ebpf:"reserve_first"`
+	RingcapLinTag *ebpf.Program `ebpf:"ringcap_lin_tag"`
 	RingcapLinear *ebpf.Program `ebpf:"ringcap_linear"`
+	RingcapTc     *ebpf.Program `ebpf:"ringcap_tc"`
 	RingcapXdp    *ebpf.Program `ebpf:"ringcap_xdp"`
+	RingcapXdpTag *ebpf.Program `ebpf:"ringcap_xdp_tag"`
 }
 
 func (p *variantsPrograms) Close() error {
@@ -196,8 +205,11 @@ func (p *variantsPrograms) Close() error {
 		p.RecordOutput,
 		p.RecordSnaplen,
 		p.ReserveFirst,
+		p.RingcapLinTag,
 		p.RingcapLinear,
+		p.RingcapTc,
 		p.RingcapXdp,
+		p.RingcapXdpTag,
 	)
 }
 

@@ -1,0 +1,239 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (MIT OR GPL-2.0-only)
+//
+// The benchmark variants of ringcap's XDP program: each undoes one choice
+// of ../ringcap.c, so that the benchmarks in package bpf measure what the
+// choice is worth. ringcap never loads them. They reuse ringcap.c's
+// helpers and differ only in how a selected frame reaches the ring.
+
+#include "../ringcap.c"
+
+// For per_cpu_ring: one ring per CPU, instead of events.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1); // replaced from Go by the number of CPUs
+	__type(key, __u32);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_RINGBUF);
+		__uint(max_entries, 8 << 20);
+	});
+} cpu_rings SEC(".maps");
+
+#define RESERVE_FIRST 0 // reserve before the length test, discard if unwanted
+#define NO_ROOM_CHECK 1 // reserve without looking at the fill level first
+#define SNAPLEN 2       // a record of a whole snap length, whatever the frame
+#define CLASSES 3       // the smallest power of two that holds the frame
+#define DYNPTR 4        // exactly the frame, through a dynptr reservation
+#define OUTPUT 5        // exactly the frame, always through scratch
+#define PER_CPU_RING 6  // ringcap's record, into this CPU's own ring
+
+extern int bpf_dynptr_from_xdp(struct xdp_md *x, __u64 flags, struct bpf_dynptr *ptr__uninit) __ksym;
+extern int bpf_dynptr_copy(struct bpf_dynptr *dst_ptr, __u32 dst_off, struct bpf_dynptr *src_ptr, __u32 src_off,
+			   __u32 size) __ksym;
+
+static __always_inline void submit(struct xdp_md *ctx, void *ring, struct iface_counters *cnt, struct event *ev,
+				   __u64 cap, __u64 frame_len, __u64 wakeup)
+{
+	if (bpf_xdp_load_bytes(ctx, 0, (void *)(ev + 1), cap) < 0) {
+		bpf_ringbuf_discard(ev, 0);
+		cnt->reserve_failed++;
+		return;
+	}
+	fill_event(ev, ctx, KIND_XDP, cnt, frame_len, cap);
+	bpf_ringbuf_submit(ev, wakeup);
+	cnt->written++;
+}
+
+static __always_inline void reserve_snaplen(struct xdp_md *ctx, void *ring, struct iface_counters *cnt, __u64 cap,
+					    __u64 frame_len, const int check_room)
+{
+	__u64 wakeup = 0;
+	if (check_room && !room(ring, cnt, snaplen, &wakeup))
+		return;
+	struct event *ev = bpf_ringbuf_reserve(ring, sizeof(*ev) + snaplen, 0);
+	if (!ev) {
+		cnt->reserve_failed++;
+		return;
+	}
+	submit(ctx, ring, cnt, ev, cap, frame_len, wakeup);
+}
+
+// The verifier wants a constant reserve size, so each class is a reserve
+// of its own.
+static __always_inline void reserve_class(struct xdp_md *ctx, struct iface_counters *cnt, __u64 cap, __u64 frame_len)
+{
+	__u64 wakeup = 0;
+	struct event *ev;
+#define RESERVE_CLASS(n)                                                      \
+	if (cap <= (n)) {                                                     \
+		if (!room(&events, cnt, (n), &wakeup))                        \
+			return;                                               \
+		ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + (n), 0);      \
+		goto reserved;                                                \
+	}
+	RESERVE_CLASS(64)
+	RESERVE_CLASS(128)
+	RESERVE_CLASS(256)
+	RESERVE_CLASS(512)
+	RESERVE_CLASS(1024)
+	RESERVE_CLASS(2048)
+	RESERVE_CLASS(4096)
+	RESERVE_CLASS(8192)
+	RESERVE_CLASS(16384)
+	RESERVE_CLASS(32768)
+	RESERVE_CLASS(65536)
+	return;
+reserved:
+	if (!ev) {
+		cnt->reserve_failed++;
+		return;
+	}
+	submit(ctx, &events, cnt, ev, cap, frame_len, wakeup);
+}
+
+static __always_inline void reserve_dynptr(struct xdp_md *ctx, struct iface_counters *cnt, __u64 cap, __u64 frame_len)
+{
+	__u64 wakeup = 0;
+	struct bpf_dynptr rec, pkt;
+	if (!room(&events, cnt, cap, &wakeup))
+		return;
+	// A failed reservation must be discarded too.
+	if (bpf_ringbuf_reserve_dynptr(&events, sizeof(struct event) + cap, 0, &rec) < 0) {
+		bpf_ringbuf_discard_dynptr(&rec, 0);
+		cnt->reserve_failed++;
+		return;
+	}
+	struct event *ev = bpf_dynptr_data(&rec, 0, sizeof(*ev));
+	if (!ev || bpf_dynptr_from_xdp(ctx, 0, &pkt) < 0 || bpf_dynptr_copy(&rec, sizeof(*ev), &pkt, 0, cap) < 0) {
+		bpf_ringbuf_discard_dynptr(&rec, 0);
+		cnt->reserve_failed++;
+		return;
+	}
+	fill_event(ev, ctx, KIND_XDP, cnt, frame_len, cap);
+	bpf_ringbuf_submit_dynptr(&rec, wakeup);
+	cnt->written++;
+}
+
+static __always_inline void output(struct xdp_md *ctx, void *ring, struct iface_counters *cnt, __u64 cap, __u64 frame_len)
+{
+	__u64 wakeup = 0;
+	if (!room(ring, cnt, cap, &wakeup))
+		return;
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct event *ev = bpf_map_lookup_elem(&scratch, &cpu);
+	if (!ev || bpf_xdp_load_bytes(ctx, 0, (void *)(ev + 1), cap) < 0) {
+		cnt->reserve_failed++;
+		return;
+	}
+	fill_event(ev, ctx, KIND_XDP, cnt, frame_len, cap);
+	if (bpf_ringbuf_output(ring, ev, sizeof(*ev) + cap, wakeup) < 0) {
+		cnt->reserve_failed++;
+		return;
+	}
+	cnt->written++;
+}
+
+// variant is ringcap's multi-buffer capture with one choice changed.
+static __always_inline int variant(struct xdp_md *ctx, const int choice)
+{
+	__u32 key = slot;
+	struct iface_counters *cnt = bpf_map_lookup_elem(&counters, &key);
+	if (!cnt)
+		return XDP_PASS;
+	cnt->seen++;
+
+	struct event *ev = NULL;
+	if (choice == RESERVE_FIRST) {
+		// The pattern ringcap avoids: the ring's lock is taken for
+		// every frame, wanted or not.
+		ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + snaplen, 0);
+		if (!ev)
+			return XDP_PASS;
+	}
+	__u64 frame_len = bpf_xdp_get_buff_len(ctx);
+	__u64 cap = frame_len < snaplen ? frame_len : snaplen;
+	if (!selected(ctx, KIND_XDP, frame_len) || cap < 1 || cap > snaplen) {
+		if (ev)
+			bpf_ringbuf_discard(ev, 0);
+		return XDP_PASS;
+	}
+	cnt->selected++;
+	if (ev) {
+		submit(ctx, &events, cnt, ev, cap, frame_len, 0);
+		return XDP_PASS;
+	}
+	if (choice == PER_CPU_RING) {
+		__u32 cpu = bpf_get_smp_processor_id();
+		void *ring = bpf_map_lookup_elem(&cpu_rings, &cpu);
+		if (!ring) {
+			cnt->reserve_failed++;
+			return XDP_PASS;
+		}
+		if (cap == snaplen)
+			reserve_snaplen(ctx, ring, cnt, cap, frame_len, 1);
+		else
+			output(ctx, ring, cnt, cap, frame_len);
+		return XDP_PASS;
+	}
+	switch (choice) {
+	case NO_ROOM_CHECK:
+		reserve_snaplen(ctx, &events, cnt, cap, frame_len, 0);
+		break;
+	case SNAPLEN:
+		reserve_snaplen(ctx, &events, cnt, cap, frame_len, 1);
+		break;
+	case CLASSES:
+		reserve_class(ctx, cnt, cap, frame_len);
+		break;
+	case DYNPTR:
+		reserve_dynptr(ctx, cnt, cap, frame_len);
+		break;
+	case OUTPUT:
+		output(ctx, &events, cnt, cap, frame_len);
+		break;
+	}
+	return XDP_PASS;
+}
+
+SEC("xdp.frags")
+int reserve_first(struct xdp_md *ctx)
+{
+	return variant(ctx, RESERVE_FIRST);
+}
+
+SEC("xdp.frags")
+int no_room_check(struct xdp_md *ctx)
+{
+	return variant(ctx, NO_ROOM_CHECK);
+}
+
+SEC("xdp.frags")
+int record_snaplen(struct xdp_md *ctx)
+{
+	return variant(ctx, SNAPLEN);
+}
+
+SEC("xdp.frags")
+int record_classes(struct xdp_md *ctx)
+{
+	return variant(ctx, CLASSES);
+}
+
+SEC("xdp.frags")
+int record_dynptr(struct xdp_md *ctx)
+{
+	return variant(ctx, DYNPTR);
+}
+
+SEC("xdp.frags")
+int record_output(struct xdp_md *ctx)
+{
+	return variant(ctx, OUTPUT);
+}
+
+SEC("xdp.frags")
+int per_cpu_ring(struct xdp_md *ctx)
+{
+	return variant(ctx, PER_CPU_RING);
+}
