@@ -19,7 +19,7 @@ import (
 func BenchmarkRingToPcapng(b *testing.B) {
 	inNewNetns(b)
 	const snaplen, batch = 256, 100000
-	c, err := Open(Config{Interfaces: []string{"lo"}, MTU: 1500, SnapLen: snaplen, RingSize: 64 << 20, Mode: ModeGeneric})
+	c, err := Open(Config{Interfaces: []string{"lo"}, MTU: 1500, SnapLen: snaplen, RingSize: 64 << 20, Mode: ModeGeneric, Directions: In})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func BenchmarkRingToPcapng(b *testing.B) {
 	}
 	frame := frames.Spec{L3Len: 2000}.Build()
 	fill := func(n int) {
-		if _, err := c.objs.Programs[0].Run(&ebpf.RunOptions{Data: frame, Repeat: uint32(n)}); err != nil {
+		if _, err := testProgram(b, c).Run(&ebpf.RunOptions{Data: frame, Repeat: uint32(n)}); err != nil {
 			b.Fatal(err)
 		}
 	}

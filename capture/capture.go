@@ -1,5 +1,5 @@
-// Package capture attaches ringcap's XDP program to interfaces, drains its
-// ring buffer and hands the captured frames to a Sink.
+// Package capture attaches ringcap's program to interfaces, at XDP and tcx
+// hooks, drains its ring buffer and hands the captured frames to a Sink.
 package capture
 
 import (
@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
@@ -34,7 +33,9 @@ type Config struct {
 	RingSize uint32
 	// WakeupBytes: see bpf.Config; 0 means a quarter of the ring.
 	WakeupBytes uint32
-	Mode        Mode
+	Mode        Mode       // XDP's
+	Directions  Directions // -Q
+	Hook        HookChoice // where inbound frames are captured
 }
 
 // Selection is the whole selection as a filter string, for the file's
@@ -55,29 +56,9 @@ func (c Config) Selection() string {
 	return strings.Join(parts, " and ")
 }
 
-// Interface is one interface the program is attached to.
-type Interface struct {
-	Name  string
-	Index int
-	Mode  Mode // as attached: native or generic
-	// MultiBuffer says the multi-buffer build of the program is attached,
-	// which can see frames spread over several buffers (jumbo frames,
-	// generic mode) at some cost per frame; see bpf/ringcap.c.
-	MultiBuffer bool
-}
-
-// Attachment says in words how the program is attached, for people and
-// for the file's if_description.
-func (ifc Interface) Attachment() string {
-	if ifc.MultiBuffer {
-		return fmt.Sprintf("XDP %s mode, multi-buffer", ifc.Mode)
-	}
-	return fmt.Sprintf("XDP %s mode", ifc.Mode)
-}
-
 // Sink receives the captured frames, as writer.Files does. A packet's
-// Interface is the position of its interface in Config.Interfaces; its
-// Data is valid only during the call.
+// Interface is the position of its hook in Capture.Hooks; its Data is
+// valid only during the call.
 type Sink interface {
 	WritePacket(p writer.Packet) error
 	Flush() error
@@ -91,13 +72,12 @@ type IdleSink interface {
 	Idle() error
 }
 
-// Capture is the XDP program attached to a set of interfaces.
+// Capture is the program attached to a set of hooks.
 type Capture struct {
-	ifaces  []Interface
+	hooks   []Hook // a ring record's slot is its hook's position
 	objs    *bpf.Objects
 	ring    *ringbuf.Reader
-	slot    map[uint32]int // ifindex -> position in ifaces
-	packets atomic.Uint64  // frames handed to the sink
+	packets atomic.Uint64 // frames handed to the sink
 	// drops continues from one Run to the next, as the counters do.
 	drops *dropCounter
 
@@ -106,22 +86,29 @@ type Capture struct {
 	detachErr  error
 }
 
-// Open loads the program and attaches it to every interface in cfg. The
-// kernel detaches it when the process exits, however it exits: the
-// attachment is a bpf_link owned by a file descriptor, not a setting left
-// on the interface.
+// Open loads the program and attaches it to every interface in cfg, at a
+// hook for each direction. The kernel detaches it when the process exits,
+// however it exits: each attachment is a bpf_link owned by a file
+// descriptor, not a setting left on the interface.
 func Open(cfg Config) (*Capture, error) {
 	ifaces, err := lookupInterfaces(cfg.Interfaces)
 	if err != nil {
 		return nil, err
 	}
-	// The single-buffer build is for native mode.
-	objs, err := cfg.load(len(ifaces), cfg.Mode != ModeGeneric)
+	perfmon, err := checkPrivileges()
 	if err != nil {
 		return nil, err
 	}
-	c := &Capture{objs: objs, slot: make(map[uint32]int)}
-	if c.drops, err = newDropCounter(len(ifaces)); err != nil {
+	hooks, err := planHooks(ifaces, cfg)
+	if err != nil {
+		return nil, err
+	}
+	objs, err := cfg.load(len(hooks), perfmon)
+	if err != nil {
+		return nil, err
+	}
+	c := &Capture{objs: objs}
+	if c.drops, err = newDropCounter(len(hooks)); err != nil {
 		objs.Close()
 		return nil, err
 	}
@@ -131,39 +118,59 @@ func Open(cfg Config) (*Capture, error) {
 		objs.Close()
 		return nil, fmt.Errorf("open ring: %w", err)
 	}
-	for i, ifc := range ifaces {
-		var linear *ebpf.Program
-		if objs.Linear != nil {
-			linear = objs.Linear[i]
+	for slot, h := range hooks {
+		var l link.Link
+		if h.XDP {
+			l, err = attachXDP(objs, &h, slot, cfg.Mode, perfmon)
+		} else {
+			l, err = attachTCX(objs, &h, slot)
 		}
-		l, attached, err := attach(linear, objs.Programs[i], ifc, cfg.Mode)
 		if err != nil {
 			c.Close()
 			return nil, err
 		}
 		c.links = append(c.links, l)
-		c.ifaces = append(c.ifaces, attached)
-		c.slot[uint32(ifc.Index)] = i
+		c.hooks = append(c.hooks, h)
 	}
 	return c, nil
 }
 
-// load checks the privileges and loads the program with cfg's selection,
-// one instance per interface.
-func (cfg Config) load(interfaces int, singleBuffer bool) (*bpf.Objects, error) {
-	allowed, err := checkPrivileges()
-	if err != nil {
-		return nil, err
+// planHooks lists a hook per interface and direction asked for: inbound
+// frames at XDP, or at tcx ingress where --hook tc says so or another XDP
+// program holds the interface; outbound ones at tcx egress.
+func planHooks(ifaces []*net.Interface, cfg Config) ([]Hook, error) {
+	var hooks []Hook
+	for _, ifc := range ifaces {
+		if cfg.Directions.Has(Inbound) {
+			h := Hook{Interface: ifc.Name, Index: ifc.Index, Direction: Inbound, XDP: cfg.Hook != HookTC}
+			if cfg.Hook == HookAuto {
+				behind, err := attachedXDP(ifc.Index)
+				if err != nil {
+					return nil, err
+				}
+				h.XDP, h.Behind = behind == "", behind
+			}
+			hooks = append(hooks, h)
+		}
+		if cfg.Directions.Has(Outbound) {
+			hooks = append(hooks, Hook{Interface: ifc.Name, Index: ifc.Index, Direction: Outbound})
+		}
 	}
+	return hooks, nil
+}
+
+// load loads the program's maps for cfg's selection, with a slot for each
+// hook.
+func (cfg Config) load(slots int, perfmon bool) (*bpf.Objects, error) {
 	return bpf.Load(bpf.Config{
-		MTU:          cfg.MTU,
-		CaptureAll:   cfg.CaptureAll,
-		SnapLen:      cfg.SnapLen,
-		RingSize:     cfg.RingSize,
-		WakeupBytes:  cfg.WakeupBytes,
-		Interfaces:   interfaces,
-		SingleBuffer: singleBuffer && allowed,
-		Filter:       cfg.Filter,
+		MTU:         cfg.MTU,
+		CaptureAll:  cfg.CaptureAll,
+		SnapLen:     cfg.SnapLen,
+		RingSize:    cfg.RingSize,
+		WakeupBytes: cfg.WakeupBytes,
+		Slots:       slots,
+		Perfmon:     perfmon,
+		Filter:      cfg.Filter,
 	})
 }
 
@@ -188,11 +195,11 @@ func lookupInterfaces(names []string) ([]*net.Interface, error) {
 }
 
 // checkPrivileges tells a missing capability apart before the kernel
-// answers EPERM for one of several reasons.
-// It also says whether the process may load the single-buffer build,
-// whose packet-pointer arithmetic with a register the verifier only
-// allows with CAP_PERFMON (or CAP_SYS_ADMIN), as a Spectre v1 guard.
-func checkPrivileges() (singleBuffer bool, err error) {
+// answers EPERM for one of several reasons. It also says whether the
+// process has CAP_PERFMON (or CAP_SYS_ADMIN), without which the verifier
+// refuses packet-pointer arithmetic with a register (a Spectre v1 guard),
+// which the single-buffer build needs.
+func checkPrivileges() (perfmon bool, err error) {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
@@ -213,87 +220,10 @@ func checkPrivileges() (singleBuffer bool, err error) {
 	return has(unix.CAP_PERFMON) || has(unix.CAP_SYS_ADMIN), nil
 }
 
-// attach attaches the cheapest build of the program that the interface
-// takes in mode: in native mode the single-buffer build linear (if
-// loaded) where the driver accepts it, else the multi-buffer build multi;
-// in generic mode
-// always multi, since the kernel would copy every multi-buffer socket
-// buffer into one for a single-buffer program.
-func attach(linear, multi *ebpf.Program, ifc *net.Interface, mode Mode) (link.Link, Interface, error) {
-	attached := Interface{Name: ifc.Name, Index: ifc.Index, Mode: mode}
-	if mode == ModeGeneric {
-		attached.MultiBuffer = true
-		l, err := attachMode(multi, ifc, ModeGeneric)
-		return l, attached, err
-	}
-	attached.Mode = ModeNative
-	var linearErr error
-	if linear != nil {
-		// A driver refuses the single-buffer build when its MTU would
-		// need multi-buffer frames (veth: "Peer MTU is too large to
-		// set XDP").
-		l, err := attachMode(linear, ifc, ModeNative)
-		if err == nil {
-			return l, attached, nil
-		}
-		if errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
-			return nil, attached, err
-		}
-		linearErr = err
-	}
-	attached.MultiBuffer = true
-	l, err := attachMode(multi, ifc, ModeNative)
-	if err != nil {
-		err = bothBuilds(err, linearErr)
-	}
-	if err == nil || mode == ModeNative || errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
-		return l, attached, err
-	}
-	attached.Mode = ModeGeneric
-	l, gerr := attachMode(multi, ifc, ModeGeneric)
-	if gerr != nil {
-		return nil, attached, fmt.Errorf("%w (native mode failed too: %v)", gerr, err)
-	}
-	return l, attached, nil
-}
-
-// bothBuilds is the error of a native attach where the driver refused
-// the multi-buffer build with multiErr after the single-buffer one with
-// linearErr (nil if it was not tried): each refusal is said, once.
-func bothBuilds(multiErr, linearErr error) error {
-	if linearErr == nil || linearErr.Error() == multiErr.Error() {
-		return multiErr
-	}
-	// Both errors start with "attach IFACE in native mode: ".
-	reason := linearErr
-	if inner := errors.Unwrap(linearErr); inner != nil {
-		reason = inner
-	}
-	return fmt.Errorf("%w (the single-buffer build was refused first: %v)", multiErr, reason)
-}
-
-var errBusy = errors.New("already has an XDP program")
-
-func attachMode(prog *ebpf.Program, ifc *net.Interface, mode Mode) (link.Link, error) {
-	flags := link.XDPDriverMode
-	if mode == ModeGeneric {
-		flags = link.XDPGenericMode
-	}
-	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifc.Index, Flags: flags})
-	switch {
-	case err == nil:
-		return l, nil
-	case errors.Is(err, unix.EBUSY), errors.Is(err, unix.EEXIST):
-		return nil, fmt.Errorf("attach %s in %s mode: the interface %w; `ip link show %s` names it", ifc.Name, mode, errBusy, ifc.Name)
-	case errors.Is(err, unix.EPERM):
-		return nil, fmt.Errorf("attach %s: %w", ifc.Name, bpf.ErrPrivileges)
-	}
-	return nil, fmt.Errorf("attach %s in %s mode: %w", ifc.Name, mode, err)
-}
-
-// Interfaces returns the interfaces the program is attached to, in the
-// order of Config.Interfaces.
-func (c *Capture) Interfaces() []Interface { return c.ifaces }
+// Hooks returns where the program is attached, in the order of
+// Config.Interfaces, inbound before outbound: the order of Counters, and
+// of the Sink's interfaces.
+func (c *Capture) Hooks() []Hook { return c.hooks }
 
 // Packets returns how many frames were handed to the sink so far. It may be
 // called while Run runs.
@@ -306,10 +236,10 @@ func (c *Capture) RingSize() int { return c.ring.BufferSize() }
 // It may be called while Run runs.
 func (c *Capture) RingUsed() int { return c.ring.AvailableBytes() }
 
-// Counters returns the program's counters per interface, in the order of
-// Interfaces. It may be called while Run runs.
+// Counters returns the program's counters per hook, in the order of
+// Hooks. It may be called while Run runs.
 func (c *Capture) Counters() ([]bpf.Counters, error) {
-	return readCounters(c.objs, len(c.ifaces))
+	return readCounters(c.objs, len(c.hooks))
 }
 
 func readCounters(objs *bpf.Objects, n int) ([]bpf.Counters, error) {
@@ -330,7 +260,7 @@ func (c *Capture) Detach() error {
 		var errs []error
 		for i, l := range c.links {
 			if err := l.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("detach %s: %w", c.ifaces[i].Name, err))
+				errs = append(errs, fmt.Errorf("detach %s %s: %w", c.hooks[i].Interface, c.hooks[i].Attachment(), err))
 			}
 		}
 		c.detachErr = errors.Join(errs...)
@@ -410,12 +340,12 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 			if err != nil {
 				return err
 			}
-			iface, ok := c.slot[ev.ifindex]
-			if !ok {
-				return fmt.Errorf("ring record from ifindex %d, which ringcap did not attach to", ev.ifindex)
+			slot := int(ev.slot)
+			if slot >= len(c.hooks) {
+				return fmt.Errorf("ring record from slot %d, of %d hooks", slot, len(c.hooks))
 			}
-			err = sink.WritePacket(writer.Packet{Interface: iface, Time: clk.wall(ev.tsNs), Length: int(ev.frameLen),
-				Queue: ev.rxQueue, DropCount: drops.since(iface, &ev), Data: ev.data})
+			err = sink.WritePacket(writer.Packet{Interface: slot, Time: clk.wall(ev.tsNs), Length: int(ev.frameLen),
+				Outbound: c.hooks[slot].Direction == Outbound, Queue: ev.rxQueue, DropCount: drops.since(slot, &ev), Data: ev.data})
 			if err != nil {
 				return err
 			}

@@ -38,7 +38,7 @@ func TestDecodeEvent(t *testing.T) {
 	record := func(capLen uint32, carried int) []byte {
 		b := make([]byte, bpf.EventHeaderSize+carried)
 		binary.NativeEndian.PutUint64(b[bpf.EventTsOffset:], 123456789)
-		binary.NativeEndian.PutUint32(b[bpf.EventIfindexOffset:], 7)
+		binary.NativeEndian.PutUint32(b[bpf.EventSlotOffset:], 7)
 		binary.NativeEndian.PutUint32(b[bpf.EventRxQueueOffset:], 3)
 		binary.NativeEndian.PutUint32(b[bpf.EventFrameLenOffset:], 9014)
 		binary.NativeEndian.PutUint32(b[bpf.EventCapLenOffset:], capLen)
@@ -70,7 +70,7 @@ func TestDecodeEvent(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if ev.tsNs != 123456789 || ev.ifindex != 7 || ev.rxQueue != 3 || ev.frameLen != 9014 || len(ev.data) != tt.capLen ||
+			if ev.tsNs != 123456789 || ev.slot != 7 || ev.rxQueue != 3 || ev.frameLen != 9014 || len(ev.data) != tt.capLen ||
 				ev.drops != 1<<33+5 || ev.cpu != 1 {
 				t.Errorf("decoded %+v", ev)
 			}

@@ -13,7 +13,7 @@ import (
 // followed by the frame's first bytes.
 type event struct {
 	tsNs     uint64
-	ifindex  uint32
+	slot     uint32 // the hook's, in the capture's order
 	rxQueue  uint32
 	frameLen uint32
 	drops    uint64 // the interface's losses on cpu so far
@@ -33,7 +33,7 @@ func decodeEvent(raw []byte) (event, error) {
 	}
 	return event{
 		tsNs:     binary.NativeEndian.Uint64(raw[bpf.EventTsOffset:]),
-		ifindex:  binary.NativeEndian.Uint32(raw[bpf.EventIfindexOffset:]),
+		slot:     binary.NativeEndian.Uint32(raw[bpf.EventSlotOffset:]),
 		rxQueue:  binary.NativeEndian.Uint32(raw[bpf.EventRxQueueOffset:]),
 		frameLen: binary.NativeEndian.Uint32(raw[bpf.EventFrameLenOffset:]),
 		drops:    binary.NativeEndian.Uint64(raw[bpf.EventDropsOffset:]),
@@ -42,8 +42,8 @@ func decodeEvent(raw []byte) (event, error) {
 	}, nil
 }
 
-// dropCounter turns the program's running loss counts, one per interface
-// and CPU, into each frame's losses since the frame before it: the
+// dropCounter turns the program's running loss counts, one per slot and
+// CPU, into each frame's losses since the frame before it: the
 // program counts per CPU, and a CPU's records reach the ring in order.
 type dropCounter struct {
 	last [][]uint64 // [interface][cpu]

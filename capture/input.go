@@ -27,6 +27,9 @@ type Frame struct {
 	Time      time.Time
 	Length    int    // original length on the wire
 	Data      []byte // captured bytes; valid until the next call to Next
+	// Direction is the frame's as recorded: pcapng's epb_flags, a Linux
+	// cooked header's packet type; inbound where the file does not say.
+	Direction Direction
 }
 
 // Input reads the frames of a pcap or pcapng file, mapped to Ethernet.
@@ -115,10 +118,11 @@ func (in *Input) Next() (Frame, error) {
 	var (
 		data []byte
 		ci   gopacket.CaptureInfo
+		opts pcapgo.NgPacketOptions
 		err  error
 	)
 	if in.ng != nil {
-		data, ci, err = in.ng.ZeroCopyReadPacketData()
+		data, ci, opts, err = in.ng.ZeroCopyReadPacketDataWithOptions()
 	} else {
 		data, ci, err = in.pcap.ZeroCopyReadPacketData()
 	}
@@ -142,6 +146,9 @@ func (in *Input) Next() (Frame, error) {
 		}
 	}
 	f := Frame{Interface: iface, Time: ci.Timestamp, Length: ci.Length, Data: data}
+	if opts.Flags != nil && opts.Flags.Direction == pcapgo.NgEpbFlagDirectionOutbound {
+		f.Direction = Outbound
+	}
 	return in.toEthernet(f, in.ifaces[iface].LinkType), nil
 }
 
@@ -196,11 +203,13 @@ func (in *Input) toEthernet(f Frame, lt layers.LinkType) Frame {
 		hdrLen = linuxSLLHdrLen
 		if len(f.Data) >= hdrLen {
 			proto = binary.BigEndian.Uint16(f.Data[14:16])
+			f.Direction = sllDirection(binary.BigEndian.Uint16(f.Data[0:2]))
 		}
 	case layers.LinkTypeLinuxSLL2:
 		hdrLen = linuxSLL2HdrLen
 		if len(f.Data) >= hdrLen {
 			proto = binary.BigEndian.Uint16(f.Data[0:2])
+			f.Direction = sllDirection(uint16(f.Data[10]))
 		}
 	}
 	if len(f.Data) < hdrLen || (hdrLen == 0 && len(f.Data) == 0) {
@@ -216,6 +225,15 @@ func (in *Input) toEthernet(f Frame, lt layers.LinkType) Frame {
 	f.Data = in.buf
 	f.Length = f.Length - hdrLen + ethernetHdrLen
 	return f
+}
+
+// sllDirection reads a Linux cooked header's packet type: PACKET_OUTGOING
+// (4) is a frame the host sent.
+func sllDirection(pktType uint16) Direction {
+	if pktType == 4 {
+		return Outbound
+	}
+	return Inbound
 }
 
 // OpenInput opens a pcap or pcapng file for Next.

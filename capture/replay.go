@@ -18,14 +18,19 @@ import (
 	"github.com/ringcap/ringcap/writer"
 )
 
-// Replay runs the XDP program over the frames of a recorded capture,
-// through BPF_PROG_TEST_RUN, one program instance per recorded interface:
-// what it hands to the sink is what a live capture with the same
-// selection would have written, at the frames' recorded times.
+// Replay runs the program over the frames of a recorded capture, through
+// BPF_PROG_TEST_RUN: what it hands to the sink is what a live capture with
+// the same selection would have written, at the frames' recorded times.
+// Each frame runs through the build of its direction's hook: inbound
+// frames through the XDP build (the tc build with --hook tc), outbound
+// ones through the tc build as tc egress sees them. Each recorded
+// interface counts into a slot of its own.
 type Replay struct {
 	path   string
 	ifaces []InputInterface
 	objs   *bpf.Objects
+	hook   HookChoice
+	progs  map[replayProgram]*ebpf.Program
 
 	first, now time.Time // recorded times: first frame, frame replayed last
 	packets    atomic.Uint64
@@ -47,11 +52,55 @@ func OpenReplay(path string, cfg Config) (*Replay, error) {
 	if n == 0 {
 		return nil, fmt.Errorf("%s holds no frames", path)
 	}
-	if r.objs, err = cfg.load(len(r.ifaces), false); err != nil {
+	perfmon, err := checkPrivileges()
+	if err != nil {
 		return nil, err
+	}
+	if r.objs, err = cfg.load(len(r.ifaces), perfmon); err != nil {
+		return nil, err
+	}
+	r.hook, r.progs = cfg.Hook, make(map[replayProgram]*ebpf.Program)
+	// Every instance the file needs is loaded now, so that an
+	// expression the kernel refuses stops the replay before any output.
+	for slot := range r.ifaces {
+		for _, p := range []replayProgram{r.programFor(slot, Inbound), r.programFor(slot, Outbound)} {
+			if _, err := r.program(p); err != nil {
+				r.objs.Close()
+				return nil, err
+			}
+		}
 	}
 	r.now = r.first
 	return r, nil
+}
+
+// replayProgram is a program instance of a replay.
+type replayProgram struct {
+	slot     int
+	build    bpf.Build
+	outbound bool
+}
+
+// programFor is the instance that replays the frames of interface slot
+// travelling in direction dir.
+func (r *Replay) programFor(slot int, dir Direction) replayProgram {
+	build := bpf.XDP
+	if dir == Outbound || r.hook == HookTC {
+		build = bpf.TC
+	}
+	return replayProgram{slot: slot, build: build, outbound: dir == Outbound}
+}
+
+func (r *Replay) program(p replayProgram) (*ebpf.Program, error) {
+	if prog, ok := r.progs[p]; ok {
+		return prog, nil
+	}
+	prog, err := r.objs.Program(bpf.Instance{Build: p.build, Slot: p.slot, Outbound: p.outbound})
+	if err != nil {
+		return nil, err
+	}
+	r.progs[p] = prog
+	return prog, nil
 }
 
 func (r *Replay) scan() (frames int, err error) {
@@ -149,10 +198,26 @@ func (r *Replay) Run(ctx context.Context, sink Sink) error {
 		frame = slices.Grow(frame[:0], f.Length)[:f.Length]
 		clear(frame[copy(frame, f.Data):])
 		opts.Data = frame
-		if f.Interface >= len(r.objs.Programs) {
+		if f.Interface >= len(r.ifaces) {
 			return fmt.Errorf("%s: frame %d: interface %d, which the file did not have when ringcap first read it: did it change?", r.path, n, f.Interface)
 		}
-		if _, err := r.objs.Programs[f.Interface].Run(&opts); err != nil {
+		which := r.programFor(f.Interface, f.Direction)
+		prog, err := r.program(which)
+		if err != nil {
+			return err
+		}
+		_, err = prog.Run(&opts)
+		if errors.Is(err, unix.EINVAL) && which.build == bpf.TC && f.Length > pageSize/2 {
+			// A tc test run takes a frame of a page at most, less
+			// the socket buffer's head- and tailroom: a larger one
+			// runs through the XDP build, for the same direction.
+			which.build = bpf.XDP
+			if prog, err = r.program(which); err != nil {
+				return err
+			}
+			_, err = prog.Run(&opts)
+		}
+		if err != nil {
 			if errors.Is(err, unix.EINVAL) && f.Length > pageSize {
 				// A multi-buffer frame with more fragments than
 				// the test run takes.
@@ -182,7 +247,7 @@ func (r *Replay) Run(ctx context.Context, sink Sink) error {
 			// No queue received a replayed frame: the event's is the
 			// test run's.
 			err = sink.WritePacket(writer.Packet{Interface: f.Interface, Time: f.Time, Length: int(ev.frameLen),
-				DropCount: drops.since(f.Interface, &ev), Data: data})
+				Outbound: f.Direction == Outbound, DropCount: drops.since(f.Interface, &ev), Data: data})
 			if err != nil {
 				return err
 			}

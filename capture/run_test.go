@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf"
@@ -52,12 +53,12 @@ func (s *sliceSink) Flush() error { s.flushes++; return nil }
 // loopback: they land in the ring before Run starts reading.
 func openLoopback(t *testing.T, frame []byte, n int) *Capture {
 	t.Helper()
-	c, err := Open(Config{Interfaces: []string{"lo"}, MTU: 1500, SnapLen: 128, RingSize: 1 << 20, Mode: ModeGeneric})
+	c, err := Open(Config{Interfaces: []string{"lo"}, MTU: 1500, SnapLen: 128, RingSize: 1 << 20, Mode: ModeGeneric, Directions: In})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if err := bpftest.RunTimes(c.objs.Programs[0], frame, n); err != nil {
+	if err := bpftest.RunTimes(testProgram(t, c), frame, n); err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -120,12 +121,12 @@ func TestRunStopsAtLimit(t *testing.T) {
 // forced native mode must fail with the interface's name.
 func TestAttachModes(t *testing.T) {
 	inNewNetns(t)
-	cfg := Config{Interfaces: []string{"lo"}, MTU: 1500, SnapLen: 128, RingSize: 1 << 20}
+	cfg := Config{Interfaces: []string{"lo"}, MTU: 1500, SnapLen: 128, RingSize: 1 << 20, Directions: In}
 	c, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := c.Interfaces()[0]; got.Mode != ModeGeneric || !got.MultiBuffer {
+	if got := c.Hooks()[0]; got.Mode != ModeGeneric || !got.MultiBuffer {
 		t.Errorf("auto mode attached lo in %s, want generic mode, multi-buffer", got.Attachment())
 	}
 	c.Close()
@@ -159,7 +160,7 @@ func TestDropCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := os.Getpagesize()
-	c, err := Open(Config{Interfaces: []string{"lo"}, MTU: 1500, SnapLen: 128, RingSize: uint32(page), Mode: ModeGeneric})
+	c, err := Open(Config{Interfaces: []string{"lo"}, MTU: 1500, SnapLen: 128, RingSize: uint32(page), Mode: ModeGeneric, Directions: In})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +171,7 @@ func TestDropCounts(t *testing.T) {
 	const lost = 7
 	var sink sliceSink
 	for _, step := range []struct{ sent, read int }{{fits + lost, fits}, {2, 2}} {
-		if err := bpftest.RunTimes(c.objs.Programs[0], frame, step.sent); err != nil {
+		if err := bpftest.RunTimes(testProgram(t, c), frame, step.sent); err != nil {
 			t.Fatal(err)
 		}
 		if err := c.Run(context.Background(), &sink, uint64(step.read)); err != nil {
@@ -193,4 +194,16 @@ func TestDropCounts(t *testing.T) {
 	if counts[0].Dropped() != lost {
 		t.Errorf("the program counted %d dropped, want %d", counts[0].Dropped(), lost)
 	}
+}
+
+// testProgram loads an instance of the multi-buffer build into c's slot
+// 0, for test runs: what it writes, c reads as the first hook's.
+func testProgram(tb testing.TB, c *Capture) *ebpf.Program {
+	tb.Helper()
+	p, err := c.objs.Program(bpf.Instance{Build: bpf.XDP})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { p.Close() })
+	return p
 }

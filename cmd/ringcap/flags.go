@@ -23,6 +23,7 @@ func selectionFlags() []cli.Flag {
 		&cli.UintFlag{Name: "mtu", Value: 1500, Usage: "select frames whose L3 length (after Ethernet and VLAN tags) exceeds `BYTES`"},
 		&cli.BoolFlag{Name: "all", Usage: "select every frame, whatever its length (an expression still narrows it)"},
 		&cli.StringFlag{Name: "filter", Aliases: []string{"f"}, Usage: "capture only frames that match the pcap-filter(7) `EXPRESSION` too; or give it after the options, as to tcpdump"},
+		&cli.StringFlag{Name: "hook", Value: "auto", Usage: "where inbound frames are captured: auto (XDP, or tc where another XDP program holds the interface), xdp or tc"},
 		&cli.StringFlag{Name: "ring-size", Value: "8MiB", Usage: "ring buffer size: a power of two, a multiple of the page size (KiB, MiB, GiB)"},
 		// For measuring the wakeup threshold (README, Levers).
 		&cli.StringFlag{Name: "wakeup-size", Hidden: true, Usage: "the ring's fill level from which a record wakes the reader (default: a quarter of the ring)"},
@@ -54,6 +55,10 @@ func badUsage(c *cli.Context, format string, args ...any) error {
 // from --filter or from words, the arguments left after the flags.
 func parseSelection(c *cli.Context, words []string) (capture.Config, error) {
 	cfg := capture.Config{CaptureAll: c.Bool("all")}
+	var err error
+	if cfg.Hook, err = capture.ParseHook(c.String("hook")); err != nil {
+		return cfg, badUsage(c, "--hook: %v", err)
+	}
 	expr := strings.Join(words, " ")
 	if c.IsSet("filter") {
 		if expr != "" {
@@ -103,7 +108,7 @@ func parseSelection(c *cli.Context, words []string) (capture.Config, error) {
 		cfg.WakeupBytes = uint32(wakeup)
 	}
 	// The ring must hold at least one record of this snaplen.
-	if err := (bpf.Config{SnapLen: cfg.SnapLen, RingSize: cfg.RingSize, Interfaces: 1}).Validate(); err != nil {
+	if err := (bpf.Config{SnapLen: cfg.SnapLen, RingSize: cfg.RingSize, Slots: 1}).Validate(); err != nil {
 		return cfg, badUsage(c, "%v", err)
 	}
 	return cfg, nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ringcap/ringcap/bpf"
 	"github.com/ringcap/ringcap/bpf/bpftest"
@@ -55,15 +57,25 @@ type result struct {
 	stderr string
 }
 
+// runTimeout bounds a run of ringcap that should end by itself: one that
+// captures instead, waiting for a signal, fails the test instead of
+// hanging it.
+const runTimeout = time.Minute
+
 func runRingcap(t *testing.T, cred *syscall.Credential, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
 	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("ringcap %s did not end within %v:\n%s", strings.Join(args, " "), runTimeout, stderr.String())
+	}
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {
 		t.Fatalf("run ringcap: %v", err)
@@ -141,12 +153,14 @@ func TestBadInput(t *testing.T) {
 			exitUsage, `filter expression "tcp port": can't parse filter expression: syntax error`},
 		{"bad expression in --filter", nil, []string{"record", "-i", "lo", "-w", out, "-f", "host 999.1.1.1"},
 			exitUsage, `filter expression "host 999.1.1.1": `},
-		{"inbound", nil, []string{"record", "-i", "lo", "-w", out, "inbound and tcp"},
-			exitUsage, `"inbound" cannot be used at XDP: XDP sees only received frames`},
-		{"outbound", nil, []string{"record", "-i", "lo", "-w", out, "outbound"},
-			exitUsage, `"outbound" cannot be used at XDP`},
+		{"unknown direction", nil, []string{"record", "-i", "lo", "-w", out, "-Q", "sideways"},
+			exitUsage, `-Q: unknown direction "sideways": use in, out or inout`},
+		{"unknown hook", nil, []string{"record", "-i", "lo", "-w", out, "--hook", "socket"},
+			exitUsage, `--hook: unknown hook "socket": use auto, xdp or tc`},
+		{"hook without inbound", nil, []string{"record", "-i", "lo", "-w", out, "-Q", "out", "--hook", "tc"},
+			exitUsage, "--hook chooses where inbound frames are captured, and -Q out captures none: leave one out"},
 		{"ifname", nil, []string{"record", "-i", "lo", "-w", out, "ifname", "eth0"},
-			exitUsage, `"ifname" cannot be used at XDP: it names an interface in OpenBSD pf logs; choose interfaces with -i`},
+			exitUsage, `"ifname" cannot be used here: it names an interface in OpenBSD pf logs; choose interfaces with -i`},
 		{"expression twice", nil, []string{"record", "-i", "lo", "-w", out, "-f", "udp", "tcp"},
 			exitUsage, `a filter expression both in --filter and after the options ("tcp"): give one`},
 		{"metrics address unreadable", nil, []string{"record", "-i", "lo", "-w", out, "--metrics", "9464"},

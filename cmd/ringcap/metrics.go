@@ -50,21 +50,21 @@ func listenMetrics(addr string) (net.Listener, error) {
 }
 
 func newMetrics(capt *capture.Capture, files *writer.Files, post *postRotate) *metrics {
-	iface := []string{"interface"}
+	iface := []string{"interface", "direction"}
 	return &metrics{
 		capt: capt, files: files, post: post,
 		seen:         prometheus.NewDesc("ringcap_frames_seen_total", "Frames the XDP program ran on.", iface, nil),
 		selected:     prometheus.NewDesc("ringcap_frames_selected_total", "Frames that matched the selection.", iface, nil),
 		written:      prometheus.NewDesc("ringcap_frames_written_total", "Selected frames written into the ring.", iface, nil),
-		dropped:      prometheus.NewDesc("ringcap_frames_dropped_total", "Selected frames lost before the ring, by reason: ring_full (no room), reserve_failed.", []string{"interface", "reason"}, nil),
+		dropped:      prometheus.NewDesc("ringcap_frames_dropped_total", "Selected frames lost before the ring, by reason: ring_full (no room), reserve_failed.", []string{"interface", "direction", "reason"}, nil),
 		ringSize:     prometheus.NewDesc("ringcap_ring_size_bytes", "Size of the ring buffer.", nil, nil),
 		ringUsed:     prometheus.NewDesc("ringcap_ring_used_bytes", "Bytes of the ring holding records not read yet.", nil, nil),
 		filePackets:  prometheus.NewDesc("ringcap_file_packets_total", "Frames written to files.", nil, nil),
 		fileBytes:    prometheus.NewDesc("ringcap_file_bytes_total", "Bytes written to files.", nil, nil),
 		finished:     prometheus.NewDesc("ringcap_files_finished_total", "Files complete on disk: flushed, synced and closed.", nil, nil),
 		postFailures: prometheus.NewDesc("ringcap_post_rotate_failures_total", "--post-rotate commands that failed.", nil, nil),
-		buildInfo: prometheus.NewDesc("ringcap_build_info", "ringcap's version, the Go version, and the build of the XDP program attached to each interface.",
-			[]string{"version", "goversion", "interface", "program"}, nil),
+		buildInfo: prometheus.NewDesc("ringcap_build_info", "ringcap's version, the Go version, and how the program is attached to each interface, each direction.",
+			[]string{"version", "goversion", "interface", "direction", "program"}, nil),
 	}
 }
 
@@ -76,21 +76,21 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
-	ifaces := m.capt.Interfaces()
+	hooks := m.capt.Hooks()
 	counts, err := m.capt.Counters()
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(m.seen, err)
 		return
 	}
 	for i, c := range counts {
-		name := ifaces[i].Name
-		ch <- prometheus.MustNewConstMetric(m.seen, prometheus.CounterValue, float64(c.Seen), name)
-		ch <- prometheus.MustNewConstMetric(m.selected, prometheus.CounterValue, float64(c.Selected), name)
-		ch <- prometheus.MustNewConstMetric(m.written, prometheus.CounterValue, float64(c.Written), name)
-		ch <- prometheus.MustNewConstMetric(m.dropped, prometheus.CounterValue, float64(c.RingFull), name, "ring_full")
-		ch <- prometheus.MustNewConstMetric(m.dropped, prometheus.CounterValue, float64(c.ReserveFailed), name, "reserve_failed")
-		ch <- prometheus.MustNewConstMetric(m.buildInfo, prometheus.GaugeValue, 1, version, runtime.Version(), name,
-			ifaces[i].Attachment())
+		name, dir := hooks[i].Interface, directionLabel(hooks[i].Direction)
+		ch <- prometheus.MustNewConstMetric(m.seen, prometheus.CounterValue, float64(c.Seen), name, dir)
+		ch <- prometheus.MustNewConstMetric(m.selected, prometheus.CounterValue, float64(c.Selected), name, dir)
+		ch <- prometheus.MustNewConstMetric(m.written, prometheus.CounterValue, float64(c.Written), name, dir)
+		ch <- prometheus.MustNewConstMetric(m.dropped, prometheus.CounterValue, float64(c.RingFull), name, dir, "ring_full")
+		ch <- prometheus.MustNewConstMetric(m.dropped, prometheus.CounterValue, float64(c.ReserveFailed), name, dir, "reserve_failed")
+		ch <- prometheus.MustNewConstMetric(m.buildInfo, prometheus.GaugeValue, 1, version, runtime.Version(), name, dir,
+			hooks[i].Attachment())
 	}
 	ch <- prometheus.MustNewConstMetric(m.ringSize, prometheus.GaugeValue, float64(m.capt.RingSize()))
 	ch <- prometheus.MustNewConstMetric(m.ringUsed, prometheus.GaugeValue, float64(m.capt.RingUsed()))
@@ -98,6 +98,14 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.fileBytes, prometheus.CounterValue, float64(m.files.Bytes()))
 	ch <- prometheus.MustNewConstMetric(m.finished, prometheus.CounterValue, float64(m.files.Finished()))
 	ch <- prometheus.MustNewConstMetric(m.postFailures, prometheus.CounterValue, float64(m.post.failures.Load()))
+}
+
+// directionLabel is the direction label's value: tcpdump's -Q words.
+func directionLabel(d capture.Direction) string {
+	if d == capture.Outbound {
+		return "out"
+	}
+	return "in"
 }
 
 // serve serves the metrics on l until ctx ends.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -28,6 +29,7 @@ func recordCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "interface", Aliases: []string{"i"}, Usage: "interface to capture on; repeat for more"},
 			&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Usage: "stop after writing `N` frames"},
 			&cli.DurationFlag{Name: "duration", Usage: "stop after `D` (e.g. 30s, 10m)"},
+			&cli.StringFlag{Name: "direction", Aliases: []string{"Q"}, Value: "inout", Usage: "capture frames received (in), sent (out) or both (inout), as tcpdump's -Q"},
 			&cli.StringFlag{Name: "mode", Value: "auto", Usage: "XDP mode: auto (native where the driver supports it), native or generic"},
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`ADDR`/metrics while capturing (e.g. 127.0.0.1:9464 or :9464)"},
 		}, selectionFlags()...), outputFlags("pcapng file to write, - for standard output")...),
@@ -74,6 +76,12 @@ func parseRecordFlags(c *cli.Context) (recordOptions, error) {
 	if opts.capture.Mode, err = capture.ParseMode(c.String("mode")); err != nil {
 		return opts, badUsage(c, "%v", err)
 	}
+	if opts.capture.Directions, err = capture.ParseDirections(c.String("direction")); err != nil {
+		return opts, badUsage(c, "-Q: %v", err)
+	}
+	if opts.capture.Directions == capture.Out && c.IsSet("hook") {
+		return opts, badUsage(c, "--hook chooses where inbound frames are captured, and -Q out captures none: leave one out")
+	}
 	if opts.duration < 0 {
 		return opts, badUsage(c, "duration %v is negative", opts.duration)
 	}
@@ -102,20 +110,23 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 
 	post := newPostRotate(opts.postRotate, stderr)
 	defer post.wait()
-	ifaces := capt.Interfaces()
-	fileIfaces := make([]writer.Interface, len(ifaces))
-	names := make([]string, len(ifaces))
-	for i, ifc := range ifaces {
-		names[i] = ifc.Name
+	// A file interface per hook: each direction of an interface has its
+	// own counters, and so its own statistics in the file.
+	hooks := capt.Hooks()
+	fileIfaces := make([]writer.Interface, len(hooks))
+	names := make([]string, len(hooks))
+	for i, h := range hooks {
+		names[i] = h.Interface + " " + h.Direction.String()
 		fileIfaces[i] = writer.Interface{
-			Name: ifc.Name,
+			Name: h.Interface,
 			// Wireshark names an interface by its description
 			// where there is one: it starts with the name.
-			Description: ifc.Name + ": " + ifc.Attachment(),
+			Description: h.Interface + ": " + h.Describe(),
 			Filter:      opts.capture.Selection(),
 			SnapLen:     opts.capture.SnapLen,
-			Queues:      true,
-			OS:          hostOS(),
+			// Only XDP knows the receive queue.
+			Queues: h.XDP,
+			OS:     hostOS(),
 		}
 	}
 	files, err := createFiles(opts.output, fileIfaces, capt, time.Now, post)
@@ -138,9 +149,15 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 		defer cancel()
 	}
 
-	for _, ifc := range ifaces {
+	for _, ifc := range opts.capture.Interfaces {
+		var where []string
+		for _, h := range hooks {
+			if h.Interface == ifc {
+				where = append(where, h.Describe())
+			}
+		}
 		fmt.Fprintf(stderr, "ringcap: capturing on %s (%s): %s, snaplen %d, to %s (%s)\n",
-			ifc.Name, ifc.Attachment(), selectionText(opts.capture), opts.capture.SnapLen, outputName(files.Current()), files.IOMode())
+			ifc, strings.Join(where, "; "), selectionText(opts.capture), opts.capture.SnapLen, outputName(files.Current()), files.IOMode())
 	}
 	status := startStatus(stderr, opts.quiet, capt, files)
 	runErr := capt.Run(ctx, files, opts.count)

@@ -119,15 +119,20 @@ func replayNotes(stderr io.Writer, rp *capture.Replay) {
 }
 
 // frameLines prints a line per selected frame, as tcpdump -r does: time,
-// interface, length and captured length.
+// interface, direction, length and captured length.
 type frameLines struct {
 	w     *bufio.Writer
 	names []string
 }
 
 func (f *frameLines) WritePacket(p writer.Packet) error {
-	_, err := fmt.Fprintf(f.w, "%s %s length %d, captured %d\n",
-		p.Time.Local().Format("2006-01-02 15:04:05.000000000"), f.names[p.Interface], p.Length, len(p.Data))
+	// tcpdump -r prints In and Out for a Linux cooked capture's frames.
+	dir := "In"
+	if p.Outbound {
+		dir = "Out"
+	}
+	_, err := fmt.Fprintf(f.w, "%s %s %s length %d, captured %d\n",
+		p.Time.Local().Format("2006-01-02 15:04:05.000000000"), f.names[p.Interface], dir, p.Length, len(p.Data))
 	return err
 }
 

@@ -168,7 +168,8 @@ func TestReplayPrintMatchesFile(t *testing.T) {
 		t.Fatalf("printed %d frames, the file holds %d", len(lines), len(rows))
 	}
 	for i, row := range rows {
-		want := row[0] + " length " + row[1] + ", captured " + row[2]
+		// The file's frames are all inbound.
+		want := row[0] + " In length " + row[1] + ", captured " + row[2]
 		if !strings.HasSuffix(lines[i], want) {
 			t.Errorf("line %d = %q, the file says %q", i, lines[i], want)
 		}

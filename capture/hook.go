@@ -1,0 +1,134 @@
+package capture
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Direction is which way the frames a hook sees travel.
+type Direction int
+
+const (
+	// Inbound frames were received by the interface.
+	Inbound Direction = iota
+	// Outbound frames are sent by it.
+	Outbound
+)
+
+func (d Direction) String() string {
+	if d == Outbound {
+		return "outbound"
+	}
+	return "inbound"
+}
+
+// Directions are the directions to capture, as tcpdump's -Q takes them.
+type Directions int
+
+const (
+	InOut Directions = iota // both, tcpdump's default
+	In
+	Out
+)
+
+// Has says whether d includes dir.
+func (d Directions) Has(dir Direction) bool {
+	switch d {
+	case In:
+		return dir == Inbound
+	case Out:
+		return dir == Outbound
+	}
+	return true
+}
+
+// ParseDirections reads a -Q value.
+func ParseDirections(s string) (Directions, error) {
+	switch s {
+	case "inout", "":
+		return InOut, nil
+	case "in":
+		return In, nil
+	case "out":
+		return Out, nil
+	}
+	return 0, fmt.Errorf("unknown direction %q: use in, out or inout", s)
+}
+
+// HookChoice is where inbound frames are captured (--hook).
+type HookChoice int
+
+const (
+	// HookAuto captures inbound frames at XDP, or at tcx ingress where
+	// another XDP program holds the interface.
+	HookAuto HookChoice = iota
+	HookXDP
+	HookTC
+)
+
+// ParseHook reads a --hook value.
+func ParseHook(s string) (HookChoice, error) {
+	switch s {
+	case "auto", "":
+		return HookAuto, nil
+	case "xdp":
+		return HookXDP, nil
+	case "tc":
+		return HookTC, nil
+	}
+	return 0, fmt.Errorf("unknown hook %q: use auto, xdp or tc", s)
+}
+
+// Hook is one place ringcap's program is attached: an interface and a
+// direction. The records of each hook go to a file interface of their
+// own.
+type Hook struct {
+	Interface string
+	Index     int
+	Direction Direction
+	// XDP says the hook is XDP; else it is tcx (ingress or egress).
+	XDP  bool
+	Mode Mode // XDP's, as attached: native or generic
+	// MultiBuffer says the multi-buffer XDP build is attached, which can
+	// see frames spread over several buffers (jumbo frames, generic mode)
+	// at some cost per frame; see bpf/ringcap.c.
+	MultiBuffer bool
+	// Tags says an XDP hook gets back the VLAN tags the driver takes out
+	// of frames (rx-vlan-offload); tc always does.
+	Tags bool
+	// Behind names the XDP program that holds the interface, where
+	// inbound frames are captured at tcx ingress because of it.
+	Behind string
+}
+
+// Attachment says in words how the hook is attached, for people and for
+// the file's if_description.
+func (h Hook) Attachment() string {
+	switch {
+	case !h.XDP && h.Direction == Outbound:
+		return "tcx egress"
+	case !h.XDP:
+		return "tcx ingress"
+	case h.MultiBuffer:
+		return fmt.Sprintf("XDP %s mode, multi-buffer", h.Mode)
+	}
+	return fmt.Sprintf("XDP %s mode", h.Mode)
+}
+
+// Notes are what a user must know of the frames the hook cannot see.
+func (h Hook) Notes() []string {
+	var notes []string
+	if h.Behind != "" {
+		notes = append(notes, fmt.Sprintf("behind XDP program %s: frames it drops, redirects or transmits are not seen", h.Behind))
+	}
+	if h.XDP && !h.Tags {
+		notes = append(notes, "VLAN tags the driver takes out of frames may be missing (--hook tc keeps them)")
+	}
+	return notes
+}
+
+// Describe is the hook in a few words: the direction, the attachment and
+// the notes.
+func (h Hook) Describe() string {
+	return strings.Join(append([]string{h.Direction.String() + ", " + h.Attachment()}, h.Notes()...), "; ")
+}

@@ -1,0 +1,62 @@
+package capture
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/ringcap/ringcap/bpf"
+)
+
+// NoTCXError is a kernel without tcx links (Linux 6.6), which the tc
+// hooks need.
+type NoTCXError struct {
+	Hook Hook
+	Err  error
+}
+
+func (e *NoTCXError) Error() string {
+	fix := "capture inbound frames at XDP with -Q in --hook xdp, or run Linux 6.6 or later"
+	if e.Hook.Behind != "" {
+		fix = "run Linux 6.6 or later, or capture where no other XDP program runs"
+	}
+	return fmt.Sprintf("attach %s %s: this kernel has no tcx links, which ringcap's tc hooks need: %s",
+		e.Hook.Interface, e.Hook.Attachment(), fix)
+}
+
+func (e *NoTCXError) Unwrap() error { return e.Err }
+
+// attachTCX attaches the tc build for h through a tcx link, which the
+// kernel removes with the process, as it does the XDP link.
+//
+// ringcap sees what tcpdump sees: tcpdump's socket gets received frames
+// before tc's ingress programs run, and sent ones after tc's egress
+// programs, so ringcap goes first at ingress and last at egress. Its
+// program returns TCX_NEXT: the frame goes on to the next program, or
+// to the stack, as if ringcap were not there.
+func attachTCX(objs *bpf.Objects, h *Hook, slot int) (link.Link, error) {
+	h.XDP = false
+	prog, err := objs.Program(bpf.Instance{Build: bpf.TC, Slot: slot, Outbound: h.Direction == Outbound})
+	if err != nil {
+		return nil, err
+	}
+	opts := link.TCXOptions{Program: prog, Interface: h.Index, Attach: ebpf.AttachTCXIngress, Anchor: link.Head()}
+	if h.Direction == Outbound {
+		opts.Attach, opts.Anchor = ebpf.AttachTCXEgress, link.Tail()
+	}
+	l, err := link.AttachTCX(opts)
+	if err != nil {
+		prog.Close()
+		switch {
+		case errors.Is(err, ebpf.ErrNotSupported):
+			return nil, &NoTCXError{Hook: *h, Err: err}
+		case errors.Is(err, unix.EPERM):
+			return nil, fmt.Errorf("attach %s: %w", h.Interface, bpf.ErrPrivileges)
+		}
+		return nil, fmt.Errorf("attach %s %s: %w", h.Interface, h.Attachment(), err)
+	}
+	return l, nil
+}

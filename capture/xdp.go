@@ -1,0 +1,133 @@
+package capture
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/ringcap/ringcap/bpf"
+)
+
+var errBusy = errors.New("already has an XDP program")
+
+// attachedXDP names the XDP program attached to the interface, or is ""
+// if there is none.
+func attachedXDP(index int) (string, error) {
+	l, err := netlink.LinkByIndex(index)
+	if err != nil {
+		return "", fmt.Errorf("read interface %d: %w", index, err)
+	}
+	x := l.Attrs().Xdp
+	if x == nil || !x.Attached {
+		return "", nil
+	}
+	name := fmt.Sprintf("id %d", x.ProgId)
+	if p, err := ebpf.NewProgramFromID(ebpf.ProgramID(x.ProgId)); err == nil {
+		if info, err := p.Info(); err == nil && info.Name != "" {
+			name = fmt.Sprintf("%s (id %d)", info.Name, x.ProgId)
+		}
+		p.Close()
+	}
+	return name, nil
+}
+
+// attachXDP attaches the cheapest XDP build that the interface takes in
+// mode and fills in how h is attached: in native mode the single-buffer
+// build (if the process may load it) where the driver accepts it, else
+// the multi-buffer one, both bound to the device so that they get the
+// VLAN tags back; in generic mode always the multi-buffer build, since
+// the kernel would copy every multi-buffer socket buffer into one for a
+// single-buffer program, and unbound: generic mode takes no bound
+// program. The builds that are not attached are closed at once.
+func attachXDP(objs *bpf.Objects, h *Hook, slot int, mode Mode, perfmon bool) (link.Link, error) {
+	h.XDP = true
+	if mode == ModeGeneric {
+		return attachBuild(objs, h, slot, bpf.XDP, false, ModeGeneric)
+	}
+	var linearErr error
+	if perfmon {
+		// A driver refuses the single-buffer build when its MTU would
+		// need multi-buffer frames (veth: "Peer MTU is too large to
+		// set XDP").
+		l, err := attachBuild(objs, h, slot, bpf.XDPLinear, true, ModeNative)
+		if err == nil || errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
+			return l, err
+		}
+		linearErr = err
+	}
+	l, err := attachBuild(objs, h, slot, bpf.XDP, true, ModeNative)
+	if err != nil {
+		err = bothBuilds(err, linearErr)
+	}
+	if err == nil || mode == ModeNative || errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
+		return l, err
+	}
+	l, gerr := attachBuild(objs, h, slot, bpf.XDP, false, ModeGeneric)
+	if gerr != nil {
+		return nil, fmt.Errorf("%w (native mode failed too: %v)", gerr, err)
+	}
+	return l, nil
+}
+
+// attachBuild loads build for h (bound to the device if bound) and
+// attaches it in mode.
+func attachBuild(objs *bpf.Objects, h *Hook, slot int, build bpf.Build, bound bool, mode Mode) (link.Link, error) {
+	inst := bpf.Instance{Build: build, Slot: slot}
+	if bound {
+		inst.Device = h.Index
+	}
+	prog, err := objs.Program(inst)
+	if err != nil && bound {
+		// A device that takes no bound program still takes the
+		// program, without the tags.
+		inst.Device, bound = 0, false
+		prog, err = objs.Program(inst)
+	}
+	if err != nil {
+		return nil, err
+	}
+	l, err := attachMode(prog, h, mode)
+	if err != nil {
+		prog.Close()
+		return nil, err
+	}
+	h.Mode, h.MultiBuffer, h.Tags = mode, build == bpf.XDP, bound
+	return l, nil
+}
+
+// bothBuilds is the error of a native attach where the driver refused
+// the multi-buffer build with multiErr after the single-buffer one with
+// linearErr (nil if it was not tried): each refusal is said, once.
+func bothBuilds(multiErr, linearErr error) error {
+	if linearErr == nil || linearErr.Error() == multiErr.Error() {
+		return multiErr
+	}
+	// Both errors start with "attach IFACE in native mode: ".
+	reason := linearErr
+	if inner := errors.Unwrap(linearErr); inner != nil {
+		reason = inner
+	}
+	return fmt.Errorf("%w (the single-buffer build was refused first: %v)", multiErr, reason)
+}
+
+func attachMode(prog *ebpf.Program, h *Hook, mode Mode) (link.Link, error) {
+	flags := link.XDPDriverMode
+	if mode == ModeGeneric {
+		flags = link.XDPGenericMode
+	}
+	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: h.Index, Flags: flags})
+	switch {
+	case err == nil:
+		return l, nil
+	case errors.Is(err, unix.EBUSY), errors.Is(err, unix.EEXIST):
+		return nil, fmt.Errorf("attach %s in %s mode: the interface %w; `ip link show %s` names it, and --hook tc captures beside it",
+			h.Interface, mode, errBusy, h.Interface)
+	case errors.Is(err, unix.EPERM):
+		return nil, fmt.Errorf("attach %s: %w", h.Interface, bpf.ErrPrivileges)
+	}
+	return nil, fmt.Errorf("attach %s in %s mode: %w", h.Interface, mode, err)
+}
