@@ -138,13 +138,18 @@ const (
 // Stack of the translated filter: the load-bytes helper copies into
 // loadBuf, M[i] lives at scratch + 4*i, loopCount counts the turns of a
 // loop, frameLen holds the second argument (the frame's length as
-// recorded), and tagBuf assembles a load that covers a put-back tag.
+// recorded), tagBuf assembles a load that covers a put-back tag, gap holds
+// the fourth argument of the tc filter (the MAC header is not in the data:
+// see mac_gap in ringcap.c), and gapBuf assembles a load across the end
+// of the MAC header then.
 const (
 	loadBuf   = -8
 	scratch   = loadBuf - 4*16
 	loopCount = scratch - 8
 	frameLen  = loopCount - 8
 	tagBuf    = frameLen - 8
+	gapSlot   = tagBuf - 8
+	gapBuf    = gapSlot - 8
 	// maxLoops bounds the turns of a loop: protochain takes one per IPv6
 	// extension header, and no real packet has 16.
 	maxLoops = 16
@@ -155,6 +160,12 @@ const (
 const (
 	tagStart = 12
 	tagEnd   = tagStart + 4
+	// macLen is the MAC header's length, missing from the data where
+	// the tc filter's gap argument says so.
+	macLen = 14
+	// bpfHdrStartMAC is BPF_HDR_START_MAC: bpf_skb_load_bytes_relative
+	// reads from the MAC header.
+	bpfHdrStartMAC = 0
 )
 
 // Byte offsets of the packet pointers in each context.
@@ -204,6 +215,9 @@ func translate(prog []cbpf.Instruction, tgt target) (asm.Instructions, error) {
 		asm.Mov.Reg32(regVLAN, asm.R3),
 		asm.Mov.Imm32(regA, 0),
 		asm.Mov.Imm32(regX, 0),
+	}
+	if tgt.tc {
+		t.out = append(t.out, asm.Mov.Reg32(asm.R4, asm.R4), asm.StoreMem(asm.RFP, gapSlot, asm.R4, asm.DWord))
 	}
 	for n := range t.scratchUsed(reachable) {
 		t.out = append(t.out, asm.StoreImm(asm.RFP, int16(scratch+4*n), 0, asm.Word))
@@ -470,9 +484,58 @@ func tagByte(dst asm.Register, p uint32) asm.Instructions {
 	}
 }
 
-// loadAbsolute loads size bytes at packet offset off, big endian, into
-// dst.
+// loadAbsolute loads size bytes at offset off of the frame from its MAC
+// header, big endian, into dst: for the tc filter, where the gap argument
+// says the data starts after the MAC header, the MAC header's bytes are
+// read relative to it and the others 14 bytes earlier in the data.
 func (t *translator) loadAbsolute(dst asm.Register, off uint32, size int) asm.Instructions {
+	if !t.target.tc {
+		return t.loadData(dst, off, size)
+	}
+	var gapped asm.Instructions
+	switch {
+	case off+uint32(size) <= macLen:
+		gapped = append(asm.Instructions{asm.Mov.Imm(asm.R2, int32(off))}, t.loadMAC(dst, size)...)
+	case off >= macLen:
+		gapped = t.loadData(dst, off-macLen, size)
+	default:
+		for i := range uint32(size) {
+			if p := off + i; p < macLen {
+				gapped = append(gapped, asm.Mov.Imm(asm.R2, int32(p)))
+				gapped = append(gapped, t.loadMAC(dst, 1)...)
+			} else {
+				gapped = append(gapped, t.loadData(dst, p-macLen, 1)...)
+			}
+			gapped = append(gapped, asm.StoreMem(asm.RFP, int16(gapBuf+int32(i)), dst, asm.Byte))
+		}
+		gapped = append(gapped, asm.LoadMem(dst, asm.RFP, gapBuf, sizeOf(size)))
+		gapped = append(gapped, toHost(dst, size)...)
+	}
+	plain := append(t.loadData(dst, off, size), over(asm.Ja.Label(""), gapped))
+	return slices.Concat(asm.Instructions{
+		asm.LoadMem(asm.R1, asm.RFP, gapSlot, asm.DWord),
+		over(asm.JNE.Imm(asm.R1, 0, ""), plain),
+	}, plain, gapped)
+}
+
+// loadMAC loads size bytes at MAC header offset R2 into dst, big endian,
+// with bpf_skb_load_bytes_relative().
+func (t *translator) loadMAC(dst asm.Register, size int) asm.Instructions {
+	return append(asm.Instructions{
+		asm.Mov.Reg(asm.R1, regCtx),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, loadBuf),
+		asm.Mov.Imm(asm.R4, int32(size)),
+		asm.Mov.Imm(asm.R5, bpfHdrStartMAC),
+		asm.FnSkbLoadBytesRelative.Call(),
+		asm.JNE.Imm(asm.R0, 0, t.exitNoMatch()),
+		asm.LoadMem(dst, asm.RFP, loadBuf, sizeOf(size)),
+	}, toHost(dst, size)...)
+}
+
+// loadData loads size bytes at offset off of the data, big endian, into
+// dst.
+func (t *translator) loadData(dst asm.Register, off uint32, size int) asm.Instructions {
 	slow := append(asm.Instructions{asm.LoadImm(asm.R2, int64(off), asm.DWord)}, t.loadBytes(dst, size)...)
 	// The verifier takes constant packet offsets below 64 KiB; where the
 	// first buffer does not hold the bytes, the helper copies them.
@@ -542,10 +605,32 @@ func (t *translator) loadIndirect(off uint32, size int) {
 	tagged := slices.Concat(asm.Instructions{over(asm.JLT.Imm(asm.R2, tagEnd, ""), past)}, past, straddle)
 	t.out = append(t.out, over(asm.JEq.Imm32(regVLAN, 0, ""), tagged))
 	t.out = append(t.out, tagged...)
+	data := t.loadIndirectData(size)
+	if t.target.tc {
+		// Where the data starts after the MAC header: an offset past
+		// it is 14 bytes earlier in the data, one within it is read
+		// relative to it, and one across its end is no match.
+		mac := append(asm.Instructions{
+			asm.Mov.Reg(asm.R1, asm.R2),
+			asm.Add.Imm(asm.R1, int32(size)),
+			asm.JGT.Imm(asm.R1, macLen, t.exitNoMatch()),
+		}, t.loadMAC(regA, size)...)
+		mac = append(mac, over(asm.Ja.Label(""), data))
+		past := asm.Instructions{asm.Sub.Imm(asm.R2, macLen), over(asm.Ja.Label(""), mac)}
+		gapped := slices.Concat(asm.Instructions{over(asm.JLT.Imm(asm.R2, macLen, ""), past)}, past, mac)
+		t.out = append(t.out,
+			asm.LoadMem(asm.R1, asm.RFP, gapSlot, asm.DWord),
+			over(asm.JEq.Imm(asm.R1, 0, ""), gapped))
+		t.out = append(t.out, gapped...)
+	}
+	t.out = append(t.out, data...)
+}
+
+// loadIndirectData loads size bytes at data offset R2 into A.
+func (t *translator) loadIndirectData(size int) asm.Instructions {
 	slow := t.loadBytes(regA, size)
 	if !t.target.direct {
-		t.out = append(t.out, slow...)
-		return
+		return slow
 	}
 	// The offset in R2, bounded so that the verifier takes it as a
 	// packet offset; the helper takes over past the first buffer.
@@ -561,9 +646,7 @@ func (t *translator) loadIndirect(off uint32, size int) {
 	load = append(load, over(asm.Ja.Label(""), slow))
 	fast = append(fast, over(asm.JGT.Reg(asm.R4, asm.R3, ""), load))
 	fast = append(fast, load...)
-	t.out = append(t.out, over(asm.JGT.Imm(asm.R2, 0xffff-int32(size), ""), fast))
-	t.out = append(t.out, fast...)
-	t.out = append(t.out, slow...)
+	return slices.Concat(asm.Instructions{over(asm.JGT.Imm(asm.R2, 0xffff-int32(size), ""), fast)}, fast, slow)
 }
 
 // loadBytes copies size bytes from packet offset R2 into dst, big

@@ -162,22 +162,39 @@ static __always_inline __u32 vlan_tags(void *ctx, const int kind)
 	return tags;
 }
 
+// mac_gap is 0 where a tc program's data starts at the MAC header, as it
+// does at tc, and ETH_HDR_LEN where it starts at the network header: at
+// tcx ingress behind a generic-mode XDP program, Linux 6.18 leaves the
+// socket buffer's mac_len at 0 and tc pushes back nothing. The MAC header
+// is still where skb_mac_header() says (tcpdump reads it there), and so
+// is read relative to it.
+static __always_inline __u32 mac_gap(struct __sk_buff *skb)
+{
+	__u64 mac[2] = {}, data[2] = {};
+	if (bpf_skb_load_bytes_relative(skb, 0, mac, ETH_HDR_LEN, BPF_HDR_START_MAC) < 0 ||
+	    bpf_skb_load_bytes(skb, 0, data, ETH_HDR_LEN) < 0)
+		return 0;
+	return mac[0] == data[0] && mac[1] == data[1] ? 0 : ETH_HDR_LEN;
+}
+
 // segment_l3 is the L3 length of the frames a GSO packet becomes on the
-// wire: its IP and TCP/UDP headers, and gso_size bytes of payload.
+// wire: its IP and TCP/UDP headers, and gso_size bytes of payload. net is
+// the network header's offset in the socket buffer's data.
 // IPv6 extension headers are not followed: they are rare in GSO packets,
 // and missing them only makes the length a few bytes shorter.
-static __always_inline __u32 segment_l3(struct __sk_buff *skb, __u32 l2)
+static __always_inline __u32 segment_l3(struct __sk_buff *skb, __u32 net)
 {
 	__u8 b[2];
 	__u32 ip, l4 = 0, proto;
+	__u32 l2 = net;
 
-	if (bpf_skb_load_bytes(skb, l2 - 2, b, 2) < 0)
-		return skb->gso_size;
-	if (b[0] == 0x08 && b[1] == 0x00) {
+	// The stack's own idea of the EtherType, with any tag taken out.
+	__u16 ethertype = bpf_ntohs(skb->protocol);
+	if (ethertype == ETH_P_IP) {
 		if (bpf_skb_load_bytes(skb, l2, b, 1) < 0 || bpf_skb_load_bytes(skb, l2 + 9, b + 1, 1) < 0)
 			return skb->gso_size;
 		ip = (b[0] & 0xf) * 4;
-	} else if (b[0] == 0x86 && b[1] == 0xdd) {
+	} else if (ethertype == ETH_P_IPV6) {
 		if (bpf_skb_load_bytes(skb, l2 + 6, b + 1, 1) < 0)
 			return skb->gso_size;
 		ip = 40;
@@ -192,9 +209,10 @@ static __always_inline __u32 segment_l3(struct __sk_buff *skb, __u32 l2)
 	return ip + l4 + skb->gso_size;
 }
 
-// selected says whether the frame's length asks for it. len is the bytes
-// the hook holds, without an offloaded tag: a tag changes no L3 length.
-static __always_inline int selected(void *ctx, const int kind, __u64 len)
+// selected says whether the frame's length asks for it. len is the
+// frame's bytes from its MAC header, without an offloaded tag: a tag
+// changes no L3 length. gap is mac_gap's.
+static __always_inline int selected(void *ctx, const int kind, __u64 len, __u32 gap)
 {
 	if (capture_all)
 		return 1;
@@ -203,11 +221,14 @@ static __always_inline int selected(void *ctx, const int kind, __u64 len)
 	// a byte of it; so is a GSO packet, longer than any of its frames.
 	if (len <= ETH_HDR_LEN + (__u64)mtu)
 		return 0;
-	__u32 l2 = ETH_HDR_LEN + VLAN_TAG_LEN * vlan_tags(ctx, kind);
+	// Behind generic XDP the stack has taken the outer tag out already
+	// (it untags before tc), and the data holds no MAC header to count
+	// tags in.
+	__u32 l2 = ETH_HDR_LEN + (gap ? 0 : VLAN_TAG_LEN * vlan_tags(ctx, kind));
 	if (kind == KIND_TC && ((struct __sk_buff *)ctx)->gso_size)
 		// At tc egress a TSO send is one packet of up to 64 KiB; the
 		// wire carries frames of gso_size bytes of payload each.
-		return segment_l3(ctx, l2) > mtu;
+		return segment_l3(ctx, l2 - gap) > mtu;
 	return len - l2 > mtu;
 }
 
@@ -230,27 +251,49 @@ static __always_inline __u32 offloaded_tag(void *ctx, const int kind, const int 
 	return (__u32)bpf_ntohs(proto) << 16 | tci;
 }
 
-// copy_frame copies the frame's first cap bytes to dst, with the tag vlan
-// (if not 0) put back after the MAC addresses, as libpcap does for tcpdump.
-// It cannot fail for cap <= the frame's length; if it did, the caller
-// counts the frame with the reserve failures, so that selected = written
-// + ring_full + reserve_failed always holds.
-static __always_inline long copy_frame(void *ctx, const int kind, void *dst, __u64 cap, __u32 vlan)
+// copy_rest copies the frame's bytes from data offset off to dst + front,
+// up to cap bytes of record. front is a constant, which lets the verifier
+// see the copy within the record.
+static __always_inline long copy_rest(void *ctx, const int kind, void *dst, __u64 cap, const __u32 front, __u32 off)
 {
-	if (!vlan)
-		return load_bytes(ctx, kind, 0, dst, cap);
-	// capture() puts a tag back only for a snaplen of 16 or more, so
-	// cap holds the addresses and the tag.
-	__u64 rest = cap - ETH_ADDRS_LEN - VLAN_TAG_LEN;
-	if (cap < ETH_ADDRS_LEN + VLAN_TAG_LEN || rest > snaplen)
+	__u64 rest = cap - front;
+	if (cap < front || rest > snaplen - front)
 		return -1;
-	if (load_bytes(ctx, kind, 0, dst, ETH_ADDRS_LEN) < 0)
-		return -1;
-	__u32 tag = bpf_htonl(vlan);
-	__builtin_memcpy(dst + ETH_ADDRS_LEN, &tag, VLAN_TAG_LEN);
 	if (rest == 0)
 		return 0;
-	return load_bytes(ctx, kind, ETH_ADDRS_LEN, dst + ETH_ADDRS_LEN + VLAN_TAG_LEN, rest);
+	return load_bytes(ctx, kind, off, dst + front, rest);
+}
+
+// copy_frame copies the frame's first cap bytes to dst, with the tag vlan
+// (if not 0) put back after the MAC addresses, as libpcap does for
+// tcpdump, and the MAC header read where it is if gap says the data does
+// not start with it. It cannot fail for cap <= the frame's length; if it
+// did, the caller counts the frame with the reserve failures, so that
+// selected = written + ring_full + reserve_failed always holds. capture()
+// puts a tag back only for a snaplen of 16 or more, and a gap is only
+// seen at tc, where frames carry their IP header: cap holds the header.
+static __always_inline long copy_frame(void *ctx, const int kind, void *dst, __u64 cap, __u32 vlan, __u32 gap)
+{
+	__u32 tag = bpf_htonl(vlan);
+	if (kind == KIND_TC && gap) {
+		if (cap < ETH_HDR_LEN + VLAN_TAG_LEN ||
+		    bpf_skb_load_bytes_relative(ctx, 0, dst, ETH_ADDRS_LEN, BPF_HDR_START_MAC) < 0)
+			return -1;
+		if (!vlan)
+			return bpf_skb_load_bytes_relative(ctx, ETH_ADDRS_LEN, dst + ETH_ADDRS_LEN, 2, BPF_HDR_START_MAC) < 0
+				       ? -1
+				       : copy_rest(ctx, kind, dst, cap, ETH_HDR_LEN, 0);
+		__builtin_memcpy(dst + ETH_ADDRS_LEN, &tag, VLAN_TAG_LEN);
+		if (bpf_skb_load_bytes_relative(ctx, ETH_ADDRS_LEN, dst + ETH_ADDRS_LEN + VLAN_TAG_LEN, 2, BPF_HDR_START_MAC) < 0)
+			return -1;
+		return copy_rest(ctx, kind, dst, cap, ETH_HDR_LEN + VLAN_TAG_LEN, 0);
+	}
+	if (!vlan)
+		return load_bytes(ctx, kind, 0, dst, cap);
+	if (cap < ETH_ADDRS_LEN + VLAN_TAG_LEN || load_bytes(ctx, kind, 0, dst, ETH_ADDRS_LEN) < 0)
+		return -1;
+	__builtin_memcpy(dst + ETH_ADDRS_LEN, &tag, VLAN_TAG_LEN);
+	return copy_rest(ctx, kind, dst, cap, ETH_ADDRS_LEN + VLAN_TAG_LEN, ETH_ADDRS_LEN);
 }
 
 // room says whether a record carrying size bytes of frame fits in the
@@ -305,7 +348,7 @@ static __always_inline void fill_event(struct event *ev, void *ctx, const int ki
 // XDP and tc run with bottom halves off, so nothing else on this CPU uses
 // the scratch record meanwhile.
 static __always_inline void write_record(void *ctx, const int kind, struct iface_counters *cnt, __u64 cap,
-					 __u64 frame_len, __u32 vlan)
+					 __u64 frame_len, __u32 vlan, __u32 gap)
 {
 	__u64 wakeup = 0;
 	struct event *ev;
@@ -318,7 +361,7 @@ static __always_inline void write_record(void *ctx, const int kind, struct iface
 			cnt->reserve_failed++;
 			return;
 		}
-		if (copy_frame(ctx, kind, (void *)(ev + 1), cap, vlan) < 0) {
+		if (copy_frame(ctx, kind, (void *)(ev + 1), cap, vlan, gap) < 0) {
 			bpf_ringbuf_discard(ev, 0);
 			cnt->reserve_failed++;
 			return;
@@ -332,7 +375,7 @@ static __always_inline void write_record(void *ctx, const int kind, struct iface
 		return;
 	__u32 cpu = bpf_get_smp_processor_id();
 	ev = bpf_map_lookup_elem(&scratch, &cpu);
-	if (!ev || copy_frame(ctx, kind, (void *)(ev + 1), cap, vlan) < 0) {
+	if (!ev || copy_frame(ctx, kind, (void *)(ev + 1), cap, vlan, gap) < 0) {
 		cnt->reserve_failed++;
 		return;
 	}
@@ -348,7 +391,8 @@ static __always_inline void write_record(void *ctx, const int kind, struct iface
 // (--filter) for each context. The loader (bpf/filter.go) replaces the body
 // with the expression, compiled by libpcap and translated to eBPF; without
 // one it stays as it is and every frame matches. len is the frame's length
-// as recorded and vlan the tag put back, which the expression must see.
+// as recorded and vlan the tag put back, which the expression must see;
+// gap is mac_gap's (tc only).
 // They are global functions: clang neither inlines them nor folds their
 // result into the caller, and the verifier checks each once. Every argument
 // must be used, or clang passes nothing in its register (the filter needs
@@ -359,9 +403,9 @@ __noinline int ringcap_filter_xdp(struct xdp_md *ctx, __u32 len, __u32 vlan)
 	return ctx->ingress_ifindex != 0 || len != 0 || vlan != 0;
 }
 
-__noinline int ringcap_filter_tc(struct __sk_buff *ctx, __u32 len, __u32 vlan)
+__noinline int ringcap_filter_tc(struct __sk_buff *ctx, __u32 len, __u32 vlan, __u32 gap)
 {
-	return ctx->len != 0 || len != 0 || vlan != 0;
+	return ctx->len != 0 || len != 0 || vlan != 0 || gap != 0;
 }
 
 // capture is the whole program. kind is the hook; tag says the program is
@@ -375,8 +419,16 @@ static __always_inline void capture(void *ctx, const int kind, const int tag)
 	cnt->seen++;
 
 	__u64 len;
+	__u32 gap = 0;
 	if (kind == KIND_TC) {
 		len = ((struct __sk_buff *)ctx)->len;
+		// Where the data starts at the network header, len is short
+		// of the MAC header; a frame of no more than mtu bytes is
+		// short enough either way.
+		if (!capture_all && len <= mtu)
+			return;
+		gap = mac_gap(ctx);
+		len += gap;
 	} else if (kind == KIND_XDP_LINEAR) {
 		// A single-buffer frame ends at data_end, so the unwanted ones
 		// are told apart without bpf_xdp_get_buff_len(). The verifier
@@ -391,7 +443,7 @@ static __always_inline void capture(void *ctx, const int kind, const int tag)
 	} else {
 		len = bpf_xdp_get_buff_len(ctx);
 	}
-	if (!selected(ctx, kind, len))
+	if (!selected(ctx, kind, len, gap))
 		return;
 
 	// From here on the frame is what the file will hold: the tag put
@@ -407,10 +459,10 @@ static __always_inline void capture(void *ctx, const int kind, const int tag)
 		return;
 	// The expression runs only for frames the length test kept, and
 	// before anything touches the ring.
-	if (kind == KIND_TC ? !ringcap_filter_tc(ctx, frame_len, vlan) : !ringcap_filter_xdp(ctx, frame_len, vlan))
+	if (kind == KIND_TC ? !ringcap_filter_tc(ctx, frame_len, vlan, gap) : !ringcap_filter_xdp(ctx, frame_len, vlan))
 		return;
 	cnt->selected++;
-	write_record(ctx, kind, cnt, cap, frame_len, vlan);
+	write_record(ctx, kind, cnt, cap, frame_len, vlan, gap);
 }
 
 SEC("xdp")

@@ -153,7 +153,7 @@ static __always_inline int variant(struct xdp_md *ctx, const int choice)
 	}
 	__u64 frame_len = bpf_xdp_get_buff_len(ctx);
 	__u64 cap = frame_len < snaplen ? frame_len : snaplen;
-	if (!selected(ctx, KIND_XDP, frame_len) || cap < 1 || cap > snaplen) {
+	if (!selected(ctx, KIND_XDP, frame_len, 0) || cap < 1 || cap > snaplen) {
 		if (ev)
 			bpf_ringbuf_discard(ev, 0);
 		return XDP_PASS;
