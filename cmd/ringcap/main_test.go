@@ -28,6 +28,9 @@ var binary string
 const testVersion = "0.0.0-test"
 
 func TestMain(m *testing.M) {
+	if os.Getenv(noLinksEnv) == "1" {
+		runWithoutBPFLinks()
+	}
 	dir, err := os.MkdirTemp("", "ringcap-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -64,9 +67,20 @@ const runTimeout = time.Minute
 
 func runRingcap(t *testing.T, cred *syscall.Credential, args ...string) result {
 	t.Helper()
+	return runAs(t, cred, binary, args...)
+}
+
+// runCommand runs name with args, as runRingcap runs ringcap.
+func runCommand(t *testing.T, name string, args ...string) result {
+	t.Helper()
+	return runAs(t, nil, name, args...)
+}
+
+func runAs(t *testing.T, cred *syscall.Credential, name string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := exec.CommandContext(ctx, name, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if cred != nil {
