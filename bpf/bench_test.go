@@ -24,20 +24,24 @@ import (
 // kernel reports the mean time of a run.
 const benchRepeat = 20000
 
-// noopProgram is the baseline: a program that returns XDP_PASS, built
-// multi-buffer ("xdp.frags") or not, like the program it is compared with.
-func noopProgram(b *testing.B, multiBuffer bool) *ebpf.Program {
-	var flags uint32
-	if multiBuffer {
-		flags = unix.BPF_F_XDP_HAS_FRAGS
-	}
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+// noopProgram is the baseline: a program of the build it is compared
+// with that passes the frame on: XDP multi-buffer ("xdp.frags") or not,
+// returning XDP_PASS, or tc, returning TCX_NEXT.
+func noopProgram(b *testing.B, build Build) *ebpf.Program {
+	spec := &ebpf.ProgramSpec{
 		Type:         ebpf.XDP,
 		AttachType:   ebpf.AttachXDP,
-		Flags:        flags,
 		License:      "MIT",
 		Instructions: asm.Instructions{asm.LoadImm(asm.R0, xdpPass, asm.DWord), asm.Return()},
-	})
+	}
+	switch build {
+	case XDP:
+		spec.Flags = unix.BPF_F_XDP_HAS_FRAGS
+	case TC:
+		spec.Type, spec.AttachType = ebpf.SchedCLS, ebpf.AttachNone
+		spec.Instructions = asm.Instructions{asm.Mov.Imm(asm.R0, -1), asm.Return()} // TCX_NEXT
+	}
+	prog, err := ebpf.NewProgram(spec)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -45,17 +49,12 @@ func noopProgram(b *testing.B, multiBuffer bool) *ebpf.Program {
 	return prog
 }
 
-// loadVariant loads one program of the variants object, the single-buffer
-// build if linear, else a multi-buffer one.
-func loadVariant(b *testing.B, spec *ebpf.CollectionSpec, program string, linear bool, cfg Config) (*Objects, *ebpf.Program) {
+// loadVariant loads one program of the variants object as build.
+func loadVariant(b *testing.B, spec *ebpf.CollectionSpec, program string, build Build, cfg Config) (*Objects, *ebpf.Program) {
 	cfg.Perfmon = true
 	objs, err := loadSpec(spec, cfg)
 	if err != nil {
 		b.Fatal(err)
-	}
-	build := XDP
-	if linear {
-		build = XDPLinear
 	}
 	prog, err := objs.load(program, Instance{Build: build})
 	if err != nil {
@@ -97,39 +96,39 @@ func BenchmarkProgram(b *testing.B) {
 	tests := []struct {
 		name    string
 		program string
-		linear  bool // the single-buffer build
+		build   Build
 		frame   []byte
 		ring    string // "drained": a reader empties it; "full": nobody does
 		sel     selection
 	}{
-		{"not-selected-expression/ringcap", variants.Ringcap, false, small, "drained", withExpr},
-		{"not-selected-expression/ringcap-linear", variants.RingcapLinear, true, small, "drained", withExpr},
-		{"all-expression-other-host/ringcap", variants.Ringcap, false, toPort(2, 443), "drained", allExpr},
-		{"all-expression-other-host/ringcap-linear", variants.RingcapLinear, true, toPort(2, 443), "drained", allExpr},
-		{"all-expression-other-port/ringcap", variants.Ringcap, false, toPort(9, 80), "drained", allExpr},
-		{"all-expression-other-port/ringcap-linear", variants.RingcapLinear, true, toPort(9, 80), "drained", allExpr},
-		{"all-expression-match/ringcap", variants.Ringcap, false, toPort(9, 443), "drained", allExpr},
-		{"all-expression-match/ringcap-linear", variants.RingcapLinear, true, toPort(9, 443), "drained", allExpr},
-		{"not-selected/ringcap", variants.Ringcap, false, small, "drained", selection{}},
-		{"not-selected/ringcap-linear", variants.RingcapLinear, true, small, "drained", selection{}},
-		{"not-selected/reserve-first", variants.ReserveFirst, false, small, "drained", selection{}},
-		{"selected-drained/ringcap", variants.Ringcap, false, big, "drained", selection{}},
-		{"selected-drained/ringcap-linear", variants.RingcapLinear, true, big, "drained", selection{}},
-		{"selected-drained/no-room-check", variants.NoRoomCheck, false, big, "drained", selection{}},
-		{"selected-drained/record-snaplen", variants.RecordSnaplen, false, big, "drained", selection{}},
-		{"selected-ring-full/ringcap", variants.Ringcap, false, big, "full", selection{}},
-		{"selected-ring-full/no-room-check", variants.NoRoomCheck, false, big, "full", selection{}},
+		{"not-selected-expression/ringcap", variants.Ringcap, XDP, small, "drained", withExpr},
+		{"not-selected-expression/ringcap-linear", variants.RingcapLinear, XDPLinear, small, "drained", withExpr},
+		{"all-expression-other-host/ringcap", variants.Ringcap, XDP, toPort(2, 443), "drained", allExpr},
+		{"all-expression-other-host/ringcap-linear", variants.RingcapLinear, XDPLinear, toPort(2, 443), "drained", allExpr},
+		{"all-expression-other-port/ringcap", variants.Ringcap, XDP, toPort(9, 80), "drained", allExpr},
+		{"all-expression-other-port/ringcap-linear", variants.RingcapLinear, XDPLinear, toPort(9, 80), "drained", allExpr},
+		{"all-expression-match/ringcap", variants.Ringcap, XDP, toPort(9, 443), "drained", allExpr},
+		{"all-expression-match/ringcap-linear", variants.RingcapLinear, XDPLinear, toPort(9, 443), "drained", allExpr},
+		{"not-selected/ringcap", variants.Ringcap, XDP, small, "drained", selection{}},
+		{"not-selected/ringcap-linear", variants.RingcapLinear, XDPLinear, small, "drained", selection{}},
+		{"not-selected/reserve-first", variants.ReserveFirst, XDP, small, "drained", selection{}},
+		{"not-selected/ringcap-tc", variants.RingcapTC, TC, small, "drained", selection{}},
+		{"not-selected-expression/ringcap-tc", variants.RingcapTC, TC, small, "drained", withExpr},
+		{"selected-drained/ringcap", variants.Ringcap, XDP, big, "drained", selection{}},
+		{"selected-drained/ringcap-tc", variants.RingcapTC, TC, big, "drained", selection{}},
+		{"selected-drained/ringcap-linear", variants.RingcapLinear, XDPLinear, big, "drained", selection{}},
+		{"selected-drained/no-room-check", variants.NoRoomCheck, XDP, big, "drained", selection{}},
+		{"selected-drained/record-snaplen", variants.RecordSnaplen, XDP, big, "drained", selection{}},
+		{"selected-ring-full/ringcap", variants.Ringcap, XDP, big, "full", selection{}},
+		{"selected-ring-full/no-room-check", variants.NoRoomCheck, XDP, big, "full", selection{}},
 	}
-	noopMulti, noopLinear := noopProgram(b, true), noopProgram(b, false)
+	noops := map[Build]*ebpf.Program{XDP: noopProgram(b, XDP), XDPLinear: noopProgram(b, XDPLinear), TC: noopProgram(b, TC)}
 	for _, tt := range tests {
 		b.Run(tt.name, func(b *testing.B) {
 			cfg := Config{MTU: 1500, SnapLen: 256, RingSize: 1 << 20, Slots: 1, CaptureAll: tt.sel.all, Filter: tt.sel.filter}
-			objs, prog := loadVariant(b, spec, tt.program, tt.linear, cfg)
+			objs, prog := loadVariant(b, spec, tt.program, tt.build, cfg)
 			defer objs.Close()
-			noop := noopMulti
-			if tt.linear {
-				noop = noopLinear
-			}
+			noop := noops[tt.build]
 			if tt.ring == "full" {
 				if _, err := prog.Run(&ebpf.RunOptions{Data: tt.frame, Repeat: 1 << 20 / 256}); err != nil {
 					b.Fatal(err)
@@ -219,7 +218,7 @@ func BenchmarkReserveLock(b *testing.B) {
 	for _, program := range []string{variants.Ringcap, variants.NoRoomCheck} {
 		for _, cpus := range []int{1, runtime.NumCPU()} {
 			b.Run(fmt.Sprintf("%s/cpus=%d", program, cpus), func(b *testing.B) {
-				objs, prog := loadVariant(b, spec, program, false, Config{MTU: 1500, SnapLen: 256, RingSize: uint32(os.Getpagesize()), Slots: 1})
+				objs, prog := loadVariant(b, spec, program, XDP, Config{MTU: 1500, SnapLen: 256, RingSize: uint32(os.Getpagesize()), Slots: 1})
 				defer objs.Close()
 				if _, err := prog.Run(&ebpf.RunOptions{Data: big, Repeat: 100}); err != nil {
 					b.Fatal(err)
@@ -263,7 +262,7 @@ func BenchmarkRingPerCPU(b *testing.B) {
 				if program == variants.PerCPURing {
 					rings = cpuRings(b, spec, ringSize)
 				}
-				objs, prog := loadVariant(b, spec, program, false, cfg)
+				objs, prog := loadVariant(b, spec, program, XDP, cfg)
 				defer objs.Close()
 				if program != variants.PerCPURing {
 					rings = []*ebpf.Map{objs.Events}
@@ -377,7 +376,7 @@ func BenchmarkRecordSize(b *testing.B) {
 		frame := frames.Spec{L3Len: size - 14}.Build()
 		for _, program := range []string{variants.RecordSnaplen, variants.RecordClasses, variants.RecordDynptr, variants.RecordOutput} {
 			b.Run(fmt.Sprintf("frame=%d/%s", size, program), func(b *testing.B) {
-				objs, prog := loadVariant(b, spec, program, false, cfg)
+				objs, prog := loadVariant(b, spec, program, XDP, cfg)
 				defer objs.Close()
 				// Ring bytes a record takes: a few records into the empty
 				// ring, nobody reading.

@@ -14,6 +14,8 @@ const (
 	Ringcap = variantsProgRingcapXdp
 	// RingcapLinear is ringcap's own single-buffer program.
 	RingcapLinear = variantsProgRingcapLinear
+	// RingcapTC is ringcap's own tc program.
+	RingcapTC = variantsProgRingcapTc
 	// ReserveFirst reserves ring space before the length test and
 	// discards it for unwanted frames.
 	ReserveFirst = variantsProgReserveFirst

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -167,7 +168,7 @@ func run(c *cli.Context) error {
 		runs := make([][]row, len(toolList))
 		for range repeats {
 			for i, t := range toolList {
-				if t.name == "ringcap" {
+				if strings.HasPrefix(t.name, "ringcap") {
 					t.args = withArgs(t.args, "--mtu", "9000")
 				}
 				r := measure(p, gen, t, sc, small, dir)

@@ -35,9 +35,19 @@ func tools(ringcap string) []tool {
 		{
 			name: "ringcap",
 			args: func(out string) []string {
-				return []string{ringcap, "record", "-i", rxIf, "-w", out, "-q", "--mode", "native", "--ring-size", "64MiB"}
+				return []string{ringcap, "record", "-Q", "in", "-i", rxIf, "-w", out, "-q", "--mode", "native", "--ring-size", "64MiB"}
 			},
 			ready: "capturing on",
+		},
+		{
+			// ringcap beside another XDP program (ringbench's
+			// XDP_PASS one), at tcx ingress.
+			name: "ringcap-tc",
+			args: func(out string) []string {
+				return []string{ringcap, "record", "-Q", "in", "--hook", "tc", "-i", rxIf, "-w", out, "-q", "--ring-size", "64MiB"}
+			},
+			ready:     "capturing on",
+			needsPass: true,
 		},
 		{
 			name: "tcpdump",
