@@ -7,6 +7,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf"
@@ -35,6 +36,53 @@ func attachedXDP(index int) (string, error) {
 	return name, nil
 }
 
+// The netdev generic netlink family (Linux 6.3), from
+// include/uapi/linux/netdev.h: NETDEV_CMD_DEV_GET,
+// NETDEV_A_DEV_IFINDEX, NETDEV_A_DEV_XDP_RX_METADATA_FEATURES and its
+// NETDEV_XDP_RX_METADATA_VLAN_TAG.
+const (
+	netdevCmdDevGet         = 1
+	netdevAttrIfindex       = 1
+	netdevAttrRxMetadata    = 5
+	netdevRxMetadataVLANTag = 4
+)
+
+// genlHeader is a generic netlink message header: vishvananda/netlink's
+// nl.Genlmsg serializes fewer bytes than its length says, which the
+// kernel refuses (EINVAL), so this one is written out.
+type genlHeader struct{ cmd, version uint8 }
+
+func (g genlHeader) Len() int          { return 4 }
+func (g genlHeader) Serialize() []byte { return []byte{g.cmd, g.version, 0, 0} }
+
+// rxVLANTags says whether the interface's driver hands XDP programs the
+// VLAN tags it takes out of frames (bpf_xdp_metadata_rx_vlan_tag), as the
+// kernel's netdev family tells. A kernel without the family has no such
+// kfunc either.
+func rxVLANTags(index int) bool {
+	fam, err := netlink.GenlFamilyGet("netdev")
+	if err != nil {
+		return false
+	}
+	req := nl.NewNetlinkRequest(int(fam.ID), 0)
+	req.AddData(genlHeader{cmd: netdevCmdDevGet, version: 1})
+	req.AddData(nl.NewRtAttr(netdevAttrIfindex, nl.Uint32Attr(uint32(index))))
+	msgs, err := req.Execute(unix.NETLINK_GENERIC, 0)
+	if err != nil || len(msgs) == 0 || len(msgs[0]) < 4 {
+		return false
+	}
+	attrs, err := nl.ParseRouteAttr(msgs[0][4:])
+	if err != nil {
+		return false
+	}
+	for _, a := range attrs {
+		if a.Attr.Type == netdevAttrRxMetadata && len(a.Value) >= 4 {
+			return nl.NativeEndian().Uint32(a.Value[:4])&netdevRxMetadataVLANTag != 0
+		}
+	}
+	return false
+}
+
 // attachXDP attaches the cheapest XDP build that the interface takes in
 // mode and fills in how h is attached: in native mode the single-buffer
 // build (if the process may load it) where the driver accepts it, else
@@ -48,18 +96,21 @@ func attachXDP(objs *bpf.Objects, h *Hook, slot int, mode Mode, perfmon bool) (l
 	if mode == ModeGeneric {
 		return attachBuild(objs, h, slot, bpf.XDP, false, ModeGeneric)
 	}
+	// Only a driver that hands XDP the tags gets a bound program: a
+	// bound one is refused in generic mode, should native fail.
+	bound := rxVLANTags(h.Index)
 	var linearErr error
 	if perfmon {
 		// A driver refuses the single-buffer build when its MTU would
 		// need multi-buffer frames (veth: "Peer MTU is too large to
 		// set XDP").
-		l, err := attachBuild(objs, h, slot, bpf.XDPLinear, true, ModeNative)
+		l, err := attachBuild(objs, h, slot, bpf.XDPLinear, bound, ModeNative)
 		if err == nil || errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
 			return l, err
 		}
 		linearErr = err
 	}
-	l, err := attachBuild(objs, h, slot, bpf.XDP, true, ModeNative)
+	l, err := attachBuild(objs, h, slot, bpf.XDP, bound, ModeNative)
 	if err != nil {
 		err = bothBuilds(err, linearErr)
 	}
