@@ -3,6 +3,8 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"slices"
 	"strings"
 
@@ -27,9 +29,9 @@ import (
 // The expression sees the frame as it is recorded: where the program put
 // back a VLAN tag that the driver or the stack had taken out, loads past
 // the MAC addresses read 4 bytes earlier in the packet, and the 4 bytes
-// of the tag come from the filter's vlan argument. A load at X+k that
-// would straddle the tag's edge ends the filter with no match; libpcap
-// emits none such (its X+k loads are past the IP header).
+// of the tag come from the filter's vlan argument; a load that covers
+// some of the tag's bytes is put together byte by byte. The tc filter's
+// gap argument moves the MAC header out of the data in the same way.
 //
 // Loads at a constant offset read the first buffer directly, after a
 // bounds check; past it (a multi-buffer jumbo frame, a socket buffer's
@@ -150,6 +152,8 @@ const (
 	tagBuf    = frameLen - 8
 	gapSlot   = tagBuf - 8
 	gapBuf    = gapSlot - 8
+	tagOff    = gapBuf - 8
+	gapOff    = tagOff - 8
 	// maxLoops bounds the turns of a loop: protochain takes one per IPv6
 	// extension header, and no real packet has 16.
 	maxLoops = 16
@@ -188,7 +192,15 @@ type translator struct {
 	targets map[int]bool // classic instructions that are jump targets
 	next    int          // the classic instruction after the current one
 	loops   bool         // some jump goes back
-	noMatch bool         // some instruction ends the filter with 0
+	// The exits that return a constant: a jump to classic code that
+	// returns one goes to an exit instead, and a jump reaches at most
+	// 32767 instructions, so a large body gets the exits it uses again
+	// every exitEvery.
+	exits    map[uint32]*exit
+	exitBase int // raw length of the body where the exits' stretch began
+	// raw is the raw length of out[:counted], kept up to date by
+	// rawOut without counting the body again after each instruction.
+	raw, counted int
 }
 
 // labelPrefix names the labels of the filter's code: a program holds one
@@ -197,8 +209,17 @@ const labelPrefix = "ringcap_filter"
 
 func label(i int) string { return fmt.Sprintf("%s.%d", labelPrefix, i) }
 
-// labelNoMatch is the shared exit that returns 0.
-const labelNoMatch = labelPrefix + ".nomatch"
+// exit is the next exit that returns one value.
+type exit struct {
+	n    int  // the how-manieth, for its label
+	used bool // some jump goes to it
+}
+
+func exitLabel(v uint32, n int) string { return fmt.Sprintf("%s.ret%d.%d", labelPrefix, v, n) }
+
+// exitEvery is the most raw instructions between a jump to a no-match
+// exit and the exit, less the code of one classic instruction.
+const exitEvery = 8192
 
 // translate turns a classic BPF program into the body of the filter
 // function for tgt, which returns its verdict: 0 for no match.
@@ -206,7 +227,7 @@ func translate(prog []cbpf.Instruction, tgt target) (asm.Instructions, error) {
 	if err := validate(prog); err != nil {
 		return nil, fmt.Errorf("invalid classic BPF program: %w", err)
 	}
-	t := &translator{prog: prog, target: tgt, targets: make(map[int]bool)}
+	t := &translator{prog: prog, target: tgt, targets: make(map[int]bool), exits: make(map[uint32]*exit)}
 	reachable := t.reachable()
 	t.out = asm.Instructions{
 		asm.Mov.Reg(regCtx, asm.R1),
@@ -245,14 +266,115 @@ func translate(prog []cbpf.Instruction, tgt target) (asm.Instructions, error) {
 			}
 			t.out[start] = t.out[start].WithSymbol(label(i))
 		}
+		if t.rawOut()-t.exitBase > exitEvery {
+			t.placeExits()
+		}
 	}
-	if t.noMatch {
-		t.out = append(t.out,
-			asm.Mov.Imm32(asm.R0, 0).WithSymbol(labelNoMatch),
-			asm.Return(),
-		)
+	t.placeExits()
+	if err := checkJumps(t.out); err != nil {
+		return nil, err
 	}
 	return t.out, nil
+}
+
+// placeExits puts the exits that jumps go to here, and starts new ones.
+func (t *translator) placeExits() {
+	var code asm.Instructions
+	values := slices.Sorted(maps.Keys(t.exits))
+	for _, v := range values {
+		e := t.exits[v]
+		if !e.used {
+			continue
+		}
+		code = append(code, asm.Mov.Imm32(asm.R0, int32(v)).WithSymbol(exitLabel(v, e.n)), asm.Return())
+		e.n++
+		e.used = false
+	}
+	t.exitBase = t.rawOut()
+	if len(code) == 0 {
+		return
+	}
+	// Code that falls through goes over them; after an exit or a jump,
+	// a jump over them would be code nothing reaches, which the
+	// verifier refuses.
+	if last := t.out[len(t.out)-1].OpCode.JumpOp(); last != asm.Exit && last != asm.Ja {
+		t.out = append(t.out, over(asm.Ja.Label(""), code))
+	}
+	t.out = append(t.out, code...)
+	t.exitBase = t.rawOut()
+}
+
+// exitFor is the label of the next exit that returns v.
+func (t *translator) exitFor(v uint32) string {
+	e := t.exits[v]
+	if e == nil {
+		e = &exit{}
+		t.exits[v] = e
+	}
+	e.used = true
+	return exitLabel(v, e.n)
+}
+
+// returns says what classic instruction i comes to: a constant it
+// returns, through any forward jumps, or not.
+func (t *translator) returns(i int) (uint32, bool) {
+	for range len(t.prog) {
+		switch ins := t.prog[i].(type) {
+		case cbpf.RetConstant:
+			return ins.Val, true
+		case cbpf.Jump:
+			n := i + 1 + int(int32(ins.Skip))
+			if n <= i {
+				return 0, false
+			}
+			i = n
+		default:
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
+// targetLabel is where a forward jump to classic instruction i goes: an
+// exit, if i returns a constant, else i's code.
+func (t *translator) targetLabel(i int) string {
+	if v, ok := t.returns(i); ok {
+		return t.exitFor(v)
+	}
+	return label(i)
+}
+
+// rawOut is the raw length of the body so far.
+func (t *translator) rawOut() int {
+	t.raw += rawLen(t.out[t.counted:])
+	t.counted = len(t.out)
+	return t.raw
+}
+
+// checkJumps refuses a body with a jump longer than eBPF's 16-bit offset
+// takes: a classic jump over hundreds of instructions, each of which
+// became dozens. cilium/ebpf would wrap the offset around.
+func checkJumps(insns asm.Instructions) error {
+	at := make(map[string]int)
+	off := 0
+	for _, ins := range insns {
+		if sym := ins.Symbol(); sym != "" {
+			at[sym] = off
+		}
+		off += int(ins.Size()) / asm.InstructionSize
+	}
+	off = 0
+	for _, ins := range insns {
+		if ref := ins.Reference(); ref != "" && ins.OpCode.Class().IsJump() && !ins.IsFunctionCall() {
+			if target, ok := at[ref]; ok {
+				if d := target - off - 1; d > math.MaxInt16 || d < math.MinInt16 {
+					return fmt.Errorf("the expression is too large for this program: a jump spans %d instructions, eBPF jumps at most %d", d, math.MaxInt16)
+				}
+			}
+		}
+		off += int(ins.Size()) / asm.InstructionSize
+	}
+	return nil
 }
 
 // successors returns where classic instruction i goes next, and whether
@@ -314,6 +436,10 @@ func (t *translator) reachable() []bool {
 		work = work[:len(work)-1]
 		next, jump := successors(t.prog, i)
 		for _, n := range next {
+			if _, ok := t.returns(n); jump && ok && n > i {
+				// The jump goes to an exit instead.
+				continue
+			}
 			if jump {
 				t.targets[n] = true
 				if n <= i {
@@ -357,16 +483,20 @@ func reg(r cbpf.Register) asm.Register {
 // jump goes to classic instruction target, or nowhere if that is the next
 // one.
 func (t *translator) jump(target int) {
+	if _, ok := t.returns(target); ok && target >= t.next {
+		// Not emitted where nothing else reaches it: jump to an
+		// exit even for the next instruction.
+		t.out = append(t.out, asm.Ja.Label(t.targetLabel(target)))
+		return
+	}
 	if target != t.next {
 		t.out = append(t.out, asm.Ja.Label(label(target)))
 	}
 }
 
-// exitNoMatch is the label of the exit that returns 0.
-func (t *translator) exitNoMatch() string {
-	t.noMatch = true
-	return labelNoMatch
-}
+// exitNoMatch is the label of the exit that returns 0, the next one
+// ahead.
+func (t *translator) exitNoMatch() string { return t.exitFor(0) }
 
 func (t *translator) emit(ins cbpf.Instruction) error {
 	switch ins := ins.(type) {
@@ -420,6 +550,10 @@ func (t *translator) emit(ins cbpf.Instruction) error {
 				asm.StoreMem(asm.RFP, loopCount, asm.R1, asm.DWord),
 				asm.JGT.Imm(asm.R1, maxLoops, t.exitNoMatch()),
 			)
+		}
+		if target >= t.next {
+			t.jump(target)
+			break
 		}
 		t.out = append(t.out, asm.Ja.Label(label(target)))
 	case cbpf.JumpIf:
@@ -595,35 +729,86 @@ func (t *translator) loadIndirect(off uint32, size int) {
 		asm.Add.Reg(asm.R2, regX),
 	)
 	// With a tag put back, an offset past it is 4 bytes earlier in the
-	// packet, one before it is the same, and one across it is no match.
-	straddle := asm.Instructions{
+	// packet, one before it is the same, and a load that covers any of
+	// the tag's bytes is put together byte by byte.
+	load := t.loadPacket(size)
+	covers := t.bytewise(size, tagOff, tagBuf, func() asm.Instructions {
+		// The byte at recorded offset R2: before the tag, in it, or
+		// after it.
+		after := append(asm.Instructions{asm.Sub.Imm(asm.R2, tagEnd-tagStart)}, t.loadPacket(1)...)
+		in := asm.Instructions{
+			asm.Mov.Imm(asm.R1, tagEnd-1),
+			asm.Sub.Reg(asm.R1, asm.R2),
+			asm.LSh.Imm(asm.R1, 3),
+			asm.Mov.Reg32(regA, regVLAN),
+			asm.RSh.Reg32(regA, asm.R1),
+			asm.And.Imm32(regA, 0xff),
+			over(asm.Ja.Label(""), after),
+		}
+		rest := slices.Concat(asm.Instructions{over(asm.JGE.Imm(asm.R2, tagEnd, ""), in)}, in, after)
+		before := append(t.loadPacket(1), over(asm.Ja.Label(""), rest))
+		return slices.Concat(asm.Instructions{over(asm.JGE.Imm(asm.R2, tagStart, ""), before)}, before, rest)
+	})
+	covers = append(covers, over(asm.Ja.Label(""), load))
+	// R2 >= 16: past; R2 + size <= 12: the packet's; else: covers.
+	notPast := slices.Concat(asm.Instructions{
 		asm.Mov.Reg(asm.R1, asm.R2),
 		asm.Add.Imm(asm.R1, int32(size)),
-		asm.JGT.Imm(asm.R1, tagStart, t.exitNoMatch()),
-	}
-	past := asm.Instructions{asm.Sub.Imm(asm.R2, tagEnd-tagStart), over(asm.Ja.Label(""), straddle)}
-	tagged := slices.Concat(asm.Instructions{over(asm.JLT.Imm(asm.R2, tagEnd, ""), past)}, past, straddle)
+		over(asm.JLE.Imm(asm.R1, tagStart, ""), covers),
+	}, covers)
+	past := asm.Instructions{asm.Sub.Imm(asm.R2, tagEnd-tagStart), over(asm.Ja.Label(""), notPast)}
+	tagged := slices.Concat(asm.Instructions{over(asm.JLT.Imm(asm.R2, tagEnd, ""), past)}, past, notPast)
 	t.out = append(t.out, over(asm.JEq.Imm32(regVLAN, 0, ""), tagged))
 	t.out = append(t.out, tagged...)
+	t.out = append(t.out, load...)
+}
+
+// loadPacket loads size bytes at packet offset R2 (from the MAC header)
+// into A. For the tc filter, where the gap argument says the data starts
+// after the MAC header, an offset past it is 14 bytes earlier in the
+// data, one within it is read relative to it, and a load across its end
+// is put together byte by byte.
+func (t *translator) loadPacket(size int) asm.Instructions {
 	data := t.loadIndirectData(size)
-	if t.target.tc {
-		// Where the data starts after the MAC header: an offset past
-		// it is 14 bytes earlier in the data, one within it is read
-		// relative to it, and one across its end is no match.
-		mac := append(asm.Instructions{
-			asm.Mov.Reg(asm.R1, asm.R2),
-			asm.Add.Imm(asm.R1, int32(size)),
-			asm.JGT.Imm(asm.R1, macLen, t.exitNoMatch()),
-		}, t.loadMAC(regA, size)...)
-		mac = append(mac, over(asm.Ja.Label(""), data))
-		past := asm.Instructions{asm.Sub.Imm(asm.R2, macLen), over(asm.Ja.Label(""), mac)}
-		gapped := slices.Concat(asm.Instructions{over(asm.JLT.Imm(asm.R2, macLen, ""), past)}, past, mac)
-		t.out = append(t.out,
-			asm.LoadMem(asm.R1, asm.RFP, gapSlot, asm.DWord),
-			over(asm.JEq.Imm(asm.R1, 0, ""), gapped))
-		t.out = append(t.out, gapped...)
+	if !t.target.tc {
+		return data
 	}
-	t.out = append(t.out, data...)
+	across := t.bytewise(size, gapOff, gapBuf, func() asm.Instructions {
+		after := append(asm.Instructions{asm.Sub.Imm(asm.R2, macLen)}, t.loadIndirectData(1)...)
+		mac := append(t.loadMAC(regA, 1), over(asm.Ja.Label(""), after))
+		return slices.Concat(asm.Instructions{over(asm.JGE.Imm(asm.R2, macLen, ""), mac)}, mac, after)
+	})
+	across = append(across, over(asm.Ja.Label(""), data))
+	mac := append(t.loadMAC(regA, size), over(asm.Ja.Label(""), slices.Concat(across, data)))
+	within := slices.Concat(asm.Instructions{
+		asm.Mov.Reg(asm.R1, asm.R2),
+		asm.Add.Imm(asm.R1, int32(size)),
+		over(asm.JGT.Imm(asm.R1, macLen, ""), mac),
+	}, mac, across)
+	past := asm.Instructions{asm.Sub.Imm(asm.R2, macLen), over(asm.Ja.Label(""), within)}
+	gapped := slices.Concat(asm.Instructions{over(asm.JLT.Imm(asm.R2, macLen, ""), past)}, past, within)
+	return slices.Concat(asm.Instructions{
+		asm.LoadMem(asm.R1, asm.RFP, gapSlot, asm.DWord),
+		over(asm.JEq.Imm(asm.R1, 0, ""), gapped),
+	}, gapped, data)
+}
+
+// bytewise puts together in A a load of size bytes at offset R2 from
+// single bytes, each loaded by one(), which finds its offset in R2 and
+// leaves the byte in A: offSlot keeps the offset across them, buf
+// gathers them.
+func (t *translator) bytewise(size int, offSlot, buf int16, one func() asm.Instructions) asm.Instructions {
+	code := asm.Instructions{asm.StoreMem(asm.RFP, offSlot, asm.R2, asm.DWord)}
+	for i := range size {
+		code = append(code,
+			asm.LoadMem(asm.R2, asm.RFP, offSlot, asm.DWord),
+			asm.Add.Imm(asm.R2, int32(i)),
+		)
+		code = append(code, one()...)
+		code = append(code, asm.StoreMem(asm.RFP, buf+int16(i), regA, asm.Byte))
+	}
+	code = append(code, asm.LoadMem(regA, asm.RFP, buf, sizeOf(size)))
+	return append(code, toHost(regA, size)...)
 }
 
 // loadIndirectData loads size bytes at data offset R2 into A.
@@ -778,7 +963,7 @@ func (t *translator) condJump(cond cbpf.JumpTest, cmp func(asm.JumpOp, string) a
 		// Fall through on true: jump on the opposite.
 		op, onTrue, onFalse = inverse, onFalse, onTrue
 	}
-	t.out = append(t.out, cmp(op, label(onTrue)))
+	t.out = append(t.out, cmp(op, t.targetLabel(onTrue)))
 	t.jump(onFalse)
 }
 

@@ -235,3 +235,28 @@ func TestFilterRefused(t *testing.T) {
 		})
 	}
 }
+
+// An expression whose body needs jumps longer than eBPF's 16-bit offset
+// to one shared exit gets exits along the way, and loads in every build.
+func TestFilterLongJumps(t *testing.T) {
+	var terms []string
+	for i := range 400 {
+		terms = append(terms, fmt.Sprintf("ether[%d:2] = %d", 20+i, i+1))
+	}
+	f, err := CompileFilter(strings.Join(terms, " or "))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := load(t, Config{MTU: 1500, CaptureAll: true, SnapLen: 64, Filter: f})
+	frame := make([]byte, 600)
+	frame[20+399], frame[20+400] = 0x01, 0x90 // ether[419:2] = 400
+	for _, build := range builds {
+		prog := build.prog(t, objs)
+		before := counters(t, objs).Selected
+		run(t, prog, frame, 1)
+		if counters(t, objs).Selected != before+1 {
+			t.Errorf("%s build: the frame that matches the last term is not selected", build.name)
+		}
+		prog.Close()
+	}
+}

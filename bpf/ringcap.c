@@ -108,6 +108,8 @@ struct {
 // tcx's "next program" verdict (Linux 6.6), missing from older headers:
 // the frame goes on as if ringcap were not there.
 #define TCX_NEXT -1
+// skb_shinfo(skb)->gso_size of a packet cut along its fragments (SCTP).
+#define GSO_BY_FRAGS 0xFFFF
 
 // The hooks, compile-time constants of capture().
 #define KIND_XDP 0
@@ -182,14 +184,21 @@ static __always_inline __u32 mac_gap(struct __sk_buff *skb)
 // the network header's offset in the socket buffer's data.
 // IPv6 extension headers are not followed: they are rare in GSO packets,
 // and missing them only makes the length a few bytes shorter.
-static __always_inline __u32 segment_l3(struct __sk_buff *skb, __u32 net)
+static __always_inline __u32 segment_l3(struct __sk_buff *skb, __u32 net, __u32 gap)
 {
 	__u8 b[2];
 	__u32 ip, l4 = 0, proto;
 	__u32 l2 = net;
+	__u16 ethertype;
 
-	// The stack's own idea of the EtherType, with any tag taken out.
-	__u16 ethertype = bpf_ntohs(skb->protocol);
+	// The EtherType after any tags in the frame's bytes; behind generic
+	// XDP, where the data holds no MAC header, the stack's own.
+	if (gap)
+		ethertype = bpf_ntohs(skb->protocol);
+	else if (bpf_skb_load_bytes(skb, l2 - 2, b, 2) < 0)
+		return skb->gso_size;
+	else
+		ethertype = (__u16)b[0] << 8 | b[1];
 	if (ethertype == ETH_P_IP) {
 		if (bpf_skb_load_bytes(skb, l2, b, 1) < 0 || bpf_skb_load_bytes(skb, l2 + 9, b + 1, 1) < 0)
 			return skb->gso_size;
@@ -225,10 +234,12 @@ static __always_inline int selected(void *ctx, const int kind, __u64 len, __u32 
 	// (it untags before tc), and the data holds no MAC header to count
 	// tags in.
 	__u32 l2 = ETH_HDR_LEN + (gap ? 0 : VLAN_TAG_LEN * vlan_tags(ctx, kind));
-	if (kind == KIND_TC && ((struct __sk_buff *)ctx)->gso_size)
-		// At tc egress a TSO send is one packet of up to 64 KiB; the
-		// wire carries frames of gso_size bytes of payload each.
-		return segment_l3(ctx, l2 - gap) > mtu;
+	// At tc egress a TSO send is one packet of up to 64 KiB; the wire
+	// carries frames of gso_size bytes of payload each. GSO_BY_FRAGS
+	// (SCTP) gives no size: such a packet is judged by its length.
+	__u32 gso_size = kind == KIND_TC ? ((struct __sk_buff *)ctx)->gso_size : 0;
+	if (gso_size && gso_size != GSO_BY_FRAGS)
+		return segment_l3(ctx, l2 - gap, gap) > mtu;
 	return len - l2 > mtu;
 }
 
@@ -269,31 +280,40 @@ static __always_inline long copy_rest(void *ctx, const int kind, void *dst, __u6
 // tcpdump, and the MAC header read where it is if gap says the data does
 // not start with it. It cannot fail for cap <= the frame's length; if it
 // did, the caller counts the frame with the reserve failures, so that
-// selected = written + ring_full + reserve_failed always holds. capture()
-// puts a tag back only for a snaplen of 16 or more, and a gap is only
-// seen at tc, where frames carry their IP header: cap holds the header.
+// selected = written + ring_full + reserve_failed always holds.
 static __always_inline long copy_frame(void *ctx, const int kind, void *dst, __u64 cap, __u32 vlan, __u32 gap)
 {
-	__u32 tag = bpf_htonl(vlan);
-	if (kind == KIND_TC && gap) {
-		if (cap < ETH_HDR_LEN + VLAN_TAG_LEN ||
-		    bpf_skb_load_bytes_relative(ctx, 0, dst, ETH_ADDRS_LEN, BPF_HDR_START_MAC) < 0)
-			return -1;
-		if (!vlan)
-			return bpf_skb_load_bytes_relative(ctx, ETH_ADDRS_LEN, dst + ETH_ADDRS_LEN, 2, BPF_HDR_START_MAC) < 0
-				       ? -1
-				       : copy_rest(ctx, kind, dst, cap, ETH_HDR_LEN, 0);
-		__builtin_memcpy(dst + ETH_ADDRS_LEN, &tag, VLAN_TAG_LEN);
-		if (bpf_skb_load_bytes_relative(ctx, ETH_ADDRS_LEN, dst + ETH_ADDRS_LEN + VLAN_TAG_LEN, 2, BPF_HDR_START_MAC) < 0)
-			return -1;
-		return copy_rest(ctx, kind, dst, cap, ETH_HDR_LEN + VLAN_TAG_LEN, 0);
-	}
-	if (!vlan)
+	const int mac_apart = kind == KIND_TC && gap;
+	if (!vlan && !mac_apart)
 		return load_bytes(ctx, kind, 0, dst, cap);
-	if (cap < ETH_ADDRS_LEN + VLAN_TAG_LEN || load_bytes(ctx, kind, 0, dst, ETH_ADDRS_LEN) < 0)
+	if (!vlan) {
+		// The MAC header, or as much of it as the snap length keeps,
+		// then the data.
+		if (cap < ETH_HDR_LEN)
+			return bpf_skb_load_bytes_relative(ctx, 0, dst, cap, BPF_HDR_START_MAC);
+		if (bpf_skb_load_bytes_relative(ctx, 0, dst, ETH_HDR_LEN, BPF_HDR_START_MAC) < 0)
+			return -1;
+		return copy_rest(ctx, kind, dst, cap, ETH_HDR_LEN, 0);
+	}
+	// The addresses, the tag and the rest, as far as cap reaches.
+	__u64 addrs = cap < ETH_ADDRS_LEN ? cap : ETH_ADDRS_LEN;
+	if (addrs < 1 || (mac_apart ? bpf_skb_load_bytes_relative(ctx, 0, dst, addrs, BPF_HDR_START_MAC)
+				    : load_bytes(ctx, kind, 0, dst, addrs)) < 0)
 		return -1;
-	__builtin_memcpy(dst + ETH_ADDRS_LEN, &tag, VLAN_TAG_LEN);
-	return copy_rest(ctx, kind, dst, cap, ETH_ADDRS_LEN + VLAN_TAG_LEN, ETH_ADDRS_LEN);
+	__u32 tag = bpf_htonl(vlan);
+	for (int i = 0; i < VLAN_TAG_LEN; i++)
+		if (cap > ETH_ADDRS_LEN + i)
+			((__u8 *)dst)[ETH_ADDRS_LEN + i] = ((__u8 *)&tag)[i];
+	if (cap <= ETH_ADDRS_LEN + VLAN_TAG_LEN)
+		return 0;
+	if (!mac_apart)
+		return copy_rest(ctx, kind, dst, cap, ETH_ADDRS_LEN + VLAN_TAG_LEN, ETH_ADDRS_LEN);
+	// The EtherType from the MAC header, then the data.
+	if (cap == ETH_HDR_LEN + VLAN_TAG_LEN - 1)
+		return bpf_skb_load_bytes_relative(ctx, ETH_ADDRS_LEN, dst + ETH_ADDRS_LEN + VLAN_TAG_LEN, 1, BPF_HDR_START_MAC);
+	if (bpf_skb_load_bytes_relative(ctx, ETH_ADDRS_LEN, dst + ETH_ADDRS_LEN + VLAN_TAG_LEN, 2, BPF_HDR_START_MAC) < 0)
+		return -1;
+	return copy_rest(ctx, kind, dst, cap, ETH_HDR_LEN + VLAN_TAG_LEN, 0);
 }
 
 // room says whether a record carrying size bytes of frame fits in the
@@ -447,9 +467,8 @@ static __always_inline void capture(void *ctx, const int kind, const int tag)
 		return;
 
 	// From here on the frame is what the file will hold: the tag put
-	// back (where the snap length has room for it) is seen by the
-	// expression and counted in the length.
-	__u32 vlan = snaplen >= ETH_ADDRS_LEN + VLAN_TAG_LEN ? offloaded_tag(ctx, kind, tag) : 0;
+	// back is seen by the expression and counted in the length.
+	__u32 vlan = offloaded_tag(ctx, kind, tag);
 	__u64 frame_len = len + (vlan ? VLAN_TAG_LEN : 0);
 	// The verifier needs the copy length proven within [1, snaplen]:
 	// clamp in unsigned arithmetic. Frames are never shorter than an

@@ -2,8 +2,11 @@ package bpf
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	cbpf "golang.org/x/net/bpf"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
@@ -183,4 +186,76 @@ func FuzzTranslate(f *testing.F) {
 		}
 		checkAgainstVM(t, prog, frames)
 	})
+}
+
+// The translation's view of a recorded frame that differs from the
+// packet agrees with the VM run on the frame as recorded: a VLAN tag put
+// back (the filter's vlan argument), a MAC header outside the data (tc's
+// gap argument, see mac_gap in ringcap.c), and both. A tc test run's
+// data starts at its MAC header, so with a gap the MAC header is read
+// there twice: the recorded frame is data[:14] followed by data.
+func TestTranslateTagAndGapAgreeWithVM(t *testing.T) {
+	bpftest.RequirePrivileges(t)
+	const tag = 0x8100<<16 | 0x2064 // 802.1Q, PCP 1, VLAN 100
+	tagBytes := []byte{0x81, 0x00, 0x20, 0x64}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 100 {
+		prog := randomProgram(r)
+		vm, err := cbpf.NewVM(prog)
+		if err != nil {
+			t.Fatalf("the generator made a program the VM refuses: %v\n%v", err, prog)
+		}
+		var packets [][]byte
+		for len(packets) < 12 {
+			if f := randomFrame(r); len(f) <= 3000 {
+				packets = append(packets, f)
+			}
+		}
+		for _, c := range []struct {
+			name     string
+			tag, gap uint32
+		}{{"tag", tag, 0}, {"gap", 0, macLen}, {"tag and gap", tag, macLen}} {
+			body, err := translate(prog, target{tc: true, direct: true})
+			if err != nil {
+				t.Fatalf("translate: %v\n%v", err, prog)
+			}
+			// The filter's arguments, as capture() passes them: the
+			// recorded length, the tag, the gap.
+			extra := c.gap
+			if c.tag != 0 {
+				extra += 4
+			}
+			insns := append(asm.Instructions{
+				asm.LoadMem(asm.R2, asm.R1, 0, asm.Word), // skb->len
+				asm.Add.Imm(asm.R2, int32(extra)),
+				asm.Mov.Imm32(asm.R3, int32(c.tag)),
+				asm.Mov.Imm32(asm.R4, int32(c.gap)),
+			}, body...)
+			p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, License: "MIT", Instructions: insns})
+			if err != nil {
+				t.Fatalf("%s: load: %v\n%v", c.name, err, prog)
+			}
+			for _, data := range packets {
+				recorded := data
+				if c.gap != 0 {
+					recorded = slices.Concat(data[:macLen], data)
+				}
+				if c.tag != 0 {
+					recorded = slices.Concat(recorded[:tagStart], tagBytes, recorded[tagStart:])
+				}
+				ret, err := p.Run(&ebpf.RunOptions{Data: data})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := vm.Run(recorded)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if (ret != 0) != (want != 0) {
+					t.Fatalf("%s: a %d-byte frame gives %d, the VM %d\nprogram:\n%v", c.name, len(recorded), ret, want, prog)
+				}
+			}
+			p.Close()
+		}
+	}
 }

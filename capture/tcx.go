@@ -20,7 +20,10 @@ type NoTCXError struct {
 
 func (e *NoTCXError) Error() string {
 	fix := "capture inbound frames at XDP with -Q in --hook xdp, or run Linux 6.6 or later"
-	if e.Hook.Behind != "" {
+	switch {
+	case e.Hook.Direction == Outbound:
+		fix = "sent frames need Linux 6.6 or later; -Q in --hook xdp captures the received ones"
+	case e.Hook.Behind != "":
 		fix = "run Linux 6.6 or later, or capture where no other XDP program runs"
 	}
 	return fmt.Sprintf("attach %s %s: this kernel has no tcx links, which ringcap's tc hooks need: %s",

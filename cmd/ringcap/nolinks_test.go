@@ -84,7 +84,7 @@ func TestNoTCX(t *testing.T) {
 		{"hook tc", []string{"-Q", "in", "--hook", "tc"},
 			"attach lo tcx ingress: this kernel has no tcx links, which ringcap's tc hooks need: capture inbound frames at XDP with -Q in --hook xdp, or run Linux 6.6 or later"},
 		{"outbound", []string{"-Q", "out"},
-			"attach lo tcx egress: this kernel has no tcx links, which ringcap's tc hooks need: capture inbound frames at XDP with -Q in --hook xdp, or run Linux 6.6 or later"},
+			"attach lo tcx egress: this kernel has no tcx links, which ringcap's tc hooks need: sent frames need Linux 6.6 or later; -Q in --hook xdp captures the received ones"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv(noLinksEnv, "1")
