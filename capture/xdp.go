@@ -37,13 +37,16 @@ func attachedXDP(index int) (string, error) {
 }
 
 // The netdev generic netlink family (Linux 6.3), from
-// include/uapi/linux/netdev.h: NETDEV_CMD_DEV_GET,
-// NETDEV_A_DEV_IFINDEX, NETDEV_A_DEV_XDP_RX_METADATA_FEATURES and its
+// include/uapi/linux/netdev.h: NETDEV_CMD_DEV_GET, NETDEV_A_DEV_IFINDEX,
+// NETDEV_A_DEV_XDP_FEATURES and its NETDEV_XDP_ACT_BASIC (the driver
+// runs XDP itself), NETDEV_A_DEV_XDP_RX_METADATA_FEATURES and its
 // NETDEV_XDP_RX_METADATA_VLAN_TAG.
 const (
 	netdevCmdDevGet         = 1
 	netdevAttrIfindex       = 1
+	netdevAttrXDPFeatures   = 3
 	netdevAttrRxMetadata    = 5
+	netdevXDPActBasic       = 1
 	netdevRxMetadataVLANTag = 4
 )
 
@@ -55,32 +58,56 @@ type genlHeader struct{ cmd, version uint8 }
 func (g genlHeader) Len() int          { return 4 }
 func (g genlHeader) Serialize() []byte { return []byte{g.cmd, g.version, 0, 0} }
 
-// rxVLANTags says whether the interface's driver hands XDP programs the
-// VLAN tags it takes out of frames (bpf_xdp_metadata_rx_vlan_tag), as the
-// kernel's netdev family tells. A kernel without the family has no such
-// kfunc either.
-func rxVLANTags(index int) bool {
+// netdevInfo is what the netdev family says of a device's XDP.
+type netdevInfo struct {
+	xdpFeatures, rxMetadata uint64
+}
+
+// netdevDevice asks the netdev family about the interface. A kernel
+// without the family (before 6.3) says nothing: no features.
+func netdevDevice(index int) (netdevInfo, error) {
+	var info netdevInfo
 	fam, err := netlink.GenlFamilyGet("netdev")
 	if err != nil {
-		return false
+		return info, err
 	}
 	req := nl.NewNetlinkRequest(int(fam.ID), 0)
 	req.AddData(genlHeader{cmd: netdevCmdDevGet, version: 1})
 	req.AddData(nl.NewRtAttr(netdevAttrIfindex, nl.Uint32Attr(uint32(index))))
 	msgs, err := req.Execute(unix.NETLINK_GENERIC, 0)
-	if err != nil || len(msgs) == 0 || len(msgs[0]) < 4 {
-		return false
+	if err != nil {
+		return info, err
+	}
+	if len(msgs) == 0 || len(msgs[0]) < 4 {
+		return info, fmt.Errorf("netdev family: no answer for interface %d", index)
 	}
 	attrs, err := nl.ParseRouteAttr(msgs[0][4:])
 	if err != nil {
-		return false
+		return info, err
 	}
 	for _, a := range attrs {
-		if a.Attr.Type == netdevAttrRxMetadata && len(a.Value) >= 4 {
-			return nl.NativeEndian().Uint32(a.Value[:4])&netdevRxMetadataVLANTag != 0
+		if len(a.Value) < 4 {
+			continue
+		}
+		// The kernel sends these as 64-bit values (uint, variable
+		// length); the flags all sit in the low word.
+		v := uint64(nl.NativeEndian().Uint32(a.Value[:4]))
+		switch a.Attr.Type {
+		case netdevAttrXDPFeatures:
+			info.xdpFeatures = v
+		case netdevAttrRxMetadata:
+			info.rxMetadata = v
 		}
 	}
-	return false
+	return info, nil
+}
+
+// rxVLANTags says whether the interface's driver hands XDP programs the
+// VLAN tags it takes out of frames (bpf_xdp_metadata_rx_vlan_tag), as the
+// kernel's netdev family tells.
+func rxVLANTags(index int) bool {
+	info, err := netdevDevice(index)
+	return err == nil && info.rxMetadata&netdevRxMetadataVLANTag != 0
 }
 
 // attachXDP attaches the cheapest XDP build that the interface takes in

@@ -52,12 +52,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		HideHelpCommand: true,
 		Writer:          stdout,
 		ErrWriter:       stderr,
-		Commands:        []*cli.Command{recordCommand(), replayCommand(), versionCommand(), completionCommand(), manCommand()},
+		Commands:        []*cli.Command{recordCommand(), replayCommand(), interfacesCommand(), versionCommand(), completionCommand(), manCommand()},
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "list-interfaces", Aliases: []string{"D"}, Usage: "list the interfaces, as ringcap interfaces does"},
+		},
 		// Answers --generate-bash-completion for the completion scripts.
 		EnableBashCompletion: true,
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return usagef("unknown command %q: ringcap knows record, replay, version and completion (see ringcap --help)", c.Args().First())
+				return usagef("unknown command %q: ringcap knows record, replay, interfaces, version and completion (see ringcap --help)", c.Args().First())
+			}
+			if c.Bool("list-interfaces") {
+				return listInterfaces(c.App.Writer)
 			}
 			return cli.ShowAppHelp(c)
 		},
