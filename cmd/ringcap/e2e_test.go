@@ -191,8 +191,14 @@ func (p *vethPair) startRecord(t *testing.T, args ...string) *ringcapProc {
 // arguments), then ringcap with args, in the receiving namespace.
 func (p *vethPair) startWrapped(t *testing.T, wrapper []string, args ...string) *ringcapProc {
 	t.Helper()
-	args = slices.Concat([]string{"netns", "exec", p.Rx}, wrapper, []string{binary}, args)
-	r := &ringcapProc{cmd: exec.Command("ip", args...), attached: make(chan struct{}), done: make(chan struct{})}
+	return startCommand(t, "ip", slices.Concat([]string{"netns", "exec", p.Rx}, wrapper, []string{binary}, args)...)
+}
+
+// startCommand runs name with args, a command that runs ringcap, and
+// returns once ringcap says it is capturing.
+func startCommand(t *testing.T, name string, args ...string) *ringcapProc {
+	t.Helper()
+	r := &ringcapProc{cmd: exec.Command(name, args...), attached: make(chan struct{}), done: make(chan struct{})}
 	stderr, err := r.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -13,10 +13,14 @@ func interfacesCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "interfaces",
 		Usage:     "list the interfaces ringcap can capture on, and how it would (also -D, as tcpdump's)",
-		UsageText: "ringcap interfaces",
+		UsageText: "ringcap interfaces [--netns NS]",
+		Flags:     []cli.Flag{netnsFlag()},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usagef("interfaces takes no arguments (%q)", c.Args().First())
+			}
+			if _, err := enterNetns(c); err != nil {
+				return err
 			}
 			return listInterfaces(c.App.Writer)
 		},

@@ -2,10 +2,16 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf/link"
+
+	"github.com/ringcap/ringcap/writer/pcapngtest"
 )
 
 // ringcap interfaces (and -D) lists each interface with where ringcap
@@ -54,5 +60,46 @@ func TestInterfaces(t *testing.T) {
 	want[rxIf] = fmt.Sprintf("%d.%s [up, MTU 9000, driver veth]: inbound at tcx ingress, behind XDP program other_pass (id %d); outbound at tcx egress", idx, rxIf, id)
 	if got := list("interfaces"); got[rxIf] != want[rxIf] {
 		t.Errorf("with another XDP program:\n%s\nwant\n%s", got[rxIf], want[rxIf])
+	}
+}
+
+// --netns captures in another network namespace from ringcap's own, named
+// as ip netns names it or by a path such as /proc/PID/ns/net, and says
+// so in the first line and the file.
+func TestNetns(t *testing.T) {
+	p := newVethPair(t)
+	// A process in the receiving namespace, for its /proc path.
+	sleeper := exec.Command("ip", "netns", "exec", p.Rx, "sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	procPath := fmt.Sprintf("/proc/%d/ns/net", sleeper.Process.Pid)
+	own, _ := os.Readlink("/proc/self/ns/net")
+	if !waitFor(5*time.Second, func() bool { ns, err := os.Readlink(procPath); return err == nil && ns != own }) {
+		t.Fatal("the sleeper did not enter the namespace")
+	}
+	for _, ns := range []string{p.Rx, procPath} {
+		t.Run(strings.ReplaceAll(ns, "/", "_"), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "netns.pcapng")
+			r := startCommand(t, binary, "record", "--netns", ns, "-Q", "in", "-i", rxIf, "-w", path)
+			if want := "capturing on " + rxIf + " in netns " + ns + " (inbound, XDP native mode, multi-buffer)"; !strings.Contains(r.errors(), want) {
+				t.Errorf("first line does not say %q:\n%s", want, r.errors())
+			}
+			p.ping(t, 2000)
+			if code := r.stop(t, os.Interrupt); code != 0 {
+				t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
+			}
+			rows := pcapngtest.Fields(t, path, "frame.len", "frame.interface_description")
+			want := [][]string{{"2042", rxIf + " in netns " + ns + ": inbound, XDP native mode, multi-buffer"}}
+			if fmt.Sprint(rows) != fmt.Sprint(want) {
+				t.Errorf("frames (length, interface) = %q, want %q", rows, want)
+			}
+		})
+	}
+	// ringcap interfaces, there.
+	r := runCommand(t, binary, "interfaces", "--netns", p.Rx)
+	if r.code != 0 || !strings.Contains(r.stdout, "."+rxIf+" [up, MTU 9000, driver veth]") {
+		t.Errorf("ringcap interfaces --netns %s: exit %d\n%s%s", p.Rx, r.code, r.stdout, r.stderr)
 	}
 }

@@ -167,6 +167,8 @@ func TestBadInput(t *testing.T) {
 			exitUsage, `filter expression "tcp port": can't parse filter expression: syntax error`},
 		{"bad expression in --filter", nil, []string{"record", "-i", "lo", "-w", out, "-f", "host 999.1.1.1"},
 			exitUsage, `filter expression "host 999.1.1.1": `},
+		{"netns that does not exist", nil, []string{"record", "--netns", "nosuch", "-i", "lo", "-w", out},
+			exitUsage, "--netns nosuch: no network namespace at /run/netns/nosuch: `ip netns list` names them, or give a path such as /proc/PID/ns/net"},
 		{"unknown direction", nil, []string{"record", "-i", "lo", "-w", out, "-Q", "sideways"},
 			exitUsage, `-Q: unknown direction "sideways": use in, out or inout`},
 		{"unknown hook", nil, []string{"record", "-i", "lo", "-w", out, "--hook", "socket"},

@@ -32,10 +32,14 @@ func recordCommand() *cli.Command {
 			&cli.StringFlag{Name: "direction", Aliases: []string{"Q"}, Value: "inout", Usage: "capture frames received (in), sent (out) or both (inout), as tcpdump's -Q"},
 			&cli.StringFlag{Name: "mode", Value: "auto", Usage: "XDP mode: auto (native where the driver supports it), native or generic"},
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`ADDR`/metrics while capturing (e.g. 127.0.0.1:9464 or :9464)"},
+			netnsFlag(),
 		}, selectionFlags()...), outputFlags("pcapng file to write, - for standard output")...),
 		Action: func(c *cli.Context) error {
 			opts, err := parseRecordFlags(c)
 			if err != nil {
+				return err
+			}
+			if opts.netns, err = enterNetns(c); err != nil {
 				return err
 			}
 			return record(c.Context, opts, c.App.ErrWriter)
@@ -51,6 +55,7 @@ type recordOptions struct {
 	quiet      bool
 	postRotate string
 	metrics    string // address to serve metrics at; empty: none
+	netns      string // the network namespace captured in, as --netns named it
 }
 
 func parseRecordFlags(c *cli.Context) (recordOptions, error) {
@@ -91,6 +96,15 @@ func parseRecordFlags(c *cli.Context) (recordOptions, error) {
 	return opts, nil
 }
 
+// netnsSuffix says which network namespace the capture is in, if not
+// ringcap's own.
+func netnsSuffix(name string) string {
+	if name == "" {
+		return ""
+	}
+	return " in netns " + name
+}
+
 // record runs one capture until a signal, the count or the duration ends
 // it, then writes out every frame left in the ring and prints a summary.
 func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
@@ -121,7 +135,7 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 			Name: h.Interface,
 			// Wireshark names an interface by its description
 			// where there is one: it starts with the name.
-			Description: h.Interface + ": " + h.Describe(),
+			Description: h.Interface + netnsSuffix(opts.netns) + ": " + h.Describe(),
 			Filter:      opts.capture.Selection(),
 			SnapLen:     opts.capture.SnapLen,
 			// Only XDP knows the receive queue.
@@ -156,8 +170,8 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 				where = append(where, h.Describe())
 			}
 		}
-		fmt.Fprintf(stderr, "ringcap: capturing on %s (%s): %s, snaplen %d, to %s (%s)\n",
-			ifc, strings.Join(where, "; "), selectionText(opts.capture), opts.capture.SnapLen, outputName(files.Current()), files.IOMode())
+		fmt.Fprintf(stderr, "ringcap: capturing on %s%s (%s): %s, snaplen %d, to %s (%s)\n",
+			ifc, netnsSuffix(opts.netns), strings.Join(where, "; "), selectionText(opts.capture), opts.capture.SnapLen, outputName(files.Current()), files.IOMode())
 	}
 	status := startStatus(stderr, opts.quiet, capt, files)
 	runErr := capt.Run(ctx, files, opts.count)
