@@ -103,3 +103,36 @@ func TestNetns(t *testing.T) {
 		t.Errorf("ringcap interfaces --netns %s: exit %d\n%s%s", p.Rx, r.code, r.stdout, r.stderr)
 	}
 }
+
+// An interface that goes away is one line, and the capture goes on with
+// the others; when the last one goes, ringcap ends as after Ctrl-C, with
+// exit status 1, and the file holds every frame captured before.
+func TestInterfaceGone(t *testing.T) {
+	p := newVethPair(t)
+	path := filepath.Join(t.TempDir(), "gone.pcapng")
+	r := p.startRecord(t, "-i", rxIf, "-i", rxIf2, "-w", path)
+	p.pingAddr(t, rxAddr, 2000)
+	p.pingAddr(t, rxAddr2, 3000)
+	if out, err := exec.Command("ip", "-n", p.Tx, "link", "del", txIf).CombinedOutput(); err != nil {
+		t.Fatalf("ip link del: %v: %s", err, out)
+	}
+	if !waitFor(10*time.Second, func() bool { return strings.Contains(r.errors(), "interface "+rxIf+" went away") }) {
+		t.Fatalf("ringcap does not say %s went away:\n%s", rxIf, r.errors())
+	}
+	p.pingAddr(t, rxAddr2, 4000) // the capture goes on
+	if out, err := exec.Command("ip", "-n", p.Tx, "link", "del", txIf+"2").CombinedOutput(); err != nil {
+		t.Fatalf("ip link del: %v: %s", err, out)
+	}
+	if code := r.wait(t); code != exitRuntime {
+		t.Errorf("ringcap exited with %d once no interface was left, want %d:\n%s", code, exitRuntime, r.errors())
+	}
+	lines := strings.Split(strings.TrimSpace(r.errors()), "\n")
+	if last := lines[len(lines)-1]; last != "ringcap: no interface left to capture on" {
+		t.Errorf("last line %q, want the reason", last)
+	}
+	rows := pcapngtest.Fields(t, path, "frame.interface_name", "frame.len")
+	want := [][]string{{rxIf, "2042"}, {rxIf2, "3042"}, {rxIf2, "4042"}}
+	if fmt.Sprint(rows) != fmt.Sprint(want) {
+		t.Errorf("frames (interface, length) = %v, want %v", rows, want)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -173,9 +174,34 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "ringcap: capturing on %s%s (%s): %s, snaplen %d, to %s (%s)\n",
 			ifc, netnsSuffix(opts.netns), strings.Join(where, "; "), selectionText(opts.capture), opts.capture.SnapLen, outputName(files.Current()), files.IOMode())
 	}
+	// An interface that goes away ends its hooks, not the capture; the
+	// last one ends it as Ctrl-C does, with exit status 1, so that a
+	// service manager starts ringcap again.
+	ctx, endRun := context.WithCancelCause(ctx)
+	defer endRun(nil)
+	var mu sync.Mutex
+	left := len(opts.capture.Interfaces)
+	err = capture.WatchGone(ctx, hooks, func(name string) {
+		fmt.Fprintf(stderr, "ringcap: interface %s went away: its frames so far are written, its statistics at the end\n", name)
+		mu.Lock()
+		defer mu.Unlock()
+		if left--; left == 0 {
+			endRun(errNoInterface)
+		}
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "ringcap: %v: an interface that goes away will not be noticed\n", err)
+	}
 	status := startStatus(stderr, opts.quiet, capt, files)
 	runErr := capt.Run(ctx, files, opts.count)
 	status.stop()
 	err = closeFiles(files, runErr)
-	return errors.Join(err, printSummary(stderr, capt, names, files))
+	err = errors.Join(err, printSummary(stderr, capt, names, files))
+	if errors.Is(context.Cause(ctx), errNoInterface) {
+		err = errors.Join(err, errNoInterface)
+	}
+	return err
 }
+
+// errNoInterface ends a capture whose interfaces all went away.
+var errNoInterface = errors.New("no interface left to capture on")
