@@ -63,8 +63,8 @@ func ListInterfaces() ([]InterfaceInfo, error) {
 		}
 		dev, _ := netdevDevice(a.Index)
 		info.Native = dev.xdpFeatures&netdevXDPActBasic != 0
-		if info.Attached, err = attachedXDP(a.Index); err != nil {
-			return nil, err
+		if x := a.Xdp; x != nil && x.Attached {
+			info.Attached = xdpProgramName(x.ProgId)
 		}
 		out = append(out, info)
 	}

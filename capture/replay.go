@@ -63,10 +63,10 @@ func OpenReplay(path string, cfg Config) (*Replay, error) {
 	// Every instance the file needs is loaded now, so that an
 	// expression the kernel refuses stops the replay before any output.
 	for slot := range r.ifaces {
-		// The XDP build also replays sent frames too large for a tc
-		// test run.
-		fallback := replayProgram{slot: slot, build: bpf.XDP, outbound: true}
-		for _, p := range []replayProgram{r.programFor(slot, Inbound), r.programFor(slot, Outbound), fallback} {
+		// The XDP build also replays frames too large for a tc test
+		// run, of either direction.
+		fallbacks := []replayProgram{{slot: slot, build: bpf.XDP, outbound: true}, {slot: slot, build: bpf.XDP}}
+		for _, p := range append([]replayProgram{r.programFor(slot, Inbound), r.programFor(slot, Outbound)}, fallbacks...) {
 			if _, err := r.program(p); err != nil {
 				r.objs.Close()
 				return nil, err

@@ -26,14 +26,19 @@ func attachedXDP(index int) (string, error) {
 	if x == nil || !x.Attached {
 		return "", nil
 	}
-	name := fmt.Sprintf("id %d", x.ProgId)
-	if p, err := ebpf.NewProgramFromID(ebpf.ProgramID(x.ProgId)); err == nil {
+	return xdpProgramName(x.ProgId), nil
+}
+
+// xdpProgramName names an attached program: its name and id, or its id.
+func xdpProgramName(id uint32) string {
+	name := fmt.Sprintf("id %d", id)
+	if p, err := ebpf.NewProgramFromID(ebpf.ProgramID(id)); err == nil {
 		if info, err := p.Info(); err == nil && info.Name != "" {
-			name = fmt.Sprintf("%s (id %d)", info.Name, x.ProgId)
+			name = fmt.Sprintf("%s (id %d)", info.Name, id)
 		}
 		p.Close()
 	}
-	return name, nil
+	return name
 }
 
 // The netdev generic netlink family (Linux 6.3), from

@@ -551,14 +551,19 @@ func TestGSOAndJumboBothWays(t *testing.T) {
 }
 
 // Behind a generic-mode XDP program, tcx ingress gets data that starts at
-// the network header (see mac_gap in bpf/ringcap.c). With tags in
-// skb->vlan_tci too, every snap length, down to part of the MAC header,
-// records what tcpdump records, cut to its length, and the expression
-// sees the tag.
+// the network header (see mac_gap in bpf/ringcap.c). Untagged, and with
+// tags in skb->vlan_tci, every snap length, down to part of the MAC
+// header, records what tcpdump records, cut to its length, and the
+// expression sees the tag.
 func TestBehindGenericXDP(t *testing.T) {
+	for _, tagged := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tagged=%v", tagged), func(t *testing.T) { behindGenericXDP(t, tagged) })
+	}
+}
+
+func behindGenericXDP(t *testing.T, tagged bool) {
 	p := newVethPairMTU(t, 1500)
 	other := otherXDP(t)
-	pusher := vlanPusher(t)
 	rx, tx := ifindex(t, p.Rx, rxIf), ifindex(t, p.Tx, txIf)
 	inNetns(t, p.Rx, func() {
 		l, err := link.AttachXDP(link.XDPOptions{Program: other, Interface: rx, Flags: link.XDPGenericMode})
@@ -567,14 +572,18 @@ func TestBehindGenericXDP(t *testing.T) {
 		}
 		t.Cleanup(func() { l.Close() })
 	})
-	inNetns(t, p.Tx, func() {
-		l, err := link.AttachTCX(link.TCXOptions{Program: pusher, Interface: tx, Attach: ebpf.AttachTCXEgress})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
-	})
-	const expr = "vlan 100 and icmp"
+	expr := "icmp[icmptype] = icmp-echo"
+	if tagged {
+		expr = "vlan 100 and icmp"
+		pusher := vlanPusher(t)
+		inNetns(t, p.Tx, func() {
+			l, err := link.AttachTCX(link.TCXOptions{Program: pusher, Interface: tx, Attach: ebpf.AttachTCXEgress})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+		})
+	}
 	dir := t.TempDir()
 	ref := filepath.Join(dir, "tcpdump.pcap")
 	stopTcpdump := p.tcpdumpRecord(t, ref, expr)

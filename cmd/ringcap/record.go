@@ -181,23 +181,28 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 	defer endRun(nil)
 	var mu sync.Mutex
 	left := len(opts.capture.Interfaces)
-	err = capture.WatchGone(ctx, hooks, func(name string) {
-		fmt.Fprintf(stderr, "ringcap: interface %s went away: its frames so far are written, its statistics at the end\n", name)
+	stopWatch, err := capture.WatchGone(hooks, func(name string) {
 		mu.Lock()
 		defer mu.Unlock()
+		fmt.Fprintf(stderr, "ringcap: interface %s went away: its frames so far are written, its statistics at the end\n", name)
 		if left--; left == 0 {
 			endRun(errNoInterface)
 		}
+	}, func(err error) {
+		fmt.Fprintf(stderr, "ringcap: interfaces are no longer watched (%v): one that goes away will not be noticed\n", err)
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "ringcap: %v: an interface that goes away will not be noticed\n", err)
+		stopWatch = func() {}
 	}
 	status := startStatus(stderr, opts.quiet, capt, files)
 	runErr := capt.Run(ctx, files, opts.count)
+	stopWatch()
+	allGone := errors.Is(context.Cause(ctx), errNoInterface)
 	status.stop()
 	err = closeFiles(files, runErr)
 	err = errors.Join(err, printSummary(stderr, capt, names, files))
-	if errors.Is(context.Cause(ctx), errNoInterface) {
+	if allGone {
 		err = errors.Join(err, errNoInterface)
 	}
 	return err
