@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,8 @@ import (
 
 // Config is what to capture and where.
 type Config struct {
+	// Interfaces are the names to capture on; AnyInterface alone means
+	// every interface of the network namespace.
 	Interfaces []string
 	MTU        uint32 // select frames whose L3 length exceeds it
 	CaptureAll bool   // select every frame, whatever its length
@@ -78,6 +81,7 @@ type Capture struct {
 	objs    *bpf.Objects
 	ring    *ringbuf.Reader
 	packets atomic.Uint64 // frames handed to the sink
+	skipped []error       // hooks left out of -i any
 	// drops continues from one Run to the next, as the counters do.
 	drops *dropCounter
 
@@ -118,12 +122,20 @@ func Open(cfg Config) (*Capture, error) {
 		objs.Close()
 		return nil, fmt.Errorf("open ring: %w", err)
 	}
-	for slot, h := range hooks {
+	// With -i any, a hook that cannot be had is left out, said in
+	// Skipped; the capture goes on with the others.
+	any := slices.Contains(cfg.Interfaces, AnyInterface)
+	for _, h := range hooks {
+		slot := len(c.hooks)
 		var l link.Link
 		if h.XDP {
 			l, err = attachXDP(objs, &h, slot, cfg.Mode, perfmon)
 		} else {
 			l, err = attachTCX(objs, &h, slot)
+		}
+		if err != nil && any && !errors.Is(err, bpf.ErrPrivileges) {
+			c.skipped = append(c.skipped, err)
+			continue
 		}
 		if err != nil {
 			c.Close()
@@ -132,12 +144,24 @@ func Open(cfg Config) (*Capture, error) {
 		c.links = append(c.links, l)
 		c.hooks = append(c.hooks, h)
 	}
+	if len(c.hooks) == 0 {
+		c.Close()
+		return nil, fmt.Errorf("no interface took ringcap's program: %w", errors.Join(c.skipped...))
+	}
 	return c, nil
 }
 
+// Skipped are the hooks -i any left out, why each was refused.
+func (c *Capture) Skipped() []error { return c.skipped }
+
+// AnyInterface is tcpdump's name for every interface.
+const AnyInterface = "any"
+
 // planHooks lists a hook per interface and direction asked for: inbound
 // frames at XDP, or at tcx ingress where --hook tc says so or another XDP
-// program holds the interface; outbound ones at tcx egress.
+// program holds the interface; outbound ones at tcx egress. Loopback
+// gets the inbound hook only: a frame sent there is received there too,
+// and libpcap shows it once, as received.
 func planHooks(ifaces []*net.Interface, cfg Config) ([]Hook, error) {
 	var hooks []Hook
 	for _, ifc := range ifaces {
@@ -152,7 +176,8 @@ func planHooks(ifaces []*net.Interface, cfg Config) ([]Hook, error) {
 			}
 			hooks = append(hooks, h)
 		}
-		if cfg.Directions.Has(Outbound) {
+		loopback := ifc.Flags&net.FlagLoopback != 0
+		if cfg.Directions.Has(Outbound) && !(loopback && cfg.Directions.Has(Inbound)) {
 			hooks = append(hooks, Hook{Interface: ifc.Name, Index: ifc.Index, Direction: Outbound})
 		}
 	}
@@ -177,6 +202,20 @@ func (cfg Config) load(slots int, perfmon bool) (*bpf.Objects, error) {
 func lookupInterfaces(names []string) ([]*net.Interface, error) {
 	if len(names) == 0 {
 		return nil, errors.New("no interface given")
+	}
+	if slices.Contains(names, AnyInterface) {
+		if len(names) > 1 {
+			return nil, errors.New("-i any is every interface already: give it alone, or name the interfaces")
+		}
+		all, err := net.Interfaces()
+		if err != nil {
+			return nil, fmt.Errorf("list interfaces: %w", err)
+		}
+		ifaces := make([]*net.Interface, len(all))
+		for i := range all {
+			ifaces[i] = &all[i]
+		}
+		return ifaces, nil
 	}
 	seen := make(map[string]bool)
 	var ifaces []*net.Interface

@@ -167,3 +167,47 @@ func TestBridgePortLeaving(t *testing.T) {
 		t.Errorf("file holds %d frames, want the echo request sent after the port left the bridge", n)
 	}
 }
+
+// -i any is every interface of the namespace, each with its file
+// interfaces: loopback's frames once each, as received, as tcpdump shows
+// them; an interface that cannot take the hook asked for is one line,
+// and the capture goes on with the others.
+func TestRecordAny(t *testing.T) {
+	p := newVethPair(t)
+	path := filepath.Join(t.TempDir(), "any.pcapng")
+	r := p.startWrapped(t, nil, "record", "-i", "any", "-w", path, "icmp")
+	p.pingAddr(t, rxAddr, 2000)
+	p.pingAddr(t, rxAddr2, 3000)
+	if out, err := exec.Command("ip", "netns", "exec", p.Rx, "ping", "-c", "1", "-W", "2", "-s", "1600", "127.0.0.1").CombinedOutput(); err != nil {
+		t.Fatalf("ping lo: %v\n%s", err, out)
+	}
+	if code := r.stop(t, os.Interrupt); code != 0 {
+		t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
+	}
+	for _, ifc := range []string{"lo (inbound, XDP generic mode", rxIf + " (inbound, XDP native mode", rxIf2 + " (inbound, XDP native mode"} {
+		if !strings.Contains(r.errors(), "capturing on "+ifc) {
+			t.Errorf("no first line for %s:\n%s", ifc, r.errors())
+		}
+	}
+	rows := pcapngtest.Fields(t, path, "frame.interface_name", "frame.len", "icmp.type", "frame.packet_flags_direction")
+	want := [][]string{
+		{rxIf, "2042", "8", "0x00000001"}, {rxIf, "2042", "0", "0x00000002"},
+		{rxIf2, "3042", "8", "0x00000001"}, {rxIf2, "3042", "0", "0x00000002"},
+		{"lo", "1642", "8", "0x00000001"}, {"lo", "1642", "0", "0x00000001"},
+	}
+	if fmt.Sprint(rows) != fmt.Sprint(want) {
+		t.Errorf("frames (interface, length, icmp type, direction) =\n%v\nwant\n%v", rows, want)
+	}
+
+	// Native mode: loopback has none.
+	r = p.startWrapped(t, nil, "record", "-Q", "in", "-i", "any", "--mode", "native", "-w", filepath.Join(t.TempDir(), "native.pcapng"))
+	if want := "ringcap: attach lo in native mode: "; !strings.Contains(r.errors(), want) || !strings.Contains(r.errors(), ": left out, the capture goes on with the other interfaces\n") {
+		t.Errorf("no line saying lo was left out:\n%s", r.errors())
+	}
+	if !strings.Contains(r.errors(), "capturing on "+rxIf+" (inbound, XDP native mode") {
+		t.Errorf("the capture did not go on with %s:\n%s", rxIf, r.errors())
+	}
+	if code := r.stop(t, os.Interrupt); code != 0 {
+		t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
+	}
+}

@@ -171,6 +171,8 @@ func TestBadInput(t *testing.T) {
 			exitUsage, "--netns nosuch: no network namespace at /run/netns/nosuch: `ip netns list` names the namespaces, or give a path such as /proc/PID/ns/net"},
 		{"netns not a network namespace", nil, []string{"record", "--netns", "/proc/self/ns/mnt", "-i", "lo", "-w", out},
 			exitUsage, "--netns /proc/self/ns/mnt: /proc/self/ns/mnt is not a network namespace: `ip netns list` names the namespaces"},
+		{"any with names", nil, []string{"record", "-i", "any", "-i", "lo", "-w", out},
+			exitRuntime, "-i any is every interface already: give it alone, or name the interfaces"},
 		{"unknown direction", nil, []string{"record", "-i", "lo", "-w", out, "-Q", "sideways"},
 			exitUsage, `-Q: unknown direction "sideways": use in, out or inout`},
 		{"unknown hook", nil, []string{"record", "-i", "lo", "-w", out, "--hook", "socket"},

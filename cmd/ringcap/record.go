@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -27,7 +28,7 @@ func recordCommand() *cli.Command {
 			return usageError{fmt.Errorf("record: %w (see ringcap record --help)", err)}
 		},
 		Flags: append(append([]cli.Flag{
-			&cli.StringSliceFlag{Name: "interface", Aliases: []string{"i"}, Usage: "interface to capture on; repeat for more"},
+			&cli.StringSliceFlag{Name: "interface", Aliases: []string{"i"}, Usage: "interface to capture on; repeat for more; any: every interface"},
 			&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Usage: "stop after writing `N` frames"},
 			&cli.DurationFlag{Name: "duration", Usage: "stop after `D` (e.g. 30s, 10m)"},
 			&cli.StringFlag{Name: "direction", Aliases: []string{"Q"}, Value: "inout", Usage: "capture frames received (in), sent (out) or both (inout), as tcpdump's -Q"},
@@ -164,7 +165,16 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 		defer cancel()
 	}
 
-	for _, ifc := range opts.capture.Interfaces {
+	for _, err := range capt.Skipped() {
+		fmt.Fprintf(stderr, "ringcap: %v: left out, the capture goes on with the other interfaces\n", err)
+	}
+	var ifaceNames []string
+	for _, h := range hooks {
+		if !slices.Contains(ifaceNames, h.Interface) {
+			ifaceNames = append(ifaceNames, h.Interface)
+		}
+	}
+	for _, ifc := range ifaceNames {
 		var where []string
 		for _, h := range hooks {
 			if h.Interface == ifc {
@@ -180,7 +190,7 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 	ctx, endRun := context.WithCancelCause(ctx)
 	defer endRun(nil)
 	var mu sync.Mutex
-	left := len(opts.capture.Interfaces)
+	left := len(ifaceNames)
 	stopWatch, err := capture.WatchGone(hooks, func(name string) {
 		mu.Lock()
 		defer mu.Unlock()
