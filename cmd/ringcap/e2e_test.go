@@ -199,6 +199,9 @@ func (p *vethPair) startWrapped(t *testing.T, wrapper []string, args ...string) 
 func startCommand(t *testing.T, name string, args ...string) *ringcapProc {
 	t.Helper()
 	r := &ringcapProc{cmd: exec.Command(name, args...), attached: make(chan struct{}), done: make(chan struct{})}
+	// Should the test binary die (a timeout's panic), ringcap dies with
+	// it instead of holding an interface.
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := r.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

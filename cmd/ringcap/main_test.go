@@ -83,9 +83,9 @@ func runAs(t *testing.T, cred *syscall.Credential, name string, args ...string) 
 	cmd := exec.CommandContext(ctx, name, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	}
+	// Should the test binary die (a timeout's panic), a ringcap still
+	// capturing dies with it instead of holding an interface.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
 	err := cmd.Run()
 	if ctx.Err() != nil {
 		t.Fatalf("ringcap %s did not end within %v:\n%s", strings.Join(args, " "), runTimeout, stderr.String())
