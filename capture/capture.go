@@ -77,11 +77,16 @@ type IdleSink interface {
 
 // Capture is the program attached to a set of hooks.
 type Capture struct {
-	hooks   []Hook // a ring record's slot is its hook's position
+	cfg     Config
+	perfmon bool
+	slots   int // in the program's maps
+	mu      sync.Mutex
+	hooks   []Hook // a ring record's slot is its hook's position; under mu
 	objs    *bpf.Objects
 	ring    *ringbuf.Reader
 	packets atomic.Uint64 // frames handed to the sink
 	skipped []error       // hooks left out of -i any
+	handed  int           // hooks the sink knows of, from one Run to the next
 	// drops continues from one Run to the next, as the counters do.
 	drops *dropCounter
 
@@ -107,12 +112,18 @@ func Open(cfg Config) (*Capture, error) {
 	if err != nil {
 		return nil, err
 	}
-	objs, err := cfg.load(len(hooks), perfmon)
+	// With -i any, interfaces that appear later take slots of their own.
+	any := slices.Contains(cfg.Interfaces, AnyInterface)
+	slots := len(hooks)
+	if any {
+		slots = max(slots, maxAnySlots)
+	}
+	objs, err := cfg.load(slots, perfmon)
 	if err != nil {
 		return nil, err
 	}
-	c := &Capture{objs: objs}
-	if c.drops, err = newDropCounter(len(hooks)); err != nil {
+	c := &Capture{objs: objs, cfg: cfg, perfmon: perfmon, slots: slots}
+	if c.drops, err = newDropCounter(slots); err != nil {
 		objs.Close()
 		return nil, err
 	}
@@ -124,15 +135,8 @@ func Open(cfg Config) (*Capture, error) {
 	}
 	// With -i any, a hook that cannot be had is left out, said in
 	// Skipped; the capture goes on with the others.
-	any := slices.Contains(cfg.Interfaces, AnyInterface)
 	for _, h := range hooks {
-		slot := len(c.hooks)
-		var l link.Link
-		if h.XDP {
-			l, err = attachXDP(objs, &h, slot, cfg.Mode, perfmon)
-		} else {
-			l, err = attachTCX(objs, &h, slot)
-		}
+		err := c.attach(h)
 		if err != nil && any && !errors.Is(err, bpf.ErrPrivileges) {
 			c.skipped = append(c.skipped, err)
 			continue
@@ -141,14 +145,74 @@ func Open(cfg Config) (*Capture, error) {
 			c.Close()
 			return nil, err
 		}
-		c.links = append(c.links, l)
-		c.hooks = append(c.hooks, h)
 	}
 	if len(c.hooks) == 0 {
 		c.Close()
 		return nil, fmt.Errorf("no interface took ringcap's program: %w", errors.Join(c.skipped...))
 	}
+	// The sink is made for these; later ones are handed over.
+	c.handed = len(c.hooks)
 	return c, nil
+}
+
+// maxAnySlots bounds the hooks of a -i any capture, counting those of
+// interfaces that come and go: a slot's counters take 40 bytes a CPU.
+const maxAnySlots = 1024
+
+// attach attaches h at the next slot.
+func (c *Capture) attach(h Hook) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	slot := len(c.hooks)
+	if slot >= c.slots {
+		return fmt.Errorf("attach %s: all %d hooks of the capture are taken", h.Interface, c.slots)
+	}
+	var l link.Link
+	var err error
+	if h.XDP {
+		l, err = attachXDP(c.objs, &h, slot, c.cfg.Mode, c.perfmon)
+	} else {
+		l, err = attachTCX(c.objs, &h, slot)
+	}
+	if err != nil {
+		return err
+	}
+	c.links = append(c.links, l)
+	c.hooks = append(c.hooks, h)
+	return nil
+}
+
+// AddInterface attaches the program to an interface that appeared while
+// the capture runs (-i any), and returns its hooks; Run hands them to
+// the sink before their first frame. It may be called while Run runs.
+func (c *Capture) AddInterface(name string) ([]Hook, error) {
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("interface %s: %w", name, err)
+	}
+	hooks, err := planHooks([]*net.Interface{ifc}, c.cfg)
+	if err != nil {
+		return nil, err
+	}
+	var added []Hook
+	var errs []error
+	for _, h := range hooks {
+		if err := c.attach(h); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		c.mu.Lock()
+		added = append(added, c.hooks[len(c.hooks)-1])
+		c.mu.Unlock()
+	}
+	return added, errors.Join(errs...)
+}
+
+// HookSink is a Sink that takes hooks added while the capture runs, as
+// interfaces of its own, after the others: writer.Files' AddInterface.
+type HookSink interface {
+	Sink
+	AddHook(Hook) error
 }
 
 // Skipped are the hooks -i any left out, why each was refused.
@@ -262,7 +326,11 @@ func checkPrivileges() (perfmon bool, err error) {
 // Hooks returns where the program is attached, in the order of
 // Config.Interfaces, inbound before outbound: the order of Counters, and
 // of the Sink's interfaces.
-func (c *Capture) Hooks() []Hook { return c.hooks }
+func (c *Capture) Hooks() []Hook {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.hooks)
+}
 
 // Packets returns how many frames were handed to the sink so far. It may be
 // called while Run runs.
@@ -278,7 +346,7 @@ func (c *Capture) RingUsed() int { return c.ring.AvailableBytes() }
 // Counters returns the program's counters per hook, in the order of
 // Hooks. It may be called while Run runs.
 func (c *Capture) Counters() ([]bpf.Counters, error) {
-	return readCounters(c.objs, len(c.hooks))
+	return readCounters(c.objs, len(c.Hooks()))
 }
 
 func readCounters(objs *bpf.Objects, n int) ([]bpf.Counters, error) {
@@ -297,6 +365,10 @@ func readCounters(objs *bpf.Objects, n int) ([]bpf.Counters, error) {
 func (c *Capture) Detach() error {
 	c.detachOnce.Do(func() {
 		var errs []error
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		// No hook is added after: slots beyond these stay unused.
+		c.slots = len(c.hooks)
 		for i, l := range c.links {
 			if err := l.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("detach %s %s: %w", c.hooks[i].Interface, c.hooks[i].Attachment(), err))
@@ -346,6 +418,8 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 	if err := clk.sync(); err != nil {
 		return err
 	}
+	// The hooks the sink knows of: Open's, then those handed over.
+	hooks := c.Hooks()[:c.handed]
 	drops := c.drops
 	idle := sink.Flush
 	if s, ok := sink.(IdleSink); ok {
@@ -380,11 +454,17 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 				return err
 			}
 			slot := int(ev.slot)
-			if slot >= len(c.hooks) {
-				return fmt.Errorf("ring record from slot %d, of %d hooks", slot, len(c.hooks))
+			if slot >= len(hooks) {
+				// A hook added since: the sink learns of it first.
+				if hooks, err = c.handOver(sink, hooks); err != nil {
+					return err
+				}
+				if slot >= len(hooks) {
+					return fmt.Errorf("ring record from slot %d, of %d hooks", slot, len(hooks))
+				}
 			}
 			err = sink.WritePacket(writer.Packet{Interface: slot, Time: clk.wall(ev.tsNs), Length: int(ev.frameLen),
-				Outbound: c.hooks[slot].Direction == Outbound, Queue: ev.rxQueue, DropCount: drops.since(slot, &ev), Data: ev.data})
+				Outbound: hooks[slot].Direction == Outbound, Queue: ev.rxQueue, DropCount: drops.since(slot, &ev), Data: ev.data})
 			if err != nil {
 				return err
 			}
@@ -426,6 +506,24 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 			return fmt.Errorf("read ring: %w", err)
 		}
 	}
+}
+
+// handOver gives the sink the hooks added since it last learned of any,
+// and returns all it knows.
+func (c *Capture) handOver(sink Sink, known []Hook) ([]Hook, error) {
+	all := c.Hooks()
+	hs, ok := sink.(HookSink)
+	for _, h := range all[len(known):] {
+		if !ok {
+			return known, fmt.Errorf("a hook was added, but the sink takes no more interfaces")
+		}
+		if err := hs.AddHook(h); err != nil {
+			return known, err
+		}
+		known = all[:len(known)+1]
+		c.handed = len(known)
+	}
+	return known, nil
 }
 
 // written is the number of records the programs submitted to the ring.

@@ -4,25 +4,33 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// WatchGone calls gone, from a goroutine of its own, with the name of
+// WatchLinks calls gone, from a goroutine of its own, with the name of
 // each interface of hooks that goes away, once, until stop is called;
 // stop waits for the goroutine. The kernel takes an interface's programs
 // off with it; its counters stay readable, so its statistics can still be
-// written. lost is called once if the kernel's notifications stop
-// coming.
-func WatchGone(hooks []Hook, gone func(name string), lost func(error)) (stop func(), err error) {
+// written. If appeared is not nil, it is called with each interface that
+// appears, and says whether to watch it too. lost is called once if the
+// kernel's notifications stop coming.
+func WatchLinks(hooks []Hook, gone func(name string), appeared func(name string) bool, lost func(error)) (stop func(), err error) {
 	watched := make(map[int]string)
 	for _, h := range hooks {
 		watched[h.Index] = h.Interface
 	}
 	updates := make(chan netlink.LinkUpdate, 64)
 	done := make(chan struct{})
-	opts := netlink.LinkSubscribeOptions{ErrorCallback: lost}
+	// Closing the subscription makes its reader fail: no news then.
+	var stopping atomic.Bool
+	opts := netlink.LinkSubscribeOptions{ErrorCallback: func(err error) {
+		if lost != nil && !stopping.Load() {
+			lost(err)
+		}
+	}}
 	if err := netlink.LinkSubscribeWithOptions(updates, done, opts); err != nil {
 		return nil, fmt.Errorf("watch interfaces: %w", err)
 	}
@@ -34,6 +42,21 @@ func WatchGone(hooks []Hook, gone func(name string), lost func(error)) (stop fun
 		}
 	}
 	finished := make(chan struct{})
+	// Interfaces not watched that are there now, or appeared and were
+	// left out: their changes are no news.
+	ignored := make(map[int]bool)
+	if appeared != nil {
+		links, err := netlink.LinkList()
+		if err != nil {
+			close(done)
+			return nil, fmt.Errorf("watch interfaces: %w", err)
+		}
+		for _, l := range links {
+			if _, ok := watched[l.Attrs().Index]; !ok {
+				ignored[l.Attrs().Index] = true
+			}
+		}
+	}
 	go func() {
 		defer close(finished)
 		report := func(index int) {
@@ -56,9 +79,25 @@ func WatchGone(hooks []Hook, gone func(name string), lost func(error)) (stop fun
 				// A bridge port leaving its bridge is an
 				// RTM_DELLINK too, of family AF_BRIDGE; the
 				// interface stays.
-				if u.Header.Type != unix.RTM_DELLINK || u.IfInfomsg.Family != unix.AF_UNSPEC {
+				if u.IfInfomsg.Family != unix.AF_UNSPEC {
 					continue
 				}
+				index := int(u.Index)
+				if u.Header.Type == unix.RTM_NEWLINK && appeared != nil && u.Link != nil {
+					if _, ok := watched[index]; !ok && !ignored[index] {
+						name := u.Link.Attrs().Name
+						if appeared(name) {
+							watched[index] = name
+						} else {
+							ignored[index] = true
+						}
+					}
+					continue
+				}
+				if u.Header.Type != unix.RTM_DELLINK {
+					continue
+				}
+				delete(ignored, index)
 				if _, err := netlink.LinkByIndex(int(u.Index)); errors.As(err, new(netlink.LinkNotFoundError)) {
 					report(int(u.Index))
 				}
@@ -68,6 +107,7 @@ func WatchGone(hooks []Hook, gone func(name string), lost func(error)) (stop fun
 	var once sync.Once
 	return func() {
 		once.Do(func() {
+			stopping.Store(true)
 			close(done)
 			<-finished
 			// The library's reader may wait to hand over one more.

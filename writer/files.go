@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -372,12 +373,23 @@ func (fs *Files) writeStats(cur *file, end time.Time) ([]Counts, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Counters may already count an interface that no packet has
+	// brought into the file yet.
+	counts = counts[:min(len(counts), len(cur.base))]
 	stats := make([]Stats, len(counts))
 	for i, c := range counts {
 		stats[i] = Stats{Start: cur.start, End: end,
 			Received: c.Received - cur.base[i].Received, Dropped: c.Dropped - cur.base[i].Dropped}
 	}
 	return counts, cur.w.WriteStats(stats)
+}
+
+// AddInterface adds an interface to the current file, and to the files
+// after it; packets name it by its position, after the others.
+func (fs *Files) AddInterface(ifc Interface) error {
+	fs.cfg.Interfaces = append(slices.Clip(fs.cfg.Interfaces), ifc)
+	fs.cur.base = append(fs.cur.base, Counts{})
+	return fs.cur.w.AddInterface(ifc)
 }
 
 func (fs *Files) rotate(at time.Time) error {

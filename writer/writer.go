@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
@@ -142,16 +143,7 @@ func newWriter(out io.Writer, opts Options, buf []byte, direct *directFile) (*Wr
 	}}
 	ifaces := make([]pcapgo.NgInterface, len(opts.Interfaces))
 	for i, ifc := range opts.Interfaces {
-		ifaces[i] = pcapgo.NgInterface{
-			Name:        ifc.Name,
-			Description: ifc.Description,
-			Filter:      ifc.Filter,
-			OS:          ifc.OS,
-			LinkType:    layers.LinkTypeEthernet,
-			SnapLength:  ifc.SnapLen,
-			// pcapgo always writes if_tsresol 9: nanoseconds.
-			TimestampResolution: 9,
-		}
+		ifaces[i] = ifc.block()
 	}
 	var err error
 	if w.ng, err = pcapgo.NewNgWriterInterface((*blockBuffer)(w), ifaces[0], section); err != nil {
@@ -166,6 +158,34 @@ func newWriter(out io.Writer, opts Options, buf []byte, direct *directFile) (*Wr
 		return nil, w.abandon(err)
 	}
 	return w, nil
+}
+
+// block is the interface's Interface Description Block.
+func (ifc Interface) block() pcapgo.NgInterface {
+	return pcapgo.NgInterface{
+		Name:        ifc.Name,
+		Description: ifc.Description,
+		Filter:      ifc.Filter,
+		OS:          ifc.OS,
+		LinkType:    layers.LinkTypeEthernet,
+		SnapLength:  ifc.SnapLen,
+		// pcapgo always writes if_tsresol 9: nanoseconds.
+		TimestampResolution: 9,
+	}
+}
+
+// AddInterface appends an Interface Description Block for ifc, which
+// packets then name by its position, after the others: pcapng takes one
+// anywhere in a section.
+func (w *Writer) AddInterface(ifc Interface) error {
+	if w.err != nil {
+		return w.err
+	}
+	if _, err := w.ng.AddInterface(ifc.block()); err != nil {
+		return fmt.Errorf("pcapng: interface %s: %w", ifc.Name, err)
+	}
+	w.ifaces = append(slices.Clip(w.ifaces), ifc)
+	return w.endBlock()
 }
 
 // abandon gives a direct Writer's buffer back when it fails to start.

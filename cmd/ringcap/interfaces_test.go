@@ -211,3 +211,50 @@ func TestRecordAny(t *testing.T) {
 		t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
 	}
 }
+
+// Under -i any, an interface that appears while ringcap runs is captured
+// on too, with interfaces of its own in the open file, and one that goes
+// away is one line; the capture of the others goes on.
+func TestAnyInterfacesComeAndGo(t *testing.T) {
+	p := newVethPair(t)
+	path := filepath.Join(t.TempDir(), "come.pcapng")
+	r := p.startWrapped(t, nil, "record", "-Q", "in", "-i", "any", "-w", path)
+	p.pingAddr(t, rxAddr, 2000)
+	// A third pair, made into both namespaces while ringcap runs.
+	const newTx, newRx, newTxAddr, newRxAddr = "rc-new-tx", "rc-new-rx", "198.18.0.9", "198.18.0.10"
+	for _, args := range [][]string{
+		{"link", "add", newTx, "netns", p.Tx, "mtu", "9000", "type", "veth", "peer", "name", newRx, "netns", p.Rx, "mtu", "9000"},
+		{"netns", "exec", p.Tx, "sysctl", "-qw", "net.ipv6.conf." + newTx + ".disable_ipv6=1"},
+		{"netns", "exec", p.Rx, "sysctl", "-qw", "net.ipv6.conf." + newRx + ".disable_ipv6=1"},
+		{"-n", p.Tx, "addr", "add", newTxAddr + "/30", "dev", newTx},
+		{"-n", p.Rx, "addr", "add", newRxAddr + "/30", "dev", newRx},
+		{"-n", p.Tx, "link", "set", newTx, "up"},
+		{"-n", p.Rx, "link", "set", newRx, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	if !waitFor(10*time.Second, func() bool { return strings.Contains(r.errors(), "capturing on "+newRx+" (inbound, ") }) {
+		t.Fatalf("ringcap does not say it captures on %s:\n%s", newRx, r.errors())
+	}
+	p.pingAddr(t, newRxAddr, 2500)
+	if out, err := exec.Command("ip", "-n", p.Tx, "link", "del", newTx).CombinedOutput(); err != nil {
+		t.Fatalf("ip link del: %v: %s", err, out)
+	}
+	if !waitFor(10*time.Second, func() bool { return strings.Contains(r.errors(), "interface "+newRx+" went away") }) {
+		t.Fatalf("ringcap does not say %s went away:\n%s", newRx, r.errors())
+	}
+	p.pingAddr(t, rxAddr2, 3000)
+	if code := r.stop(t, os.Interrupt); code != 0 {
+		t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
+	}
+	rows := pcapngtest.Fields(t, path, "frame.interface_name", "frame.len", "icmp.type")
+	want := [][]string{{rxIf, "2042", "8"}, {newRx, "2542", "8"}, {rxIf2, "3042", "8"}}
+	if fmt.Sprint(rows) != fmt.Sprint(want) {
+		t.Errorf("frames (interface, length, icmp type) = %v, want %v\n%s", rows, want, r.errors())
+	}
+	if !strings.Contains(r.errors(), "ringcap: "+newRx+" inbound: ") {
+		t.Errorf("no summary line for %s:\n%s", newRx, r.errors())
+	}
+}

@@ -129,11 +129,8 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 	// A file interface per hook: each direction of an interface has its
 	// own counters, and so its own statistics in the file.
 	hooks := capt.Hooks()
-	fileIfaces := make([]writer.Interface, len(hooks))
-	names := make([]string, len(hooks))
-	for i, h := range hooks {
-		names[i] = h.Interface + " " + h.Direction.String()
-		fileIfaces[i] = writer.Interface{
+	describe := func(h capture.Hook) writer.Interface {
+		return writer.Interface{
 			Name: h.Interface,
 			// Wireshark names an interface by its description
 			// where there is one: it starts with the name.
@@ -144,6 +141,10 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 			Queues: h.XDP,
 			OS:     hostOS(),
 		}
+	}
+	fileIfaces := make([]writer.Interface, len(hooks))
+	for i, h := range hooks {
+		fileIfaces[i] = describe(h)
 	}
 	files, err := createFiles(opts.output, fileIfaces, capt, time.Now, post)
 	if err != nil {
@@ -174,7 +175,7 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 			ifaceNames = append(ifaceNames, h.Interface)
 		}
 	}
-	for _, ifc := range ifaceNames {
+	firstLine := func(ifc string, hooks []capture.Hook) {
 		var where []string
 		for _, h := range hooks {
 			if h.Interface == ifc {
@@ -184,6 +185,9 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "ringcap: capturing on %s%s (%s): %s, snaplen %d, to %s (%s)\n",
 			ifc, netnsSuffix(opts.netns), strings.Join(where, "; "), selectionText(opts.capture), opts.capture.SnapLen, outputName(files.Current()), files.IOMode())
 	}
+	for _, ifc := range ifaceNames {
+		firstLine(ifc, hooks)
+	}
 	// An interface that goes away ends its hooks, not the capture; the
 	// last one ends it as Ctrl-C does, with exit status 1, so that a
 	// service manager starts ringcap again.
@@ -191,14 +195,32 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 	defer endRun(nil)
 	var mu sync.Mutex
 	left := len(ifaceNames)
-	stopWatch, err := capture.WatchGone(hooks, func(name string) {
+	// With -i any, an interface that appears is captured on too.
+	var appeared func(name string) bool
+	if slices.Contains(opts.capture.Interfaces, capture.AnyInterface) {
+		appeared = func(name string) bool {
+			added, err := capt.AddInterface(name)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				fmt.Fprintf(stderr, "ringcap: %v: left out, the capture goes on with the other interfaces\n", err)
+			}
+			if len(added) == 0 {
+				return false
+			}
+			firstLine(name, added)
+			left++
+			return true
+		}
+	}
+	stopWatch, err := capture.WatchLinks(hooks, func(name string) {
 		mu.Lock()
 		defer mu.Unlock()
 		fmt.Fprintf(stderr, "ringcap: interface %s went away: its frames so far are written, its statistics at the end\n", name)
 		if left--; left == 0 {
 			endRun(errNoInterface)
 		}
-	}, func(err error) {
+	}, appeared, func(err error) {
 		fmt.Fprintf(stderr, "ringcap: interfaces are no longer watched (%v): one that goes away will not be noticed\n", err)
 	})
 	if err != nil {
@@ -206,17 +228,30 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 		stopWatch = func() {}
 	}
 	status := startStatus(stderr, opts.quiet, capt, files)
-	runErr := capt.Run(ctx, files, opts.count)
+	runErr := capt.Run(ctx, hookFiles{files, describe}, opts.count)
 	stopWatch()
 	allGone := errors.Is(context.Cause(ctx), errNoInterface)
 	status.stop()
 	err = closeFiles(files, runErr)
+	var names []string
+	for _, h := range capt.Hooks() {
+		names = append(names, h.Interface+" "+h.Direction.String())
+	}
 	err = errors.Join(err, printSummary(stderr, capt, names, files))
 	if allGone {
 		err = errors.Join(err, errNoInterface)
 	}
 	return err
 }
+
+// hookFiles are the files a capture writes, taking the hooks of
+// interfaces that appear as interfaces of their own.
+type hookFiles struct {
+	*writer.Files
+	describe func(capture.Hook) writer.Interface
+}
+
+func (f hookFiles) AddHook(h capture.Hook) error { return f.Files.AddInterface(f.describe(h)) }
 
 // errNoInterface ends a capture whose interfaces all went away.
 var errNoInterface = errors.New("no interface left to capture on")
