@@ -418,3 +418,59 @@ func TestRotationReusesBuffer(t *testing.T) {
 		t.Errorf("each rotation allocated %d bytes, want well under the %d-byte buffer", perFile, bufSize)
 	}
 }
+
+// An interface added while the files are written comes after the others
+// in the open file and in every file after it, with statistics of its
+// own; counters of an interface no file holds yet are left out.
+func TestAddInterface(t *testing.T) {
+	dir := t.TempDir()
+	counts := []Counts{{Received: 1}}
+	files, err := Create(Config{
+		Path:     filepath.Join(dir, "add.pcapng"),
+		Options:  Options{Application: "ringcap test", Interfaces: testInterfaces[:1]},
+		Policy:   Policy{Packets: 2},
+		Now:      func() time.Time { return start },
+		Counters: func() ([]Counts, error) { return slices.Clone(counts), nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(iface int) {
+		t.Helper()
+		if err := files.WritePacket(Packet{Interface: iface, Time: start, Length: 1500, Data: pattern(100)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0)
+	// The capture counts a third interface before the second is added.
+	counts = []Counts{{Received: 1}, {Received: 5}, {Received: 7}}
+	if err := files.AddInterface(testInterfaces[1]); err != nil {
+		t.Fatal(err)
+	}
+	write(1)
+	write(1) // the second file
+	if err := files.Close(); err != nil {
+		t.Fatal(err)
+	}
+	paths, _ := filepath.Glob(filepath.Join(dir, "*"))
+	slices.Sort(paths)
+	if len(paths) != 2 {
+		t.Fatalf("%d files, want 2", len(paths))
+	}
+	for _, p := range paths {
+		rows := pcapngtest.Fields(t, p, "frame.interface_name")
+		for _, row := range rows {
+			if row[0] != testInterfaces[1].Name && row[0] != testInterfaces[0].Name {
+				t.Errorf("%s: a frame on interface %q", filepath.Base(p), row[0])
+			}
+		}
+		bpftest.RequireTool(t, "capinfos")
+		info := pcapngtest.Run(t, "capinfos", "-M", p)
+		if !strings.Contains(info, "Number of interfaces in file: 2") {
+			t.Errorf("%s: capinfos does not see both interfaces:\n%s", filepath.Base(p), info)
+		}
+	}
+	if rows := pcapngtest.Fields(t, paths[1], "frame.interface_name"); len(rows) != 1 || rows[0][0] != testInterfaces[1].Name {
+		t.Errorf("second file's frames on %v, want one on %s", rows, testInterfaces[1].Name)
+	}
+}
