@@ -82,11 +82,13 @@ type Capture struct {
 	slots   int // in the program's maps
 	mu      sync.Mutex
 	hooks   []Hook // a ring record's slot is its hook's position; under mu
-	objs    *bpf.Objects
-	ring    *ringbuf.Reader
-	packets atomic.Uint64 // frames handed to the sink
-	skipped []error       // hooks left out of -i any
-	handed  int           // hooks the sink knows of, from one Run to the next
+	// detached: no hook is added any more; under mu.
+	detached bool
+	objs     *bpf.Objects
+	ring     *ringbuf.Reader
+	packets  atomic.Uint64 // frames handed to the sink
+	skipped  []error       // hooks left out of -i any
+	handed   int           // hooks the sink knows of, from one Run to the next
 	// drops continues from one Run to the next, as the counters do.
 	drops *dropCounter
 
@@ -164,6 +166,9 @@ func (c *Capture) attach(h Hook) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	slot := len(c.hooks)
+	if c.detached {
+		return ErrEnded
+	}
 	if slot >= c.slots {
 		return fmt.Errorf("attach %s: all %d hooks of the capture are taken", h.Interface, c.slots)
 	}
@@ -207,6 +212,9 @@ func (c *Capture) AddInterface(name string) ([]Hook, error) {
 	}
 	return added, errors.Join(errs...)
 }
+
+// ErrEnded is AddInterface on a capture that is ending.
+var ErrEnded = errors.New("the capture is ending")
 
 // HookSink is a Sink that takes hooks added while the capture runs, as
 // interfaces of its own, after the others: writer.Files' AddInterface.
@@ -367,8 +375,8 @@ func (c *Capture) Detach() error {
 		var errs []error
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		// No hook is added after: slots beyond these stay unused.
-		c.slots = len(c.hooks)
+		// No hook is added after.
+		c.detached = true
 		for i, l := range c.links {
 			if err := l.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("detach %s %s: %w", c.hooks[i].Interface, c.hooks[i].Attachment(), err))

@@ -82,7 +82,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(m.seen, err)
 		return
 	}
-	for i, c := range counts {
+	// A hook added between the two reads has no series yet.
+	for i, c := range counts[:min(len(counts), len(hooks))] {
 		name, dir := hooks[i].Interface, directionLabel(hooks[i].Direction)
 		ch <- prometheus.MustNewConstMetric(m.seen, prometheus.CounterValue, float64(c.Seen), name, dir)
 		ch <- prometheus.MustNewConstMetric(m.selected, prometheus.CounterValue, float64(c.Selected), name, dir)

@@ -202,7 +202,7 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 			added, err := capt.AddInterface(name)
 			mu.Lock()
 			defer mu.Unlock()
-			if err != nil {
+			if err != nil && !errors.Is(err, capture.ErrEnded) {
 				fmt.Fprintf(stderr, "ringcap: %v: left out, the capture goes on with the other interfaces\n", err)
 			}
 			if len(added) == 0 {
