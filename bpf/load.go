@@ -256,6 +256,13 @@ func (o *Objects) load(program string, inst Instance) (*ebpf.Program, error) {
 	if err := spec.Variables[ringcapVarSlot].Set(uint32(inst.Slot)); err != nil {
 		return nil, fmt.Errorf("set slot: %w", err)
 	}
+	ingress := uint32(0)
+	if inst.Build == TC && !inst.Outbound {
+		ingress = 1
+	}
+	if err := spec.Variables[ringcapVarTcIngress].Set(ingress); err != nil {
+		return nil, fmt.Errorf("set tc_ingress: %w", err)
+	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
 		MapReplacements: map[string]*ebpf.Map{
 			ringcapMapEvents:   o.Events,

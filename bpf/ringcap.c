@@ -47,6 +47,9 @@ volatile const __u64 wakeup_bytes = 2 << 20;
 // program instance is loaded for each, so that the counter lookup needs no
 // hash, and the reader knows a record's interface and direction from it.
 volatile const __u32 slot = 0;
+// Set for a tc instance at ingress, the one hook where the MAC header can
+// be apart from the data (see mac_gap).
+volatile const __u32 tc_ingress = 0;
 
 // event is the fixed header of every ring record; cap_len bytes of frame
 // follow it.
@@ -172,11 +175,13 @@ static __always_inline __u32 vlan_tags(void *ctx, const int kind)
 // is read relative to it.
 static __always_inline __u32 mac_gap(struct __sk_buff *skb)
 {
-	__u64 mac[2] = {}, data[2] = {};
-	if (bpf_skb_load_bytes_relative(skb, 0, mac, ETH_HDR_LEN, BPF_HDR_START_MAC) < 0 ||
-	    bpf_skb_load_bytes(skb, 0, data, ETH_HDR_LEN) < 0)
+	__u64 mac[2] = {}, pkt[2] = {};
+	void *data = frame_data(skb, KIND_TC);
+	if (data + ETH_HDR_LEN > frame_end(skb, KIND_TC) ||
+	    bpf_skb_load_bytes_relative(skb, 0, mac, ETH_HDR_LEN, BPF_HDR_START_MAC) < 0)
 		return 0;
-	return mac[0] == data[0] && mac[1] == data[1] ? 0 : ETH_HDR_LEN;
+	__builtin_memcpy(pkt, data, ETH_HDR_LEN);
+	return mac[0] == pkt[0] && mac[1] == pkt[1] ? 0 : ETH_HDR_LEN;
 }
 
 // segment_l3 is the L3 length of the frames a GSO packet becomes on the
@@ -447,7 +452,7 @@ static __always_inline void capture(void *ctx, const int kind, const int tag)
 		// short enough either way.
 		if (!capture_all && len <= mtu)
 			return;
-		gap = mac_gap(ctx);
+		gap = tc_ingress ? mac_gap(ctx) : 0;
 		len += gap;
 	} else if (kind == KIND_XDP_LINEAR) {
 		// A single-buffer frame ends at data_end, so the unwanted ones

@@ -51,6 +51,7 @@ const (
 	ringcapVarRingSize       = "ring_size"
 	ringcapVarSlot           = "slot"
 	ringcapVarSnaplen        = "snaplen"
+	ringcapVarTcIngress      = "tc_ingress"
 	ringcapVarUnusedEvent    = "unused_event"
 	ringcapVarWakeupBytes    = "wakeup_bytes"
 )
@@ -122,6 +123,7 @@ type ringcapVariableSpecs struct {
 	RingSize    *ebpf.VariableSpec `ebpf:"ring_size"`
 	Slot        *ebpf.VariableSpec `ebpf:"slot"`
 	Snaplen     *ebpf.VariableSpec `ebpf:"snaplen"`
+	TcIngress   *ebpf.VariableSpec `ebpf:"tc_ingress"`
 	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
 	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -168,6 +170,7 @@ type ringcapVariables struct {
 	RingSize    *ebpf.Variable `ebpf:"ring_size"`
 	Slot        *ebpf.Variable `ebpf:"slot"`
 	Snaplen     *ebpf.Variable `ebpf:"snaplen"`
+	TcIngress   *ebpf.Variable `ebpf:"tc_ingress"`
 	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
 	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 }

@@ -47,6 +47,7 @@ const (
 	variantsVarRingSize       = "ring_size"
 	variantsVarSlot           = "slot"
 	variantsVarSnaplen        = "snaplen"
+	variantsVarTcIngress      = "tc_ingress"
 	variantsVarUnusedEvent    = "unused_event"
 	variantsVarWakeupBytes    = "wakeup_bytes"
 )
@@ -126,6 +127,7 @@ type variantsVariableSpecs struct {
 	RingSize    *ebpf.VariableSpec `ebpf:"ring_size"`
 	Slot        *ebpf.VariableSpec `ebpf:"slot"`
 	Snaplen     *ebpf.VariableSpec `ebpf:"snaplen"`
+	TcIngress   *ebpf.VariableSpec `ebpf:"tc_ingress"`
 	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
 	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -174,6 +176,7 @@ type variantsVariables struct {
 	RingSize    *ebpf.Variable `ebpf:"ring_size"`
 	Slot        *ebpf.Variable `ebpf:"slot"`
 	Snaplen     *ebpf.Variable `ebpf:"snaplen"`
+	TcIngress   *ebpf.Variable `ebpf:"tc_ingress"`
 	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
 	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
