@@ -270,6 +270,40 @@ func checkReplayKeepsDirections(t *testing.T, path string) {
 	}
 }
 
+// attachIn attaches a program to interface ifname of namespace ns with
+// attach, given its index there, until t ends.
+func attachIn(t *testing.T, ns, ifname string, attach func(index int) (link.Link, error)) {
+	t.Helper()
+	idx := ifindex(t, ns, ifname)
+	inNetns(t, ns, func() {
+		l, err := attach(idx)
+		if err != nil {
+			t.Fatalf("attach to %s: %v", ifname, err)
+		}
+		t.Cleanup(func() { l.Close() })
+	})
+}
+
+// holdXDP attaches otherXDP to the receiving end in mode flags, as
+// another tool would, and returns it.
+func (p *vethPair) holdXDP(t *testing.T, flags link.XDPAttachFlags) *ebpf.Program {
+	t.Helper()
+	prog := otherXDP(t)
+	attachIn(t, p.Rx, rxIf, func(idx int) (link.Link, error) {
+		return link.AttachXDP(link.XDPOptions{Program: prog, Interface: idx, Flags: flags})
+	})
+	return prog
+}
+
+// pushTags attaches vlanPusher to the sending end's tcx egress.
+func (p *vethPair) pushTags(t *testing.T) {
+	t.Helper()
+	prog := vlanPusher(t)
+	attachIn(t, p.Tx, txIf, func(idx int) (link.Link, error) {
+		return link.AttachTCX(link.TCXOptions{Program: prog, Interface: idx, Attach: ebpf.AttachTCXEgress})
+	})
+}
+
 // otherXDP is an XDP program of someone else's that passes every frame,
 // the stand-in for a load balancer or a DDoS filter.
 func otherXDP(t *testing.T) *ebpf.Program {
@@ -314,15 +348,7 @@ func TestBesideOtherXDP(t *testing.T) {
 		for _, sig := range []os.Signal{os.Interrupt, os.Kill} {
 			t.Run(mode.name+"/"+sig.String(), func(t *testing.T) {
 				p := newVethPair(t)
-				prog := otherXDP(t)
-				idx := ifindex(t, p.Rx, rxIf)
-				inNetns(t, p.Rx, func() {
-					l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: idx, Flags: mode.flags})
-					if err != nil {
-						t.Fatalf("attach the other program in %s mode: %v", mode.name, err)
-					}
-					t.Cleanup(func() { l.Close() })
-				})
+				p.holdXDP(t, mode.flags)
 				path := filepath.Join(t.TempDir(), "beside.pcapng")
 				// An expression with loads at constant offsets (the
 				// EtherType, the addresses) and at X+k (the ICMP
@@ -441,15 +467,7 @@ func TestOffloadedTags(t *testing.T) {
 	for _, hook := range []string{"xdp", "tc"} {
 		t.Run(hook, func(t *testing.T) {
 			p := newVethPairMTU(t, 1500)
-			pusher := vlanPusher(t)
-			idx := ifindex(t, p.Tx, txIf)
-			inNetns(t, p.Tx, func() {
-				l, err := link.AttachTCX(link.TCXOptions{Program: pusher, Interface: idx, Attach: ebpf.AttachTCXEgress})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { l.Close() })
-			})
+			p.pushTags(t)
 			const expr = "vlan 100 and icmp"
 			dir := t.TempDir()
 			path, ref := filepath.Join(dir, "tags.pcapng"), filepath.Join(dir, "tcpdump.pcap")
@@ -563,26 +581,11 @@ func TestBehindGenericXDP(t *testing.T) {
 
 func behindGenericXDP(t *testing.T, tagged bool) {
 	p := newVethPairMTU(t, 1500)
-	other := otherXDP(t)
-	rx, tx := ifindex(t, p.Rx, rxIf), ifindex(t, p.Tx, txIf)
-	inNetns(t, p.Rx, func() {
-		l, err := link.AttachXDP(link.XDPOptions{Program: other, Interface: rx, Flags: link.XDPGenericMode})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
-	})
+	p.holdXDP(t, link.XDPGenericMode)
 	expr := "icmp[icmptype] = icmp-echo"
 	if tagged {
 		expr = "vlan 100 and icmp"
-		pusher := vlanPusher(t)
-		inNetns(t, p.Tx, func() {
-			l, err := link.AttachTCX(link.TCXOptions{Program: pusher, Interface: tx, Attach: ebpf.AttachTCXEgress})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { l.Close() })
-		})
+		p.pushTags(t)
 	}
 	dir := t.TempDir()
 	ref := filepath.Join(dir, "tcpdump.pcap")

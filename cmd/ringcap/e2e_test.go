@@ -135,6 +135,14 @@ func (p *vethPair) xdpProgram(t *testing.T) string {
 	return name
 }
 
+// runIP runs ip with args, and fails t if it fails.
+func runIP(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
 // waitFor polls cond until it holds or timeout passes, and says whether
 // it held. Tests wait on a condition, never for a fixed time: a loaded
 // machine may take longer, and only a condition that never comes true is

@@ -49,14 +49,7 @@ func TestInterfaces(t *testing.T) {
 			}
 		}
 	}
-	prog := otherXDP(t)
-	inNetns(t, p.Rx, func() {
-		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: idx, Flags: link.XDPGenericMode})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
-	})
+	prog := p.holdXDP(t, link.XDPGenericMode)
 	info, err := prog.Info()
 	if err != nil {
 		t.Fatal(err)
@@ -118,16 +111,12 @@ func TestInterfaceGone(t *testing.T) {
 	r := p.startRecord(t, "-i", rxIf, "-i", rxIf2, "-w", path)
 	p.pingAddr(t, rxAddr, 2000)
 	p.pingAddr(t, rxAddr2, 3000)
-	if out, err := exec.Command("ip", "-n", p.Tx, "link", "del", txIf).CombinedOutput(); err != nil {
-		t.Fatalf("ip link del: %v: %s", err, out)
-	}
+	runIP(t, "-n", p.Tx, "link", "del", txIf)
 	if !waitFor(10*time.Second, func() bool { return strings.Contains(r.errors(), "interface "+rxIf+" went away") }) {
 		t.Fatalf("ringcap does not say %s went away:\n%s", rxIf, r.errors())
 	}
 	p.pingAddr(t, rxAddr2, 4000) // the capture goes on
-	if out, err := exec.Command("ip", "-n", p.Tx, "link", "del", txIf+"2").CombinedOutput(); err != nil {
-		t.Fatalf("ip link del: %v: %s", err, out)
-	}
+	runIP(t, "-n", p.Tx, "link", "del", txIf+"2")
 	if code := r.wait(t); code != exitRuntime {
 		t.Errorf("ringcap exited with %d once no interface was left, want %d:\n%s", code, exitRuntime, r.errors())
 	}
@@ -150,15 +139,11 @@ func TestBridgePortLeaving(t *testing.T) {
 		{"link", "add", "rc-br", "type", "bridge"},
 		{"link", "set", rxIf2, "master", "rc-br"},
 	} {
-		if out, err := exec.Command("ip", append([]string{"-n", p.Rx}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v: %s", args, err, out)
-		}
+		runIP(t, append([]string{"-n", p.Rx}, args...)...)
 	}
 	path := filepath.Join(t.TempDir(), "bridge.pcapng")
 	r := p.startRecord(t, "-i", rxIf2, "-w", path)
-	if out, err := exec.Command("ip", "-n", p.Rx, "link", "set", rxIf2, "nomaster").CombinedOutput(); err != nil {
-		t.Fatalf("ip link set nomaster: %v: %s", err, out)
-	}
+	runIP(t, "-n", p.Rx, "link", "set", rxIf2, "nomaster")
 	p.pingAddr(t, rxAddr2, 3000)
 	if code := r.stop(t, os.Interrupt); code != 0 || strings.Contains(r.errors(), "went away") {
 		t.Errorf("ringcap exited with %d:\n%s", code, r.errors())
@@ -231,17 +216,13 @@ func TestAnyInterfacesComeAndGo(t *testing.T) {
 		{"-n", p.Tx, "link", "set", newTx, "up"},
 		{"-n", p.Rx, "link", "set", newRx, "up"},
 	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v: %s", args, err, out)
-		}
+		runIP(t, args...)
 	}
 	if !waitFor(10*time.Second, func() bool { return strings.Contains(r.errors(), "capturing on "+newRx+" (inbound, ") }) {
 		t.Fatalf("ringcap does not say it captures on %s:\n%s", newRx, r.errors())
 	}
 	p.pingAddr(t, newRxAddr, 2500)
-	if out, err := exec.Command("ip", "-n", p.Tx, "link", "del", newTx).CombinedOutput(); err != nil {
-		t.Fatalf("ip link del: %v: %s", err, out)
-	}
+	runIP(t, "-n", p.Tx, "link", "del", newTx)
 	if !waitFor(10*time.Second, func() bool { return strings.Contains(r.errors(), "interface "+newRx+" went away") }) {
 		t.Fatalf("ringcap does not say %s went away:\n%s", newRx, r.errors())
 	}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -193,40 +192,8 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 	// service manager starts ringcap again.
 	ctx, endRun := context.WithCancelCause(ctx)
 	defer endRun(nil)
-	var mu sync.Mutex
-	left := len(ifaceNames)
-	// With -i any, an interface that appears is captured on too.
-	var appeared func(name string) bool
-	if slices.Contains(opts.capture.Interfaces, capture.AnyInterface) {
-		appeared = func(name string) bool {
-			added, err := capt.AddInterface(name)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && !errors.Is(err, capture.ErrEnded) {
-				fmt.Fprintf(stderr, "ringcap: %v: left out, the capture goes on with the other interfaces\n", err)
-			}
-			if len(added) == 0 {
-				return false
-			}
-			firstLine(name, added)
-			left++
-			return true
-		}
-	}
-	stopWatch, err := capture.WatchLinks(hooks, func(name string) {
-		mu.Lock()
-		defer mu.Unlock()
-		fmt.Fprintf(stderr, "ringcap: interface %s went away: its frames so far are written, its statistics at the end\n", name)
-		if left--; left == 0 {
-			endRun(errNoInterface)
-		}
-	}, appeared, func(err error) {
-		fmt.Fprintf(stderr, "ringcap: interfaces are no longer watched (%v): one that goes away will not be noticed\n", err)
-	})
-	if err != nil {
-		fmt.Fprintf(stderr, "ringcap: %v: an interface that goes away will not be noticed\n", err)
-		stopWatch = func() {}
-	}
+	any := slices.Contains(opts.capture.Interfaces, capture.AnyInterface)
+	stopWatch := watchInterfaces(capt, hooks, any, len(ifaceNames), stderr, firstLine, func() { endRun(errNoInterface) })
 	status := startStatus(stderr, opts.quiet, capt, files)
 	runErr := capt.Run(ctx, hookFiles{files, describe}, opts.count)
 	stopWatch()
