@@ -206,7 +206,13 @@ func (p *vethPair) startWrapped(t *testing.T, wrapper []string, args ...string) 
 // returns once ringcap says it is capturing.
 func startCommand(t *testing.T, name string, args ...string) *ringcapProc {
 	t.Helper()
-	r := &ringcapProc{cmd: exec.Command(name, args...), attached: make(chan struct{}), done: make(chan struct{})}
+	return startCmd(t, exec.Command(name, args...))
+}
+
+// startCmd starts cmd, a command that runs ringcap, as startCommand does.
+func startCmd(t *testing.T, cmd *exec.Cmd) *ringcapProc {
+	t.Helper()
+	r := &ringcapProc{cmd: cmd, attached: make(chan struct{}), done: make(chan struct{})}
 	// Should the test binary die (a timeout's panic), ringcap dies with
 	// it instead of holding an interface.
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

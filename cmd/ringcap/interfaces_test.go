@@ -5,12 +5,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf/link"
 
+	"github.com/ringcap/ringcap/bpf/bpftest"
 	"github.com/ringcap/ringcap/writer/pcapngtest"
 )
 
@@ -238,4 +241,99 @@ func TestAnyInterfacesComeAndGo(t *testing.T) {
 	if !strings.Contains(r.errors(), "ringcap: "+newRx+" inbound: ") {
 		t.Errorf("no summary line for %s:\n%s", newRx, r.errors())
 	}
+}
+
+// Interfaces coming and going under -i any do not stall the capture of
+// the others: while ten veth pairs are made beside the capture and
+// deleted, twice under the same names (as a pod's veth comes back),
+// pings on rc-rx keep arriving in the file, in both directions, with no
+// gap over a second; and a real Prometheus server scraping all along
+// gets every scrape, with one series per interface name and direction.
+func TestAnyInterfacesChurn(t *testing.T) {
+	bpftest.RequireTool(t, "curl")
+	p := newVethPair(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "churn.pcapng")
+	r := p.startWrapped(t, nil, "record", "-i", "any", "-q", "-w", path, "--metrics", "127.0.0.1:9464", "icmp")
+	p.startPrometheus(t, dir, "127.0.0.1:9464")
+
+	// 50 oversize echo requests a second, until the test ends.
+	pinger := exec.Command("ip", "netns", "exec", p.Tx, "ping", "-q", "-i", "0.02", "-s", "2000", rxAddr)
+	pinger.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := pinger.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pinger.Process.Kill(); pinger.Wait() })
+	selected := `ringcap_frames_selected_total{interface="` + rxIf + `",direction="in"}`
+	if !waitFor(30*time.Second, func() bool { v, ok := p.promQuery(t, selected); return ok && v > 0 }) {
+		t.Fatalf("Prometheus has no %s above 0:\n%s", selected, r.errors())
+	}
+
+	const pairs, rounds = 10, 2
+	churned := func(i int, end string) string { return fmt.Sprintf("rc-c%d-%s", i, end) }
+	waitLines := func(what string, round int) {
+		t.Helper()
+		for i := range pairs {
+			for _, end := range []string{"a", "b"} {
+				line := fmt.Sprintf(what, churned(i, end))
+				if !waitFor(30*time.Second, func() bool { return strings.Count(r.errors(), line) >= round }) {
+					t.Fatalf("round %d: no %q:\n%s", round, line, r.errors())
+				}
+			}
+		}
+	}
+	for round := 1; round <= rounds; round++ {
+		for i := range pairs {
+			runIP(t, "-n", p.Rx, "link", "add", churned(i, "a"), "up", "type", "veth", "peer", "name", churned(i, "b"))
+			runIP(t, "-n", p.Rx, "link", "set", churned(i, "b"), "up")
+		}
+		waitLines("capturing on %s (", round)
+		for i := range pairs {
+			runIP(t, "-n", p.Rx, "link", "del", churned(i, "a"))
+		}
+		waitLines("interface %s went away", round)
+	}
+
+	// Every scrape since the churn ended found ringcap up, and one
+	// series per interface name and direction.
+	churnEnd := float64(time.Now().Unix())
+	if !waitFor(30*time.Second, func() bool { v, ok := p.promQuery(t, `timestamp(up{job="ringcap"})`); return ok && v > churnEnd+1 }) {
+		t.Fatal("Prometheus did not scrape ringcap after the churn")
+	}
+	if v, ok := p.promQuery(t, `min_over_time(up{job="ringcap"}[10m])`); !ok || v != 1 {
+		t.Errorf("a scrape of ringcap failed (min of up = %v, %v)", v, ok)
+	}
+	if v, ok := p.promQuery(t, `count(ringcap_frames_seen_total{interface=~"rc-c.*"})`); !ok || v != 2*2*pairs {
+		t.Errorf("%v series of ringcap_frames_seen_total for the churned interfaces, want %d (one per name and direction)", v, 2*2*pairs)
+	}
+
+	pinger.Process.Kill()
+	pinger.Wait()
+	if code := r.stop(t, os.Interrupt); code != 0 {
+		t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
+	}
+	last := map[string]float64{}
+	var frames int
+	var longest float64
+	for _, row := range pcapngtest.Fields(t, path, "frame.interface_name", "frame.time_epoch", "frame.packet_flags_direction") {
+		if row[0] != rxIf {
+			continue
+		}
+		at, err := strconv.ParseFloat(row[1], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if prev, ok := last[row[2]]; ok {
+			longest = max(longest, at-prev)
+		}
+		if prev, ok := last[row[2]]; ok && at-prev > 1 {
+			t.Errorf("%s, direction %s: no frame for %.3fs, from %.3f", rxIf, row[2], at-prev, prev)
+		}
+		last[row[2]] = at
+		frames++
+	}
+	if len(last) != 2 {
+		t.Errorf("frames of %s in %d directions, want 2 (requests in, replies out)", rxIf, len(last))
+	}
+	t.Logf("%d frames of %s while %d veth pairs came and went %d times; the longest gap %.3fs", frames, rxIf, pairs, rounds, longest)
 }

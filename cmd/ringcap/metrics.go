@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ringcap/ringcap/bpf"
 	"github.com/ringcap/ringcap/capture"
 	"github.com/ringcap/ringcap/writer"
 )
@@ -82,16 +83,32 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(m.seen, err)
 		return
 	}
-	// A hook added between the two reads has no series yet.
+	// A hook added between the two reads has no series yet. A gone
+	// interface's hooks stay, so an interface made again under the same
+	// name (a pod's veth) has two hooks per direction: one series adds
+	// them up, and stays monotonic; two would fail the whole scrape.
+	type key struct{ name, dir string }
+	var order []key
+	sums := map[key]bpf.Counters{}
+	programs := map[[3]string]bool{}
 	for i, c := range counts[:min(len(counts), len(hooks))] {
-		name, dir := hooks[i].Interface, directionLabel(hooks[i].Direction)
-		ch <- prometheus.MustNewConstMetric(m.seen, prometheus.CounterValue, float64(c.Seen), name, dir)
-		ch <- prometheus.MustNewConstMetric(m.selected, prometheus.CounterValue, float64(c.Selected), name, dir)
-		ch <- prometheus.MustNewConstMetric(m.written, prometheus.CounterValue, float64(c.Written), name, dir)
-		ch <- prometheus.MustNewConstMetric(m.dropped, prometheus.CounterValue, float64(c.RingFull), name, dir, "ring_full")
-		ch <- prometheus.MustNewConstMetric(m.dropped, prometheus.CounterValue, float64(c.ReserveFailed), name, dir, "reserve_failed")
-		ch <- prometheus.MustNewConstMetric(m.buildInfo, prometheus.GaugeValue, 1, version, runtime.Version(), name, dir,
-			hooks[i].Attachment())
+		k := key{hooks[i].Interface, directionLabel(hooks[i].Direction)}
+		if _, ok := sums[k]; !ok {
+			order = append(order, k)
+		}
+		sums[k] = sums[k].Add(c)
+		if p := [3]string{k.name, k.dir, hooks[i].Attachment()}; !programs[p] {
+			programs[p] = true
+			ch <- prometheus.MustNewConstMetric(m.buildInfo, prometheus.GaugeValue, 1, version, runtime.Version(), p[0], p[1], p[2])
+		}
+	}
+	for _, k := range order {
+		c := sums[k]
+		ch <- prometheus.MustNewConstMetric(m.seen, prometheus.CounterValue, float64(c.Seen), k.name, k.dir)
+		ch <- prometheus.MustNewConstMetric(m.selected, prometheus.CounterValue, float64(c.Selected), k.name, k.dir)
+		ch <- prometheus.MustNewConstMetric(m.written, prometheus.CounterValue, float64(c.Written), k.name, k.dir)
+		ch <- prometheus.MustNewConstMetric(m.dropped, prometheus.CounterValue, float64(c.RingFull), k.name, k.dir, "ring_full")
+		ch <- prometheus.MustNewConstMetric(m.dropped, prometheus.CounterValue, float64(c.ReserveFailed), k.name, k.dir, "reserve_failed")
 	}
 	ch <- prometheus.MustNewConstMetric(m.ringSize, prometheus.GaugeValue, float64(m.capt.RingSize()))
 	ch <- prometheus.MustNewConstMetric(m.ringUsed, prometheus.GaugeValue, float64(m.capt.RingUsed()))

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -51,6 +52,31 @@ func (p *vethPair) promQuery(t *testing.T, expr string) (float64, bool) {
 	return v, err == nil
 }
 
+// startPrometheus runs a Prometheus server in the receiving namespace,
+// answering queries at 127.0.0.1:9090 and scraping target (job ringcap)
+// every second, until t ends.
+func (p *vethPair) startPrometheus(t *testing.T, dir, target string) {
+	t.Helper()
+	bpftest.RequireTool(t, "prometheus")
+	config := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(config, []byte(`global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: ringcap
+    static_configs:
+      - targets: ['`+target+`']
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prom := exec.Command("ip", "netns", "exec", p.Rx, "prometheus", "--config.file="+config,
+		"--storage.tsdb.path="+filepath.Join(dir, "tsdb"), "--web.listen-address=127.0.0.1:9090")
+	prom.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := prom.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { prom.Process.Kill(); prom.Wait() })
+}
+
 // A real Prometheus server scrapes ringcap --metrics during a capture on
 // the veth pair, and its query API gives the counters ringcap's summary
 // gives at exit.
@@ -64,23 +90,7 @@ func TestMetricsPrometheus(t *testing.T) {
 	r := p.start(t, "-w", filepath.Join(dir, "rot.pcapng"), "-q", "--rotate-packets", "2", "--metrics", "127.0.0.1:9464",
 		"--post-rotate", "exit 3 #")
 
-	// Prometheus in the same namespace, scraping every second.
-	config := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(config, []byte(`global:
-  scrape_interval: 1s
-scrape_configs:
-  - job_name: ringcap
-    static_configs:
-      - targets: ['127.0.0.1:9464']
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	prom := exec.Command("ip", "netns", "exec", p.Rx, "prometheus", "--config.file="+config,
-		"--storage.tsdb.path="+filepath.Join(dir, "tsdb"), "--web.listen-address=127.0.0.1:9090")
-	if err := prom.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { prom.Process.Kill(); prom.Wait() })
+	p.startPrometheus(t, dir, "127.0.0.1:9464")
 
 	// The exposition is clean by promtool's rules.
 	check := exec.Command("promtool", "check", "metrics")
