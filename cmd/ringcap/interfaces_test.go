@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -107,11 +108,13 @@ func TestNetns(t *testing.T) {
 
 // An interface that goes away is one line, and the capture goes on with
 // the others; when the last one goes, ringcap ends as after Ctrl-C, with
-// exit status 1, and the file holds every frame captured before.
+// exit status 1, the file holds every frame captured before and the
+// statistics of each interface, and -z sees the file.
 func TestInterfaceGone(t *testing.T) {
 	p := newVethPair(t)
-	path := filepath.Join(t.TempDir(), "gone.pcapng")
-	r := p.startRecord(t, "-i", rxIf, "-i", rxIf2, "-w", path)
+	dir := t.TempDir()
+	path, log := filepath.Join(dir, "gone.pcapng"), filepath.Join(dir, "post-rotate.log")
+	r := p.startRecord(t, "-i", rxIf, "-i", rxIf2, "-w", path, "-z", "echo >>"+log)
 	p.pingAddr(t, rxAddr, 2000)
 	p.pingAddr(t, rxAddr2, 3000)
 	runIP(t, "-n", p.Tx, "link", "del", txIf)
@@ -132,6 +135,13 @@ func TestInterfaceGone(t *testing.T) {
 	if fmt.Sprint(rows) != fmt.Sprint(want) {
 		t.Errorf("frames (interface, length) = %v, want %v", rows, want)
 	}
+	// The first interface went first: its statistics are what it
+	// counted.
+	seen := regexp.MustCompile(`ringcap: ` + rxIf + ` inbound: ([0-9]+) seen`).FindStringSubmatch(r.errors())
+	if got := pcapngtest.Read(t, path).Stats.PacketsReceived; seen == nil || strconv.FormatUint(got, 10) != seen[1] || got == 0 {
+		t.Errorf("%s's statistics say %d received, its summary line %q", rxIf, got, seen)
+	}
+	checkPostRotateLog(t, log, []string{path})
 }
 
 // A port leaving its bridge makes the kernel send a link deletion too
