@@ -1,0 +1,439 @@
+// Package upload ships a capture's finished files to S3-compatible object
+// storage, beside the capture and never in its way: files wait in a queue
+// while the store is away, an upload counts only once the store holds the
+// file's bytes (its size and whole-file CRC-32 checked), and a file is handed
+// back for deletion only then.
+//
+// It uses the AWS SDK for Go v2 rather than minio-go: the SDK reads
+// credentials, region and endpoint from every standard source (the
+// environment, AWS_ENDPOINT_URL_S3, the shared config and credentials
+// files, web identity and instance roles, as a Kubernetes node or pod has
+// them), which minio-go leaves to the caller.
+package upload
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
+	tmtypes "github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	"golang.org/x/sys/unix"
+)
+
+// Target is where files go: s3://Bucket/Prefix.
+type Target struct {
+	Bucket, Prefix string
+}
+
+// ParseURL reads s3://BUCKET[/PREFIX].
+func ParseURL(s string) (Target, error) {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || u.Scheme != "s3":
+		return Target{}, fmt.Errorf("--upload %q: give s3://BUCKET/PREFIX (the store's address, if not AWS, goes in AWS_ENDPOINT_URL)", s)
+	case u.Host == "":
+		return Target{}, fmt.Errorf("--upload %q: no bucket: give s3://BUCKET/PREFIX", s)
+	case u.RawQuery != "" || u.Fragment != "" || u.User != nil || u.Port() != "":
+		return Target{}, fmt.Errorf("--upload %q: give s3://BUCKET/PREFIX, nothing else", s)
+	}
+	return Target{Bucket: u.Host, Prefix: strings.Trim(u.Path, "/")}, nil
+}
+
+func (t Target) String() string {
+	if t.Prefix == "" {
+		return "s3://" + t.Bucket
+	}
+	return "s3://" + t.Bucket + "/" + t.Prefix
+}
+
+// Key is the object a local file goes to: PREFIX/<its name>.
+func (t Target) Key(file string) string { return path.Join(t.Prefix, filepath.Base(file)) }
+
+// Config says where files go and what to do with them there.
+type Config struct {
+	Target Target
+	// Delete removes each local file once the store holds it.
+	Delete bool
+	// Logf prints one line: a failure, or the store coming back.
+	Logf func(format string, args ...any)
+	// Backoff bounds the wait between tries; 0 means from 1 second up to
+	// 30.
+	MinBackoff, MaxBackoff time.Duration
+	// PartSize is the size of a multipart upload's parts, and the
+	// threshold above which a file goes in parts; 0 means 16 MiB.
+	PartSize int64
+}
+
+// Stats are what the uploader did so far.
+type Stats struct {
+	Files    uint64 // files the store holds (sent, or found there)
+	Bytes    uint64 // their bytes
+	Failures uint64 // tries that failed
+	Waiting  int    // files not in the store yet
+}
+
+// Uploader sends files one at a time, oldest first.
+type Uploader struct {
+	cfg      Config
+	client   *s3.Client
+	tm       *transfermanager.Client
+	endpoint string // for messages
+
+	ctx    context.Context // uploads; cancelled at the deadline Stop sets
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	queue    []*job
+	wake     chan struct{}
+	stopping bool
+	stopped  bool          // Stop has returned: nothing more is sent
+	done     chan struct{} // the worker ended
+	unsent   []string
+
+	files, bytes, failures atomic.Uint64
+	waiting                atomic.Int64
+}
+
+type job struct {
+	path     string
+	leftover bool      // from an earlier run: the store may hold it
+	release  chan bool // true once the store holds it; false if not sent
+}
+
+// New makes an uploader from the SDK's standard configuration sources. It
+// does not talk to the store: ringcap starts whether the store answers or
+// not (Check says which).
+func New(ctx context.Context, cfg Config) (*Uploader, error) {
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = time.Second
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.PartSize == 0 {
+		cfg.PartSize = 16 << 20
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("--upload: the AWS configuration: %w", err)
+	}
+	if awsCfg.Region == "" {
+		// A store of one's own (AWS_ENDPOINT_URL) often has no region,
+		// and one is needed to sign requests: AWS's default.
+		awsCfg.Region = "us-east-1"
+	}
+	u := &Uploader{cfg: cfg, wake: make(chan struct{}, 1), done: make(chan struct{}), endpoint: "AWS S3"}
+	u.client = s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		if o.BaseEndpoint != nil {
+			// A custom endpoint is a store at one address, not
+			// bucket-named hosts.
+			o.UsePathStyle = true
+			u.endpoint = *o.BaseEndpoint
+		}
+	})
+	u.tm = transfermanager.New(u.client, func(o *transfermanager.Options) {
+		o.PartSizeBytes = cfg.PartSize
+		o.MultipartUploadThreshold = cfg.PartSize
+		// Parts carry CRC-32s, and the whole file one too
+		// (FULL_OBJECT): S3 also has CRC-64/NVME for that, but the
+		// transfer manager drops parts' CRC-64s from the request that
+		// completes an upload (v0.5.7), which the store then refuses.
+		o.ChecksumAlgorithm = tmtypes.ChecksumAlgorithmCrc32
+		// Two parts at a time: the capture's disk and CPUs come
+		// first.
+		o.Concurrency = 2
+	})
+	u.ctx, u.cancel = context.WithCancel(context.Background())
+	go u.work()
+	return u, nil
+}
+
+// Endpoint names the store, for messages.
+func (u *Uploader) Endpoint() string { return u.endpoint }
+
+// Check asks the store for the bucket, within timeout: nil when it
+// answers.
+func (u *Uploader) Check(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, err := u.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(u.cfg.Target.Bucket)})
+	return describe(err)
+}
+
+// Send queues a finished file. It never blocks. The channel yields true
+// once the store holds the file, false when the uploader stopped first.
+func (u *Uploader) Send(path string) <-chan bool { return u.add(path, false) }
+
+// Resume queues a file an earlier run left behind: unless the store holds
+// it already, it is sent like the others.
+func (u *Uploader) Resume(path string) <-chan bool { return u.add(path, true) }
+
+func (u *Uploader) add(path string, leftover bool) <-chan bool {
+	j := &job{path: path, leftover: leftover, release: make(chan bool, 1)}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.stopped {
+		u.unsent = append(u.unsent, path)
+		j.release <- false
+		return j.release
+	}
+	u.queue = append(u.queue, j)
+	u.waiting.Add(1)
+	select {
+	case u.wake <- struct{}{}:
+	default:
+	}
+	return j.release
+}
+
+// Stats reads the counters.
+func (u *Uploader) Stats() Stats {
+	return Stats{Files: u.files.Load(), Bytes: u.bytes.Load(), Failures: u.failures.Load(), Waiting: int(u.waiting.Load())}
+}
+
+// Stop ends the uploads: those queued go on until none is left or timeout
+// has passed, then the one in flight is abandoned. It returns the files
+// not sent, oldest first.
+func (u *Uploader) Stop(timeout time.Duration) (unsent []string) {
+	u.mu.Lock()
+	u.stopping = true
+	u.mu.Unlock()
+	select {
+	case u.wake <- struct{}{}:
+	default:
+	}
+	timer := time.AfterFunc(timeout, u.cancel)
+	defer timer.Stop()
+	<-u.done
+	u.cancel()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.stopped = true
+	for _, j := range u.queue {
+		u.unsent = append(u.unsent, j.path)
+		j.release <- false
+	}
+	u.queue = nil
+	return u.unsent
+}
+
+// work sends the queue's files one at a time, each until it is in the
+// store or the uploader stops.
+func (u *Uploader) work() {
+	defer close(u.done)
+	for {
+		u.mu.Lock()
+		if len(u.queue) == 0 && u.stopping {
+			u.mu.Unlock()
+			return
+		}
+		var j *job
+		if len(u.queue) > 0 {
+			j = u.queue[0]
+		}
+		u.mu.Unlock()
+		if j == nil {
+			select {
+			case <-u.wake:
+			case <-u.ctx.Done():
+				return
+			}
+			continue
+		}
+		if !u.deliver(j) {
+			return // stopped: Stop gives the queue back
+		}
+		u.mu.Lock()
+		u.queue = u.queue[1:]
+		u.mu.Unlock()
+		u.waiting.Add(-1)
+	}
+}
+
+// deliver tries j until the store holds it, waiting longer after each
+// failure. It returns false if the uploader stopped first.
+func (u *Uploader) deliver(j *job) bool {
+	wait := u.cfg.MinBackoff
+	failed := false
+	for {
+		size, err := u.upload(j)
+		if err == nil {
+			if failed {
+				u.cfg.Logf("%s is in %s: the store answers again", filepath.Base(j.path), u.cfg.Target)
+			}
+			u.files.Add(1)
+			u.bytes.Add(uint64(size))
+			j.release <- true
+			return true
+		}
+		if u.ctx.Err() != nil {
+			return false
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			// Moved away (a --post-rotate command's gzip): nothing
+			// is left to send.
+			u.cfg.Logf("upload %s: %v: not sent", j.path, err)
+			j.release <- true
+			return true
+		}
+		u.failures.Add(1)
+		failed = true
+		u.cfg.Logf("upload %s to %s: %v; the file is kept, trying again in %v", filepath.Base(j.path), u.cfg.Target, err, wait)
+		select {
+		case <-time.After(wait):
+		case <-u.ctx.Done():
+			return false
+		}
+		wait = min(2*wait, u.cfg.MaxBackoff)
+	}
+}
+
+// uploadedAttr marks a local file the store holds, with the object and
+// checksum: a restart then skips the file without reading it again.
+const uploadedAttr = "user.ringcap.uploaded"
+
+// upload sends one file unless the store holds it, and checks that it
+// does afterwards. It returns the file's size.
+func (u *Uploader) upload(j *job) (int64, error) {
+	f, err := os.Open(j.path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	key := u.cfg.Target.Key(j.path)
+	if j.leftover && marked(f, u.cfg.Target.Bucket, key, st.Size()) {
+		return st.Size(), u.deleteLocal(j.path)
+	}
+	sum, err := checksum(f)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", j.path, err)
+	}
+	if j.leftover && u.holds(key, st.Size(), sum) == nil {
+		return st.Size(), u.done1(f, j.path, key, st.Size(), sum)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0, err
+	}
+	_, err = u.tm.UploadObject(u.ctx, &transfermanager.UploadObjectInput{
+		Bucket: aws.String(u.cfg.Target.Bucket),
+		Key:    aws.String(key),
+		Body:   f,
+		// The store checks the whole file against it before it makes
+		// the object.
+		ChecksumCRC32: aws.String(sum),
+		ChecksumType:      tmtypes.ChecksumTypeFullObject,
+		ContentType:       aws.String("application/vnd.tcpdump.pcap"),
+	})
+	if err != nil {
+		return 0, describe(err)
+	}
+	if err := u.holds(key, st.Size(), sum); err != nil {
+		return 0, err
+	}
+	return st.Size(), u.done1(f, j.path, key, st.Size(), sum)
+}
+
+// done1 marks a file the store holds, and deletes it if asked to.
+func (u *Uploader) done1(f *os.File, path, key string, size int64, sum string) error {
+	// A file system without user xattrs only costs the next run a read.
+	unix.Fsetxattr(int(f.Fd()), uploadedAttr, []byte(mark(u.cfg.Target.Bucket, key, size, sum)), 0)
+	return u.deleteLocal(path)
+}
+
+func (u *Uploader) deleteLocal(path string) error {
+	if !u.cfg.Delete {
+		return nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		// In the store already: counted as sent, and said.
+		u.cfg.Logf("--upload-delete %s: %v: the file stays", path, err)
+	}
+	return nil
+}
+
+func mark(bucket, key string, size int64, sum string) string {
+	return fmt.Sprintf("s3://%s/%s %d crc32:%s", bucket, key, size, sum)
+}
+
+func marked(f *os.File, bucket, key string, size int64) bool {
+	buf := make([]byte, 2048)
+	n, err := unix.Fgetxattr(int(f.Fd()), uploadedAttr, buf)
+	if err != nil {
+		return false
+	}
+	have := string(buf[:n])
+	prefix := fmt.Sprintf("s3://%s/%s %d crc32:", bucket, key, size)
+	return strings.HasPrefix(have, prefix)
+}
+
+// holds checks that the store has key with the file's size and checksum.
+func (u *Uploader) holds(key string, size int64, sum string) error {
+	head, err := u.client.HeadObject(u.ctx, &s3.HeadObjectInput{
+		Bucket: aws.String(u.cfg.Target.Bucket), Key: aws.String(key), ChecksumMode: types.ChecksumModeEnabled,
+	})
+	if err != nil {
+		return fmt.Errorf("check the object: %w", describe(err))
+	}
+	if got := aws.ToInt64(head.ContentLength); got != size {
+		return fmt.Errorf("the store holds %d bytes of %s, the file %d", got, key, size)
+	}
+	if got := aws.ToString(head.ChecksumCRC32); got != sum || head.ChecksumType != types.ChecksumTypeFullObject {
+		return fmt.Errorf("the store's CRC-32 of %s is %q (%s), the file's %q", key, got, head.ChecksumType, sum)
+	}
+	return nil
+}
+
+// checksum returns the file's CRC-32 as S3 writes it: base64 of the
+// big-endian value.
+func checksum(r io.Reader) (string, error) {
+	h := crc32.NewIEEE()
+	if _, err := io.Copy(h, r); err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(h.Sum(nil)), nil
+}
+
+// describe shortens the SDK's errors to what a user acts on: the store's
+// error code and message, or the network's.
+func describe(err error) error {
+	if err == nil {
+		return nil
+	}
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		if msg := api.ErrorMessage(); msg != "" {
+			return fmt.Errorf("%s: %s", api.ErrorCode(), msg)
+		}
+		return errors.New(api.ErrorCode())
+	}
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return fmt.Errorf("the store does not answer: %v", op)
+	}
+	return err
+}
