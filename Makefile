@@ -14,20 +14,25 @@ BUILD_PACKAGES := gcc libc6-dev libpcap-dev
 TEST_PACKAGES := tshark tcpdump tcpreplay iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev \
 	prometheus curl systemd zsh fish e2fsprogs mount
 
-.PHONY: build deps build-deps install test lint generate generate-check man bench-smoke
+.PHONY: build deps build-deps packages install test lint generate generate-check man bench-smoke
 
 build: build-deps
 	$(GO) build -buildvcs=auto -o ringcap ./cmd/ringcap
 
 build-deps:
-	@$(MAKE) --no-print-directory install PACKAGES="$(BUILD_PACKAGES)"
+	@$(MAKE) --no-print-directory packages PACKAGES="$(BUILD_PACKAGES)"
+
+# The tests' S3 server, versitygw (Apache-2.0), is not a Debian package:
+# built from the Go module proxy (about a minute) unless it is installed.
+VERSITYGW := github.com/versity/versitygw/cmd/versitygw@v1.8.0
 
 deps:
-	@$(MAKE) --no-print-directory install PACKAGES="$(BUILD_PACKAGES) $(TEST_PACKAGES)"
+	@$(MAKE) --no-print-directory packages PACKAGES="$(BUILD_PACKAGES) $(TEST_PACKAGES)"
+	@command -v versitygw >/dev/null || { echo "installing versitygw"; GOBIN=/usr/local/bin $(GO) install $(VERSITYGW); }
 
 # Installs the Debian packages in PACKAGES that are missing; quiet when
 # none is.
-install:
+packages:
 	@missing=$$(for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \

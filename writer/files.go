@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,11 +59,12 @@ type Config struct {
 	Counters func() ([]Counts, error)
 	// Finished is called with the path of each file once it is complete
 	// on disk: flushed, synced and closed. It must not block. What it
-	// starts on the file (--post-rotate) may still be running when
-	// MaxFiles wants the file gone: it returns a channel that is closed
-	// once that has ended, and only then is the file deleted (nil: at
-	// once).
-	Finished func(path string) (inUse <-chan struct{})
+	// starts on the file (--post-rotate, an upload) may still be running
+	// when MaxFiles wants the file gone: it returns a channel that says,
+	// once that has ended, whether the file may go (true), or must stay
+	// (false, or closed: an upload that did not end). nil: it may go at
+	// once.
+	Finished func(path string) (release <-chan bool)
 }
 
 // Check reports what would stop the output from being created, so that a
@@ -106,7 +108,7 @@ type Files struct {
 	done     int64          // bytes in earlier files
 	saved    uint64         // packets in earlier files
 
-	// Deletions for MaxFiles that wait for the file's Finished work.
+	// Deletions for MaxFiles that wait for the file's release.
 	deleting  sync.WaitGroup
 	deleteMu  sync.Mutex
 	deleteErr error
@@ -123,20 +125,8 @@ type Files struct {
 }
 
 type finishedFile struct {
-	path  string
-	inUse <-chan struct{} // from Config.Finished
-}
-
-func (f finishedFile) busy() bool {
-	if f.inUse == nil {
-		return false
-	}
-	select {
-	case <-f.inUse:
-		return false
-	default:
-		return true
-	}
+	path    string
+	release <-chan bool // from Config.Finished
 }
 
 type file struct {
@@ -160,6 +150,18 @@ func Create(cfg Config) (*Files, error) {
 		cfg.FileMode = 0o600
 	}
 	files := &Files{cfg: cfg}
+	if cfg.Policy.Rotates() && !cfg.Overwrite {
+		// Numbers go on from an earlier run's, whose files may not be
+		// sent yet: a restart within the second cannot take a name,
+		// and names sort in time across runs.
+		earlier, err := cfg.Earlier()
+		if err != nil {
+			return nil, err
+		}
+		for _, path := range earlier {
+			files.seq = max(files.seq, seqOf(path))
+		}
+	}
 	// The first file counts from zero: the frames the program saw before
 	// it was created belong to it.
 	if err := files.open(cfg.Now(), make([]Counts, len(cfg.Interfaces))); err != nil {
@@ -288,13 +290,14 @@ func (fs *Files) nextBoundary(start time.Time) time.Time {
 
 // prune deletes the oldest finished files beyond MaxFiles, counting the
 // current one. It only ever deletes files this capture wrote, and a file
-// still in use only once that use ends, so that the directory may hold
-// more files than MaxFiles while --post-rotate commands run.
+// still in use only once it is released, so that the directory may hold
+// more files than MaxFiles while --post-rotate commands and uploads run,
+// and keeps one whose upload did not end.
 func (fs *Files) prune() error {
 	for fs.cfg.MaxFiles > 0 && len(fs.finished)+1 > fs.cfg.MaxFiles {
 		oldest := fs.finished[0]
 		fs.finished = fs.finished[1:]
-		if !oldest.busy() {
+		if oldest.release == nil {
 			if err := remove(oldest.path); err != nil {
 				return err
 			}
@@ -303,7 +306,9 @@ func (fs *Files) prune() error {
 		fs.deleting.Add(1)
 		go func() {
 			defer fs.deleting.Done()
-			<-oldest.inUse
+			if !<-oldest.release {
+				return
+			}
 			if err := remove(oldest.path); err != nil {
 				fs.deleteMu.Lock()
 				fs.deleteErr = errors.Join(fs.deleteErr, err)
@@ -356,7 +361,7 @@ func (fs *Files) finish(end time.Time) ([]Counts, error) {
 		fs.finishedN.Add(1)
 		done := finishedFile{path: cur.path}
 		if fs.cfg.Finished != nil {
-			done.inUse = fs.cfg.Finished(cur.path)
+			done.release = fs.cfg.Finished(cur.path)
 		}
 		fs.finished = append(fs.finished, done)
 	}
@@ -454,7 +459,7 @@ func (fs *Files) Idle() error {
 }
 
 // Close finishes the current file, and returns once the files that
-// MaxFiles deletes are gone: after their Finished work has ended.
+// MaxFiles deletes are gone: after their files were released.
 func (fs *Files) Close() error {
 	_, err := fs.finish(fs.cfg.Now())
 	if fs.buffers != nil {
@@ -490,3 +495,57 @@ func (fs *Files) Count() int { return fs.seq }
 // Current returns the path of the file being written; safe to call from
 // any goroutine.
 func (fs *Files) Current() string { return *fs.current.Load() }
+
+// Earlier lists the files an earlier capture with this Config's rotation
+// left: those named as it names them (big_00001_20261126120000.pcapng for
+// big.pcapng), oldest first by the time in their names. Without rotation
+// it lists none: the one name is refused, or overwritten with Overwrite.
+func (c Config) Earlier() ([]string, error) {
+	if !c.Policy.Rotates() || c.Path == "-" {
+		return nil, nil
+	}
+	ext := filepath.Ext(c.Path)
+	base := strings.TrimSuffix(c.Path, ext)
+	if ext == "" {
+		ext = ".pcapng"
+	}
+	entries, err := os.ReadDir(filepath.Dir(c.Path))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	type earlier struct{ path, time, seq string }
+	var found []earlier
+	prefix := filepath.Base(base) + "_"
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		rest, ok = strings.CutSuffix(rest, ext)
+		seq, stamp, cut := strings.Cut(rest, "_")
+		if !ok || !cut || len(seq) < 5 || len(stamp) != len("20060102150405") || !digits(seq) || !digits(stamp) {
+			continue
+		}
+		found = append(found, earlier{filepath.Join(filepath.Dir(c.Path), e.Name()), stamp, fmt.Sprintf("%020s", seq)})
+	}
+	slices.SortFunc(found, func(a, b earlier) int { return strings.Compare(a.time+a.seq, b.time+b.seq) })
+	paths := make([]string, len(found))
+	for i, f := range found {
+		paths[i] = f.path
+	}
+	return paths, nil
+}
+
+// seqOf is the number in a name Earlier found.
+func seqOf(path string) int {
+	parts := strings.Split(filepath.Base(path), "_")
+	n, _ := strconv.Atoi(parts[len(parts)-2])
+	return n
+}
+
+func digits(s string) bool {
+	return strings.Trim(s, "0123456789") == ""
+}

@@ -34,8 +34,8 @@ type harness struct {
 	counters *fakeCounters
 	finished []string
 	// inUse is what Finished returns for a file, by name: a channel the
-	// test closes once it is done with the file.
-	inUse map[string]chan struct{}
+	// test sends on once it is done with the file: true lets it go.
+	inUse map[string]chan bool
 	files *Files
 }
 
@@ -57,7 +57,7 @@ func newHarnessWith(t *testing.T, h *harness, p Policy) *harness {
 		Policy:   p,
 		Now:      h.clock.Now,
 		Counters: h.counters.read,
-		Finished: func(path string) <-chan struct{} {
+		Finished: func(path string) <-chan bool {
 			h.finished = append(h.finished, path)
 			return h.inUse[filepath.Base(path)]
 		},
@@ -305,35 +305,38 @@ func TestMaxFilesDeletesOnlyItsOwn(t *testing.T) {
 }
 
 // A file that --max-files would delete while its --post-rotate command
-// still runs is deleted only once the command has ended. A command that
-// removed the file itself (gzip) is no error.
-func TestMaxFilesWaitsForFinished(t *testing.T) {
+// or upload still runs is deleted only once it is released, and one whose
+// upload did not end is kept. A command that removed the file itself
+// (gzip) is no error.
+func TestMaxFilesWaitsForRelease(t *testing.T) {
 	name := func(seq, sec int) string {
 		return fmt.Sprintf("cap_%05d_202611261000%02d.pcapng", seq, sec)
 	}
-	h := &harness{t: t, inUse: make(map[string]chan struct{})}
-	for seq := 1; seq <= 4; seq++ {
-		h.inUse[name(seq, 6+seq)] = make(chan struct{})
+	h := &harness{t: t, inUse: make(map[string]chan bool)}
+	for seq := 1; seq <= 5; seq++ {
+		h.inUse[name(seq, 6+seq)] = make(chan bool, 1)
 	}
 	h = newHarnessWith(t, h, Policy{Packets: 1, MaxFiles: 2})
-	for i := range 4 {
+	for i := range 5 {
 		h.write(time.Duration(i) * time.Second)
 	}
-	// Files 1 and 2 are past the limit, but in use.
+	// Files 1 to 3 are past the limit, but in use.
 	names, _ := filepathBases(t, h.dir)
-	if want := []string{name(1, 7), name(2, 8), name(3, 9), name(4, 10)}; !slices.Equal(names, want) {
+	if want := []string{name(1, 7), name(2, 8), name(3, 9), name(4, 10), name(5, 11)}; !slices.Equal(names, want) {
 		t.Fatalf("while their commands run, the directory holds %q, want %q", names, want)
 	}
 	// The command on file 1 removes it, as gzip does.
 	if err := os.Remove(filepath.Join(h.dir, name(1, 7))); err != nil {
 		t.Fatal(err)
 	}
-	for _, ch := range h.inUse {
-		close(ch)
-	}
+	h.inUse[name(1, 7)] <- true
+	h.inUse[name(2, 8)] <- false // not sent
+	close(h.inUse[name(3, 9)])   // not sent either
+	h.inUse[name(4, 10)] <- true
+	h.inUse[name(5, 11)] <- true
 	h.close()
 	names, _ = filepathBases(t, h.dir)
-	if want := []string{name(3, 9), name(4, 10)}; !slices.Equal(names, want) {
+	if want := []string{name(2, 8), name(3, 9), name(4, 10), name(5, 11)}; !slices.Equal(names, want) {
 		t.Errorf("after the commands ended, the directory holds %q, want %q", names, want)
 	}
 }
@@ -472,5 +475,67 @@ func TestAddInterface(t *testing.T) {
 	}
 	if rows := pcapngtest.Fields(t, paths[1], "frame.interface_name"); len(rows) != 1 || rows[0][0] != testInterfaces[1].Name {
 		t.Errorf("second file's frames on %v, want one on %s", rows, testInterfaces[1].Name)
+	}
+}
+
+// Earlier finds the files named as a rotating capture names them, oldest
+// first by the time in their names, then by number; nothing else.
+func TestEarlier(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{
+		"cap_00001_20261126100005.pcapng", // a later run
+		"cap_00010_20261126100001.pcapng",
+		"cap_00002_20261126100001.pcapng",
+		"cap_100000_20261126100001.pcapng",
+		"cap.pcapng", "other_00001_20261126100001.pcapng", "cap_1_20261126100001.pcapng",
+		"cap_00003_2026.pcapng", "cap_00003_20261126100001.pcap", "cap_0000x_20261126100001.pcapng",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "cap_00004_20261126100001.pcapng"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		policy Policy
+		want   []string
+	}{
+		{Policy{}, nil},
+		{Policy{Packets: 10}, []string{"cap_00002_20261126100001.pcapng", "cap_00010_20261126100001.pcapng",
+			"cap_100000_20261126100001.pcapng", "cap_00001_20261126100005.pcapng"}},
+	} {
+		got, err := Config{Path: filepath.Join(dir, "cap.pcapng"), Policy: tc.policy}.Earlier()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, p := range got {
+			names = append(names, filepath.Base(p))
+		}
+		if !slices.Equal(names, tc.want) {
+			t.Errorf("%+v: Earlier = %q, want %q", tc.policy, names, tc.want)
+		}
+	}
+	if got, err := (Config{Path: filepath.Join(dir, "nosuch", "cap.pcapng"), Policy: Policy{Packets: 1}}).Earlier(); err != nil || got != nil {
+		t.Errorf("in a directory that does not exist: %v, %v", got, err)
+	}
+}
+
+// A rotating capture numbers its files on from an earlier run's: one
+// started again within the second takes no name, and names sort in time.
+func TestNumbersGoOn(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "cap_00007_20261126100005.pcapng"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	files, err := Create(Config{Path: filepath.Join(dir, "cap.pcapng"), Options: Options{Interfaces: testInterfaces[:1]},
+		Policy: Policy{Packets: 1}, Now: func() time.Time { return start }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer files.Close()
+	if got, want := filepath.Base(files.Current()), "cap_00008_20261126100007.pcapng"; got != want {
+		t.Errorf("first file %s, want %s", got, want)
 	}
 }

@@ -25,11 +25,14 @@ type metrics struct {
 	capt  *capture.Capture
 	files *writer.Files
 	post  *postRotate
+	up    *uploads // nil without --upload
 
 	seen, selected, written, dropped *prometheus.Desc
 	ringSize, ringUsed               *prometheus.Desc
 	filePackets, fileBytes, finished *prometheus.Desc
 	postFailures, buildInfo          *prometheus.Desc
+	uploadFiles, uploadBytes         *prometheus.Desc
+	uploadFailures, uploadWaiting    *prometheus.Desc
 }
 
 // listenMetrics opens the metrics address before anything is attached, so
@@ -50,10 +53,10 @@ func listenMetrics(addr string) (net.Listener, error) {
 	return l, nil
 }
 
-func newMetrics(capt *capture.Capture, files *writer.Files, post *postRotate) *metrics {
+func newMetrics(capt *capture.Capture, files *writer.Files, post *postRotate, up *uploads) *metrics {
 	iface := []string{"interface", "direction"}
 	return &metrics{
-		capt: capt, files: files, post: post,
+		capt: capt, files: files, post: post, up: up,
 		seen:         prometheus.NewDesc("ringcap_frames_seen_total", "Frames the XDP program ran on.", iface, nil),
 		selected:     prometheus.NewDesc("ringcap_frames_selected_total", "Frames that matched the selection.", iface, nil),
 		written:      prometheus.NewDesc("ringcap_frames_written_total", "Selected frames written into the ring.", iface, nil),
@@ -66,12 +69,17 @@ func newMetrics(capt *capture.Capture, files *writer.Files, post *postRotate) *m
 		postFailures: prometheus.NewDesc("ringcap_post_rotate_failures_total", "--post-rotate commands that failed.", nil, nil),
 		buildInfo: prometheus.NewDesc("ringcap_build_info", "ringcap's version, the Go version, and how the program is attached to each interface, each direction.",
 			[]string{"version", "goversion", "interface", "direction", "program"}, nil),
+		uploadFiles:    prometheus.NewDesc("ringcap_upload_files_total", "Files the store holds: uploaded and checked, or found there from an earlier run.", nil, nil),
+		uploadBytes:    prometheus.NewDesc("ringcap_upload_bytes_total", "Bytes of those files.", nil, nil),
+		uploadFailures: prometheus.NewDesc("ringcap_upload_failures_total", "Upload tries that failed.", nil, nil),
+		uploadWaiting:  prometheus.NewDesc("ringcap_upload_waiting_files", "Finished files the store does not hold yet.", nil, nil),
 	}
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.seen, m.selected, m.written, m.dropped, m.ringSize, m.ringUsed,
-		m.filePackets, m.fileBytes, m.finished, m.postFailures, m.buildInfo} {
+		m.filePackets, m.fileBytes, m.finished, m.postFailures, m.buildInfo,
+		m.uploadFiles, m.uploadBytes, m.uploadFailures, m.uploadWaiting} {
 		ch <- d
 	}
 }
@@ -116,6 +124,13 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.fileBytes, prometheus.CounterValue, float64(m.files.Bytes()))
 	ch <- prometheus.MustNewConstMetric(m.finished, prometheus.CounterValue, float64(m.files.Finished()))
 	ch <- prometheus.MustNewConstMetric(m.postFailures, prometheus.CounterValue, float64(m.post.failures.Load()))
+	if m.up != nil {
+		st := m.up.up.Stats()
+		ch <- prometheus.MustNewConstMetric(m.uploadFiles, prometheus.CounterValue, float64(st.Files))
+		ch <- prometheus.MustNewConstMetric(m.uploadBytes, prometheus.CounterValue, float64(st.Bytes))
+		ch <- prometheus.MustNewConstMetric(m.uploadFailures, prometheus.CounterValue, float64(st.Failures))
+		ch <- prometheus.MustNewConstMetric(m.uploadWaiting, prometheus.GaugeValue, float64(st.Waiting))
+	}
 }
 
 // directionLabel is the direction label's value: tcpdump's -Q words.

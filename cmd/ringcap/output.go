@@ -22,11 +22,12 @@ type source interface {
 }
 
 // createFiles opens the output: out completed with the file's header
-// contents, statistics from src, the clock, and --post-rotate.
-func createFiles(out writer.Config, ifaces []writer.Interface, src source, now func() time.Time, post *postRotate) (*writer.Files, error) {
+// contents, statistics from src, the clock, and what follows a finished
+// file (--post-rotate, --upload).
+func createFiles(out writer.Config, ifaces []writer.Interface, src source, now func() time.Time, finished func(path string) <-chan bool) (*writer.Files, error) {
 	out.Options = writer.Options{Application: "ringcap " + version, Hardware: hostHardware(), OS: hostOS(), Interfaces: ifaces}
 	out.Now = now
-	out.Finished = post.run
+	out.Finished = finished
 	out.Counters = func() ([]writer.Counts, error) {
 		counts, err := src.Counters()
 		if err != nil {

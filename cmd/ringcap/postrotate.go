@@ -22,18 +22,18 @@ func newPostRotate(command string, stderr io.Writer) *postRotate {
 	return &postRotate{command: command, stderr: stderr}
 }
 
-// run starts the command on path and returns a channel that is closed
+// run starts the command on path and returns a channel that yields true
 // when it has ended: --max-files deletes the file only then. The path is
 // passed as an argument, never spliced into the shell's text.
-func (p *postRotate) run(path string) (ended <-chan struct{}) {
+func (p *postRotate) run(path string) (ended <-chan bool) {
 	if p.command == "" {
 		return nil
 	}
-	done := make(chan struct{})
+	done := make(chan bool, 1)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		defer close(done)
+		defer func() { done <- true }()
 		cmd := exec.Command("/bin/sh", "-c", p.command+` "$1"`, "ringcap-post-rotate", path)
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -34,7 +34,7 @@ func recordCommand() *cli.Command {
 			&cli.StringFlag{Name: "mode", Value: "auto", Usage: "XDP mode: auto (native where the driver supports it), native or generic"},
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`ADDR`/metrics while capturing (e.g. 127.0.0.1:9464 or :9464)"},
 			netnsFlag(),
-		}, selectionFlags()...), outputFlags("pcapng file to write, - for standard output")...),
+		}, selectionFlags()...), append(outputFlags("pcapng file to write, - for standard output"), uploadFlags()...)...),
 		Action: func(c *cli.Context) error {
 			opts, err := parseRecordFlags(c)
 			if err != nil {
@@ -56,6 +56,8 @@ type recordOptions struct {
 	quiet      bool
 	postRotate string
 	metrics    string // address to serve metrics at; empty: none
+	upload     uploadOptions
+	uploading  bool   // --upload
 	netns      string // the network namespace captured in, as --netns named it
 }
 
@@ -92,6 +94,9 @@ func parseRecordFlags(c *cli.Context) (recordOptions, error) {
 		return opts, badUsage(c, "duration %v is negative", opts.duration)
 	}
 	if opts.output, err = parseOutput(c); err != nil {
+		return opts, err
+	}
+	if opts.upload, opts.uploading, err = parseUpload(c, opts.output); err != nil {
 		return opts, err
 	}
 	return opts, nil
@@ -145,8 +150,19 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 	for i, h := range hooks {
 		fileIfaces[i] = describe(h)
 	}
-	files, err := createFiles(opts.output, fileIfaces, capt, time.Now, post)
+	finished := post.run
+	var up *uploads
+	if opts.uploading {
+		if up, err = startUploads(ctx, opts.upload, opts.output, stderr); err != nil {
+			return err
+		}
+		finished = func(path string) <-chan bool { return bothReleased(post.run(path), up.send(path)) }
+	}
+	files, err := createFiles(opts.output, fileIfaces, capt, time.Now, finished)
 	if err != nil {
+		if up != nil {
+			up.up.Stop(0) // what an earlier run left waits for the next
+		}
 		return err
 	}
 	if metricsListener != nil {
@@ -154,7 +170,7 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 		// a last scrape sees the summary's figures.
 		serving, stopServing := context.WithCancel(context.Background())
 		defer stopServing()
-		newMetrics(capt, files, post).serve(serving, metricsListener)
+		newMetrics(capt, files, post, up).serve(serving, metricsListener)
 	}
 
 	ctx, stop := signalContext(ctx)
@@ -199,12 +215,20 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 	stopWatch()
 	allGone := errors.Is(context.Cause(ctx), errNoInterface)
 	status.stop()
+	if up != nil {
+		// The wait for uploads starts now, and bounds --max-files'
+		// wait for them as the last file is finished.
+		up.drain()
+	}
 	err = closeFiles(files, runErr)
 	var names []string
 	for _, h := range capt.Hooks() {
 		names = append(names, h.Interface+" "+h.Direction.String())
 	}
 	err = errors.Join(err, printSummary(stderr, capt, names, files))
+	if up != nil {
+		up.finish()
+	}
 	if allGone {
 		err = errors.Join(err, errNoInterface)
 	}

@@ -99,7 +99,7 @@ func replay(ctx context.Context, opts replayOptions, stdout, stderr io.Writer) e
 			SnapLen:     opts.capture.SnapLen,
 		}
 	}
-	files, err := createFiles(opts.output, fileIfaces, rp, rp.Now, post)
+	files, err := createFiles(opts.output, fileIfaces, rp, rp.Now, post.run)
 	if err != nil {
 		return err
 	}

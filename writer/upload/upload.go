@@ -103,8 +103,9 @@ type Uploader struct {
 	mu       sync.Mutex
 	queue    []*job
 	wake     chan struct{}
-	stopping bool
-	stopped  bool          // Stop has returned: nothing more is sent
+	stopping bool          // Wait was called: no more files come
+	deadline *time.Timer   // Drain's
+	stopped  bool          // Wait has returned: nothing more is sent
 	done     chan struct{} // the worker ended
 	unsent   []string
 
@@ -216,6 +217,24 @@ func (u *Uploader) Stats() Stats {
 // has passed, then the one in flight is abandoned. It returns the files
 // not sent, oldest first.
 func (u *Uploader) Stop(timeout time.Duration) (unsent []string) {
+	u.Drain(timeout)
+	return u.Wait()
+}
+
+// Drain starts the end: timeout from now, the uploads stop, sent or not.
+// Files may still be queued until Wait.
+func (u *Uploader) Drain(timeout time.Duration) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.deadline == nil {
+		u.deadline = time.AfterFunc(timeout, u.cancel)
+	}
+}
+
+// Wait takes no more files, and returns once the queue is empty or
+// Drain's timeout has passed, with the files not sent, oldest first, each
+// released as one to keep.
+func (u *Uploader) Wait() (unsent []string) {
 	u.mu.Lock()
 	u.stopping = true
 	u.mu.Unlock()
@@ -223,12 +242,13 @@ func (u *Uploader) Stop(timeout time.Duration) (unsent []string) {
 	case u.wake <- struct{}{}:
 	default:
 	}
-	timer := time.AfterFunc(timeout, u.cancel)
-	defer timer.Stop()
 	<-u.done
 	u.cancel()
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.deadline != nil {
+		u.deadline.Stop()
+	}
 	u.stopped = true
 	for _, j := range u.queue {
 		u.unsent = append(u.unsent, j.path)
@@ -346,8 +366,8 @@ func (u *Uploader) upload(j *job) (int64, error) {
 		// The store checks the whole file against it before it makes
 		// the object.
 		ChecksumCRC32: aws.String(sum),
-		ChecksumType:      tmtypes.ChecksumTypeFullObject,
-		ContentType:       aws.String("application/vnd.tcpdump.pcap"),
+		ChecksumType:  tmtypes.ChecksumTypeFullObject,
+		ContentType:   aws.String("application/vnd.tcpdump.pcap"),
 	})
 	if err != nil {
 		return 0, describe(err)
