@@ -16,11 +16,33 @@ TEST_PACKAGES := tshark tcpdump tcpreplay iproute2 iputils-ping clang llvm libbp
 
 .PHONY: build deps build-deps packages install test lint generate generate-check man bench-smoke
 
+# Where make install puts ringcap, as packagers set them: make install
+# PREFIX=/usr DESTDIR=debian/ringcap.
+PREFIX ?= /usr/local
+DESTDIR ?=
+SYSCONFDIR ?= /etc
+
 build: build-deps
 	$(GO) build -buildvcs=auto -o ringcap ./cmd/ringcap
 
 build-deps:
 	@$(MAKE) --no-print-directory packages PACKAGES="$(BUILD_PACKAGES)"
+
+# The binary, the man page, the bash, zsh and fish completions where each
+# shell looks for them, the systemd unit (run from PREFIX's bin) and the
+# example options, which the unit reads once copied to INTERFACE.conf.
+install: build
+	install -D -m 0755 ringcap $(DESTDIR)$(PREFIX)/bin/ringcap
+	install -D -m 0644 docs/ringcap.1 $(DESTDIR)$(PREFIX)/share/man/man1/ringcap.1
+	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	./ringcap completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/ringcap
+	./ringcap completion zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_ringcap
+	./ringcap completion fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/ringcap.fish
+	sed 's|/usr/local/bin/ringcap|$(PREFIX)/bin/ringcap|g' deploy/ringcap@.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/ringcap@.service
+	chmod 0644 $(DESTDIR)$(PREFIX)/share/bash-completion/completions/ringcap $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_ringcap \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/ringcap.fish $(DESTDIR)$(PREFIX)/lib/systemd/system/ringcap@.service
+	install -D -m 0644 deploy/ringcap.conf $(DESTDIR)$(SYSCONFDIR)/ringcap/example.conf
 
 # The tests' S3 server, versitygw (Apache-2.0), is not a Debian package:
 # built from the Go module proxy (about a minute) unless it is installed.

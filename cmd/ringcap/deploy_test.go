@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -43,5 +44,81 @@ func TestSystemdUnit(t *testing.T) {
 	// Exposure, from 0 (locked down) to 100: this unit rates 23, "OK".
 	if out, err := exec.Command("systemd-analyze", "security", "--offline=true", "--threshold=30", path).CombinedOutput(); err != nil {
 		t.Errorf("systemd-analyze security rates the unit's exposure above 3.0: %v\n%s", err, out)
+	}
+}
+
+// make install puts every file where its user looks: installed under a
+// prefix, man finds the page from PATH alone and systemd-analyze verify
+// passes with its check of the man page on; installed for a package
+// (DESTDIR), the tree holds exactly these files and the unit runs the
+// binary from PREFIX.
+func TestMakeInstall(t *testing.T) {
+	for _, tool := range []string{"make", "man", "systemd-analyze"} {
+		bpftest.RequireTool(t, tool)
+	}
+	installed := []string{
+		"etc/ringcap/example.conf",
+		"usr/bin/ringcap",
+		"usr/lib/systemd/system/ringcap@.service",
+		"usr/share/bash-completion/completions/ringcap",
+		"usr/share/fish/vendor_completions.d/ringcap.fish",
+		"usr/share/man/man1/ringcap.1",
+		"usr/share/zsh/site-functions/_ringcap",
+	}
+	dest := t.TempDir()
+	makeInstall(t, "PREFIX=/usr", "DESTDIR="+dest)
+	var got []string
+	filepath.WalkDir(dest, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(dest, path)
+			got = append(got, rel)
+		}
+		return err
+	})
+	if !slices.Equal(got, installed) {
+		t.Errorf("make install DESTDIR=... PREFIX=/usr installed\n%q\nwant\n%q", got, installed)
+	}
+	unit, err := os.ReadFile(filepath.Join(dest, "usr/lib/systemd/system/ringcap@.service"))
+	if err != nil || !strings.Contains(string(unit), "\nExecStart=/usr/bin/ringcap record ") {
+		t.Errorf("the installed unit does not run /usr/bin/ringcap (%v)", err)
+	}
+
+	root := t.TempDir()
+	prefix := filepath.Join(root, "opt/ringcap")
+	makeInstall(t, "PREFIX="+prefix, "SYSCONFDIR="+filepath.Join(root, "etc"))
+	env := append(os.Environ(), "PATH="+filepath.Join(prefix, "bin")+":"+os.Getenv("PATH"), "MANPATH=")
+	run := func(name string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(name, args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	if got, want := strings.TrimSpace(run("man", "-w", "ringcap")), filepath.Join(prefix, "share/man/man1/ringcap.1"); got != want {
+		t.Errorf("man -w ringcap = %q, want %q", got, want)
+	}
+	if page := run("man", "-P", "cat", "ringcap"); !strings.Contains(page, "ringcap record") {
+		t.Errorf("man ringcap does not show the page:\n%s", page)
+	}
+	if out := run("systemd-analyze", "verify", filepath.Join(prefix, "lib/systemd/system/ringcap@.service")); out != "" {
+		t.Errorf("systemd-analyze verify: %s", out)
+	}
+	for shell, path := range map[string]string{"bash": "share/bash-completion/completions/ringcap",
+		"zsh": "share/zsh/site-functions/_ringcap", "fish": "share/fish/vendor_completions.d/ringcap.fish"} {
+		file, err := os.ReadFile(filepath.Join(prefix, path))
+		if want := run(filepath.Join(prefix, "bin/ringcap"), "completion", shell); err != nil || string(file) != want || want == "" {
+			t.Errorf("%s: not ringcap completion %s (%v)", path, shell, err)
+		}
+	}
+}
+
+func makeInstall(t *testing.T, vars ...string) {
+	t.Helper()
+	out, err := exec.Command("make", append([]string{"-C", "../..", "--no-print-directory", "install"}, vars...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("make install %s: %v\n%s", strings.Join(vars, " "), err, out)
 	}
 }
