@@ -9,12 +9,13 @@ BUILD_PACKAGES := gcc libc6-dev libpcap-dev
 # What the tests use besides: tshark/capinfos read the files, tcpdump is
 # the reference for filter expressions, ip, ping and tcpreplay make traffic
 # between namespaces, clang regenerates the XDP object, Prometheus (and
-# curl) scrapes the metrics, systemd-analyze checks the unit, mkfs.ext4
-# and mount make the file systems the direct I/O tests fill.
+# curl) scrapes the metrics, systemd-analyze checks the unit and man the
+# installed page, mkfs.ext4 and mount make the file systems the direct I/O
+# tests fill, mmdebstrap, podman and buildah build and run the image.
 TEST_PACKAGES := tshark tcpdump tcpreplay iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev \
-	prometheus curl systemd zsh fish e2fsprogs mount
+	prometheus curl systemd zsh fish e2fsprogs mount man-db mmdebstrap podman buildah
 
-.PHONY: build deps build-deps packages install test lint generate generate-check man bench-smoke
+.PHONY: build deps build-deps packages install test image-test lint generate generate-check man bench-smoke
 
 # Where make install puts ringcap, as packagers set them: make install
 # PREFIX=/usr DESTDIR=debian/ringcap.
@@ -66,6 +67,13 @@ packages:
 test: deps lint generate-check
 	$(GO) test -count=1 ./...
 	$(MAKE) bench-smoke
+	$(MAKE) image-test
+
+# The container image built from deploy/Containerfile on Debian roots
+# (mmdebstrap), and run: minutes of downloads and a build, after the
+# other tests rather than beside them.
+image-test:
+	RINGCAP_IMAGE_TEST=1 $(GO) test -count=1 -timeout 40m -run TestContainerImage ./cmd/ringcap
 
 # Benchmarks are measurements, not tests: CI only checks that they and
 # ringbench still run, each in a short mode.

@@ -149,6 +149,17 @@ func run(c *cli.Context) error {
 	if want := c.StringSlice("tool"); len(want) > 0 {
 		toolList = slices.DeleteFunc(toolList, func(t tool) bool { return t.name != "none" && !slices.Contains(want, t.name) })
 	}
+	for i, t := range toolList {
+		if !t.store {
+			continue
+		}
+		st, err := startStore(p, dir)
+		if err != nil {
+			return err
+		}
+		defer st.stop()
+		toolList[i].st, toolList[i].env = st, st.env
+	}
 	oversize := frames.Spec{L3Len: 1986}.Build() // 2000 bytes
 	small := frames.Spec{L3Len: 46}.Build()      // 60 bytes
 
@@ -165,9 +176,13 @@ func run(c *cli.Context) error {
 		if err := p.SetMTU(sc.mtu); err != nil {
 			return err
 		}
-		runs := make([][]row, len(toolList))
+		// The files' fate does not matter when nothing is selected.
+		idleTools := slices.DeleteFunc(slices.Clone(toolList), func(t tool) bool {
+			return t.name == "ringcap-rotate" || t.name == "ringcap-upload"
+		})
+		runs := make([][]row, len(idleTools))
 		for range repeats {
-			for i, t := range toolList {
+			for i, t := range idleTools {
 				if strings.HasPrefix(t.name, "ringcap") {
 					t.args = withArgs(t.args, "--mtu", "9000")
 				}
@@ -330,6 +345,14 @@ func measureSend(p *veth.Network, t tool, sc scenario, dir string, send func() (
 	}
 	if err == nil && proc != nil {
 		r.written, err = proc.written()
+	}
+	if err == nil && t.st != nil {
+		var paths []string
+		if paths, err = proc.files(); err == nil {
+			if err = t.st.holds(paths); err != nil {
+				err = fmt.Errorf("%w (%v): %s", err, proc.cmd.ProcessState, strings.TrimSpace(proc.text()))
+			}
+		}
 	}
 	r.err = err
 	return r

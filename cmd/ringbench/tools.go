@@ -27,9 +27,17 @@ type tool struct {
 	// needsPass: the tool brings no XDP program, so the receiving veth
 	// needs one to take the generator's frames.
 	needsPass bool
+	// store: the tool uploads to the S3 server ringbench runs beside it
+	// (store.go), whose address and credentials env gives.
+	store bool
+	env   []string
+	st    *store
 }
 
 func tools(ringcap string) []tool {
+	rotate := func(out string) []string {
+		return []string{ringcap, "record", "-Q", "in", "-i", rxIf, "-w", out, "-q", "--mode", "native", "--ring-size", "64MiB", "-C", "64MiB"}
+	}
 	return []tool{
 		{name: "none", needsPass: true},
 		{
@@ -38,6 +46,23 @@ func tools(ringcap string) []tool {
 				return []string{ringcap, "record", "-Q", "in", "-i", rxIf, "-w", out, "-q", "--mode", "native", "--ring-size", "64MiB"}
 			},
 			ready: "capturing on",
+		},
+		{
+			// The baseline of ringcap-upload: the same files.
+			name:  "ringcap-rotate",
+			args:  rotate,
+			ready: "capturing on",
+		},
+		{
+			// Each finished file to the S3 server on loopback.
+			name: "ringcap-upload",
+			args: func(out string) []string {
+				// Every file sent before it exits: its CPU time is
+				// the capture's and the uploads'.
+				return append(rotate(out), "--upload", "s3://"+storeBucket+"/ringbench", "--upload-timeout", "5m")
+			},
+			ready: "capturing on",
+			store: true,
 		},
 		{
 			// ringcap beside another XDP program (ringbench's
@@ -88,6 +113,7 @@ func (t tool) start(p *veth.Network, dir string) (*running, error) {
 	r := &running{out: filepath.Join(dir, t.name+".pcapng"), ready: make(chan struct{}), done: make(chan struct{})}
 	os.Remove(r.out)
 	r.cmd = exec.Command("ip", append([]string{"netns", "exec", p.Rx}, t.args(r.out)...)...)
+	r.cmd.Env = append(os.Environ(), t.env...)
 	pipe, err := r.cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -138,7 +164,7 @@ func (r *running) stop() (time.Duration, error) {
 	r.cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case <-r.done:
-	case <-time.After(30 * time.Second):
+	case <-time.After(6 * time.Minute): // ringcap-upload's files
 		r.cmd.Process.Kill()
 		<-r.done
 	}
@@ -152,12 +178,33 @@ func (r *running) stop() (time.Duration, error) {
 
 var capinfosPackets = regexp.MustCompile(`Number of packets:\s+(\d+)`)
 
-// written counts the frames in the tool's file.
-func (r *running) written() (uint64, error) {
-	out, err := exec.Command("capinfos", "-c", "-M", r.out).CombinedOutput()
-	m := capinfosPackets.FindSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("capinfos %s: %v: %s", r.out, err, out)
+// files are the tool's files: the one it was given, or those it rotated
+// through.
+func (r *running) files() ([]string, error) {
+	if _, err := os.Stat(r.out); err == nil {
+		return []string{r.out}, nil
 	}
-	return strconv.ParseUint(string(m[1]), 10, 64)
+	return filepath.Glob(strings.TrimSuffix(r.out, ".pcapng") + "_*.pcapng")
+}
+
+// written counts the frames in the tool's files.
+func (r *running) written() (uint64, error) {
+	paths, err := r.files()
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	for _, path := range paths {
+		out, err := exec.Command("capinfos", "-c", "-M", path).CombinedOutput()
+		m := capinfosPackets.FindSubmatch(out)
+		if m == nil {
+			return 0, fmt.Errorf("capinfos %s: %v: %s", path, err, out)
+		}
+		c, err := strconv.ParseUint(string(m[1]), 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		n += c
+	}
+	return n, nil
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
+	"github.com/ringcap/ringcap/capture/cpustat"
 	"github.com/ringcap/ringcap/writer/upload/s3test"
 )
 
@@ -126,6 +127,11 @@ func uploaderTo(t *testing.T, srv *s3test.Server, prefix string, log *lines, del
 // writeFile writes size random bytes to dir/name.
 func writeFile(t *testing.T, dir, name string, size int) (string, []byte) {
 	t.Helper()
+	return writeFileB(t, dir, name, size)
+}
+
+func writeFileB(t testing.TB, dir, name string, size int) (string, []byte) {
+	t.Helper()
 	data := make([]byte, size)
 	r := rand.NewChaCha8([32]byte{byte(size), byte(size >> 8), byte(size >> 16)})
 	r.Read(data)
@@ -136,7 +142,7 @@ func writeFile(t *testing.T, dir, name string, size int) (string, []byte) {
 	return path, data
 }
 
-func waitRelease(t *testing.T, ch <-chan bool, timeout time.Duration) (released, answered bool) {
+func waitRelease(t testing.TB, ch <-chan bool, timeout time.Duration) (released, answered bool) {
 	t.Helper()
 	select {
 	case v := <-ch:
@@ -321,4 +327,39 @@ func modTime(t *testing.T, srv *s3test.Server, key string) time.Time {
 		t.Fatal(err)
 	}
 	return fi.ModTime()
+}
+
+// BenchmarkSend uploads a 64 MiB file (a rotated file's size in
+// ringbench) from memory to the server on loopback, and reports the
+// uploader's CPU time per MiB: the process's, less the server's, which
+// runs apart.
+func BenchmarkSend(b *testing.B) {
+	bpftest.RequirePrivileges(b)
+	srv := s3test.New(b)
+	srv.SetEnv(b)
+	log := &lines{}
+	u, err := New(context.Background(), Config{Target: Target{Bucket: srv.Bucket}, Logf: log.logf})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer u.Stop(0)
+	dir, err := os.MkdirTemp("/dev/shm", "ringcap-upload-bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	const size = 64 << 20
+	path, _ := writeFileB(b, dir, "c_00001.pcapng", size)
+	cpu0, err := cpustat.Process()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(size)
+	for b.Loop() {
+		if ok, _ := waitRelease(b, u.Send(path), time.Minute); !ok {
+			b.Fatalf("not sent:\n%s", log)
+		}
+	}
+	cpu1, _ := cpustat.Process()
+	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N*size>>20), "cpu-µs/MiB")
 }

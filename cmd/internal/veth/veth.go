@@ -139,23 +139,46 @@ func (n *Network) RxPackets(i int) (uint64, error) {
 	return links[0].Stats64.Rx.Packets, nil
 }
 
-// Do runs f on a thread moved into namespace ns; the thread is discarded
-// afterwards, so that no other goroutine ever runs in ns.
+// Do runs f on a thread moved into namespace ns, and moves the thread
+// back (its namespace and the CPUs it may run on) before the Go runtime
+// may run another goroutine on it. A thread that ended instead would take
+// along the processes started from it with Pdeathsig (golang/go#27505):
+// ringcap and the servers the tests and ringbench run, killed mid-run.
+// Only a thread that cannot be moved back is left to end.
 func Do(ns string, f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("open this thread's namespace: %w", err)
+			return
+		}
+		defer unix.Close(orig)
+		var cpus unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &cpus); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("read this thread's CPUs: %w", err)
+			return
+		}
 		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("open namespace %s: %w", ns, err)
 			return
 		}
 		defer unix.Close(fd)
 		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("enter namespace %s: %w", ns, err)
 			return
 		}
-		errc <- f()
+		err = f()
+		if unix.Setns(orig, unix.CLONE_NEWNET) == nil && unix.SchedSetaffinity(0, &cpus) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }

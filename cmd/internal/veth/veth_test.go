@@ -1,9 +1,14 @@
 package veth
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
 	"runtime"
 	"slices"
+	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,5 +33,60 @@ func TestAllowedCPUs(t *testing.T) {
 	}
 	if got, err := AllowedCPUs(); err != nil || !slices.Equal(got, []int{last}) {
 		t.Errorf("restricted to CPU %d, allowedCPUs = %v, %v", last, got, err)
+	}
+}
+
+// A process started in Do with Pdeathsig lives on after Do returns: the
+// thread Do ran on goes back to the runtime instead of ending, which
+// would kill the process; and it comes back in its own namespace, on its
+// own CPUs.
+func TestDoKeepsThread(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("RINGCAP_REQUIRE_PRIV") == "1" {
+			t.Fatal("test needs root and RINGCAP_REQUIRE_PRIV=1 is set")
+		}
+		t.Skip("test needs root")
+	}
+	n, err := New(Config{Name: fmt.Sprintf("ringcap-veth-%d", os.Getpid()), Prefix: "vt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	here, err := os.Readlink("/proc/thread-self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmd *exec.Cmd
+	err = Do(n.Rx, func() error {
+		var set unix.CPUSet
+		set.Set(0)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			return err
+		}
+		cmd = exec.Command("sleep", "60")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		return cmd.Start()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	// Every thread of the process, Do's among them, is back here.
+	for range 20 {
+		if err := Do(n.Tx, func() error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, task := range tasks {
+		ns, err := os.Readlink("/proc/self/task/" + task.Name() + "/ns/net")
+		if err == nil && ns != here {
+			t.Errorf("thread %s is in %s, not %s", task.Name(), ns, here)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // a Pdeathsig would have been sent at once
+	var ws unix.WaitStatus
+	if pid, err := unix.Wait4(cmd.Process.Pid, &ws, unix.WNOHANG, nil); pid != 0 || err != nil {
+		t.Errorf("the process started in Do ended (%v, %v): its thread ended", ws, err)
 	}
 }
