@@ -274,3 +274,51 @@ func countPcapng(t *testing.T, paths []string) int {
 	}
 	return n
 }
+
+// The store away until the disk fills, with -W: the capture stops as on
+// any full disk (exit 1), no file is deleted to make room, and those not
+// sent are named; the next run, with the store back, sends them.
+func TestUploadDiskFullStoreAway(t *testing.T) {
+	p := newVethPair(t)
+	srv := p.newStore(t)
+	srv.Kill()
+	dir := pcapngtest.Mount(t, "ext4", 2<<20)
+	args := append([]string{"-w", filepath.Join(dir, "rot.pcapng"), "-q", "-s", "1500", "--rotate-size", "200KiB", "-W", "2",
+		"--upload-timeout", "1s"}, uploadArgs...)
+	r := p.start(t, args...)
+	for range 4 {
+		p.flood(t, 500, 1600)
+	}
+	if code := r.wait(t); code != exitRuntime {
+		t.Fatalf("exit code %d with a full disk, want %d:\n%s", code, exitRuntime, r.errors())
+	}
+	if !strings.Contains(r.errors(), "no space left on device") {
+		t.Errorf("stderr does not name the cause:\n%s", r.errors())
+	}
+	files := rotatedFiles(t, dir)
+	if len(files) < 3 {
+		t.Fatalf("%d files: -W 2 deleted files the store does not hold", len(files))
+	}
+	if n := countPcapng(t, files); n != parseSummary(t, r.errors()).frames {
+		t.Errorf("the files hold %d frames, ringcap says it wrote %d", n, parseSummary(t, r.errors()).frames)
+	}
+	if !strings.Contains(r.errors(), "not sent within --upload-timeout 1s, kept for the next run") {
+		t.Errorf("no line names the files not sent:\n%s", r.errors())
+	}
+
+	srv.Start()
+	r = p.start(t, args...)
+	waitKeys(t, srv, len(files), r)
+	if code := r.stop(t, os.Interrupt); code != 0 && code != exitRuntime {
+		t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
+	}
+	for _, path := range files {
+		local, err := os.ReadFile(path)
+		if err != nil {
+			continue // -W deleted it once the store held it
+		}
+		if stored, err := srv.Object("node-1/" + filepath.Base(path)); err != nil || !bytes.Equal(stored, local) {
+			t.Errorf("the store does not hold %s byte for byte (%v)", filepath.Base(path), err)
+		}
+	}
+}

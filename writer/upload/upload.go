@@ -194,7 +194,7 @@ func (u *Uploader) add(path string, leftover bool) <-chan bool {
 	j := &job{path: path, leftover: leftover, release: make(chan bool, 1)}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.stopped {
+	if u.stopped || u.ctx.Err() != nil {
 		u.unsent = append(u.unsent, path)
 		j.release <- false
 		return j.release
@@ -243,25 +243,39 @@ func (u *Uploader) Wait() (unsent []string) {
 	default:
 	}
 	<-u.done
-	u.cancel()
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.deadline != nil {
 		u.deadline.Stop()
 	}
 	u.stopped = true
+	u.abandon()
+	return u.unsent
+}
+
+// abandon releases the files queued as ones to keep: the uploads stopped.
+// Called with mu held.
+func (u *Uploader) abandon() {
 	for _, j := range u.queue {
 		u.unsent = append(u.unsent, j.path)
 		j.release <- false
 	}
 	u.queue = nil
-	return u.unsent
+	u.waiting.Store(0)
 }
 
 // work sends the queue's files one at a time, each until it is in the
-// store or the uploader stops.
+// store or the uploader stops. Stopped at Drain's deadline, it releases
+// what is left at once: --max-files waits on those files as the last one
+// is finished, before Wait.
 func (u *Uploader) work() {
 	defer close(u.done)
+	defer func() {
+		u.cancel()
+		u.mu.Lock()
+		u.abandon()
+		u.mu.Unlock()
+	}()
 	for {
 		u.mu.Lock()
 		if len(u.queue) == 0 && u.stopping {
