@@ -15,7 +15,7 @@ BUILD_PACKAGES := gcc libc6-dev libpcap-dev
 TEST_PACKAGES := tshark tcpdump tcpreplay iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev \
 	prometheus curl systemd zsh fish e2fsprogs mount man-db mmdebstrap podman buildah
 
-.PHONY: build deps build-deps packages install test image-test lint generate generate-check man bench-smoke
+.PHONY: build binary deps build-deps packages install test image-test lint generate generate-check man bench-smoke
 
 # Where make install puts ringcap, as packagers set them: make install
 # PREFIX=/usr DESTDIR=debian/ringcap.
@@ -23,7 +23,9 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SYSCONFDIR ?= /etc
 
-build: build-deps
+build: build-deps binary
+
+binary:
 	$(GO) build -buildvcs=auto -o ringcap ./cmd/ringcap
 
 build-deps:
@@ -32,7 +34,9 @@ build-deps:
 # The binary, the man page, the bash, zsh and fish completions where each
 # shell looks for them, the systemd unit (run from PREFIX's bin) and the
 # example options, which the unit reads once copied to INTERFACE.conf.
-install: build
+# It builds the binary but installs no packages: packagers' builds run
+# it without a network, and as root.
+install: binary
 	install -D -m 0755 ringcap $(DESTDIR)$(PREFIX)/bin/ringcap
 	install -D -m 0644 docs/ringcap.1 $(DESTDIR)$(PREFIX)/share/man/man1/ringcap.1
 	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions \

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Policy says when a capture moves on to a new file, combinable as
@@ -20,8 +22,9 @@ type Policy struct {
 	Every   time.Duration // once the file is this old (-G)
 	Align   bool          // Every's boundaries fall on its multiples in wall-clock time
 	Packets uint64        // once the file holds this many packets
-	// MaxFiles keeps at most this many files, deleting the oldest that
-	// this capture wrote (-W). 0 keeps all.
+	// MaxFiles keeps at most this many files, deleting the oldest of
+	// those named as this capture names them, an earlier run's first
+	// (-W). 0 keeps all.
 	MaxFiles int
 }
 
@@ -65,6 +68,12 @@ type Config struct {
 	// (false, or closed: an upload that did not end). nil: it may go at
 	// once.
 	Finished func(path string) (release <-chan bool)
+	// Adopt is called at Create with each file an earlier capture with
+	// this rotation left (Earlier), oldest first: MaxFiles counts them
+	// and deletes them first, as tcpdump's -W reuses its names across
+	// runs, each once its channel releases it (as Finished's). nil: they
+	// may go at once.
+	Adopt func(path string) (release <-chan bool)
 }
 
 // Check reports what would stop the output from being created, so that a
@@ -101,7 +110,8 @@ func existError(path string) error { return &ExistError{path} }
 // Policy says. Every file is a complete pcapng file on its own.
 type Files struct {
 	cfg      Config
-	seq      int
+	seq      int // the last file's number
+	opened   int // files this capture created
 	cur      *file
 	next     time.Time      // when the current file ends by age; zero: never
 	finished []finishedFile // files this capture completed, oldest first
@@ -150,16 +160,27 @@ func Create(cfg Config) (*Files, error) {
 		cfg.FileMode = 0o600
 	}
 	files := &Files{cfg: cfg}
-	if cfg.Policy.Rotates() && !cfg.Overwrite {
-		// Numbers go on from an earlier run's, whose files may not be
-		// sent yet: a restart within the second cannot take a name,
-		// and names sort in time across runs.
+	if cfg.Policy.Rotates() {
+		// Numbers go on from an earlier run's, from its files or, once
+		// they are gone (uploaded and deleted), from the number the
+		// directory keeps: a restart within the second takes no name,
+		// here or in a store, and names sort in time across runs.
 		earlier, err := cfg.Earlier()
 		if err != nil {
 			return nil, err
 		}
+		files.seq = cfg.lastSeq()
 		for _, path := range earlier {
 			files.seq = max(files.seq, seqOf(path))
+			f := finishedFile{path: path}
+			if cfg.Adopt != nil {
+				f.release = cfg.Adopt(path)
+			}
+			files.finished = append(files.finished, f)
+		}
+		// Room first, on a disk an earlier run filled.
+		if err := files.prune(); err != nil {
+			return nil, err
 		}
 	}
 	// The first file counts from zero: the frames the program saw before
@@ -168,6 +189,25 @@ func Create(cfg Config) (*Files, error) {
 		return nil, err
 	}
 	return files, nil
+}
+
+// seqAttr names the extended attribute of the output directory that
+// keeps the last number a rotating capture of base gave a file.
+func seqAttr(base string) string { return "user.ringcap.seq." + filepath.Base(base) }
+
+func (c Config) base() string { return strings.TrimSuffix(c.Path, filepath.Ext(c.Path)) }
+
+// lastSeq reads the number the directory keeps; 0 where it keeps none (a
+// file system without user xattrs only loses the numbers of files that
+// are gone).
+func (c Config) lastSeq() int {
+	buf := make([]byte, 32)
+	n, err := unix.Getxattr(filepath.Dir(c.Path), seqAttr(c.base()), buf)
+	if err != nil {
+		return 0
+	}
+	seq, _ := strconv.Atoi(string(buf[:n]))
+	return seq
 }
 
 func (fs *Files) name(start time.Time) string {
@@ -206,6 +246,10 @@ func (fs *Files) open(start time.Time, base []Counts) error {
 			}
 		}
 		cur.f, out = f, f
+		if fs.cfg.Policy.Rotates() {
+			unix.Setxattr(filepath.Dir(cur.path), seqAttr(fs.cfg.base()), []byte(strconv.Itoa(fs.seq)), 0)
+		}
+		fs.opened++
 	}
 	direct := fs.openDirect(cur.f)
 	var spare []byte
@@ -289,7 +333,8 @@ func (fs *Files) nextBoundary(start time.Time) time.Time {
 }
 
 // prune deletes the oldest finished files beyond MaxFiles, counting the
-// current one. It only ever deletes files this capture wrote, and a file
+// current one. It only ever deletes files named as this capture names
+// them (its own, and those an earlier run left), and a file
 // still in use only once it is released, so that the directory may hold
 // more files than MaxFiles while --post-rotate commands and uploads run,
 // and keeps one whose upload did not end.
@@ -490,7 +535,7 @@ func (fs *Files) Saved() uint64 { return fs.savedTotal.Load() }
 func (fs *Files) Finished() uint64 { return fs.finishedN.Load() }
 
 // Count returns how many files this capture has started.
-func (fs *Files) Count() int { return fs.seq }
+func (fs *Files) Count() int { return fs.opened }
 
 // Current returns the path of the file being written; safe to call from
 // any goroutine.

@@ -539,3 +539,64 @@ func TestNumbersGoOn(t *testing.T) {
 		t.Errorf("first file %s, want %s", got, want)
 	}
 }
+
+// -W counts the files an earlier run left under the same name and deletes
+// them first, each once Adopt's channel lets it go (one it keeps stays),
+// and nothing else; numbers go on from the last one the directory keeps.
+func TestMaxFilesAdoptsEarlier(t *testing.T) {
+	dir := t.TempDir()
+	earlier := []string{"cap_00001_20261126090000.pcapng", "cap_00002_20261126090001.pcapng", "cap_00003_20261126090002.pcapng"}
+	for _, n := range append(slices.Clone(earlier), "other.pcapng") {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("earlier"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keep := make(chan bool, 1)
+	keep <- false // its upload did not end
+	var adopted []string
+	clock := &fakeClock{start}
+	files, err := Create(Config{Path: filepath.Join(dir, "cap.pcapng"), Options: Options{Interfaces: testInterfaces[:1]},
+		Policy: Policy{Packets: 1, MaxFiles: 2}, Now: clock.Now,
+		Adopt: func(path string) <-chan bool {
+			adopted = append(adopted, filepath.Base(path))
+			if filepath.Base(path) == earlier[1] {
+				return keep
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(adopted, earlier) {
+		t.Errorf("adopted %q, want %q", adopted, earlier)
+	}
+	for i := range 2 {
+		clock.now = start.Add(time.Duration(i) * time.Second)
+		if err := files.WritePacket(Packet{Time: clock.now, Length: 100, Data: make([]byte, 100)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := files.Close(); err != nil {
+		t.Fatal(err)
+	}
+	names, _ := filepathBases(t, dir)
+	want := []string{earlier[1], "cap_00004_20261126100007.pcapng", "cap_00005_20261126100008.pcapng", "other.pcapng"}
+	if !slices.Equal(names, want) {
+		t.Errorf("directory holds %q, want %q", names, want)
+	}
+
+	// With every file gone, as --upload-delete leaves the directory, the
+	// next run's numbers still go on.
+	for _, n := range names {
+		os.Remove(filepath.Join(dir, n))
+	}
+	files, err = Create(Config{Path: filepath.Join(dir, "cap.pcapng"), Options: Options{Interfaces: testInterfaces[:1]},
+		Policy: Policy{Packets: 1}, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer files.Close()
+	if got := filepath.Base(files.Current()); !strings.HasPrefix(got, "cap_00006_") {
+		t.Errorf("after the files are gone, the next is %s, want number 6", got)
+	}
+}

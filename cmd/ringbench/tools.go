@@ -111,7 +111,14 @@ type running struct {
 
 func (t tool) start(p *veth.Network, dir string) (*running, error) {
 	r := &running{out: filepath.Join(dir, t.name+".pcapng"), ready: make(chan struct{}), done: make(chan struct{})}
+	// No file of an earlier run: written counts this run's, and
+	// ringcap-upload would send them first.
 	os.Remove(r.out)
+	if old, err := r.files(); err == nil {
+		for _, path := range old {
+			os.Remove(path)
+		}
+	}
 	r.cmd = exec.Command("ip", append([]string{"netns", "exec", p.Rx}, t.args(r.out)...)...)
 	r.cmd.Env = append(os.Environ(), t.env...)
 	pipe, err := r.cmd.StderrPipe()

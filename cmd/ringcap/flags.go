@@ -39,7 +39,7 @@ func outputFlags(writeUsage string) []cli.Flag {
 		&cli.DurationFlag{Name: "rotate-every", Aliases: []string{"G"}, Usage: "start a new file every `DURATION`"},
 		&cli.BoolFlag{Name: "align", Usage: "with --rotate-every, start files on multiples of the duration in wall-clock time"},
 		&cli.Uint64Flag{Name: "rotate-packets", Usage: "start a new file once the current one holds `N` packets"},
-		&cli.IntFlag{Name: "max-files", Aliases: []string{"W"}, Usage: "keep at most `N` files, deleting the oldest this run wrote"},
+		&cli.IntFlag{Name: "max-files", Aliases: []string{"W"}, Usage: "keep at most `N` files, deleting the oldest named as this run names them (an earlier run's first)"},
 		&cli.StringFlag{Name: "post-rotate", Aliases: []string{"z"}, Usage: "run `CMD` with each finished file's path as its argument"},
 		&cli.StringFlag{Name: "file-mode", Value: "0600", Usage: "permissions of new files, in octal"},
 		&cli.BoolFlag{Name: "buffered", Usage: "write through the page cache even where the file system takes direct I/O (O_DIRECT), as tcpdump does"},

@@ -69,7 +69,7 @@ func newMetrics(capt *capture.Capture, files *writer.Files, post *postRotate, up
 		postFailures: prometheus.NewDesc("ringcap_post_rotate_failures_total", "--post-rotate commands that failed.", nil, nil),
 		buildInfo: prometheus.NewDesc("ringcap_build_info", "ringcap's version, the Go version, and how the program is attached to each interface, each direction.",
 			[]string{"version", "goversion", "interface", "direction", "program"}, nil),
-		uploadFiles:    prometheus.NewDesc("ringcap_upload_files_total", "Files the store holds: uploaded and checked, or found there from an earlier run.", nil, nil),
+		uploadFiles:    prometheus.NewDesc("ringcap_upload_files_total", "Files uploaded, and checked in the store.", nil, nil),
 		uploadBytes:    prometheus.NewDesc("ringcap_upload_bytes_total", "Bytes of those files.", nil, nil),
 		uploadFailures: prometheus.NewDesc("ringcap_upload_failures_total", "Upload tries that failed.", nil, nil),
 		uploadWaiting:  prometheus.NewDesc("ringcap_upload_waiting_files", "Finished files the store does not hold yet.", nil, nil),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -156,14 +157,21 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 		if up, err = startUploads(ctx, opts.upload, opts.output, stderr); err != nil {
 			return err
 		}
-		finished = func(path string) <-chan bool { return bothReleased(post.run(path), up.send(path)) }
+		finished = up.after(post)
+		opts.output.Adopt = up.adopt
 	}
 	files, err := createFiles(opts.output, fileIfaces, capt, time.Now, finished)
 	if err != nil {
 		if up != nil {
-			up.up.Stop(0) // what an earlier run left waits for the next
+			// A disk an earlier run filled: its files go out (and,
+			// with --upload-delete, make room) before ringcap exits.
+			up.drain()
+			up.finish()
 		}
 		return err
+	}
+	if up != nil && up.leftovers > 0 {
+		up.line("--upload: %d files an earlier run wrote to %s go first", up.leftovers, filepath.Dir(opts.output.Path))
 	}
 	if metricsListener != nil {
 		// Served until ringcap is done, after the last file is closed:

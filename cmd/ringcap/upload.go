@@ -65,30 +65,22 @@ func parseUpload(c *cli.Context, out writer.Config) (opts uploadOptions, ok bool
 // uploads sends a capture's finished files, and those an earlier run left
 // unsent, to the store.
 type uploads struct {
-	opts   uploadOptions
-	up     *upload.Uploader
-	stderr io.Writer
-	mu     *sync.Mutex // stderr's lines
+	opts      uploadOptions
+	up        *upload.Uploader
+	stderr    io.Writer
+	mu        sync.Mutex // stderr's lines
+	rotating  bool       // an earlier run's files are found by their names
+	leftovers int        // an earlier run's files queued
+	chain     sync.WaitGroup
 }
 
 func startUploads(ctx context.Context, opts uploadOptions, out writer.Config, stderr io.Writer) (*uploads, error) {
-	x := &uploads{opts: opts, stderr: stderr, mu: &sync.Mutex{}}
+	x := &uploads{opts: opts, stderr: stderr, rotating: out.Policy.Rotates()}
 	var err error
 	x.up, err = upload.New(ctx, upload.Config{Target: opts.target, Delete: opts.delete, Logf: x.line,
 		MinBackoff: min(time.Second, opts.retryMax), MaxBackoff: opts.retryMax})
 	if err != nil {
 		return nil, err
-	}
-	earlier, err := out.Earlier()
-	if err != nil {
-		x.up.Stop(0)
-		return nil, fmt.Errorf("--upload: look for files an earlier run left: %w", err)
-	}
-	for _, path := range earlier {
-		x.up.Resume(path)
-	}
-	if len(earlier) > 0 {
-		x.line("--upload: %d files an earlier run wrote to %s go first, unless the store holds them", len(earlier), filepath.Dir(out.Path))
 	}
 	// The capture starts whatever the store says.
 	go func() {
@@ -105,9 +97,39 @@ func (x *uploads) line(format string, args ...any) {
 	fmt.Fprintf(x.stderr, "ringcap: "+format+"\n", args...)
 }
 
-// send queues a finished file; the channel says when --max-files may
-// delete it.
-func (x *uploads) send(path string) <-chan bool { return x.up.Send(path) }
+// after returns what follows a finished file: the --post-rotate command,
+// then the upload of the file as the command left it (one that moved it
+// away, as gzip does, leaves nothing to send). The channel says when
+// --max-files may delete the file.
+func (x *uploads) after(post *postRotate) func(path string) <-chan bool {
+	return func(path string) <-chan bool {
+		ran := post.run(path)
+		if ran == nil {
+			return x.up.Send(path)
+		}
+		both := make(chan bool, 1)
+		x.chain.Add(1)
+		go func() {
+			ok := <-ran
+			sent := x.up.Send(path)
+			x.chain.Done()
+			both <- <-sent && ok
+		}()
+		return both
+	}
+}
+
+// adopt takes a file an earlier run left: one the store holds (marked so)
+// may go at once, the others are sent first.
+func (x *uploads) adopt(path string) <-chan bool {
+	if x.up.Marked(path) {
+		done := make(chan bool, 1)
+		done <- true
+		return done
+	}
+	x.leftovers++
+	return x.up.Resume(path)
+}
 
 // drain starts the bounded wait at exit, before the last file is
 // finished: --max-files' deletions wait for uploads that end by then.
@@ -116,32 +138,25 @@ func (x *uploads) drain() { x.up.Drain(x.opts.timeout) }
 // finish waits for the uploads and says what the store got and what is
 // left.
 func (x *uploads) finish() {
+	x.chain.Wait() // --post-rotate commands that end before Wait's deadline
 	unsent := x.up.Wait()
 	st := x.up.Stats()
-	x.line("%d files (%s) in %s, %d failed tries", st.Files, formatBytes(st.Bytes), x.opts.target, st.Failures)
+	found := ""
+	if st.Found > 0 {
+		found = fmt.Sprintf(", %d an earlier run left found there", st.Found)
+	}
+	x.line("%d files (%s) sent to %s%s, %d failed tries", st.Files, formatBytes(st.Bytes), x.opts.target, found, st.Failures)
 	if len(unsent) > 0 {
 		names := make([]string, len(unsent))
 		for i, p := range unsent {
 			names[i] = filepath.Base(p)
 		}
-		x.line("%d files not sent within --upload-timeout %v, kept for the next run with the same -w and --upload: %s",
-			len(unsent), x.opts.timeout, strings.Join(names, " "))
+		next := "kept for the next run with the same -w and --upload"
+		if !x.rotating {
+			// Without rotation the next run refuses the name, or
+			// overwrites it with --force.
+			next = "kept; without rotation no run sends them again: upload them yourself"
+		}
+		x.line("%d files not sent within --upload-timeout %v, %s: %s", len(unsent), x.opts.timeout, next, strings.Join(names, " "))
 	}
-}
-
-// bothReleased releases a file once each of the channels has, and only if
-// each let it go; a nil channel lets it go at once.
-func bothReleased(a, b <-chan bool) <-chan bool {
-	switch {
-	case a == nil:
-		return b
-	case b == nil:
-		return a
-	}
-	both := make(chan bool, 1)
-	go func() {
-		okA, okB := <-a, <-b
-		both <- okA && okB
-	}()
-	return both
 }

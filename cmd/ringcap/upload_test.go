@@ -57,17 +57,16 @@ func waitKeys(t *testing.T, srv *s3test.Server, n int, r *ringcapProc) {
 	}
 }
 
-// A file rotated by packets ends when the next packet comes: 2k+1 pings
-// finish k files of two.
-
 // The store killed and started again in the middle of a rotating
-// capture: the files finished meanwhile wait, and every file arrives
-// byte for byte.
+// capture (a file rotated by packets ends when the next packet comes:
+// 2k+1 pings finish k files of two). Every file arrives byte for byte,
+// after its -z command.
 func TestUploadStoreRestarts(t *testing.T) {
 	p := newVethPair(t)
 	srv := p.newStore(t)
-	dir := t.TempDir()
-	r := p.start(t, append([]string{"-w", filepath.Join(dir, "rot.pcapng"), "-q", "--rotate-packets", "2"}, uploadArgs...)...)
+	dir, logDir := t.TempDir(), t.TempDir()
+	log := filepath.Join(logDir, "post-rotate.log")
+	r := p.start(t, append([]string{"-w", filepath.Join(dir, "rot.pcapng"), "-q", "--rotate-packets", "2", "-z", "echo >>" + log}, uploadArgs...)...)
 	for range 5 {
 		p.ping(t, 2000)
 	}
@@ -91,6 +90,7 @@ func TestUploadStoreRestarts(t *testing.T) {
 		t.Fatalf("%d files, want at least 6", len(files))
 	}
 	checkStoreHolds(t, srv, files)
+	checkPostRotateLog(t, log, files)
 	if want := "files ("; !strings.Contains(r.errors(), want) || strings.Contains(r.errors(), "not sent") {
 		t.Errorf("the summary does not say every file was sent:\n%s", r.errors())
 	}
@@ -306,19 +306,26 @@ func TestUploadDiskFullStoreAway(t *testing.T) {
 		t.Errorf("no line names the files not sent:\n%s", r.errors())
 	}
 
-	srv.Start()
-	r = p.start(t, args...)
-	waitKeys(t, srv, len(files), r)
-	if code := r.stop(t, os.Interrupt); code != 0 && code != exitRuntime {
-		t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
-	}
+	// The next run, the store back: whether the full disk lets it open
+	// a file (-W 2 deletes the earlier run's once they are sent) or not
+	// (it sends them, then exits 1), the store gets every one.
+	local := map[string][]byte{}
 	for _, path := range files {
-		local, err := os.ReadFile(path)
+		data, err := os.ReadFile(path)
 		if err != nil {
-			continue // -W deleted it once the store held it
+			t.Fatal(err)
 		}
-		if stored, err := srv.Object("node-1/" + filepath.Base(path)); err != nil || !bytes.Equal(stored, local) {
-			t.Errorf("the store does not hold %s byte for byte (%v)", filepath.Base(path), err)
+		local[filepath.Base(path)] = data
+	}
+	srv.Start()
+	res := runCommand(t, "ip", append([]string{"netns", "exec", p.Rx, binary, "record", "-Q", "in", "-i", rxIf, "--duration", "3s"},
+		slices.DeleteFunc(slices.Clone(args), func(a string) bool { return a == "1s" || a == "--upload-timeout" })...)...)
+	if res.code != 0 && res.code != exitRuntime {
+		t.Fatalf("the next run exited with %d:\n%s", res.code, res.stderr)
+	}
+	for name, data := range local {
+		if stored, err := srv.Object("node-1/" + name); err != nil || !bytes.Equal(stored, data) {
+			t.Errorf("the store does not hold %s byte for byte (%v):\n%s", name, err, res.stderr)
 		}
 	}
 }

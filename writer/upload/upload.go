@@ -84,8 +84,9 @@ type Config struct {
 
 // Stats are what the uploader did so far.
 type Stats struct {
-	Files    uint64 // files the store holds (sent, or found there)
+	Files    uint64 // files sent
 	Bytes    uint64 // their bytes
+	Found    uint64 // files an earlier run left that the store held
 	Failures uint64 // tries that failed
 	Waiting  int    // files not in the store yet
 }
@@ -109,8 +110,9 @@ type Uploader struct {
 	done     chan struct{} // the worker ended
 	unsent   []string
 
-	files, bytes, failures atomic.Uint64
-	waiting                atomic.Int64
+	files, bytes, found, failures atomic.Uint64
+	waiting                       atomic.Int64
+	noChecksums                   sync.Once // the store keeps none: said once
 }
 
 type job struct {
@@ -164,6 +166,10 @@ func New(ctx context.Context, cfg Config) (*Uploader, error) {
 		// Two parts at a time: the capture's disk and CPUs come
 		// first.
 		o.Concurrency = 2
+		// The multipart upload that failed or was cut short at exit is
+		// aborted with a context of its own, else its parts would stay
+		// in the bucket.
+		o.FailTimeout = 5 * time.Second
 	})
 	u.ctx, u.cancel = context.WithCancel(context.Background())
 	go u.work()
@@ -184,18 +190,18 @@ func (u *Uploader) Check(ctx context.Context, timeout time.Duration) error {
 
 // Send queues a finished file. It never blocks. The channel yields true
 // once the store holds the file, false when the uploader stopped first.
-func (u *Uploader) Send(path string) <-chan bool { return u.add(path, false) }
+func (u *Uploader) Send(file string) <-chan bool { return u.add(file, false) }
 
 // Resume queues a file an earlier run left behind: unless the store holds
 // it already, it is sent like the others.
-func (u *Uploader) Resume(path string) <-chan bool { return u.add(path, true) }
+func (u *Uploader) Resume(file string) <-chan bool { return u.add(file, true) }
 
-func (u *Uploader) add(path string, leftover bool) <-chan bool {
-	j := &job{path: path, leftover: leftover, release: make(chan bool, 1)}
+func (u *Uploader) add(file string, leftover bool) <-chan bool {
+	j := &job{path: file, leftover: leftover, release: make(chan bool, 1)}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.stopped || u.ctx.Err() != nil {
-		u.unsent = append(u.unsent, path)
+		u.unsent = append(u.unsent, file)
 		j.release <- false
 		return j.release
 	}
@@ -210,7 +216,7 @@ func (u *Uploader) add(path string, leftover bool) <-chan bool {
 
 // Stats reads the counters.
 func (u *Uploader) Stats() Stats {
-	return Stats{Files: u.files.Load(), Bytes: u.bytes.Load(), Failures: u.failures.Load(), Waiting: int(u.waiting.Load())}
+	return Stats{Files: u.files.Load(), Bytes: u.bytes.Load(), Found: u.found.Load(), Failures: u.failures.Load(), Waiting: int(u.waiting.Load())}
 }
 
 // Stop ends the uploads: those queued go on until none is left or timeout
@@ -311,13 +317,17 @@ func (u *Uploader) deliver(j *job) bool {
 	wait := u.cfg.MinBackoff
 	failed := false
 	for {
-		size, err := u.upload(j)
+		size, sent, err := u.upload(j)
 		if err == nil {
 			if failed {
 				u.cfg.Logf("%s is in %s: the store answers again", filepath.Base(j.path), u.cfg.Target)
 			}
-			u.files.Add(1)
-			u.bytes.Add(uint64(size))
+			if sent {
+				u.files.Add(1)
+				u.bytes.Add(uint64(size))
+			} else {
+				u.found.Add(1)
+			}
 			j.release <- true
 			return true
 		}
@@ -347,33 +357,35 @@ func (u *Uploader) deliver(j *job) bool {
 // checksum: a restart then skips the file without reading it again.
 const uploadedAttr = "user.ringcap.uploaded"
 
-// upload sends one file unless the store holds it, and checks that it
-// does afterwards. It returns the file's size.
-func (u *Uploader) upload(j *job) (int64, error) {
+// upload sends one file unless the store holds it (an earlier run's),
+// and checks that it does afterwards. It returns the file's size, and
+// whether it was sent.
+func (u *Uploader) upload(j *job) (size int64, sent bool, err error) {
 	f, err := os.Open(j.path)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
+	size = st.Size()
 	key := u.cfg.Target.Key(j.path)
-	if j.leftover && marked(f, u.cfg.Target.Bucket, key, st.Size()) {
-		return st.Size(), u.deleteLocal(j.path)
+	if j.leftover && marked(f, u.cfg.Target.Bucket, key, size) {
+		return size, false, u.deleteLocal(j.path)
 	}
 	sum, err := checksum(f)
 	if err != nil {
-		return 0, fmt.Errorf("read %s: %w", j.path, err)
+		return 0, false, fmt.Errorf("read %s: %w", j.path, err)
 	}
-	if j.leftover && u.holds(key, st.Size(), sum) == nil {
-		return st.Size(), u.done1(f, j.path, key, st.Size(), sum)
+	if j.leftover && u.holds(key, size, sum) == nil {
+		return size, false, u.done1(f, j.path, key, size, sum)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	_, err = u.tm.UploadObject(u.ctx, &transfermanager.UploadObjectInput{
+	out, err := u.tm.UploadObject(u.ctx, &transfermanager.UploadObjectInput{
 		Bucket: aws.String(u.cfg.Target.Bucket),
 		Key:    aws.String(key),
 		Body:   f,
@@ -384,34 +396,52 @@ func (u *Uploader) upload(j *job) (int64, error) {
 		ContentType:   aws.String("application/vnd.tcpdump.pcap"),
 	})
 	if err != nil {
-		return 0, describe(err)
+		return 0, false, describe(err)
 	}
-	if err := u.holds(key, st.Size(), sum); err != nil {
-		return 0, err
+	// The store checked the whole file against sum before it made the
+	// object, and says so in its answer; without that, ask it (which
+	// needs s3:GetObject).
+	if aws.ToString(out.ChecksumCRC32) != sum {
+		if err := u.holds(key, size, sum); err != nil {
+			return 0, false, err
+		}
 	}
-	return st.Size(), u.done1(f, j.path, key, st.Size(), sum)
+	return size, true, u.done1(f, j.path, key, size, sum)
 }
 
 // done1 marks a file the store holds, and deletes it if asked to.
-func (u *Uploader) done1(f *os.File, path, key string, size int64, sum string) error {
+func (u *Uploader) done1(f *os.File, file, key string, size int64, sum string) error {
 	// A file system without user xattrs only costs the next run a read.
 	unix.Fsetxattr(int(f.Fd()), uploadedAttr, []byte(mark(u.cfg.Target.Bucket, key, size, sum)), 0)
-	return u.deleteLocal(path)
+	return u.deleteLocal(file)
 }
 
-func (u *Uploader) deleteLocal(path string) error {
+func (u *Uploader) deleteLocal(file string) error {
 	if !u.cfg.Delete {
 		return nil
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(file); err != nil && !errors.Is(err, os.ErrNotExist) {
 		// In the store already: counted as sent, and said.
-		u.cfg.Logf("--upload-delete %s: %v: the file stays", path, err)
+		u.cfg.Logf("--upload-delete %s: %v: the file stays", file, err)
 	}
 	return nil
 }
 
 func mark(bucket, key string, size int64, sum string) string {
 	return fmt.Sprintf("s3://%s/%s %d crc32:%s", bucket, key, size, sum)
+}
+
+// Marked reports whether the file carries the mark of a verified upload
+// to this uploader's target, with the size it has now: the store holds
+// it, and it need not be read to know.
+func (u *Uploader) Marked(file string) bool {
+	f, err := os.Open(file)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	return err == nil && marked(f, u.cfg.Target.Bucket, u.cfg.Target.Key(file), st.Size())
 }
 
 func marked(f *os.File, bucket, key string, size int64) bool {
@@ -436,7 +466,16 @@ func (u *Uploader) holds(key string, size int64, sum string) error {
 	if got := aws.ToInt64(head.ContentLength); got != size {
 		return fmt.Errorf("the store holds %d bytes of %s, the file %d", got, key, size)
 	}
-	if got := aws.ToString(head.ChecksumCRC32); got != sum || head.ChecksumType != types.ChecksumTypeFullObject {
+	got := aws.ToString(head.ChecksumCRC32)
+	if got == "" {
+		// A store that keeps no checksums (older MinIO or Ceph): the
+		// size is all there is to check.
+		u.noChecksums.Do(func() {
+			u.cfg.Logf("--upload: the store keeps no checksums: files are checked by their size only")
+		})
+		return nil
+	}
+	if got != sum {
 		return fmt.Errorf("the store's CRC-32 of %s is %q (%s), the file's %q", key, got, head.ChecksumType, sum)
 	}
 	return nil

@@ -269,8 +269,8 @@ func TestWrongCredentials(t *testing.T) {
 	if _, err := os.Stat(path); err != nil {
 		t.Errorf("the file is gone: %v", err)
 	}
-	if ok, _ := waitRelease(t, bad.Send(path), time.Second); ok {
-		t.Error("a file sent after Stop was released")
+	if ok, answered := waitRelease(t, bad.Send(path), time.Second); ok || !answered {
+		t.Errorf("a file sent after Stop: released %v (answered %v), want false at once", ok, answered)
 	}
 }
 
@@ -315,8 +315,8 @@ func TestResume(t *testing.T) {
 	if got := srv.Keys("p"); len(got) != 3 {
 		t.Errorf("the store holds %v, want 3 files", got)
 	}
-	if st := next.Stats(); st.Files != 3 || st.Waiting != 0 {
-		t.Errorf("stats %+v, want 3 files", st)
+	if st := next.Stats(); st.Files != 1 || st.Found != 2 || st.Waiting != 0 {
+		t.Errorf("stats %+v, want 1 file sent and 2 found in the store", st)
 	}
 }
 

@@ -7,6 +7,7 @@ package veth
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"runtime"
@@ -175,7 +176,14 @@ func Do(ns string, f func() error) error {
 			return
 		}
 		err = f()
-		if unix.Setns(orig, unix.CLONE_NEWNET) == nil && unix.SchedSetaffinity(0, &cpus) == nil {
+		back := unix.Setns(orig, unix.CLONE_NEWNET)
+		if back == nil {
+			back = unix.SchedSetaffinity(0, &cpus)
+		}
+		if back != nil {
+			// The thread ends, and with it what was started from it.
+			err = errors.Join(err, fmt.Errorf("move the thread back from namespace %s: %w", ns, back))
+		} else {
 			runtime.UnlockOSThread()
 		}
 		errc <- err
