@@ -138,7 +138,7 @@ func (x *uploads) drain() { x.up.Drain(x.opts.timeout) }
 // finish waits for the uploads and says what the store got and what is
 // left.
 func (x *uploads) finish() {
-	x.chain.Wait() // --post-rotate commands that end before Wait's deadline
+	x.chain.Wait() // each --post-rotate command has ended and queued its file
 	unsent := x.up.Wait()
 	st := x.up.Stats()
 	found := ""
