@@ -348,6 +348,16 @@ func (fs *Files) prune() error {
 			}
 			continue
 		}
+		select {
+		case ok := <-oldest.release: // released already: room now
+			if ok {
+				if err := remove(oldest.path); err != nil {
+					return err
+				}
+			}
+			continue
+		default:
+		}
 		fs.deleting.Add(1)
 		go func() {
 			defer fs.deleting.Done()

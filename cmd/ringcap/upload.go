@@ -122,10 +122,8 @@ func (x *uploads) after(post *postRotate) func(path string) <-chan bool {
 // adopt takes a file an earlier run left: one the store holds (marked so)
 // may go at once, the others are sent first.
 func (x *uploads) adopt(path string) <-chan bool {
-	if x.up.Marked(path) {
-		done := make(chan bool, 1)
-		done <- true
-		return done
+	if x.up.Held(path) {
+		return nil
 	}
 	x.leftovers++
 	return x.up.Resume(path)

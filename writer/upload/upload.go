@@ -331,15 +331,15 @@ func (u *Uploader) deliver(j *job) bool {
 			j.release <- true
 			return true
 		}
-		if u.ctx.Err() != nil {
-			return false
-		}
 		if errors.Is(err, os.ErrNotExist) {
 			// Moved away (a --post-rotate command's gzip): nothing
 			// is left to send.
 			u.cfg.Logf("upload %s: %v: not sent", j.path, err)
 			j.release <- true
 			return true
+		}
+		if u.ctx.Err() != nil {
+			return false
 		}
 		u.failures.Add(1)
 		failed = true
@@ -431,17 +431,23 @@ func mark(bucket, key string, size int64, sum string) string {
 	return fmt.Sprintf("s3://%s/%s %d crc32:%s", bucket, key, size, sum)
 }
 
-// Marked reports whether the file carries the mark of a verified upload
-// to this uploader's target, with the size it has now: the store holds
-// it, and it need not be read to know.
-func (u *Uploader) Marked(file string) bool {
+// Held reports whether a file an earlier run left carries the mark of a
+// verified upload to this uploader's target, with the size it has now:
+// the store holds it, and it need not be read to know. Such a file counts
+// as found, and is deleted if Delete says so.
+func (u *Uploader) Held(file string) bool {
 	f, err := os.Open(file)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
 	st, err := f.Stat()
-	return err == nil && marked(f, u.cfg.Target.Bucket, u.cfg.Target.Key(file), st.Size())
+	if err != nil || !marked(f, u.cfg.Target.Bucket, u.cfg.Target.Key(file), st.Size()) {
+		return false
+	}
+	u.found.Add(1)
+	u.deleteLocal(file)
+	return true
 }
 
 func marked(f *os.File, bucket, key string, size int64) bool {
@@ -467,7 +473,9 @@ func (u *Uploader) holds(key string, size int64, sum string) error {
 		return fmt.Errorf("the store holds %d bytes of %s, the file %d", got, key, size)
 	}
 	got := aws.ToString(head.ChecksumCRC32)
-	if got == "" {
+	other := aws.ToString(head.ChecksumCRC64NVME) + aws.ToString(head.ChecksumCRC32C) +
+		aws.ToString(head.ChecksumSHA1) + aws.ToString(head.ChecksumSHA256) + string(head.ChecksumType)
+	if got == "" && other == "" {
 		// A store that keeps no checksums (older MinIO or Ceph): the
 		// size is all there is to check.
 		u.noChecksums.Do(func() {

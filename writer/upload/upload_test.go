@@ -363,3 +363,30 @@ func BenchmarkSend(b *testing.B) {
 	cpu1, _ := cpustat.Process()
 	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N*size>>20), "cpu-µs/MiB")
 }
+
+// Held tells a file the store holds by its mark alone, counts it as
+// found and deletes it with Delete; an unmarked file, or one marked for
+// another target or size, is not held.
+func TestHeld(t *testing.T) {
+	u, srv, log := newUploader(t, "p")
+	dir := t.TempDir()
+	path, _ := writeFile(t, dir, "c_00001.pcapng", 3000)
+	other, _ := writeFile(t, dir, "c_00002.pcapng", 3000)
+	if ok, _ := waitRelease(t, u.Send(path), time.Minute); !ok {
+		t.Fatalf("not sent:\n%s", log)
+	}
+	elsewhere := uploaderTo(t, srv, "q", log, true)
+	if elsewhere.Held(path) || elsewhere.Held(other) {
+		t.Error("held by an uploader to another prefix, or unmarked")
+	}
+	next := uploaderTo(t, srv, "p", log, true)
+	if !next.Held(path) {
+		t.Fatal("a marked file is not held")
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("Delete left the held file (%v)", err)
+	}
+	if st := next.Stats(); st.Found != 1 || st.Files != 0 {
+		t.Errorf("stats %+v, want 1 found", st)
+	}
+}
