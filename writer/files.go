@@ -195,7 +195,18 @@ func Create(cfg Config) (*Files, error) {
 // keeps the last number a rotating capture of base gave a file.
 func seqAttr(base string) string { return "user.ringcap.seq." + filepath.Base(base) }
 
-func (c Config) base() string { return strings.TrimSuffix(c.Path, filepath.Ext(c.Path)) }
+func (c Config) base() string { base, _ := c.nameParts(); return base }
+
+// nameParts splits Path into what a rotated name goes between:
+// big.pcapng gives big and .pcapng (big_00001_20261126120000.pcapng).
+func (c Config) nameParts() (base, ext string) {
+	ext = filepath.Ext(c.Path)
+	base = strings.TrimSuffix(c.Path, ext)
+	if ext == "" {
+		ext = ".pcapng"
+	}
+	return base, ext
+}
 
 // lastSeq reads the number the directory keeps; 0 where it keeps none (a
 // file system without user xattrs only loses the numbers of files that
@@ -214,11 +225,7 @@ func (fs *Files) name(start time.Time) string {
 	if !fs.cfg.Policy.Rotates() {
 		return fs.cfg.Path
 	}
-	ext := filepath.Ext(fs.cfg.Path)
-	base := strings.TrimSuffix(fs.cfg.Path, ext)
-	if ext == "" {
-		ext = ".pcapng"
-	}
+	base, ext := fs.cfg.nameParts()
 	return fmt.Sprintf("%s_%05d_%s%s", base, fs.seq, start.Format("20060102150405"), ext)
 }
 
@@ -559,11 +566,7 @@ func (c Config) Earlier() ([]string, error) {
 	if !c.Policy.Rotates() || c.Path == "-" {
 		return nil, nil
 	}
-	ext := filepath.Ext(c.Path)
-	base := strings.TrimSuffix(c.Path, ext)
-	if ext == "" {
-		ext = ".pcapng"
-	}
+	base, ext := c.nameParts()
 	entries, err := os.ReadDir(filepath.Dir(c.Path))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
