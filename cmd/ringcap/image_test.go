@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +66,20 @@ func TestContainerImage(t *testing.T) {
 		t.Fatalf("GOROOT %s is not a directory named go: the builder's PATH names /usr/local/go", goroot)
 	}
 	modcache := strings.TrimSpace(run("go", "env", "GOMODCACHE"))
+	// The build stage's image is kept untagged: each run's goes too.
+	// (Not run: its context has ended by the time cleanups run.)
+	dangling := func() []string {
+		out, _ := exec.Command("podman", "images", "-q", "--no-trunc", "--filter", "dangling=true").Output()
+		return strings.Fields(string(out))
+	}
+	before := dangling()
+	t.Cleanup(func() {
+		for _, id := range dangling() {
+			if !slices.Contains(before, id) {
+				exec.Command("podman", "rmi", "-f", id).Run()
+			}
+		}
+	})
 	// chroot isolation: this machine's crun cannot make containers
 	// (hybrid cgroups, setrlimit refused); the build needs none.
 	run("podman", "build", "--isolation=chroot", "--network=host", "--pull=never",
