@@ -13,6 +13,8 @@ import (
 	"time"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ringcap/ringcap/writer/pcapngtest"
 )
 
@@ -227,6 +229,18 @@ func TestIOMode(t *testing.T) {
 		if files.IOMode() != tc.want {
 			t.Errorf("%s: IOMode() = %q, want %q", tc.fs, files.IOMode(), tc.want)
 		}
+		if d := files.cur.w.direct; d != nil {
+			// Direct writes go on the file system's block boundaries
+			// (mkfs makes 1 KiB blocks on a file system this small),
+			// not the 512 bytes the loop device takes.
+			var st unix.Stat_t
+			if err := unix.Stat(files.cur.path, &st); err != nil {
+				t.Fatal(err)
+			}
+			if d.align != int(st.Blksize) || d.align <= 512 {
+				t.Errorf("%s: direct writes aligned to %d, the file system's block is %d", tc.fs, d.align, st.Blksize)
+			}
+		}
 		if err := files.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -243,6 +257,24 @@ func TestIOMode(t *testing.T) {
 	}
 	if d, why := openDirect(f, noMemory); d != nil || why != "no memory for direct I/O's 16 MiB of buffers: cannot allocate memory" {
 		t.Errorf("openDirect without memory: %v, %q", d, why)
+	}
+}
+
+func TestDirectAlign(t *testing.T) {
+	for _, tc := range []struct {
+		least, block uint32
+		want         int
+	}{
+		{512, 4096, 4096},
+		{512, 1024, 1024},
+		{4096, 1024, 4096},
+		{512, 0, 512},
+		{512, 1 << 20, 512}, // larger than a page: a buffer could not end on it
+		{512, 3000, 512},    // not a power of two
+	} {
+		if got := directAlign(tc.least, tc.block); got != tc.want {
+			t.Errorf("directAlign(%d, %d) = %d, want %d", tc.least, tc.block, got, tc.want)
+		}
 	}
 }
 
