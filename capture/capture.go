@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf"
@@ -85,7 +84,7 @@ type Capture struct {
 	// detached: no hook is added any more; under mu.
 	detached bool
 	objs     *bpf.Objects
-	ring     *ringbuf.Reader
+	ring     *ring
 	packets  atomic.Uint64 // frames handed to the sink
 	skipped  []error       // hooks left out of -i any
 	handed   int           // hooks the sink knows of, from one Run to the next
@@ -131,7 +130,7 @@ func Open(cfg Config) (*Capture, error) {
 	}
 	// Mapping the ring costs milliseconds for a large one; it is done
 	// once, not per Run.
-	if c.ring, err = ringbuf.NewReader(objs.Events); err != nil {
+	if c.ring, err = newRing(objs.Events); err != nil {
 		objs.Close()
 		return nil, fmt.Errorf("open ring: %w", err)
 	}
@@ -345,11 +344,11 @@ func (c *Capture) Hooks() []Hook {
 func (c *Capture) Packets() uint64 { return c.packets.Load() }
 
 // RingSize is the ring's size in bytes.
-func (c *Capture) RingSize() int { return c.ring.BufferSize() }
+func (c *Capture) RingSize() int { return c.ring.Size() }
 
 // RingUsed is how many bytes of the ring hold records not read yet, now.
 // It may be called while Run runs.
-func (c *Capture) RingUsed() int { return c.ring.AvailableBytes() }
+func (c *Capture) RingUsed() int { return c.ring.Used() }
 
 // Counters returns the program's counters per hook, in the order of
 // Hooks. It may be called while Run runs.
@@ -434,7 +433,6 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 		idle = s.Idle
 	}
 	var (
-		rec       ringbuf.Record
 		n         uint64
 		lastFlush time.Time
 		drainEnd  time.Time
@@ -454,10 +452,10 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 		return err
 	}
 	for {
-		err := rd.ReadInto(&rec)
+		raw, err := rd.Next()
 		switch {
 		case err == nil:
-			ev, err := decodeEvent(rec.RawSample)
+			ev, err := decodeEvent(raw)
 			if err != nil {
 				return err
 			}
@@ -477,7 +475,12 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 				return err
 			}
 			n++
-			c.packets.Store(n)
+			// An atomic store is a full barrier here: once a batch of
+			// records, or every few hundred, is often enough for those
+			// who count.
+			if n%256 == 0 || rd.Buffered() == 0 || n == limit {
+				c.packets.Store(n)
+			}
 			if n == limit {
 				return sink.Flush()
 			}
@@ -488,7 +491,7 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 					return err
 				}
 			}
-		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
+		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, errFlushed):
 			// The ring is empty.
 			if err := flush(idle); err != nil {
 				return err

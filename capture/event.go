@@ -22,7 +22,7 @@ type event struct {
 }
 
 // decodeEvent reads a ring record. The frame bytes stay where they are,
-// in the reader's copy of the record.
+// in the ring.
 func decodeEvent(raw []byte) (event, error) {
 	if len(raw) < bpf.EventHeaderSize {
 		return event{}, fmt.Errorf("ring record of %d bytes is shorter than the %d-byte event header", len(raw), bpf.EventHeaderSize)

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf"
@@ -163,7 +162,7 @@ func (r *Replay) Run(ctx context.Context, sink Sink) error {
 		return err
 	}
 	defer closer.Close()
-	rd, err := ringbuf.NewReader(r.objs.Events)
+	rd, err := newRing(r.objs.Events)
 	if err != nil {
 		return fmt.Errorf("open ring: %w", err)
 	}
@@ -171,7 +170,6 @@ func (r *Replay) Run(ctx context.Context, sink Sink) error {
 
 	var (
 		frame []byte
-		rec   ringbuf.Record
 		opts  ebpf.RunOptions
 	)
 	drops, err := newDropCounter(len(r.ifaces))
@@ -230,19 +228,19 @@ func (r *Replay) Run(ctx context.Context, sink Sink) error {
 			return fmt.Errorf("%s: frame %d: test run: %w", r.path, n, err)
 		}
 		// The run is synchronous: its record, if any, is in the ring.
-		if rd.AvailableBytes() == 0 {
+		if rd.Used() == 0 {
 			continue
 		}
 		rd.SetDeadline(time.Now())
 		for {
-			err := rd.ReadInto(&rec)
+			raw, err := rd.Next()
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				break
 			}
 			if err != nil {
 				return fmt.Errorf("read ring: %w", err)
 			}
-			ev, err := decodeEvent(rec.RawSample)
+			ev, err := decodeEvent(raw)
 			if err != nil {
 				return err
 			}
