@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"os"
 	"strings"
 	"unsafe"
@@ -67,6 +68,12 @@ func (c Config) wakeupBytes() uint32 {
 		return c.RingSize / 4
 	}
 	return c.WakeupBytes
+}
+
+// wakeupShift makes a record above wakeupBytes wake the reader once in
+// every eighth of wakeupBytes, a power of two, 4 KiB at least.
+func (c Config) wakeupShift() uint64 {
+	return uint64(max(bits.Len32(c.wakeupBytes()/8), 13) - 1)
 }
 
 // RecordSize is the ring space the largest record takes, that of a frame
@@ -182,6 +189,7 @@ func loadSpec(spec *ebpf.CollectionSpec, cfg Config) (*Objects, error) {
 		ringcapVarSnaplen:     cfg.SnapLen,
 		ringcapVarRingSize:    uint64(cfg.RingSize),
 		ringcapVarWakeupBytes: uint64(cfg.wakeupBytes()),
+		ringcapVarWakeupShift: cfg.wakeupShift(),
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)

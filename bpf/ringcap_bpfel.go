@@ -54,6 +54,7 @@ const (
 	ringcapVarTcIngress      = "tc_ingress"
 	ringcapVarUnusedEvent    = "unused_event"
 	ringcapVarWakeupBytes    = "wakeup_bytes"
+	ringcapVarWakeupShift    = "wakeup_shift"
 )
 
 // loadRingcap returns the embedded CollectionSpec for ringcap.
@@ -126,6 +127,7 @@ type ringcapVariableSpecs struct {
 	TcIngress   *ebpf.VariableSpec `ebpf:"tc_ingress"`
 	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
 	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	WakeupShift *ebpf.VariableSpec `ebpf:"wakeup_shift"`
 }
 
 // ringcapObjects contains all objects after they have been loaded into the kernel.
@@ -173,6 +175,7 @@ type ringcapVariables struct {
 	TcIngress   *ebpf.Variable `ebpf:"tc_ingress"`
 	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
 	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
+	WakeupShift *ebpf.Variable `ebpf:"wakeup_shift"`
 }
 
 // ringcapPrograms contains all programs after they have been loaded into the kernel.

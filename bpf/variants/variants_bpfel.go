@@ -50,6 +50,7 @@ const (
 	variantsVarTcIngress      = "tc_ingress"
 	variantsVarUnusedEvent    = "unused_event"
 	variantsVarWakeupBytes    = "wakeup_bytes"
+	variantsVarWakeupShift    = "wakeup_shift"
 )
 
 // loadVariants returns the embedded CollectionSpec for variants.
@@ -130,6 +131,7 @@ type variantsVariableSpecs struct {
 	TcIngress   *ebpf.VariableSpec `ebpf:"tc_ingress"`
 	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
 	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	WakeupShift *ebpf.VariableSpec `ebpf:"wakeup_shift"`
 }
 
 // variantsObjects contains all objects after they have been loaded into the kernel.
@@ -179,6 +181,7 @@ type variantsVariables struct {
 	TcIngress   *ebpf.Variable `ebpf:"tc_ingress"`
 	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
 	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
+	WakeupShift *ebpf.Variable `ebpf:"wakeup_shift"`
 }
 
 // variantsPrograms contains all programs after they have been loaded into the kernel.
