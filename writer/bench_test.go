@@ -10,7 +10,7 @@ import (
 )
 
 // BenchmarkWriteFile measures writing 256-byte packets into files of
-// 256 MiB, fsync included, directly (O_DIRECT, ringcap's default) and
+// 256 MiB, write-back at close included, directly (O_DIRECT, ringcap's default) and
 // through the page cache by the size of the Writer's buffer. Besides
 // ns/op it reports CPU time per packet: the process's (cpu-ns/op) and the
 // whole machine's (machine-cpu-ns/op), which also counts the kernel's

@@ -61,7 +61,7 @@ type Config struct {
 	// writes no statistics.
 	Counters func() ([]Counts, error)
 	// Finished is called with the path of each file once it is complete
-	// on disk: flushed, synced and closed. It must not block. What it
+	// on disk: flushed, written back (writeBack) and closed. It must not block. What it
 	// starts on the file (--post-rotate, an upload) may still be running
 	// when MaxFiles wants the file gone: it returns a channel that says,
 	// once that has ended, whether the file may go (true), or must stay
@@ -390,7 +390,8 @@ func remove(path string) error {
 	return nil
 }
 
-// finish ends the current file at end: statistics, flush, fsync, close.
+// finish ends the current file at end: statistics, flush, write-back,
+// close.
 // It returns the counters read for the statistics, the next file's base.
 // A file is finished once, whether that succeeds or not, and is closed
 // either way.
@@ -408,8 +409,8 @@ func (fs *Files) finish(end time.Time) ([]Counts, error) {
 	fs.bytes.Store(fs.done)
 	if cur.f != nil {
 		if err == nil {
-			if err = cur.f.Sync(); err != nil {
-				err = fmt.Errorf("sync %s: %w", cur.path, err)
+			if err = writeBack(cur.f); err != nil {
+				err = fmt.Errorf("write back %s: %w", cur.path, err)
 			}
 		}
 		if cerr := cur.f.Close(); cerr != nil && err == nil {
@@ -428,6 +429,19 @@ func (fs *Files) finish(end time.Time) ([]Counts, error) {
 		fs.finished = append(fs.finished, done)
 	}
 	return counts, nil
+}
+
+// writeBack returns once every byte of f is written to its disk. Not
+// fsync: that also commits the file system's journal and flushes the
+// disk's own cache, and a flush stalls every write to the disk meanwhile
+// (20-140 ms each under load here: at a million frames a second, with
+// 64 MiB files, a capture lost 10-22% of its frames at the rotations;
+// none without). What a power cut could still take is the disk's cache
+// and the journal's last few seconds, as for any program that does not
+// call fsync, tcpdump included.
+func writeBack(f *os.File) error {
+	return unix.SyncFileRange(int(f.Fd()), 0, 0,
+		unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
 }
 
 // writeStats appends the file's Interface Statistics Blocks: the counters

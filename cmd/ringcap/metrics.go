@@ -65,7 +65,7 @@ func newMetrics(capt *capture.Capture, files *writer.Files, post *postRotate, up
 		ringUsed:     prometheus.NewDesc("ringcap_ring_used_bytes", "Bytes of the ring holding records not read yet.", nil, nil),
 		filePackets:  prometheus.NewDesc("ringcap_file_packets_total", "Frames written to files.", nil, nil),
 		fileBytes:    prometheus.NewDesc("ringcap_file_bytes_total", "Bytes written to files.", nil, nil),
-		finished:     prometheus.NewDesc("ringcap_files_finished_total", "Files complete on disk: flushed, synced and closed.", nil, nil),
+		finished:     prometheus.NewDesc("ringcap_files_finished_total", "Files complete on disk: flushed, written to the disk and closed.", nil, nil),
 		postFailures: prometheus.NewDesc("ringcap_post_rotate_failures_total", "--post-rotate commands that failed.", nil, nil),
 		buildInfo: prometheus.NewDesc("ringcap_build_info", "ringcap's version, the Go version, and how the program is attached to each interface, each direction.",
 			[]string{"version", "goversion", "interface", "direction", "program"}, nil),
