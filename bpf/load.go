@@ -70,10 +70,19 @@ func (c Config) wakeupBytes() uint32 {
 	return c.WakeupBytes
 }
 
-// wakeupShift makes a record above wakeupBytes wake the reader once in
-// every eighth of wakeupBytes, a power of two, 4 KiB at least.
+// wakeupShift makes records above wakeupBytes wake the reader once in
+// every step of 1 << wakeupShift bytes: a power of two between a
+// sixteenth and an eighth of wakeupBytes, so that a boundary two CPUs'
+// records both missed is followed by others, and at most a quarter of
+// the room above wakeupBytes. 8 bytes at the least: every record then
+// wakes it.
 func (c Config) wakeupShift() uint64 {
-	return uint64(max(bits.Len32(c.wakeupBytes()/8), 13) - 1)
+	wb := c.wakeupBytes()
+	step := wb / 8
+	if c.RingSize > wb {
+		step = min(step, (c.RingSize-wb)/4)
+	}
+	return uint64(max(bits.Len32(step), 4) - 1)
 }
 
 // RecordSize is the ring space the largest record takes, that of a frame

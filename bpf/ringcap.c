@@ -341,8 +341,9 @@ static __always_inline long copy_frame(void *ctx, const int kind, void *dst, __u
 // is an interrupt the CPU sends itself (irq_work), a VM exit on a
 // virtual machine, and one a record made it 10% of the machine's time in
 // a sustained capture there. Records submitted at once on two CPUs can
-// both miss a boundary (the fill level is a snapshot); the next one
-// wakes the reader.
+// both miss a boundary (the fill level is a snapshot); a record across
+// the next boundary wakes the reader then (wakeupShift in load.go puts
+// several between wakeup_bytes and a full ring).
 static __always_inline int room(void *ring, struct iface_counters *cnt, __u64 size, __u64 *wakeup)
 {
 	__u64 record = (RINGBUF_HDR_LEN + sizeof(struct event) + size + 7) & ~7ULL;

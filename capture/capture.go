@@ -346,7 +346,8 @@ func (c *Capture) Packets() uint64 { return c.packets.Load() }
 // RingSize is the ring's size in bytes.
 func (c *Capture) RingSize() int { return c.ring.Size() }
 
-// RingUsed is how many bytes of the ring hold records not read yet, now.
+// RingUsed is how many bytes of the ring hold records not read yet, now,
+// or read and not given back yet (1 MiB at most).
 // It may be called while Run runs.
 func (c *Capture) RingUsed() int { return c.ring.Used() }
 
@@ -386,7 +387,7 @@ func (c *Capture) Detach() error {
 	return c.detachErr
 }
 
-// Close detaches the program and frees the ring.
+// Close detaches the program and frees the ring; Run must have returned.
 func (c *Capture) Close() error {
 	return errors.Join(c.Detach(), c.ring.Close(), c.objs.Close())
 }
@@ -437,6 +438,10 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 		lastFlush time.Time
 		drainEnd  time.Time
 	)
+	defer func() {
+		rd.Release()
+		c.packets.Store(n)
+	}()
 	// The deadline only matters once the ring is empty: records keep
 	// coming without a wait while it is not, so it is set once per flush,
 	// not once per record.
@@ -493,6 +498,7 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, errFlushed):
 			// The ring is empty.
+			c.packets.Store(n)
 			if err := flush(idle); err != nil {
 				return err
 			}

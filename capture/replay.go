@@ -167,6 +167,7 @@ func (r *Replay) Run(ctx context.Context, sink Sink) error {
 		return fmt.Errorf("open ring: %w", err)
 	}
 	defer rd.Close()
+	defer rd.Release()
 
 	var (
 		frame []byte

@@ -53,7 +53,7 @@ type ring struct {
 	deadline time.Time
 	pending  error // to return once the ring is empty
 
-	closeMu sync.Mutex // Used against Close
+	closeMu sync.Mutex // Used and Flush against Close
 }
 
 const (
@@ -95,7 +95,7 @@ func newRing(m *ebpf.Map) (r *ring, err error) {
 	r.batch = uintptr(min(size/16, 1<<20))
 
 	if r.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
-		return nil, fmt.Errorf("epoll: %w", err)
+		return nil, fmt.Errorf("create epoll: %w", err)
 	}
 	if r.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return nil, fmt.Errorf("eventfd: %w", err)
@@ -103,7 +103,7 @@ func newRing(m *ebpf.Map) (r *ring, err error) {
 	for _, fd := range []int{r.fd, r.wake} {
 		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
 		if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-			return nil, fmt.Errorf("epoll: %w", err)
+			return nil, fmt.Errorf("add fd %d to epoll: %w", fd, err)
 		}
 	}
 	return r, nil
@@ -117,7 +117,14 @@ func (r *ring) Next() ([]byte, error) {
 	for {
 		if r.cons == r.prod {
 			if r.prod = atomic.LoadUintptr(r.prodPos); r.cons == r.prod {
+				// Give everything back, then look again: a program
+				// submitting with the kernel's default wakeup only
+				// wakes a reader whose position it finds equal to its
+				// record's.
 				r.publish()
+				if r.prod = atomic.LoadUintptr(r.prodPos); r.cons != r.prod {
+					continue
+				}
 				if err := r.pending; err != nil {
 					r.pending = nil
 					return nil, err
@@ -159,6 +166,10 @@ func (r *ring) Next() ([]byte, error) {
 // looks at the producer's position.
 func (r *ring) Buffered() int { return int(r.prod - r.cons) }
 
+// Release gives back the records read so far, as Next does before it
+// waits: for a reader that stops reading.
+func (r *ring) Release() { r.publish() }
+
 func (r *ring) publish() {
 	if r.published != r.cons {
 		atomic.StoreUintptr(r.consPos, r.cons)
@@ -199,8 +210,14 @@ func (r *ring) wait() error {
 func (r *ring) SetDeadline(t time.Time) { r.deadline = t }
 
 // Flush makes Next return errFlushed once it has read the records in the
-// ring. Unlike the other methods it may be called while Next runs.
+// ring. Unlike the other methods it may be called while Next runs, and
+// after Close, when it does nothing.
 func (r *ring) Flush() error {
+	r.closeMu.Lock()
+	defer r.closeMu.Unlock()
+	if r.wake < 0 {
+		return nil
+	}
 	var one [8]byte
 	binary.NativeEndian.PutUint64(one[:], 1)
 	if _, err := unix.Write(r.wake, one[:]); err != nil && !errors.Is(err, unix.EAGAIN) {
@@ -223,7 +240,7 @@ func (r *ring) Used() int {
 	return int(atomic.LoadUintptr(r.prodPos) - atomic.LoadUintptr(r.consPos))
 }
 
-// Close unmaps the ring; Next must not be running, Used may.
+// Close unmaps the ring; Next must not be running, Used and Flush may.
 func (r *ring) Close() error {
 	r.closeMu.Lock()
 	defer r.closeMu.Unlock()

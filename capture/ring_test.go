@@ -3,19 +3,23 @@ package capture
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
 
+	"github.com/ringcap/ringcap/bpf"
 	"github.com/ringcap/ringcap/bpf/bpftest"
+	"github.com/ringcap/ringcap/bpf/frames"
 )
 
-// ringWriter is a program that reserves a record of size bytes in the
-// ring, writes its first eight bytes from the frame's first eight, and
-// submits it, or discards it.
+// ringWriter is a program that reserves a record of size bytes (8 at
+// least) in the ring, writes the frame's first eight bytes into its first
+// and its last eight, and submits it, or discards it.
 func ringWriter(t *testing.T, m *ebpf.Map, size int32, discard bool) *ebpf.Program {
 	t.Helper()
 	end := asm.FnRingbufSubmit
@@ -35,14 +39,14 @@ func ringWriter(t *testing.T, m *ebpf.Map, size int32, discard bool) *ebpf.Progr
 		asm.Add.Imm(asm.R4, 8),
 		asm.JGT.Reg(asm.R4, asm.R3, "short"),
 		asm.LoadMem(asm.R4, asm.R2, 0, asm.DWord),
-		asm.StoreMem(asm.R0, 0, asm.R4, asm.DWord),
-		asm.Mov.Reg(asm.R1, asm.R0).WithSymbol("commit"),
+		asm.StoreMem(asm.R0, 0, asm.R4, asm.DWord).WithSymbol("store"),
+		asm.StoreMem(asm.R0, int16(size-8), asm.R4, asm.DWord),
+		asm.Mov.Reg(asm.R1, asm.R0),
 		asm.Mov.Imm(asm.R2, 0),
 		end.Call(),
 		asm.Ja.Label("out"),
 		asm.Mov.Imm(asm.R4, 0).WithSymbol("short"),
-		asm.StoreMem(asm.R0, 0, asm.R4, asm.DWord),
-		asm.Ja.Label("commit"),
+		asm.Ja.Label("store"),
 		asm.Mov.Imm(asm.R0, 2).WithSymbol("out"), // XDP_PASS
 		asm.Return(),
 	}
@@ -115,8 +119,12 @@ func TestRingReadsInOrder(t *testing.T) {
 			if len(raw) != int(s) {
 				t.Fatalf("round %d: record of %d bytes, want %d", round, len(raw), s)
 			}
-			if got := binary.NativeEndian.Uint64(raw); got != read {
-				t.Fatalf("round %d: record %d read as record %d", round, read, got)
+			first, last := binary.NativeEndian.Uint64(raw), binary.NativeEndian.Uint64(raw[len(raw)-8:])
+			if len(raw) < 16 {
+				first = last // the two overlap
+			}
+			if first != read || last != read {
+				t.Fatalf("round %d: record %d read as record %d to %d", round, read, first, last)
 			}
 		}
 		if _, err := r.Next(); !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -172,30 +180,118 @@ func TestRingFlush(t *testing.T) {
 	}
 }
 
-// A reader waiting on an empty ring wakes for a record submitted with the
-// kernel's default wakeup, which it only gets if the reader gave back all
-// it read before it waited.
+// A reader waiting on an empty ring has given back all it read, and wakes
+// for a record submitted with the kernel's default wakeup, which wakes
+// only a reader whose position is the record's.
 func TestRingWakes(t *testing.T) {
 	m, r := newTestRing(t, 4*4096)
 	p := ringWriter(t, m, 24, false)
 	r.SetDeadline(time.Now().Add(10 * time.Second))
-	for i := range 50 {
+	for i := range 20 {
+		runWith(t, p, uint64(2*i))
+		got := make(chan error, 1)
 		go func() {
-			time.Sleep(time.Millisecond)
-			frame := make([]byte, 64)
-			binary.NativeEndian.PutUint64(frame, uint64(i))
-			p.Run(&ebpf.RunOptions{Data: frame})
+			for want := uint64(2 * i); want <= uint64(2*i+1); want++ {
+				raw, err := r.Next()
+				if err == nil && binary.NativeEndian.Uint64(raw) != want {
+					err = fmt.Errorf("record %d read as %d", want, binary.NativeEndian.Uint64(raw))
+				}
+				if err != nil {
+					got <- err
+					return
+				}
+			}
+			got <- nil
 		}()
-		start := time.Now()
-		raw, err := r.Next()
+		// The reader reads the first record, then waits for the next.
+		deadline := time.Now().Add(5 * time.Second)
+		for r.Used() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the reader waits with %d bytes read and not given back", i, r.Used())
+			}
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(10 * time.Millisecond)
+		runWith(t, p, uint64(2*i+1))
+		if err := <-got; err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+	}
+}
+
+// ringcap's program leaves the reader's epoll alone until the ring fills
+// to the wakeup level, wakes it there, and again once the reader has read
+// all and the ring fills again.
+func TestProgramWakesReader(t *testing.T) {
+	inNewNetns(t)
+	const ringSize, snaplen = 64 << 10, 128
+	c, err := Open(Config{Interfaces: []string{"lo"}, MTU: 1500, SnapLen: snaplen, RingSize: ringSize, Mode: ModeGeneric, Directions: In})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	prog := testProgram(t, c)
+	frame := frames.Spec{L3Len: 3000}.Build()
+	record := (8 + bpf.EventHeaderSize + snaplen + 7) &^ 7
+	below := ringSize/4/record - 1 // the quarter of the ring is the wakeup level
+	r := c.ring
+	for round := range 3 {
+		// An epoll of the test's own: it reports the map only once
+		// the program wakes its waiters, as the reader's does while
+		// it waits (added to an empty ring, the map is not ready).
+		ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 		if err != nil {
-			t.Fatalf("record %d: %v", i, err)
+			t.Fatal(err)
 		}
-		if got := binary.NativeEndian.Uint64(raw); got != uint64(i) {
-			t.Fatalf("record %d read as %d", i, got)
+		defer unix.Close(ep)
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(c.objs.Events.FD())}
+		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, c.objs.Events.FD(), &ev); err != nil {
+			t.Fatal(err)
 		}
-		if waited := time.Since(start); waited > 5*time.Second {
-			t.Fatalf("record %d: woken after %v", i, waited)
+		events := make([]unix.EpollEvent, 1)
+		if err := bpftest.RunTimes(prog, frame, below); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := unix.EpollWait(ep, events, 0); n != 0 || err != nil {
+			t.Fatalf("round %d: woken below the wakeup level: %d, %v", round, n, err)
+		}
+		// The record that takes the ring to the level wakes it.
+		if err := bpftest.RunTimes(prog, frame, 2); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := unix.EpollWait(ep, events, 5000); n != 1 || err != nil {
+			t.Fatalf("round %d: not woken at the wakeup level: %d, %v", round, n, err)
+		}
+		// Above it, a record wakes it only across a boundary: every
+		// 2 KiB here (an eighth of the level, 16 KiB).
+		fill, sent := (below+2)*record, below+2
+		for ; fill+record < ringSize; fill += record {
+			want := fill>>11 != (fill+record)>>11
+			if err := bpftest.RunTimes(prog, frame, 1); err != nil {
+				t.Fatal(err)
+			}
+			sent++
+			wait := 0
+			if want {
+				wait = 5000
+			}
+			if n, err := unix.EpollWait(ep, events, wait); (n == 1) != want || err != nil {
+				t.Fatalf("round %d: fill %d to %d: woken %v, want %v (%v)", round, fill, fill+record, n == 1, want, err)
+			}
+		}
+		r.SetDeadline(time.Now())
+		n := 0
+		for {
+			if _, err := r.Next(); err != nil {
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatal(err)
+				}
+				break
+			}
+			n++
+		}
+		if n != sent {
+			t.Fatalf("round %d: read %d records, want %d", round, n, sent)
 		}
 	}
 }

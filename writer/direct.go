@@ -150,7 +150,7 @@ func newDirectFile(direct fileAt, cached cachedFile, closer func() error, align 
 // capture's writes, 512-aligned, took 25-70 ms each for 4 MiB under load.
 func directAlign(least uint32, block uint32) int {
 	align := int(least)
-	if b := int(block); b > align && b <= os.Getpagesize() && b&(b-1) == 0 {
+	if b := int(block); b > align && b <= os.Getpagesize() && b&(b-1) == 0 && b%align == 0 {
 		align = b
 	}
 	return align

@@ -271,6 +271,7 @@ func TestDirectAlign(t *testing.T) {
 		{512, 0, 512},
 		{512, 1 << 20, 512}, // larger than a page: a buffer could not end on it
 		{512, 3000, 512},    // not a power of two
+		{768, 1024, 768},    // not a multiple of the least
 	} {
 		if got := directAlign(tc.least, tc.block); got != tc.want {
 			t.Errorf("directAlign(%d, %d) = %d, want %d", tc.least, tc.block, got, tc.want)

@@ -85,7 +85,8 @@ func printSummary(stderr io.Writer, src source, names []string, files *writer.Fi
 			where = fmt.Sprintf("%d files, the last %s", n, where)
 		}
 		fmt.Fprintf(stderr, "ringcap: %d frames written to %s (%s)\n", files.Saved(), where, formatBytes(uint64(files.Bytes())))
-		if lost := src.Packets() - files.Saved(); lost > 0 {
+		if handed, saved := src.Packets(), files.Saved(); handed > saved {
+			lost := handed - saved
 			fmt.Fprintf(stderr, "ringcap: %d frames taken from the ring were lost with the write that failed\n", lost)
 		}
 	}
