@@ -62,7 +62,7 @@ func newMetrics(capt *capture.Capture, files *writer.Files, post *postRotate, up
 		written:      prometheus.NewDesc("ringcap_frames_written_total", "Selected frames written into the ring.", iface, nil),
 		dropped:      prometheus.NewDesc("ringcap_frames_dropped_total", "Selected frames lost before the ring, by reason: ring_full (no room), reserve_failed.", []string{"interface", "direction", "reason"}, nil),
 		ringSize:     prometheus.NewDesc("ringcap_ring_size_bytes", "Size of the ring buffer.", nil, nil),
-		ringUsed:     prometheus.NewDesc("ringcap_ring_used_bytes", "Bytes of the ring holding records not read yet.", nil, nil),
+		ringUsed:     prometheus.NewDesc("ringcap_ring_used_bytes", "Bytes of the ring holding records not read yet, or read and not yet given back (1 MiB at most).", nil, nil),
 		filePackets:  prometheus.NewDesc("ringcap_file_packets_total", "Frames written to files.", nil, nil),
 		fileBytes:    prometheus.NewDesc("ringcap_file_bytes_total", "Bytes written to files.", nil, nil),
 		finished:     prometheus.NewDesc("ringcap_files_finished_total", "Files complete on disk: flushed, written to the disk and closed.", nil, nil),
