@@ -113,7 +113,7 @@ func TestDirectWriteErrorKeepsWholeBlocks(t *testing.T) {
 				t.Fatal(err)
 			}
 			if n, _ := pcapngtest.Count(t, path, false); n != 400 {
-				t.Fatalf("tshark reads %d packets in the whole file, want 400", n)
+				t.Fatalf("capinfos reads %d packets in the whole file, want 400", n)
 			}
 			if got := len(pcapngtest.Read(t, path).Packets); got != 400 {
 				t.Fatalf("pcapgo reads %d packets in the whole file, want 400", got)
