@@ -159,6 +159,9 @@ func checkAgainstVM(t *testing.T, prog []cbpf.Instruction, frames [][]byte) {
 // The translation agrees with golang.org/x/net/bpf's VM on random
 // programs and random frames.
 func TestTranslateAgreesWithVM(t *testing.T) {
+	// Seconds in libpcap, the verifier and tcpdump, shared with no other
+	// test: run beside the others.
+	t.Parallel()
 	bpftest.RequirePrivileges(t)
 	r := rand.New(rand.NewPCG(1, 2))
 	for range 300 {
