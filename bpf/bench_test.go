@@ -56,7 +56,8 @@ func loadVariant(b *testing.B, spec *ebpf.CollectionSpec, program string, build 
 	if err != nil {
 		b.Fatal(err)
 	}
-	prog, err := objs.load(program, Instance{Build: build})
+	mapLoopback(b, objs)
+	prog, err := objs.program(program, Instance{Build: build})
 	if err != nil {
 		objs.Close()
 		b.Fatal(err)

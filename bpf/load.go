@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"os"
 	"strings"
@@ -51,8 +52,8 @@ type Config struct {
 	// reader; 0 means a quarter of the ring. Below it the reader finds
 	// records on its own timer.
 	WakeupBytes uint32
-	// Slots is the number of program instances that count and write
-	// into the ring: one per interface and direction.
+	// Slots is the number of hooks (interface and direction) that
+	// count and write into the ring, each in a slot of its own.
 	Slots int
 	// Perfmon says the process has CAP_PERFMON (or CAP_SYS_ADMIN): the
 	// verifier then takes packet pointers moved by a register, which the
@@ -136,30 +137,44 @@ func (b Build) String() string {
 	return fmt.Sprintf("Build(%d)", int(b))
 }
 
-// Instance is one program instance to load.
+// Instance is one program instance to load. A live instance serves every
+// interface it is attached to: it finds a frame's slot by the interface's
+// index (SetSlot).
 type Instance struct {
 	Build Build
-	Slot  int // counts into this slot; the ring records carry it
 	// Device, if not 0, binds an XDP build to the interface of this
 	// index: only a bound program may ask the driver for the VLAN tag
 	// it took out of a frame, and only native mode takes it.
 	Device int
 	// Outbound says the instance sees sent frames (tc egress): the
-	// expression's inbound and outbound keywords test it.
+	// expression's inbound and outbound keywords test it, and it
+	// counts into its interfaces' outbound slots.
 	Outbound bool
+	// Replay says the instance runs in test runs only, where the
+	// context names the slot (ReplayRunner).
+	Replay bool
 }
 
-// Objects are the maps the program instances share, and the means to load
-// instances.
+// Objects are the maps the program instances share, and the instances,
+// each loaded once.
 type Objects struct {
 	spec     *ebpf.CollectionSpec
 	cfg      Config
-	programs []*ebpf.Program // every instance loaded, for Close
+	programs map[loaded]*ebpf.Program
 
 	Events   *ebpf.Map
 	Counters *ebpf.Map
 	Scratch  *ebpf.Map // a record per CPU, copied into Events
+	// The slots of each interface's hooks, by interface index.
+	SlotsByIndex, SlotsByLargeIndex *ebpf.Map
 }
+
+// smallIndexes is how many interface indexes the program finds in an
+// array, which costs a frame nothing measurable, rather than a hash: 4
+// bytes each. A namespace numbers its interfaces upwards, without reusing
+// numbers soon, so its indexes exceed this only after tens of thousands of
+// interfaces came and went.
+const smallIndexes = 1 << 16
 
 // Load creates the maps for cfg; Program loads instances into them.
 func Load(cfg Config) (*Objects, error) {
@@ -181,6 +196,8 @@ func loadSpec(spec *ebpf.CollectionSpec, cfg Config) (*Objects, error) {
 	spec = spec.Copy()
 	spec.Maps[ringcapMapEvents].MaxEntries = cfg.RingSize
 	spec.Maps[ringcapMapCounters].MaxEntries = uint32(cfg.Slots)
+	spec.Maps[ringcapMapSlotsByIndex].MaxEntries = smallIndexes
+	spec.Maps[ringcapMapSlotsByLargeIndex].MaxEntries = uint32(cfg.Slots)
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, fmt.Errorf("count CPUs: %w", err)
@@ -188,13 +205,9 @@ func loadSpec(spec *ebpf.CollectionSpec, cfg Config) (*Objects, error) {
 	spec.Maps[ringcapMapScratch].MaxEntries = uint32(cpus)
 	spec.Maps[ringcapMapScratch].ValueSize = uint32(EventHeaderSize) + cfg.SnapLen
 
-	all := uint32(0)
-	if cfg.CaptureAll {
-		all = 1
-	}
 	for name, v := range map[string]any{
 		ringcapVarMtu:         cfg.MTU,
-		ringcapVarCaptureAll:  all,
+		ringcapVarCaptureAll:  boolConst(cfg.CaptureAll),
 		ringcapVarSnaplen:     cfg.SnapLen,
 		ringcapVarRingSize:    uint64(cfg.RingSize),
 		ringcapVarWakeupBytes: uint64(cfg.wakeupBytes()),
@@ -205,19 +218,72 @@ func loadSpec(spec *ebpf.CollectionSpec, cfg Config) (*Objects, error) {
 		}
 	}
 
-	objs := &Objects{spec: spec, cfg: cfg}
-	if objs.Events, err = ebpf.NewMap(spec.Maps[ringcapMapEvents]); err != nil {
-		return nil, explain("create ring buffer", err)
-	}
-	if objs.Counters, err = ebpf.NewMap(spec.Maps[ringcapMapCounters]); err != nil {
-		objs.Close()
-		return nil, explain("create counters", err)
-	}
-	if objs.Scratch, err = ebpf.NewMap(spec.Maps[ringcapMapScratch]); err != nil {
-		objs.Close()
-		return nil, explain("create scratch records", err)
+	objs := &Objects{spec: spec, cfg: cfg, programs: make(map[loaded]*ebpf.Program)}
+	for _, m := range []struct {
+		to   **ebpf.Map
+		name string
+		what string
+	}{
+		{&objs.Events, ringcapMapEvents, "ring buffer"},
+		{&objs.Counters, ringcapMapCounters, "counters"},
+		{&objs.Scratch, ringcapMapScratch, "scratch records"},
+		{&objs.SlotsByIndex, ringcapMapSlotsByIndex, "slot table"},
+		{&objs.SlotsByLargeIndex, ringcapMapSlotsByLargeIndex, "slot table"},
+	} {
+		if *m.to, err = ebpf.NewMap(spec.Maps[m.name]); err != nil {
+			objs.Close()
+			return nil, explain("create "+m.what, err)
+		}
 	}
 	return objs, nil
+}
+
+// SetSlot makes the frames of the interface of index ifindex, in the
+// direction outbound says, count and record as slot's: before the first
+// instance is attached there, since frames of an interface without a slot
+// are passed on unseen.
+func (o *Objects) SetSlot(ifindex int, outbound bool, slot int) error {
+	if slot < 0 || slot >= o.cfg.Slots {
+		return fmt.Errorf("slot %d of %d", slot, o.cfg.Slots)
+	}
+	return o.updateSlots(ifindex, outbound, uint32(slot)+1)
+}
+
+// ClearSlot undoes SetSlot: the interface's frames in that direction are
+// seen no more, as for an interface ringcap never captured on.
+func (o *Objects) ClearSlot(ifindex int, outbound bool) error {
+	return o.updateSlots(ifindex, outbound, 0)
+}
+
+// updateSlots sets one direction's slot plus one, 0 for none, of the
+// interface, keeping the other's.
+func (o *Objects) updateSlots(ifindex int, outbound bool, slot uint32) error {
+	if ifindex <= 0 || ifindex > math.MaxInt32 {
+		return fmt.Errorf("interface index %d is out of range", ifindex)
+	}
+	table, key := o.SlotsByIndex, uint32(ifindex)
+	if key >= smallIndexes {
+		table = o.SlotsByLargeIndex
+	}
+	var slots ringcapHookSlots
+	if err := table.Lookup(key, &slots); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("read the slots of interface %d: %w", ifindex, err)
+	}
+	if outbound {
+		slots.Out = slot
+	} else {
+		slots.In = slot
+	}
+	if slots == (ringcapHookSlots{}) && table == o.SlotsByLargeIndex {
+		if err := table.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("clear the slots of interface %d: %w", ifindex, err)
+		}
+		return nil
+	}
+	if err := table.Put(key, slots); err != nil {
+		return fmt.Errorf("set the slots of interface %d: %w", ifindex, err)
+	}
+	return nil
 }
 
 // programName is the function in ringcap.c that is inst's entry point.
@@ -235,18 +301,52 @@ func (inst Instance) programName() string {
 	return ringcapProgRingcapXdp
 }
 
-// Program loads an instance. It stays loaded until it is closed, or the
-// Objects are.
+// Program returns the instance, loading it the first time it is asked
+// for. It stays loaded until the Objects are closed; the caller must not
+// close it.
 func (o *Objects) Program(inst Instance) (*ebpf.Program, error) {
-	return o.load(inst.programName(), inst)
+	return o.program(inst.programName(), inst)
 }
 
-// load loads the program named program from the spec as inst: Program's
-// work, open to the benchmarks' variants.
-func (o *Objects) load(program string, inst Instance) (*ebpf.Program, error) {
-	if inst.Slot < 0 || inst.Slot >= o.cfg.Slots {
-		return nil, fmt.Errorf("slot %d of %d", inst.Slot, o.cfg.Slots)
+// loaded is a program instance loaded: the program of the object, and
+// what it was loaded as.
+type loaded struct {
+	program string
+	Instance
+}
+
+// program returns the program named program from the spec as inst,
+// loading it the first time: Program's work, open to the benchmarks'
+// variants.
+func (o *Objects) program(program string, inst Instance) (*ebpf.Program, error) {
+	key := loaded{program, inst}
+	if p, ok := o.programs[key]; ok {
+		return p, nil
 	}
+	p, err := o.load(program, inst)
+	if err != nil {
+		return nil, err
+	}
+	o.programs[key] = p
+	return p, nil
+}
+
+// Loaded is the number of program instances loaded so far.
+func (o *Objects) Loaded() int { return len(o.programs) }
+
+// DeviceBound is the number of instances loaded bound to a device.
+func (o *Objects) DeviceBound() int {
+	n := 0
+	for p := range o.programs {
+		if p.Device != 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// load loads the program named program from the spec as inst.
+func (o *Objects) load(program string, inst Instance) (*ebpf.Program, error) {
 	if inst.Build == XDPLinear && !o.cfg.Perfmon {
 		return nil, errors.New("the single-buffer build needs CAP_PERFMON")
 	}
@@ -270,21 +370,18 @@ func (o *Objects) load(program string, inst Instance) (*ebpf.Program, error) {
 			return nil, err
 		}
 	}
-	if err := spec.Variables[ringcapVarSlot].Set(uint32(inst.Slot)); err != nil {
-		return nil, fmt.Errorf("set slot: %w", err)
-	}
-	ingress := uint32(0)
-	if inst.Build == TC && !inst.Outbound {
-		ingress = 1
-	}
-	if err := spec.Variables[ringcapVarTcIngress].Set(ingress); err != nil {
-		return nil, fmt.Errorf("set tc_ingress: %w", err)
+	for name, set := range map[string]bool{ringcapVarOutbound: inst.Outbound, ringcapVarReplay: inst.Replay} {
+		if err := spec.Variables[name].Set(boolConst(set)); err != nil {
+			return nil, fmt.Errorf("set %s: %w", name, err)
+		}
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
 		MapReplacements: map[string]*ebpf.Map{
-			ringcapMapEvents:   o.Events,
-			ringcapMapCounters: o.Counters,
-			ringcapMapScratch:  o.Scratch,
+			ringcapMapEvents:            o.Events,
+			ringcapMapCounters:          o.Counters,
+			ringcapMapScratch:           o.Scratch,
+			ringcapMapSlotsByIndex:      o.SlotsByIndex,
+			ringcapMapSlotsByLargeIndex: o.SlotsByLargeIndex,
 		},
 	})
 	if err != nil {
@@ -297,8 +394,15 @@ func (o *Objects) load(program string, inst Instance) (*ebpf.Program, error) {
 	// are not needed.
 	p := coll.DetachProgram(program)
 	coll.Close()
-	o.programs = append(o.programs, p)
 	return p, nil
+}
+
+// boolConst is a flag as the program's load-time constants hold it.
+func boolConst(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Close releases the maps and every program instance not closed yet.
@@ -310,14 +414,10 @@ func (o *Objects) Close() error {
 		errs = append(errs, p.Close())
 	}
 	o.programs = nil
-	if o.Events != nil {
-		errs = append(errs, o.Events.Close())
-	}
-	if o.Counters != nil {
-		errs = append(errs, o.Counters.Close())
-	}
-	if o.Scratch != nil {
-		errs = append(errs, o.Scratch.Close())
+	for _, m := range []*ebpf.Map{o.Events, o.Counters, o.Scratch, o.SlotsByIndex, o.SlotsByLargeIndex} {
+		if m != nil {
+			errs = append(errs, m.Close())
+		}
 	}
 	return errors.Join(errs...)
 }

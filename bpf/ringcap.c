@@ -4,13 +4,17 @@
 //
 // ringcap's capture program: it passes every frame on untouched and copies
 // the first snaplen bytes of the frames the user asked for into a ring
-// buffer. Every instruction before the first "goto pass" runs for every
-// frame on the interface, so that path is kept to a per-CPU counter, the
-// frame's length and a compare.
+// buffer. What capture() does before its length test runs for every
+// frame on the interface, so that path is kept to the hook's slot (two
+// array lookups), a per-CPU counter, the frame's length and a compare.
 //
-// One capture core, capture(), serves every hook; its kind argument is a
-// compile-time constant, so each entry point is compiled with only its own
-// hook's code:
+// ringcap loads one instance of each entry point it uses and attaches it to
+// every interface (but for the device-bound ones): the number of programs
+// does not grow with the interfaces, which matters because the kernel frees
+// programs through a shared workqueue that thousands freed at once can
+// starve. One capture core, capture(), serves every hook; its kind argument
+// is a compile-time constant, so each entry point is compiled with only its
+// own hook's code:
 //
 //   ringcap_linear  XDP, single-buffer frames only (drivers refuse to
 //                   attach it where they would build multi-buffer ones):
@@ -45,19 +49,19 @@ volatile const __u64 ring_size = 8 << 20;
 volatile const __u64 wakeup_bytes = 2 << 20;
 // Above it, a submit wakes the reader each 1 << wakeup_shift bytes.
 volatile const __u64 wakeup_shift = 18;
-// Index of this program's counters, one per interface and direction: one
-// program instance is loaded for each, so that the counter lookup needs no
-// hash, and the reader knows a record's interface and direction from it.
-volatile const __u32 slot = 0;
-// Set for a tc instance at ingress, the one hook where the MAC header can
-// be apart from the data (see mac_gap).
-volatile const __u32 tc_ingress = 0;
+// Set for an instance that sees sent frames (tc egress, and a replay's
+// outbound frames): it looks up the outbound slot of the interface, and
+// the MAC header test of mac_gap is for received frames only.
+volatile const __u32 outbound = 0;
+// Set for a replay's instances: the test run's context names the slot
+// (see replay_slot), since a recorded interface is no device here.
+volatile const __u32 replay = 0;
 
 // event is the fixed header of every ring record; cap_len bytes of frame
 // follow it.
 struct event {
 	__u64 ts_ns;     // bpf_ktime_get_ns(): CLOCK_MONOTONIC
-	__u32 slot;      // the program instance's slot
+	__u32 slot;      // the hook's: its interface and direction
 	__u32 rx_queue;  // XDP only
 	__u32 frame_len; // all fragments, and the tag put back
 	__u32 cap_len;   // min(frame_len, snaplen)
@@ -92,6 +96,32 @@ struct {
 	__type(value, struct iface_counters);
 	__uint(max_entries, 1); // replaced from Go by the number of slots
 } counters SEC(".maps");
+
+// hook_slots are the slots of an interface's hooks, each plus one: 0 says
+// ringcap does not capture that direction there. One instance of each
+// build serves every interface, and finds the frame's slot by the
+// interface's index: in an array for the usual indexes, whose lookup costs
+// an unwanted frame nothing measurable, and in a hash for the large ones a
+// namespace reaches after many interfaces came and went, whose lookup
+// would double the cost of every frame.
+struct hook_slots {
+	__u32 in;
+	__u32 out;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct hook_slots);
+	__uint(max_entries, 1); // replaced from Go
+} slots_by_index SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct hook_slots);
+	__uint(max_entries, 1); // replaced from Go by the number of slots
+} slots_by_large_index SEC(".maps");
 
 // scratch holds a record per CPU for write_record: the event, then
 // snaplen bytes of frame. A per-CPU array takes no value as large as a
@@ -223,6 +253,35 @@ static __always_inline __u32 segment_l3(struct __sk_buff *skb, __u32 net, __u32 
 	else if (proto == IPPROTO_TCP && bpf_skb_load_bytes(skb, l2 + ip + 12, b, 1) == 0)
 		l4 = (b[0] >> 4) * 4;
 	return ip + l4 + skb->gso_size;
+}
+
+// replay_slot is the slot plus one that a replay's test run names: in the
+// first four bytes of XDP metadata, or in the socket buffer's cb[0].
+static __always_inline __u32 replay_slot(void *ctx, const int kind)
+{
+	if (kind == KIND_TC)
+		return ((struct __sk_buff *)ctx)->cb[0];
+	struct xdp_md *xdp = ctx;
+	__u32 *meta = (void *)(long)xdp->data_meta;
+	if ((void *)(meta + 1) > (void *)(long)xdp->data)
+		return 0;
+	return *meta;
+}
+
+// hook_slot is the slot plus one of the hook the frame came through: of
+// its interface, in the instance's direction; 0 if ringcap does not
+// capture there.
+static __always_inline __u32 hook_slot(void *ctx, const int kind)
+{
+	if (replay)
+		return replay_slot(ctx, kind);
+	__u32 index = kind == KIND_TC ? ((struct __sk_buff *)ctx)->ifindex : ((struct xdp_md *)ctx)->ingress_ifindex;
+	struct hook_slots *slots = bpf_map_lookup_elem(&slots_by_index, &index);
+	if (!slots)
+		slots = bpf_map_lookup_elem(&slots_by_large_index, &index);
+	if (!slots)
+		return 0;
+	return outbound ? slots->out : slots->in;
 }
 
 // selected says whether the frame's length asks for it. len is the
@@ -358,8 +417,8 @@ static __always_inline int room(void *ring, struct iface_counters *cnt, __u64 si
 	return 1;
 }
 
-static __always_inline void fill_event(struct event *ev, void *ctx, const int kind, struct iface_counters *cnt,
-				       __u64 frame_len, __u64 cap)
+static __always_inline void fill_event(struct event *ev, void *ctx, const int kind, __u32 slot,
+				       struct iface_counters *cnt, __u64 frame_len, __u64 cap)
 {
 	ev->ts_ns = bpf_ktime_get_ns();
 	ev->slot = slot;
@@ -383,8 +442,8 @@ static __always_inline void fill_event(struct event *ev, void *ctx, const int ki
 // bpf_ringbuf_output(), which takes a size the verifier does not know.
 // XDP and tc run with bottom halves off, so nothing else on this CPU uses
 // the scratch record meanwhile.
-static __always_inline void write_record(void *ctx, const int kind, struct iface_counters *cnt, __u64 cap,
-					 __u64 frame_len, __u32 vlan, __u32 gap)
+static __always_inline void write_record(void *ctx, const int kind, __u32 slot, struct iface_counters *cnt,
+					 __u64 cap, __u64 frame_len, __u32 vlan, __u32 gap)
 {
 	__u64 wakeup = 0;
 	struct event *ev;
@@ -402,7 +461,7 @@ static __always_inline void write_record(void *ctx, const int kind, struct iface
 			cnt->reserve_failed++;
 			return;
 		}
-		fill_event(ev, ctx, kind, cnt, frame_len, cap);
+		fill_event(ev, ctx, kind, slot, cnt, frame_len, cap);
 		bpf_ringbuf_submit(ev, wakeup);
 		cnt->written++;
 		return;
@@ -415,7 +474,7 @@ static __always_inline void write_record(void *ctx, const int kind, struct iface
 		cnt->reserve_failed++;
 		return;
 	}
-	fill_event(ev, ctx, kind, cnt, frame_len, cap);
+	fill_event(ev, ctx, kind, slot, cnt, frame_len, cap);
 	if (bpf_ringbuf_output(&events, ev, sizeof(*ev) + cap, wakeup) < 0) {
 		cnt->reserve_failed++;
 		return;
@@ -448,8 +507,11 @@ __noinline int ringcap_filter_tc(struct __sk_buff *ctx, __u32 len, __u32 vlan, _
 // bound to its device and may ask the driver for an offloaded tag.
 static __always_inline void capture(void *ctx, const int kind, const int tag)
 {
-	__u32 key = slot;
-	struct iface_counters *cnt = bpf_map_lookup_elem(&counters, &key);
+	__u32 slot = hook_slot(ctx, kind);
+	// An interface that is no hook of this capture's (yet), or no longer.
+	if (!slot--)
+		return;
+	struct iface_counters *cnt = bpf_map_lookup_elem(&counters, &slot);
 	if (!cnt)
 		return;
 	cnt->seen++;
@@ -463,7 +525,7 @@ static __always_inline void capture(void *ctx, const int kind, const int tag)
 		// short enough either way.
 		if (!capture_all && len <= mtu)
 			return;
-		gap = tc_ingress ? mac_gap(ctx) : 0;
+		gap = outbound ? 0 : mac_gap(ctx);
 		len += gap;
 	} else if (kind == KIND_XDP_LINEAR) {
 		// A single-buffer frame ends at data_end, so the unwanted ones
@@ -497,7 +559,7 @@ static __always_inline void capture(void *ctx, const int kind, const int tag)
 	if (kind == KIND_TC ? !ringcap_filter_tc(ctx, frame_len, vlan, gap) : !ringcap_filter_xdp(ctx, frame_len, vlan))
 		return;
 	cnt->selected++;
-	write_record(ctx, kind, cnt, cap, frame_len, vlan, gap);
+	write_record(ctx, kind, slot, cnt, cap, frame_len, vlan, gap);
 }
 
 SEC("xdp")

@@ -25,6 +25,12 @@ type ringcapEvent struct {
 	Pad      uint32
 }
 
+type ringcapHookSlots struct {
+	_   structs.HostLayout
+	In  uint32
+	Out uint32
+}
+
 type ringcapIfaceCounters struct {
 	_             structs.HostLayout
 	Seen          uint64
@@ -34,27 +40,39 @@ type ringcapIfaceCounters struct {
 	ReserveFailed uint64
 }
 
+type ringcapXdpMd struct {
+	_              structs.HostLayout
+	Data           uint32
+	DataEnd        uint32
+	DataMeta       uint32
+	IngressIfindex uint32
+	RxQueueIndex   uint32
+	EgressIfindex  uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	ringcapMapCounters       = "counters"
-	ringcapMapEvents         = "events"
-	ringcapMapScratch        = "scratch"
-	ringcapProgRingcapLinTag = "ringcap_lin_tag"
-	ringcapProgRingcapLinear = "ringcap_linear"
-	ringcapProgRingcapTc     = "ringcap_tc"
-	ringcapProgRingcapXdp    = "ringcap_xdp"
-	ringcapProgRingcapXdpTag = "ringcap_xdp_tag"
-	ringcapVarCaptureAll     = "capture_all"
-	ringcapVarMtu            = "mtu"
-	ringcapVarRingSize       = "ring_size"
-	ringcapVarSlot           = "slot"
-	ringcapVarSnaplen        = "snaplen"
-	ringcapVarTcIngress      = "tc_ingress"
-	ringcapVarUnusedEvent    = "unused_event"
-	ringcapVarWakeupBytes    = "wakeup_bytes"
-	ringcapVarWakeupShift    = "wakeup_shift"
+	ringcapMapCounters          = "counters"
+	ringcapMapEvents            = "events"
+	ringcapMapScratch           = "scratch"
+	ringcapMapSlotsByIndex      = "slots_by_index"
+	ringcapMapSlotsByLargeIndex = "slots_by_large_index"
+	ringcapProgRingcapLinTag    = "ringcap_lin_tag"
+	ringcapProgRingcapLinear    = "ringcap_linear"
+	ringcapProgRingcapTc        = "ringcap_tc"
+	ringcapProgRingcapXdp       = "ringcap_xdp"
+	ringcapProgRingcapXdpTag    = "ringcap_xdp_tag"
+	ringcapVarCaptureAll        = "capture_all"
+	ringcapVarMtu               = "mtu"
+	ringcapVarOutbound          = "outbound"
+	ringcapVarReplay            = "replay"
+	ringcapVarRingSize          = "ring_size"
+	ringcapVarSnaplen           = "snaplen"
+	ringcapVarUnusedEvent       = "unused_event"
+	ringcapVarWakeupBytes       = "wakeup_bytes"
+	ringcapVarWakeupShift       = "wakeup_shift"
 )
 
 // loadRingcap returns the embedded CollectionSpec for ringcap.
@@ -110,9 +128,11 @@ type ringcapProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ringcapMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Scratch  *ebpf.MapSpec `ebpf:"scratch"`
+	Counters          *ebpf.MapSpec `ebpf:"counters"`
+	Events            *ebpf.MapSpec `ebpf:"events"`
+	Scratch           *ebpf.MapSpec `ebpf:"scratch"`
+	SlotsByIndex      *ebpf.MapSpec `ebpf:"slots_by_index"`
+	SlotsByLargeIndex *ebpf.MapSpec `ebpf:"slots_by_large_index"`
 }
 
 // ringcapVariableSpecs contains global variables before they are loaded into the kernel.
@@ -121,10 +141,10 @@ type ringcapMapSpecs struct {
 type ringcapVariableSpecs struct {
 	CaptureAll  *ebpf.VariableSpec `ebpf:"capture_all"`
 	Mtu         *ebpf.VariableSpec `ebpf:"mtu"`
+	Outbound    *ebpf.VariableSpec `ebpf:"outbound"`
+	Replay      *ebpf.VariableSpec `ebpf:"replay"`
 	RingSize    *ebpf.VariableSpec `ebpf:"ring_size"`
-	Slot        *ebpf.VariableSpec `ebpf:"slot"`
 	Snaplen     *ebpf.VariableSpec `ebpf:"snaplen"`
-	TcIngress   *ebpf.VariableSpec `ebpf:"tc_ingress"`
 	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
 	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 	WakeupShift *ebpf.VariableSpec `ebpf:"wakeup_shift"`
@@ -150,9 +170,11 @@ func (o *ringcapObjects) Close() error {
 //
 // It can be passed to loadRingcapObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ringcapMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
-	Scratch  *ebpf.Map `ebpf:"scratch"`
+	Counters          *ebpf.Map `ebpf:"counters"`
+	Events            *ebpf.Map `ebpf:"events"`
+	Scratch           *ebpf.Map `ebpf:"scratch"`
+	SlotsByIndex      *ebpf.Map `ebpf:"slots_by_index"`
+	SlotsByLargeIndex *ebpf.Map `ebpf:"slots_by_large_index"`
 }
 
 func (m *ringcapMaps) Close() error {
@@ -160,6 +182,8 @@ func (m *ringcapMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.Scratch,
+		m.SlotsByIndex,
+		m.SlotsByLargeIndex,
 	)
 }
 
@@ -169,10 +193,10 @@ func (m *ringcapMaps) Close() error {
 type ringcapVariables struct {
 	CaptureAll  *ebpf.Variable `ebpf:"capture_all"`
 	Mtu         *ebpf.Variable `ebpf:"mtu"`
+	Outbound    *ebpf.Variable `ebpf:"outbound"`
+	Replay      *ebpf.Variable `ebpf:"replay"`
 	RingSize    *ebpf.Variable `ebpf:"ring_size"`
-	Slot        *ebpf.Variable `ebpf:"slot"`
 	Snaplen     *ebpf.Variable `ebpf:"snaplen"`
-	TcIngress   *ebpf.Variable `ebpf:"tc_ingress"`
 	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
 	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 	WakeupShift *ebpf.Variable `ebpf:"wakeup_shift"`

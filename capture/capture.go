@@ -160,7 +160,9 @@ func Open(cfg Config) (*Capture, error) {
 // interfaces that come and go: a slot's counters take 40 bytes a CPU.
 const maxAnySlots = 1024
 
-// attach attaches h at the next slot.
+// attach attaches h at the next slot. The slot is the interface's
+// before the program is: the shared instances pass on the frames of an
+// interface without a slot unseen.
 func (c *Capture) attach(h Hook) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -171,14 +173,19 @@ func (c *Capture) attach(h Hook) error {
 	if slot >= c.slots {
 		return fmt.Errorf("attach %s: all %d hooks of the capture are taken", h.Interface, c.slots)
 	}
+	outbound := h.Direction == Outbound
+	if err := c.objs.SetSlot(h.Index, outbound, slot); err != nil {
+		return fmt.Errorf("attach %s: %w", h.Interface, err)
+	}
 	var l link.Link
 	var err error
 	if h.XDP {
-		l, err = attachXDP(c.objs, &h, slot, c.cfg.Mode, c.perfmon)
+		l, err = c.attachXDP(&h)
 	} else {
-		l, err = attachTCX(c.objs, &h, slot)
+		l, err = attachTCX(c.objs, &h)
 	}
 	if err != nil {
+		c.objs.ClearSlot(h.Index, outbound)
 		return err
 	}
 	c.links = append(c.links, l)

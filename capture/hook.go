@@ -96,6 +96,9 @@ type Hook struct {
 	// Tags says an XDP hook gets back the VLAN tags the driver takes out
 	// of frames (rx-vlan-offload); tc always does.
 	Tags bool
+	// TagsCapped says the driver would hand XDP its VLAN tags, but the
+	// capture has bound as many programs to devices as it may.
+	TagsCapped bool
 	// Behind names the XDP program that holds the interface, where
 	// inbound frames are captured at tcx ingress because of it.
 	Behind string
@@ -121,7 +124,10 @@ func (h Hook) Notes() []string {
 	if h.Behind != "" {
 		notes = append(notes, fmt.Sprintf("behind XDP program %s: frames it drops, redirects or transmits are not seen", h.Behind))
 	}
-	if h.XDP && !h.Tags {
+	switch {
+	case h.TagsCapped:
+		notes = append(notes, fmt.Sprintf("VLAN tags the driver takes out of frames are missing: ringcap binds programs to at most %d devices (--hook tc keeps them)", maxBound))
+	case h.XDP && !h.Tags:
 		notes = append(notes, "VLAN tags the driver takes out of frames may be missing (--hook tc keeps them)")
 	}
 	return notes

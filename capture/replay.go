@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf"
@@ -23,13 +22,19 @@ import (
 // Each frame runs through the build of its direction's hook: inbound
 // frames through the XDP build (the tc build with --hook tc), outbound
 // ones through the tc build as tc egress sees them. Each recorded
-// interface counts into a slot of its own.
+// interface that holds frames counts into a slot of its own, which the
+// test run's context names: a fixed handful of program instances replays
+// any file, however many interfaces it holds.
 type Replay struct {
 	path   string
 	ifaces []InputInterface
-	objs   *bpf.Objects
-	hook   HookChoice
-	progs  map[replayProgram]*ebpf.Program
+	// slots maps a recorded interface to its slot plus one, 0 for one
+	// without frames; ifaceOf maps a slot back.
+	slots   []int
+	ifaceOf []int
+	objs    *bpf.Objects
+	hook    HookChoice
+	runner  bpf.ReplayRunner
 
 	first, now time.Time // recorded times: first frame, frame replayed last
 	packets    atomic.Uint64
@@ -38,6 +43,10 @@ type Replay struct {
 	Short    uint64 // shorter than an Ethernet header: no driver passes them to XDP
 	TooLarge uint64 // larger than a test run takes
 }
+
+// maxReplaySlots bounds the recorded interfaces with frames a replay
+// counts apart: a slot's counters take 40 bytes a CPU.
+const maxReplaySlots = 4096
 
 // OpenReplay reads the whole input once, so that a broken file is refused
 // before anything is written and every interface is known, then loads
@@ -51,58 +60,41 @@ func OpenReplay(path string, cfg Config) (*Replay, error) {
 	if n == 0 {
 		return nil, fmt.Errorf("%s holds no frames", path)
 	}
+	if len(r.ifaceOf) > maxReplaySlots {
+		return nil, fmt.Errorf("%s holds frames of %d interfaces, more than the %d a replay counts apart: split it by interface (tshark -r %s -w PART -Y 'frame.interface_id < %d', ...)",
+			path, len(r.ifaceOf), maxReplaySlots, path, maxReplaySlots)
+	}
 	perfmon, err := checkPrivileges()
 	if err != nil {
 		return nil, err
 	}
-	if r.objs, err = cfg.load(len(r.ifaces), perfmon); err != nil {
+	if r.objs, err = cfg.load(len(r.ifaceOf), perfmon); err != nil {
 		return nil, err
 	}
-	r.hook, r.progs = cfg.Hook, make(map[replayProgram]*ebpf.Program)
-	// Every instance the file needs is loaded now, so that an
+	r.hook = cfg.Hook
+	// Every instance a replay may need is loaded now, so that an
 	// expression the kernel refuses stops the replay before any output.
-	for slot := range r.ifaces {
-		// The XDP build also replays frames too large for a tc test
-		// run, of either direction.
-		fallbacks := []replayProgram{{slot: slot, build: bpf.XDP, outbound: true}, {slot: slot, build: bpf.XDP}}
-		for _, p := range append([]replayProgram{r.programFor(slot, Inbound), r.programFor(slot, Outbound)}, fallbacks...) {
-			if _, err := r.program(p); err != nil {
-				r.objs.Close()
-				return nil, err
-			}
+	// The XDP build also replays frames too large for a tc test run, of
+	// either direction.
+	for _, inst := range []bpf.Instance{r.instance(Inbound), r.instance(Outbound),
+		{Build: bpf.XDP, Replay: true}, {Build: bpf.XDP, Outbound: true, Replay: true}} {
+		if _, err := r.objs.Program(inst); err != nil {
+			r.objs.Close()
+			return nil, err
 		}
 	}
 	r.now = r.first
 	return r, nil
 }
 
-// replayProgram is a program instance of a replay.
-type replayProgram struct {
-	slot     int
-	build    bpf.Build
-	outbound bool
-}
-
-// programFor is the instance that replays the frames of interface slot
-// travelling in direction dir.
-func (r *Replay) programFor(slot int, dir Direction) replayProgram {
+// instance is the program instance that replays frames travelling in
+// direction dir.
+func (r *Replay) instance(dir Direction) bpf.Instance {
 	build := bpf.XDP
 	if dir == Outbound || r.hook == HookTC {
 		build = bpf.TC
 	}
-	return replayProgram{slot: slot, build: build, outbound: dir == Outbound}
-}
-
-func (r *Replay) program(p replayProgram) (*ebpf.Program, error) {
-	if prog, ok := r.progs[p]; ok {
-		return prog, nil
-	}
-	prog, err := r.objs.Program(bpf.Instance{Build: p.build, Slot: p.slot, Outbound: p.outbound})
-	if err != nil {
-		return nil, err
-	}
-	r.progs[p] = prog
-	return prog, nil
+	return bpf.Instance{Build: build, Outbound: dir == Outbound, Replay: true}
 }
 
 func (r *Replay) scan() (frames int, err error) {
@@ -123,6 +115,13 @@ func (r *Replay) scan() (frames int, err error) {
 		if frames == 0 {
 			r.first = f.Time
 		}
+		if f.Interface >= len(r.slots) {
+			r.slots = slices.Grow(r.slots, f.Interface+1-len(r.slots))[:f.Interface+1]
+		}
+		if r.slots[f.Interface] == 0 {
+			r.ifaceOf = append(r.ifaceOf, f.Interface)
+			r.slots[f.Interface] = len(r.ifaceOf)
+		}
 	}
 }
 
@@ -139,7 +138,15 @@ func (r *Replay) Packets() uint64 { return r.packets.Load() }
 
 // Counters returns the program's counters per recorded interface.
 func (r *Replay) Counters() ([]bpf.Counters, error) {
-	return readCounters(r.objs, len(r.ifaces))
+	bySlot, err := readCounters(r.objs, len(r.ifaceOf))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bpf.Counters, len(r.ifaces))
+	for slot, c := range bySlot {
+		out[r.ifaceOf[slot]] = c
+	}
+	return out, nil
 }
 
 // Close releases the program.
@@ -169,11 +176,8 @@ func (r *Replay) Run(ctx context.Context, sink Sink) error {
 	defer rd.Close()
 	defer rd.Release()
 
-	var (
-		frame []byte
-		opts  ebpf.RunOptions
-	)
-	drops, err := newDropCounter(len(r.ifaces))
+	var frame []byte
+	drops, err := newDropCounter(len(r.ifaceOf))
 	if err != nil {
 		return err
 	}
@@ -199,25 +203,25 @@ func (r *Replay) Run(ctx context.Context, sink Sink) error {
 		// bytes, and never write those zeros out.
 		frame = slices.Grow(frame[:0], f.Length)[:f.Length]
 		clear(frame[copy(frame, f.Data):])
-		opts.Data = frame
-		if f.Interface >= len(r.ifaces) {
-			return fmt.Errorf("%s: frame %d: interface %d, which the file did not have when ringcap first read it: did it change?", r.path, n, f.Interface)
+		if f.Interface >= len(r.slots) || r.slots[f.Interface] == 0 {
+			return fmt.Errorf("%s: frame %d: interface %d, which held no frames when ringcap first read the file: did it change?", r.path, n, f.Interface)
 		}
-		which := r.programFor(f.Interface, f.Direction)
-		prog, err := r.program(which)
+		slot := r.slots[f.Interface] - 1
+		inst := r.instance(f.Direction)
+		prog, err := r.objs.Program(inst)
 		if err != nil {
 			return err
 		}
-		_, err = prog.Run(&opts)
-		if errors.Is(err, unix.EINVAL) && which.build == bpf.TC && f.Length > pageSize/2 {
+		_, err = r.runner.Run(prog, slot, frame)
+		if errors.Is(err, unix.EINVAL) && inst.Build == bpf.TC && f.Length > pageSize/2 {
 			// A tc test run takes a frame of a page at most, less
 			// the socket buffer's head- and tailroom: a larger one
 			// runs through the XDP build, for the same direction.
-			which.build = bpf.XDP
-			if prog, err = r.program(which); err != nil {
+			inst.Build = bpf.XDP
+			if prog, err = r.objs.Program(inst); err != nil {
 				return err
 			}
-			_, err = prog.Run(&opts)
+			_, err = r.runner.Run(prog, slot, frame)
 		}
 		if err != nil {
 			if errors.Is(err, unix.EINVAL) && f.Length > pageSize {
@@ -249,7 +253,7 @@ func (r *Replay) Run(ctx context.Context, sink Sink) error {
 			// No queue received a replayed frame: the event's is the
 			// test run's.
 			err = sink.WritePacket(writer.Packet{Interface: f.Interface, Time: f.Time, Length: int(ev.frameLen),
-				Outbound: f.Direction == Outbound, DropCount: drops.since(f.Interface, &ev), Data: data})
+				Outbound: f.Direction == Outbound, DropCount: drops.since(slot, &ev), Data: data})
 			if err != nil {
 				return err
 			}

@@ -196,14 +196,14 @@ func TestDropCounts(t *testing.T) {
 	}
 }
 
-// testProgram loads an instance of the multi-buffer build into c's slot
-// 0, for test runs: what it writes, c reads as the first hook's.
+// testProgram is c's instance of the multi-buffer build, for test runs:
+// they run as if received on loopback, so what they write c reads as the
+// hook of loopback's, the first.
 func testProgram(tb testing.TB, c *Capture) *ebpf.Program {
 	tb.Helper()
 	p, err := c.objs.Program(bpf.Instance{Build: bpf.XDP})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { p.Close() })
 	return p
 }

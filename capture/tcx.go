@@ -40,9 +40,9 @@ func (e *NoTCXError) Unwrap() error { return e.Err }
 // programs, so ringcap goes first at ingress and last at egress. Its
 // program returns TCX_NEXT: the frame goes on to the next program, or
 // to the stack, as if ringcap were not there.
-func attachTCX(objs *bpf.Objects, h *Hook, slot int) (link.Link, error) {
+func attachTCX(objs *bpf.Objects, h *Hook) (link.Link, error) {
 	h.XDP = false
-	prog, err := objs.Program(bpf.Instance{Build: bpf.TC, Slot: slot, Outbound: h.Direction == Outbound})
+	prog, err := objs.Program(bpf.Instance{Build: bpf.TC, Outbound: h.Direction == Outbound})
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +52,6 @@ func attachTCX(objs *bpf.Objects, h *Hook, slot int) (link.Link, error) {
 	}
 	l, err := link.AttachTCX(opts)
 	if err != nil {
-		prog.Close()
 		switch {
 		case errors.Is(err, ebpf.ErrNotSupported):
 			return nil, &NoTCXError{Hook: *h, Err: err}

@@ -115,51 +115,60 @@ func rxVLANTags(index int) bool {
 	return err == nil && info.rxMetadata&netdevRxMetadataVLANTag != 0
 }
 
+// maxBound bounds the XDP programs bound to a device: each is a program
+// of its own, where every other hook shares one instance of its build.
+// Past it, an interface gets the unbound build, without the driver's VLAN
+// tags (Hook.TagsCapped).
+const maxBound = 16
+
 // attachXDP attaches the cheapest XDP build that the interface takes in
-// mode and fills in how h is attached: in native mode the single-buffer
-// build (if the process may load it) where the driver accepts it, else
-// the multi-buffer one, both bound to the device so that they get the
-// VLAN tags back; in generic mode always the multi-buffer build, since
-// the kernel would copy every multi-buffer socket buffer into one for a
-// single-buffer program, and unbound: generic mode takes no bound
-// program. The builds that are not attached are closed at once.
-func attachXDP(objs *bpf.Objects, h *Hook, slot int, mode Mode, perfmon bool) (link.Link, error) {
+// the capture's mode and fills in how h is attached: in native mode the
+// single-buffer build (if the process may load it) where the driver
+// accepts it, else the multi-buffer one, both bound to the device where
+// the driver hands XDP the VLAN tags it takes out of frames; in generic
+// mode always the multi-buffer build, since the kernel would copy every
+// multi-buffer socket buffer into one for a single-buffer program, and
+// unbound: generic mode takes no bound program.
+func (c *Capture) attachXDP(h *Hook) (link.Link, error) {
 	h.XDP = true
-	if mode == ModeGeneric {
-		return attachBuild(objs, h, slot, bpf.XDP, false, ModeGeneric)
+	if c.cfg.Mode == ModeGeneric {
+		return attachBuild(c.objs, h, bpf.XDP, false, ModeGeneric)
 	}
 	// Only a driver that hands XDP the tags gets a bound program: a
 	// bound one is refused in generic mode, should native fail.
 	bound := rxVLANTags(h.Index)
+	if bound && c.objs.DeviceBound() >= maxBound {
+		bound, h.TagsCapped = false, true
+	}
 	var linearErr error
-	if perfmon {
+	if c.perfmon {
 		// A driver refuses the single-buffer build when its MTU would
 		// need multi-buffer frames (veth: "Peer MTU is too large to
 		// set XDP").
-		l, err := attachBuild(objs, h, slot, bpf.XDPLinear, bound, ModeNative)
+		l, err := attachBuild(c.objs, h, bpf.XDPLinear, bound, ModeNative)
 		if err == nil || errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
 			return l, err
 		}
 		linearErr = err
 	}
-	l, err := attachBuild(objs, h, slot, bpf.XDP, bound, ModeNative)
+	l, err := attachBuild(c.objs, h, bpf.XDP, bound, ModeNative)
 	if err != nil {
 		err = bothBuilds(err, linearErr)
 	}
-	if err == nil || mode == ModeNative || errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
+	if err == nil || c.cfg.Mode == ModeNative || errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
 		return l, err
 	}
-	l, gerr := attachBuild(objs, h, slot, bpf.XDP, false, ModeGeneric)
+	l, gerr := attachBuild(c.objs, h, bpf.XDP, false, ModeGeneric)
 	if gerr != nil {
 		return nil, fmt.Errorf("%w (native mode failed too: %v)", gerr, err)
 	}
 	return l, nil
 }
 
-// attachBuild loads build for h (bound to the device if bound) and
-// attaches it in mode.
-func attachBuild(objs *bpf.Objects, h *Hook, slot int, build bpf.Build, bound bool, mode Mode) (link.Link, error) {
-	inst := bpf.Instance{Build: build, Slot: slot}
+// attachBuild attaches build for h (bound to the device if bound) in
+// mode.
+func attachBuild(objs *bpf.Objects, h *Hook, build bpf.Build, bound bool, mode Mode) (link.Link, error) {
+	inst := bpf.Instance{Build: build}
 	if bound {
 		inst.Device = h.Index
 	}
@@ -175,7 +184,6 @@ func attachBuild(objs *bpf.Objects, h *Hook, slot int, build bpf.Build, bound bo
 	}
 	l, err := attachMode(prog, h, mode)
 	if err != nil {
-		prog.Close()
 		return nil, err
 	}
 	h.Mode, h.MultiBuffer, h.Tags = mode, build == bpf.XDP, bound

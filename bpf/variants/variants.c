@@ -40,7 +40,7 @@ static __always_inline void submit(struct xdp_md *ctx, void *ring, struct iface_
 		cnt->reserve_failed++;
 		return;
 	}
-	fill_event(ev, ctx, KIND_XDP, cnt, frame_len, cap);
+	fill_event(ev, ctx, KIND_XDP, 0, cnt, frame_len, cap);
 	bpf_ringbuf_submit(ev, wakeup);
 	cnt->written++;
 }
@@ -110,7 +110,7 @@ static __always_inline void reserve_dynptr(struct xdp_md *ctx, struct iface_coun
 		cnt->reserve_failed++;
 		return;
 	}
-	fill_event(ev, ctx, KIND_XDP, cnt, frame_len, cap);
+	fill_event(ev, ctx, KIND_XDP, 0, cnt, frame_len, cap);
 	bpf_ringbuf_submit_dynptr(&rec, wakeup);
 	cnt->written++;
 }
@@ -126,7 +126,7 @@ static __always_inline void output(struct xdp_md *ctx, void *ring, struct iface_
 		cnt->reserve_failed++;
 		return;
 	}
-	fill_event(ev, ctx, KIND_XDP, cnt, frame_len, cap);
+	fill_event(ev, ctx, KIND_XDP, 0, cnt, frame_len, cap);
 	if (bpf_ringbuf_output(ring, ev, sizeof(*ev) + cap, wakeup) < 0) {
 		cnt->reserve_failed++;
 		return;
@@ -137,7 +137,10 @@ static __always_inline void output(struct xdp_md *ctx, void *ring, struct iface_
 // variant is ringcap's multi-buffer capture with one choice changed.
 static __always_inline int variant(struct xdp_md *ctx, const int choice)
 {
-	__u32 key = slot;
+	// As ringcap's, which the benchmarks map to slot 0.
+	__u32 key = hook_slot(ctx, KIND_XDP);
+	if (!key--)
+		return XDP_PASS;
 	struct iface_counters *cnt = bpf_map_lookup_elem(&counters, &key);
 	if (!cnt)
 		return XDP_PASS;

@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type variantsHookSlots struct {
+	_   structs.HostLayout
+	In  uint32
+	Out uint32
+}
+
 type variantsIfaceCounters struct {
 	_             structs.HostLayout
 	Seen          uint64
@@ -26,31 +32,33 @@ type variantsIfaceCounters struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	variantsMapCounters       = "counters"
-	variantsMapCpuRings       = "cpu_rings"
-	variantsMapEvents         = "events"
-	variantsMapScratch        = "scratch"
-	variantsProgNoRoomCheck   = "no_room_check"
-	variantsProgPerCpuRing    = "per_cpu_ring"
-	variantsProgRecordClasses = "record_classes"
-	variantsProgRecordDynptr  = "record_dynptr"
-	variantsProgRecordOutput  = "record_output"
-	variantsProgRecordSnaplen = "record_snaplen"
-	variantsProgReserveFirst  = "reserve_first"
-	variantsProgRingcapLinTag = "ringcap_lin_tag"
-	variantsProgRingcapLinear = "ringcap_linear"
-	variantsProgRingcapTc     = "ringcap_tc"
-	variantsProgRingcapXdp    = "ringcap_xdp"
-	variantsProgRingcapXdpTag = "ringcap_xdp_tag"
-	variantsVarCaptureAll     = "capture_all"
-	variantsVarMtu            = "mtu"
-	variantsVarRingSize       = "ring_size"
-	variantsVarSlot           = "slot"
-	variantsVarSnaplen        = "snaplen"
-	variantsVarTcIngress      = "tc_ingress"
-	variantsVarUnusedEvent    = "unused_event"
-	variantsVarWakeupBytes    = "wakeup_bytes"
-	variantsVarWakeupShift    = "wakeup_shift"
+	variantsMapCounters          = "counters"
+	variantsMapCpuRings          = "cpu_rings"
+	variantsMapEvents            = "events"
+	variantsMapScratch           = "scratch"
+	variantsMapSlotsByIndex      = "slots_by_index"
+	variantsMapSlotsByLargeIndex = "slots_by_large_index"
+	variantsProgNoRoomCheck      = "no_room_check"
+	variantsProgPerCpuRing       = "per_cpu_ring"
+	variantsProgRecordClasses    = "record_classes"
+	variantsProgRecordDynptr     = "record_dynptr"
+	variantsProgRecordOutput     = "record_output"
+	variantsProgRecordSnaplen    = "record_snaplen"
+	variantsProgReserveFirst     = "reserve_first"
+	variantsProgRingcapLinTag    = "ringcap_lin_tag"
+	variantsProgRingcapLinear    = "ringcap_linear"
+	variantsProgRingcapTc        = "ringcap_tc"
+	variantsProgRingcapXdp       = "ringcap_xdp"
+	variantsProgRingcapXdpTag    = "ringcap_xdp_tag"
+	variantsVarCaptureAll        = "capture_all"
+	variantsVarMtu               = "mtu"
+	variantsVarOutbound          = "outbound"
+	variantsVarReplay            = "replay"
+	variantsVarRingSize          = "ring_size"
+	variantsVarSnaplen           = "snaplen"
+	variantsVarUnusedEvent       = "unused_event"
+	variantsVarWakeupBytes       = "wakeup_bytes"
+	variantsVarWakeupShift       = "wakeup_shift"
 )
 
 // loadVariants returns the embedded CollectionSpec for variants.
@@ -113,10 +121,12 @@ type variantsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type variantsMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	CpuRings *ebpf.MapSpec `ebpf:"cpu_rings"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Scratch  *ebpf.MapSpec `ebpf:"scratch"`
+	Counters          *ebpf.MapSpec `ebpf:"counters"`
+	CpuRings          *ebpf.MapSpec `ebpf:"cpu_rings"`
+	Events            *ebpf.MapSpec `ebpf:"events"`
+	Scratch           *ebpf.MapSpec `ebpf:"scratch"`
+	SlotsByIndex      *ebpf.MapSpec `ebpf:"slots_by_index"`
+	SlotsByLargeIndex *ebpf.MapSpec `ebpf:"slots_by_large_index"`
 }
 
 // variantsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -125,10 +135,10 @@ type variantsMapSpecs struct {
 type variantsVariableSpecs struct {
 	CaptureAll  *ebpf.VariableSpec `ebpf:"capture_all"`
 	Mtu         *ebpf.VariableSpec `ebpf:"mtu"`
+	Outbound    *ebpf.VariableSpec `ebpf:"outbound"`
+	Replay      *ebpf.VariableSpec `ebpf:"replay"`
 	RingSize    *ebpf.VariableSpec `ebpf:"ring_size"`
-	Slot        *ebpf.VariableSpec `ebpf:"slot"`
 	Snaplen     *ebpf.VariableSpec `ebpf:"snaplen"`
-	TcIngress   *ebpf.VariableSpec `ebpf:"tc_ingress"`
 	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
 	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 	WakeupShift *ebpf.VariableSpec `ebpf:"wakeup_shift"`
@@ -154,10 +164,12 @@ func (o *variantsObjects) Close() error {
 //
 // It can be passed to loadVariantsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type variantsMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	CpuRings *ebpf.Map `ebpf:"cpu_rings"`
-	Events   *ebpf.Map `ebpf:"events"`
-	Scratch  *ebpf.Map `ebpf:"scratch"`
+	Counters          *ebpf.Map `ebpf:"counters"`
+	CpuRings          *ebpf.Map `ebpf:"cpu_rings"`
+	Events            *ebpf.Map `ebpf:"events"`
+	Scratch           *ebpf.Map `ebpf:"scratch"`
+	SlotsByIndex      *ebpf.Map `ebpf:"slots_by_index"`
+	SlotsByLargeIndex *ebpf.Map `ebpf:"slots_by_large_index"`
 }
 
 func (m *variantsMaps) Close() error {
@@ -166,6 +178,8 @@ func (m *variantsMaps) Close() error {
 		m.CpuRings,
 		m.Events,
 		m.Scratch,
+		m.SlotsByIndex,
+		m.SlotsByLargeIndex,
 	)
 }
 
@@ -175,10 +189,10 @@ func (m *variantsMaps) Close() error {
 type variantsVariables struct {
 	CaptureAll  *ebpf.Variable `ebpf:"capture_all"`
 	Mtu         *ebpf.Variable `ebpf:"mtu"`
+	Outbound    *ebpf.Variable `ebpf:"outbound"`
+	Replay      *ebpf.Variable `ebpf:"replay"`
 	RingSize    *ebpf.Variable `ebpf:"ring_size"`
-	Slot        *ebpf.Variable `ebpf:"slot"`
 	Snaplen     *ebpf.Variable `ebpf:"snaplen"`
-	TcIngress   *ebpf.Variable `ebpf:"tc_ingress"`
 	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
 	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 	WakeupShift *ebpf.Variable `ebpf:"wakeup_shift"`
