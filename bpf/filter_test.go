@@ -136,6 +136,61 @@ func TestFilterLargeExpression(t *testing.T) {
 	checkAgainstTcpdump(t, strings.Join(terms, " or "))
 }
 
+// Words are counted as libpcap's scanner splits them: operators written
+// without spaces count as the words they stand for.
+func TestFilterWords(t *testing.T) {
+	tests := []struct {
+		expr string
+		want int
+	}{
+		{"tcp", 1},
+		{"host 198.18.0.1 or host 198.18.0.2", 5},
+		{"host 198.18.0.1||host 198.18.0.2", 5},
+		{"  udp\tport 53\n", 3},
+		{"!(tcp&&port 80)", 7},
+		{"ip[2:2] != 1500", 3},
+		{"ip[2:2]!=1500", 1},
+		{"tcp[tcpflags] & tcp-syn != 0", 5},
+		{"tcp[((tcp[12] & 0xf0) >> 2):1] = 0", 13},
+		{"portrange 1-2 or 3-4", 4},
+	}
+	for _, tt := range tests {
+		if got := filterWords(tt.expr); got != tt.want {
+			t.Errorf("filterWords(%q) = %d, want %d", tt.expr, got, tt.want)
+		}
+	}
+}
+
+// An expression of more than MaxFilterWords words is refused before
+// libpcap sees it; one of MaxFilterWords compiles.
+func TestFilterTooLarge(t *testing.T) {
+	// "less 1 or less 2 or ...": 2n + (n-1) words, and a "not" in front
+	// for each word more.
+	expr := func(words int) string {
+		n := MaxFilterWords / 3
+		terms := make([]string, n)
+		for i := range terms {
+			terms[i] = fmt.Sprintf("less %d", i+1)
+		}
+		e := strings.Join(terms, " or ")
+		for w := 3*n - 1; w < words; w++ {
+			e = "not " + e
+		}
+		return e
+	}
+	if got := filterWords(expr(MaxFilterWords)); got != MaxFilterWords {
+		t.Fatalf("the expression at the bound has %d words, want %d", got, MaxFilterWords)
+	}
+	if _, err := CompileFilter(expr(MaxFilterWords)); err != nil {
+		t.Errorf("%d words: %v", MaxFilterWords, err)
+	}
+	_, err := CompileFilter(expr(MaxFilterWords + 1))
+	want := fmt.Sprintf("%d words, more than the %d ringcap gives libpcap", MaxFilterWords+1, MaxFilterWords)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("%d words: %v, want an error saying %q", MaxFilterWords+1, err, want)
+	}
+}
+
 const protocolCorpus = "../testdata/protocols.pcap"
 
 // checkAgainstTcpdump compiles expr, runs the protocol corpus through
