@@ -355,11 +355,15 @@ func TestValidate(t *testing.T) {
 		{Config{SnapLen: 65558, RingSize: 8 << 20, Slots: 1}, "snaplen 65558 is out of range 1-65557"},
 		{Config{SnapLen: MaxSnapLen, RingSize: 8 << 20, Slots: 1}, ""},
 		{Config{SnapLen: 256, RingSize: 3 * page, Slots: 1},
-			"ring size " + size(3*page) + " is not a power of two: use " + size(2*page) + " or " + size(4*page)},
+			"ring size " + size(3*page) + " is not a power of two: use " + size(2*page) + " or " + size(4*page) +
+				" (a power of two from the page size, " + size(page) + ", to 2GiB)"},
 		{Config{SnapLen: 256, RingSize: page + 8, Slots: 1},
-			"ring size " + size(page+8) + " is not a power of two: use " + size(page) + " or " + size(2*page)},
+			"ring size " + size(page+8) + " is not a power of two: use " + size(page) + " or " + size(2*page) +
+				" (a power of two from the page size, " + size(page) + ", to 2GiB)"},
+		{Config{SnapLen: 256, RingSize: 3 << 30, Slots: 1},
+			"ring size 3GiB is larger than the kernel allows: give a power of two from the page size, " + size(page) + ", to 2GiB"},
 		{Config{SnapLen: 256, RingSize: page / 2, Slots: 1},
-			"ring size " + size(page/2) + " is not a multiple of the page size (" + size(page) + "): use " + size(page)},
+			"ring size " + size(page/2) + " is smaller than a page: give a power of two from the page size, " + size(page) + ", to 2GiB"},
 		{Config{SnapLen: 65535, RingSize: 64 << 10, Slots: 1},
 			fmt.Sprintf("ring size 64KiB cannot hold one %d-byte record of snaplen 65535: use at least 128KiB", (8+EventHeaderSize+65535+7)&^7)},
 	}

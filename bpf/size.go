@@ -12,17 +12,16 @@ import (
 // EINVAL.
 func ValidateRingSize(size uint64) error {
 	page := uint64(os.Getpagesize())
+	sizes := fmt.Sprintf("a power of two from the page size, %s, to %s", FormatSize(page), FormatSize(MaxRingSize))
 	switch {
 	case size > MaxRingSize:
-		return fmt.Errorf("ring size %s is larger than the kernel allows: use at most %s",
-			FormatSize(size), FormatSize(MaxRingSize))
+		return fmt.Errorf("ring size %s is larger than the kernel allows: give %s", FormatSize(size), sizes)
 	case size < page:
-		return fmt.Errorf("ring size %s is not a multiple of the page size (%s): use %s",
-			FormatSize(size), FormatSize(page), FormatSize(page))
+		return fmt.Errorf("ring size %s is smaller than a page: give %s", FormatSize(size), sizes)
 	case size&(size-1) != 0:
 		below := uint64(1) << (63 - bits.LeadingZeros64(size))
-		return fmt.Errorf("ring size %s is not a power of two: use %s or %s",
-			FormatSize(size), FormatSize(below), FormatSize(below*2))
+		return fmt.Errorf("ring size %s is not a power of two: use %s or %s (%s)",
+			FormatSize(size), FormatSize(below), FormatSize(below*2), sizes)
 	}
 	// A power of two at least as large as the page size (itself a power
 	// of two) is a multiple of it.
