@@ -13,6 +13,7 @@ import (
 // in the background so that capture never waits for it.
 type postRotate struct {
 	command  string
+	env      []string // the commands' environment; nil: ringcap's
 	stderr   io.Writer
 	wg       sync.WaitGroup
 	failures atomic.Uint64
@@ -35,6 +36,7 @@ func (p *postRotate) run(path string) (ended <-chan bool) {
 		defer p.wg.Done()
 		defer func() { done <- true }()
 		cmd := exec.Command("/bin/sh", "-c", p.command+` "$1"`, "ringcap-post-rotate", path)
+		cmd.Env = p.env
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			p.failures.Add(1)
@@ -46,6 +48,17 @@ func (p *postRotate) run(path string) (ended <-chan bool) {
 		}
 	}()
 	return done
+}
+
+// withoutAWS returns env without the AWS SDK's variables (AWS_*).
+func withoutAWS(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "AWS_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // wait returns when every command started has ended.

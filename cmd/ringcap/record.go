@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -35,6 +36,7 @@ func recordCommand() *cli.Command {
 			&cli.StringFlag{Name: "mode", Value: "auto", Usage: "XDP mode: auto (native where the driver supports it), native or generic"},
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`ADDR`/metrics while capturing (e.g. 127.0.0.1:9464 or :9464)"},
 			netnsFlag(),
+			relinquishFlag(),
 		}, selectionFlags()...), append(outputFlags("pcapng file to write, - for standard output"), uploadFlags()...)...),
 		Action: func(c *cli.Context) error {
 			opts, err := parseRecordFlags(c)
@@ -60,6 +62,7 @@ type recordOptions struct {
 	upload     uploadOptions
 	uploading  bool   // --upload
 	netns      string // the network namespace captured in, as --netns named it
+	privileges privileges
 }
 
 func parseRecordFlags(c *cli.Context) (recordOptions, error) {
@@ -100,6 +103,9 @@ func parseRecordFlags(c *cli.Context) (recordOptions, error) {
 	if opts.upload, opts.uploading, err = parseUpload(c, opts.output); err != nil {
 		return opts, err
 	}
+	if opts.privileges, err = planPrivileges(c, slices.Contains(ifaces, capture.AnyInterface)); err != nil {
+		return opts, err
+	}
 	return opts, nil
 }
 
@@ -130,6 +136,10 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 	defer capt.Close()
 
 	post := newPostRotate(opts.postRotate, stderr)
+	if opts.uploading {
+		// The credentials --upload uses are ringcap's, not -z's.
+		post.env = withoutAWS(os.Environ())
+	}
 	defer post.wait()
 	// A file interface per hook: each direction of an interface has its
 	// own counters, and so its own statistics in the file.
@@ -159,6 +169,14 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 		}
 		finished = up.after(post)
 		opts.output.Adopt = up.adopt
+	}
+	// The AWS configuration is read by now, as the user ringcap was
+	// started as; files are created, and uploads sent, as -Z's.
+	if err := opts.privileges.drop(func() error { _, err := capt.Counters(); return err }); err != nil {
+		return err
+	}
+	if err := opts.privileges.checkOutputDir(opts.output.Path); err != nil {
+		return err
 	}
 	files, err := createFiles(opts.output, fileIfaces, capt, time.Now, finished)
 	if err != nil {
