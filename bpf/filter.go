@@ -103,6 +103,11 @@ func CompileFilter(expr string) (*Filter, error) {
 			"that grows with the square of the size: use fewer terms (net ADDR/LEN for many hosts, portrange for many ports)",
 			shorten(expr), n, MaxFilterWords)
 	}
+	return compileFilter(expr)
+}
+
+// compileFilter is CompileFilter past the bound on the expression's size.
+func compileFilter(expr string) (*Filter, error) {
 	for _, word := range strings.FieldsFunc(expr, func(r rune) bool { return strings.ContainsRune(" \t\n()!&|", r) }) {
 		if why, ok := notAtXDP[word]; ok {
 			return nil, fmt.Errorf("filter expression %q: %q cannot be used here: %s", shorten(expr), word, why)
