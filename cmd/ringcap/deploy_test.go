@@ -3,10 +3,14 @@ package main
 import (
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+
+	"kernel.org/pub/linux/libs/security/libcap/cap"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
 )
@@ -120,5 +124,93 @@ func makeInstall(t *testing.T, vars ...string) {
 	out, err := exec.Command("make", append([]string{"-C", "../..", "--no-print-directory", "install"}, vars...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("make install %s: %v\n%s", strings.Join(vars, " "), err, out)
+	}
+}
+
+// unitSetting returns the value of the unit's setting key, which it must
+// have once.
+func unitSetting(t *testing.T, unit, key string) string {
+	t.Helper()
+	var values []string
+	for _, line := range strings.Split(unit, "\n") {
+		if v, ok := strings.CutPrefix(line, key+"="); ok {
+			values = append(values, v)
+		}
+	}
+	if len(values) != 1 {
+		t.Fatalf("the unit sets %s %d times, want once", key, len(values))
+	}
+	return values[0]
+}
+
+// setprivCaps turns systemd's capability list (CAP_BPF CAP_NET_ADMIN)
+// into setpriv's (-all,+bpf,+net_admin).
+func setprivCaps(list string) string {
+	caps := "-all"
+	for _, c := range strings.Fields(list) {
+		caps += ",+" + strings.ToLower(strings.TrimPrefix(c, "CAP_"))
+	}
+	return caps
+}
+
+// The unit's ringcap, started as systemd starts it (an unprivileged user
+// with the unit's ambient capabilities and bounding set, and no new
+// privileges; the user nobody standing in for the dynamic one) with the
+// example options and a -z command: once attached, it holds no
+// capability, none ambient, and its -z commands none either. The bounding
+// set stays the unit's: dropping from it takes CAP_SETPCAP, which the
+// unit does not give, and with NoNewPrivileges nothing gains from it.
+func TestUnitCredentials(t *testing.T) {
+	bpftest.RequireTool(t, "setpriv")
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skipf("no user nobody: %v", err)
+	}
+	b, err := os.ReadFile("../../deploy/ringcap@.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := string(b)
+	if nnp := unitSetting(t, unit, "NoNewPrivileges"); nnp != "yes" {
+		t.Fatalf("NoNewPrivileges=%s", nnp)
+	}
+	ambient := setprivCaps(unitSetting(t, unit, "AmbientCapabilities"))
+	wrapper := []string{"setpriv", "--reuid=" + nobody.Uid, "--regid=" + nobody.Gid, "--clear-groups", "--no-new-privs",
+		"--inh-caps=" + ambient, "--ambient-caps=" + ambient, "--bounding-set=" + setprivCaps(unitSetting(t, unit, "CapabilityBoundingSet"))}
+	conf, err := os.ReadFile("../../deploy/ringcap.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	options := unitSetting(t, string(conf), "RINGCAP_OPTIONS")
+
+	p := newVethPair(t)
+	state := nobodysDir(t, nobody)
+	cmdline := strings.NewReplacer("%i", rxIf, "${STATE_DIRECTORY}", state, "$RINGCAP_OPTIONS", options).Replace(unitSetting(t, unit, "ExecStart"))
+	args := strings.Fields(cmdline)
+	if args[0] != "/usr/local/bin/ringcap" {
+		t.Fatalf("ExecStart runs %s", args[0])
+	}
+	r := p.startWrapped(t, wrapper, append(args[1:], "-z", postRotateProbe)...)
+	var bounding []int
+	for _, name := range strings.Fields(unitSetting(t, unit, "CapabilityBoundingSet")) {
+		v, err := cap.FromName(strings.ToLower(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bounding = append(bounding, int(v))
+	}
+	want := credsOf(t, nobody)
+	want["Groups"], want["CapBnd"] = "", capMask(bounding...)
+	checkThreads(t, r.cmd.Process.Pid, want)
+	p.ping(t, 2000)
+	if code := r.stop(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
+	}
+	files, err := filepath.Glob(filepath.Join(state, rxIf+"_*.pcapng"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("files %q (%v), want one", files, err)
+	}
+	if got := readCreds(t, files[0]+".status"); got.String() != want.String() {
+		t.Errorf("the -z command ran with\n%v\nwant\n%v", got, want)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"kernel.org/pub/linux/libs/security/libcap/cap"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ringcap/ringcap/writer/pcapngtest"
@@ -233,7 +234,29 @@ func TestKubernetesManifests(t *testing.T) {
 	if bucket != srv.Bucket {
 		t.Fatalf("the ConfigMap's bucket %q is not the test server's %q", bucket, srv.Bucket)
 	}
-	r := p.startWrapped(t, nil, args...)
+	// As the container runtime starts it: root, the capabilities added
+	// and no others (the bounding set too), and no new privileges
+	// (allowPrivilegeEscalation: false). ringcap keeps all three: -i
+	// any attaches to interfaces as they come.
+	if sc.RunAsUser == nil || *sc.RunAsUser != 0 || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Errorf("the container runs as %v, allowPrivilegeEscalation %v: want root with no privilege escalation", sc.RunAsUser, sc.AllowPrivilegeEscalation)
+	}
+	bounding := "-all"
+	var added []int
+	for _, c := range sc.Capabilities.Add {
+		name := strings.ToLower(string(c))
+		v, err := cap.FromName("cap_" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bounding += ",+" + name
+		added = append(added, int(v))
+	}
+	r := p.startWrapped(t, []string{"setpriv", "--inh-caps=-all", "--bounding-set=" + bounding, "--no-new-privs"}, args...)
+	held := readCreds(t, "/proc/self/status")
+	held["CapInh"], held["CapAmb"] = capMask(), capMask()
+	held["CapPrm"], held["CapEff"], held["CapBnd"] = capMask(added...), capMask(added...), capMask(added...)
+	checkThreads(t, r.cmd.Process.Pid, held)
 	p.ping(t, 2000)
 	p.pingAddr(t, rxAddr2, 3000)
 	if code := r.stop(t, syscall.SIGTERM); code != 0 {

@@ -215,8 +215,10 @@ func readEnv(t *testing.T, path string) []string {
 	return strings.Split(strings.TrimSpace(string(b)), "\n")
 }
 
-// With --upload and -Z nobody, files are uploaded as nobody, and the -z
-// commands get none of the AWS variables: the credentials are ringcap's.
+// With --upload and -Z nobody, files are uploaded as nobody with
+// credentials from a file only root may read (ringcap reads them before
+// it becomes nobody), and the -z commands get none of the AWS variables:
+// the credentials are ringcap's.
 func TestRelinquishUpload(t *testing.T) {
 	nobody, err := user.Lookup("nobody")
 	if err != nil {
@@ -224,6 +226,17 @@ func TestRelinquishUpload(t *testing.T) {
 	}
 	p := newVethPair(t)
 	srv := p.newStore(t)
+	// t.TempDir's parent is closed to nobody.
+	credentials := filepath.Join(t.TempDir(), "credentials")
+	profile := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", srv.Access, srv.Secret)
+	if err := os.WriteFile(credentials, []byte(profile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", credentials)
+	for _, v := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
+		t.Setenv(v, "") // restored at the end
+		os.Unsetenv(v)
+	}
 	dir := nobodysDir(t, nobody)
 	r := p.start(t, append([]string{"-Z", "nobody", "-w", filepath.Join(dir, "rot.pcapng"), "-q", "--rotate-packets", "2", "-z", postRotateProbe}, uploadArgs...)...)
 	for range 3 {
