@@ -19,7 +19,7 @@ func interfacesCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return usagef("interfaces takes no arguments (%q)", c.Args().First())
 			}
-			if _, err := enterNetns(c); err != nil {
+			if _, err := checkNetns(c); err != nil {
 				return err
 			}
 			return listInterfaces(c.App.Writer)

@@ -43,7 +43,7 @@ func recordCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if opts.netns, err = enterNetns(c); err != nil {
+			if opts.netns, err = checkNetns(c); err != nil {
 				return err
 			}
 			return record(c.Context, opts, c.App.ErrWriter)
