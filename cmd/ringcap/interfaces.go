@@ -19,6 +19,9 @@ func interfacesCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return usagef("interfaces takes no arguments (%q)", c.Args().First())
 			}
+			if err := checkFlagValues(c); err != nil {
+				return err
+			}
 			if _, err := checkNetns(c); err != nil {
 				return err
 			}

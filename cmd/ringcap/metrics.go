@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -35,14 +37,30 @@ type metrics struct {
 	uploadFailures, uploadWaiting    *prometheus.Desc
 }
 
+// checkMetricsAddr checks --metrics' HOST:PORT as it is written, before
+// anything is opened: a host name is looked up when ringcap listens.
+func checkMetricsAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--metrics %q: give HOST:PORT or :PORT, e.g. 127.0.0.1:9464", addr)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("--metrics %s: port %q: give a number from 1 to 65535, or 0 for any free port", addr, port)
+	}
+	return nil
+}
+
 // listenMetrics opens the metrics address before anything is attached, so
 // that one that cannot be used stops ringcap first.
 func listenMetrics(addr string) (net.Listener, error) {
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return nil, fmt.Errorf("--metrics %q: give HOST:PORT or :PORT, e.g. 127.0.0.1:9464", addr)
-	}
 	l, err := net.Listen("tcp", addr)
+	var dnsErr *net.DNSError
 	switch {
+	case errors.As(err, &dnsErr):
+		// A name that gives no address is a mistake on the command
+		// line, whatever the resolver's reason.
+		return nil, usageError{fmt.Errorf("--metrics %s: no address found for %q (%s): give an address of this host, e.g. 127.0.0.1:9464 or :9464",
+			addr, dnsErr.Name, dnsErr.Err)}
 	case errors.Is(err, syscall.EADDRINUSE):
 		return nil, fmt.Errorf("--metrics %s: the port is taken: choose another", addr)
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
@@ -51,6 +69,15 @@ func listenMetrics(addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("--metrics %s: %v", addr, err)
 	}
 	return l, nil
+}
+
+// announceMetrics says where the metrics are served when --metrics left
+// the port to the kernel (port 0): nothing else would tell.
+func announceMetrics(stderr io.Writer, addr string, l net.Listener) {
+	_, port, _ := net.SplitHostPort(addr)
+	if n, err := strconv.ParseUint(port, 10, 16); err == nil && n == 0 {
+		fmt.Fprintf(stderr, "ringcap: metrics at http://%s/metrics\n", l.Addr())
+	}
 }
 
 func newMetrics(capt *capture.Capture, files *writer.Files, post *postRotate, up *uploads) *metrics {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -133,5 +134,23 @@ func TestMetricsPrometheus(t *testing.T) {
 	}
 	if n := len(rotatedFiles(t, dir)); n != 3 {
 		t.Errorf("%d files, want 3", n)
+	}
+}
+
+// --metrics with port 0 serves at a port the kernel chooses, and one line
+// says where.
+func TestMetricsAnyPort(t *testing.T) {
+	bpftest.RequireTool(t, "curl")
+	p := newVethPair(t)
+	r := p.start(t, "-w", filepath.Join(t.TempDir(), "m.pcapng"), "-q", "--metrics", "127.0.0.1:0")
+	m := regexp.MustCompile(`(?m)^ringcap: metrics at (http://127\.0\.0\.1:([0-9]+)/metrics)$`).FindStringSubmatch(r.errors())
+	if m == nil || m[2] == "0" {
+		t.Fatalf("no line says where the metrics are:\n%s", r.errors())
+	}
+	if out := p.inRx(t, "curl", "-sf", m[1]); !strings.Contains(out, "ringcap_frames_seen_total") {
+		t.Errorf("%s serves no ringcap metrics:\n%s", m[1], out)
+	}
+	if code := r.stop(t, os.Interrupt); code != 0 {
+		t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
 	}
 }

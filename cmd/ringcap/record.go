@@ -25,8 +25,8 @@ func recordCommand() *cli.Command {
 		UsageText: "ringcap record -i IFACE [-i IFACE ...] -w FILE [options] [EXPRESSION]\n\n" +
 			"EXPRESSION is a pcap-filter(7) expression, as tcpdump takes it: only the\n" +
 			"selected frames (by default those above --mtu) that match it are captured.",
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return usageError{fmt.Errorf("record: %w (see ringcap record --help)", err)}
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return flagUsageError(c, err)
 		},
 		Flags: append(append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "interface", Aliases: []string{"i"}, Usage: "interface to capture on; repeat for more; any: every interface"},
@@ -80,6 +80,17 @@ func parseRecordFlags(c *cli.Context) (recordOptions, error) {
 	if c.String("write") == "" {
 		return opts, badUsage(c, "no output file: give one with -w FILE (- for standard output)")
 	}
+	if err := checkFlagValues(c); err != nil {
+		return opts, err
+	}
+	if err := checkInterfaceNames(ifaces); err != nil {
+		return opts, badUsage(c, "%v", err)
+	}
+	if c.IsSet("metrics") {
+		if err := checkMetricsAddr(opts.metrics); err != nil {
+			return opts, badUsage(c, "%v", err)
+		}
+	}
 	var err error
 	if opts.capture, err = parseSelection(c, c.Args().Slice()); err != nil {
 		return opts, err
@@ -93,9 +104,6 @@ func parseRecordFlags(c *cli.Context) (recordOptions, error) {
 	}
 	if opts.capture.Directions == capture.Out && c.IsSet("hook") {
 		return opts, badUsage(c, "--hook chooses where inbound frames are captured, and -Q out captures none: leave one out")
-	}
-	if opts.duration < 0 {
-		return opts, badUsage(c, "duration %v is negative", opts.duration)
 	}
 	if opts.output, err = parseOutput(c); err != nil {
 		return opts, err
@@ -197,6 +205,7 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 		serving, stopServing := context.WithCancel(context.Background())
 		defer stopServing()
 		newMetrics(capt, files, post, up).serve(serving, metricsListener)
+		announceMetrics(stderr, opts.metrics, metricsListener)
 	}
 
 	ctx, stop := signalContext(ctx)

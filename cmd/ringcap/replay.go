@@ -22,8 +22,8 @@ func replayCommand() *cli.Command {
 			"Without -w, prints a line per selected frame; with it, writes what a live\n" +
 			"capture would have written, at the frames' recorded times. EXPRESSION is a\n" +
 			"pcap-filter(7) expression, as for record.",
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return usageError{fmt.Errorf("replay: %w (see ringcap replay --help)", err)}
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return flagUsageError(c, err)
 		},
 		Flags: append(selectionFlags(), outputFlags("pcapng file to write, - for standard output; without it, print the selected frames")...),
 		Action: func(c *cli.Context) error {
@@ -49,6 +49,9 @@ func parseReplayFlags(c *cli.Context) (replayOptions, error) {
 		return opts, badUsage(c, "no input: give the pcap or pcapng file to replay")
 	}
 	opts.input = c.Args().First()
+	if err := checkFlagValues(c); err != nil {
+		return opts, err
+	}
 	var err error
 	if opts.capture, err = parseSelection(c, c.Args().Tail()); err != nil {
 		return opts, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -49,6 +50,12 @@ func parseUpload(c *cli.Context, out writer.Config) (opts uploadOptions, ok bool
 	if opts.target, err = upload.ParseURL(url); err != nil {
 		return opts, false, badUsage(c, "%v", err)
 	}
+	if err := checkBucket(opts.target.Bucket); err != nil {
+		return opts, false, badUsage(c, "--upload %q: %v", url, err)
+	}
+	if err := checkPrefix(opts.target.Prefix); err != nil {
+		return opts, false, badUsage(c, "--upload %q: %v", url, err)
+	}
 	if out.Path == "-" {
 		return opts, false, badUsage(c, "--upload needs files, not standard output")
 	}
@@ -60,6 +67,52 @@ func parseUpload(c *cli.Context, out writer.Config) (opts uploadOptions, ok bool
 		return opts, false, badUsage(c, "--upload-retry-max %v: give a positive duration", opts.retryMax)
 	}
 	return opts, true, nil
+}
+
+// checkBucket applies S3's rules for bucket names: 3 to 63 characters,
+// lowercase letters, digits, dots and hyphens, a letter or digit at each
+// end, no two dots together, not an IPv4 address. Written out here: the
+// AWS SDK applies them only inside its endpoint resolution, and answers
+// a name that breaks them with an error about the endpoint.
+func checkBucket(name string) error {
+	rules := "S3 bucket names have 3 to 63 lowercase letters, digits, dots and hyphens, and start and end with a letter or digit"
+	alnum := func(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' }
+	if len(name) < 3 || len(name) > 63 {
+		return fmt.Errorf("bucket name of %d characters: %s", len(name), rules)
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !alnum(c) && c != '.' && c != '-' {
+			return fmt.Errorf("bucket %q: %q cannot be in it: %s", name, c, rules)
+		}
+	}
+	switch {
+	case !alnum(name[0]) || !alnum(name[len(name)-1]):
+		return fmt.Errorf("bucket %q: %s", name, rules)
+	case strings.Contains(name, ".."):
+		return fmt.Errorf("bucket %q: two dots together: %s", name, rules)
+	case net.ParseIP(name) != nil:
+		return fmt.Errorf("bucket %q is an IP address: give the bucket's name (the store's address goes in AWS_ENDPOINT_URL)", name)
+	}
+	return nil
+}
+
+// checkPrefix refuses a prefix whose objects would not be named as it
+// reads: an empty segment (a//b), which the keys would lose, and . or ..,
+// which a store or a tool that copies objects into directories may
+// resolve to somewhere else.
+func checkPrefix(prefix string) error {
+	if prefix == "" {
+		return nil
+	}
+	for _, seg := range strings.Split(prefix, "/") {
+		switch seg {
+		case "":
+			return fmt.Errorf("prefix %q has an empty segment (//): give each / once", prefix)
+		case ".", "..":
+			return fmt.Errorf("prefix %q has a %q segment: give the path the objects go to, without . or .. segments", prefix, seg)
+		}
+	}
+	return nil
 }
 
 // uploads sends a capture's finished files, and those an earlier run left
