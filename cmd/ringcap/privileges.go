@@ -116,8 +116,8 @@ func planPrivileges(c *cli.Context, attaching bool) (privileges, error) {
 	return p, nil
 }
 
-// drop makes ringcap the user -Z names, with the capabilities it still
-// uses and no others, on every thread. readMaps reads the programs' maps,
+// drop makes ringcap the user -Z names, if any, with the capabilities it
+// still uses and no others, on every thread. readMaps reads the programs' maps,
 // which the status line, the metrics and each file's statistics do:
 // before Linux 6.5, a kernel with unprivileged BPF disabled refuses that
 // without CAP_BPF, which ringcap then keeps.
