@@ -181,7 +181,12 @@ func (c *Capture) attach(h Hook) error {
 	var err error
 	if h.XDP {
 		l, err = c.attachXDP(&h)
-	} else {
+		var refused *NativeRefusedError
+		if errors.As(err, &refused) && c.cfg.Hook == HookAuto && c.cfg.Mode == ModeAuto {
+			h.XDP, h.NoNative = false, refused.reason()
+		}
+	}
+	if !h.XDP {
 		l, err = attachTCX(c.objs, &h)
 	}
 	if err != nil {
@@ -236,10 +241,11 @@ func (c *Capture) Skipped() []error { return c.skipped }
 const AnyInterface = "any"
 
 // planHooks lists a hook per interface and direction asked for: inbound
-// frames at XDP, or at tcx ingress where --hook tc says so or another XDP
-// program holds the interface; outbound ones at tcx egress. Loopback
-// gets the inbound hook only: a frame sent there is received there too,
-// and libpcap shows it once, as received.
+// frames at XDP, or at tcx ingress where --hook tc says so, another XDP
+// program holds the interface, or (--hook auto) the driver runs no XDP
+// itself; outbound ones at tcx egress. Loopback gets the inbound hook
+// only: a frame sent there is received there too, and libpcap shows it
+// once, as received.
 func planHooks(ifaces []*net.Interface, cfg Config) ([]Hook, error) {
 	var hooks []Hook
 	for _, ifc := range ifaces {
@@ -251,6 +257,10 @@ func planHooks(ifaces []*net.Interface, cfg Config) ([]Hook, error) {
 					return nil, err
 				}
 				h.XDP, h.Behind = behind == "", behind
+			}
+			if h.XDP && cfg.Hook == HookAuto && cfg.Mode == ModeAuto {
+				native, why := nativeXDP(ifc.Index, ifc.Name)
+				h.XDP, h.NoNative = native, why
 			}
 			hooks = append(hooks, h)
 		}

@@ -59,8 +59,9 @@ func ParseDirections(s string) (Directions, error) {
 type HookChoice int
 
 const (
-	// HookAuto captures inbound frames at XDP, or at tcx ingress where
-	// another XDP program holds the interface.
+	// HookAuto captures inbound frames at XDP in native mode, or at tcx
+	// ingress where another XDP program holds the interface or the
+	// driver does not run ringcap's program itself.
 	HookAuto HookChoice = iota
 	HookXDP
 	HookTC
@@ -102,6 +103,9 @@ type Hook struct {
 	// Behind names the XDP program that holds the interface, where
 	// inbound frames are captured at tcx ingress because of it.
 	Behind string
+	// NoNative says why inbound frames are captured at tcx ingress
+	// where --hook auto would have taken native XDP.
+	NoNative string
 }
 
 // Attachment says in words how the hook is attached, for people and for
@@ -123,6 +127,12 @@ func (h Hook) Notes() []string {
 	var notes []string
 	if h.Behind != "" {
 		notes = append(notes, fmt.Sprintf("behind XDP program %s: frames it drops, redirects or transmits are not seen", h.Behind))
+	}
+	if h.NoNative != "" {
+		notes = append(notes, h.NoNative)
+	}
+	if h.XDP && h.Mode == ModeGeneric {
+		notes = append(notes, "generic XDP costs more per frame than tcx ingress, and some drivers make the kernel warn")
 	}
 	switch {
 	case h.TagsCapped:

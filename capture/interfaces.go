@@ -17,9 +17,10 @@ type InterfaceInfo struct {
 	State  string // operational state: up, down, unknown (loopback)...
 	MTU    int
 	Driver string // ethtool's driver name, else the link type
-	// Native says the driver runs XDP programs itself; elsewhere XDP
-	// runs in generic mode.
-	Native bool
+	// NoNative says why the driver would not run ringcap's XDP program
+	// itself, where it would not: ringcap then captures its received
+	// frames at tcx ingress.
+	NoNative string
 	// Attached names the XDP program already on the interface, if any:
 	// ringcap would capture received frames at tcx ingress, behind it.
 	Attached string
@@ -31,10 +32,10 @@ func (i InterfaceInfo) Inbound() string {
 	switch {
 	case i.Attached != "":
 		return "tcx ingress, behind XDP program " + i.Attached
-	case i.Native:
-		return "XDP native mode"
+	case i.NoNative != "":
+		return "tcx ingress (" + i.NoNative + ")"
 	}
-	return "XDP generic mode"
+	return "XDP native mode"
 }
 
 // ListInterfaces lists the interfaces of the network namespace, by index.
@@ -61,8 +62,7 @@ func ListInterfaces() ([]InterfaceInfo, error) {
 				info.Driver = name
 			}
 		}
-		dev, _ := netdevDevice(a.Index)
-		info.Native = dev.xdpFeatures&netdevXDPActBasic != 0
+		_, info.NoNative = nativeXDP(a.Index, a.Name)
 		if x := a.Xdp; x != nil && x.Attached {
 			info.Attached = xdpProgramName(x.ProgId)
 		}

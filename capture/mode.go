@@ -6,8 +6,9 @@ import "fmt"
 type Mode int
 
 const (
-	// ModeAuto attaches in native mode where the driver supports XDP,
-	// else in generic mode.
+	// ModeAuto attaches in native mode; where the driver does not take
+	// it, --hook auto captures at tcx ingress instead. It never chooses
+	// generic mode.
 	ModeAuto Mode = iota
 	// ModeNative runs the program in the driver, before any socket
 	// buffer is allocated.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf"
@@ -117,26 +118,75 @@ func TestRunStopsAtLimit(t *testing.T) {
 	}
 }
 
-// Loopback has no native XDP: auto mode must fall back to generic, and a
-// forced native mode must fail with the interface's name.
+// Loopback has no native XDP: --hook auto captures its received frames
+// at tcx ingress and says why, never in generic mode; a forced native
+// mode fails with the interface's name and the fix; generic mode is had
+// only when asked for.
 func TestAttachModes(t *testing.T) {
 	inNewNetns(t)
 	cfg := Config{Interfaces: []string{"lo"}, MTU: 1500, SnapLen: 128, RingSize: 1 << 20, Directions: In}
+	tests := []struct {
+		mode    Mode
+		hook    HookChoice
+		want    string // the hook's description; empty: refused
+		refusal string
+	}{
+		{ModeAuto, HookAuto, "inbound, tcx ingress; its driver offers no native XDP here", ""},
+		{ModeNative, HookAuto, "", "attach lo in native mode: its driver offers no native XDP here: --hook tc captures"},
+		{ModeAuto, HookXDP, "", "attach lo in native mode: its driver offers no native XDP here: --hook tc captures"},
+		{ModeGeneric, HookAuto, "inbound, XDP generic mode, multi-buffer; generic XDP costs more per frame than tcx ingress, and some drivers make the kernel warn; " +
+			"VLAN tags the driver takes out of frames may be missing (--hook tc keeps them)", ""},
+	}
+	for _, tt := range tests {
+		cfg.Mode, cfg.Hook = tt.mode, tt.hook
+		c, err := Open(cfg)
+		if tt.want == "" {
+			if err == nil {
+				c.Close()
+				t.Errorf("mode %s, hook %d: attached to lo", tt.mode, tt.hook)
+			} else if !strings.HasPrefix(err.Error(), tt.refusal) {
+				t.Errorf("mode %s, hook %d: error %q, want it to start %q", tt.mode, tt.hook, err, tt.refusal)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("mode %s, hook %d: %v", tt.mode, tt.hook, err)
+		}
+		if got := c.Hooks()[0].Describe(); got != tt.want {
+			t.Errorf("mode %s, hook %d: attached as %q, want %q", tt.mode, tt.hook, got, tt.want)
+		}
+		c.Close()
+	}
+}
+
+// The kernel says which devices run XDP themselves, and says so of each
+// device as it is configured: a veth with fewer receive queues than its
+// peer has transmit queues runs none. --hook auto captures there at tcx
+// ingress and says why, and --mode native refuses in one line naming the
+// fix, without trying.
+func TestNativeRefusedByFeatures(t *testing.T) {
+	inNewNetns(t)
+	l := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "rc-q", NumRxQueues: 1, NumTxQueues: 1},
+		PeerName: "rc-q-peer", PeerNumTxQueues: 2, PeerNumRxQueues: 2}
+	if err := netlink.LinkAdd(l); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Interfaces: []string{"rc-q"}, MTU: 1500, SnapLen: 128, RingSize: 1 << 20, Directions: In}
 	c, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := c.Hooks()[0]; got.Mode != ModeGeneric || !got.MultiBuffer {
-		t.Errorf("auto mode attached lo in %s, want generic mode, multi-buffer", got.Attachment())
+	want := "inbound, tcx ingress; its driver offers no native XDP here"
+	if got := c.Hooks()[0].Describe(); got != want {
+		t.Errorf("attached as %q, want %q", got, want)
 	}
 	c.Close()
-
 	cfg.Mode = ModeNative
 	if c, err := Open(cfg); err == nil {
 		c.Close()
-		t.Fatal("native mode attached to lo")
-	} else if !strings.Contains(err.Error(), "attach lo in native mode") {
-		t.Errorf("error %q does not name the interface and mode", err)
+		t.Fatal("native mode attached")
+	} else if msg, want := err.Error(), "attach rc-q in native mode: its driver offers no native XDP here: --hook tc captures its received frames at tcx ingress instead"; msg != want {
+		t.Errorf("error %q, want %q", msg, want)
 	}
 }
 

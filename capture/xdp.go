@@ -7,7 +7,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf"
@@ -41,80 +40,6 @@ func xdpProgramName(id uint32) string {
 	return name
 }
 
-// The netdev generic netlink family (Linux 6.3), from
-// include/uapi/linux/netdev.h: NETDEV_CMD_DEV_GET, NETDEV_A_DEV_IFINDEX,
-// NETDEV_A_DEV_XDP_FEATURES and its NETDEV_XDP_ACT_BASIC (the driver
-// runs XDP itself), NETDEV_A_DEV_XDP_RX_METADATA_FEATURES and its
-// NETDEV_XDP_RX_METADATA_VLAN_TAG.
-const (
-	netdevCmdDevGet         = 1
-	netdevAttrIfindex       = 1
-	netdevAttrXDPFeatures   = 3
-	netdevAttrRxMetadata    = 5
-	netdevXDPActBasic       = 1
-	netdevRxMetadataVLANTag = 4
-)
-
-// genlHeader is a generic netlink message header: vishvananda/netlink's
-// nl.Genlmsg serializes fewer bytes than its length says, which the
-// kernel refuses (EINVAL), so this one is written out.
-type genlHeader struct{ cmd, version uint8 }
-
-func (g genlHeader) Len() int          { return 4 }
-func (g genlHeader) Serialize() []byte { return []byte{g.cmd, g.version, 0, 0} }
-
-// netdevInfo is what the netdev family says of a device's XDP.
-type netdevInfo struct {
-	xdpFeatures, rxMetadata uint64
-}
-
-// netdevDevice asks the netdev family about the interface. A kernel
-// without the family (before 6.3) says nothing: no features.
-func netdevDevice(index int) (netdevInfo, error) {
-	var info netdevInfo
-	fam, err := netlink.GenlFamilyGet("netdev")
-	if err != nil {
-		return info, err
-	}
-	req := nl.NewNetlinkRequest(int(fam.ID), 0)
-	req.AddData(genlHeader{cmd: netdevCmdDevGet, version: 1})
-	req.AddData(nl.NewRtAttr(netdevAttrIfindex, nl.Uint32Attr(uint32(index))))
-	msgs, err := req.Execute(unix.NETLINK_GENERIC, 0)
-	if err != nil {
-		return info, err
-	}
-	if len(msgs) == 0 || len(msgs[0]) < 4 {
-		return info, fmt.Errorf("netdev family: no answer for interface %d", index)
-	}
-	attrs, err := nl.ParseRouteAttr(msgs[0][4:])
-	if err != nil {
-		return info, err
-	}
-	for _, a := range attrs {
-		if len(a.Value) < 4 {
-			continue
-		}
-		// The kernel sends these as 64-bit values (uint, variable
-		// length); the flags all sit in the low word.
-		v := uint64(nl.NativeEndian().Uint32(a.Value[:4]))
-		switch a.Attr.Type {
-		case netdevAttrXDPFeatures:
-			info.xdpFeatures = v
-		case netdevAttrRxMetadata:
-			info.rxMetadata = v
-		}
-	}
-	return info, nil
-}
-
-// rxVLANTags says whether the interface's driver hands XDP programs the
-// VLAN tags it takes out of frames (bpf_xdp_metadata_rx_vlan_tag), as the
-// kernel's netdev family tells.
-func rxVLANTags(index int) bool {
-	info, err := netdevDevice(index)
-	return err == nil && info.rxMetadata&netdevRxMetadataVLANTag != 0
-}
-
 // maxBound bounds the XDP programs bound to a device: each is a program
 // of its own, where every other hook shares one instance of its build.
 // Past it, an interface gets the unbound build, without the driver's VLAN
@@ -128,14 +53,19 @@ const maxBound = 16
 // the driver hands XDP the VLAN tags it takes out of frames; in generic
 // mode always the multi-buffer build, since the kernel would copy every
 // multi-buffer socket buffer into one for a single-buffer program, and
-// unbound: generic mode takes no bound program.
+// unbound: generic mode takes no bound program. Generic mode is never
+// chosen for the user: it costs more per frame than tcx ingress, and
+// some drivers make the kernel warn as it turns their offloads off. A
+// driver refusing native mode is a *NativeRefusedError.
 func (c *Capture) attachXDP(h *Hook) (link.Link, error) {
 	h.XDP = true
 	if c.cfg.Mode == ModeGeneric {
 		return attachBuild(c.objs, h, bpf.XDP, false, ModeGeneric)
 	}
-	// Only a driver that hands XDP the tags gets a bound program: a
-	// bound one is refused in generic mode, should native fail.
+	if ok, why := nativeXDP(h.Index, h.Interface); !ok {
+		return nil, &NativeRefusedError{Hook: *h, Why: why}
+	}
+	// Only a driver that hands XDP the tags gets a bound program.
 	bound := rxVLANTags(h.Index)
 	if bound && c.objs.DeviceBound() >= maxBound {
 		bound, h.TagsCapped = false, true
@@ -152,17 +82,42 @@ func (c *Capture) attachXDP(h *Hook) (link.Link, error) {
 		linearErr = err
 	}
 	l, err := attachBuild(c.objs, h, bpf.XDP, bound, ModeNative)
-	if err != nil {
-		err = bothBuilds(err, linearErr)
-	}
-	if err == nil || c.cfg.Mode == ModeNative || errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
+	if err == nil || errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
 		return l, err
 	}
-	l, gerr := attachBuild(c.objs, h, bpf.XDP, false, ModeGeneric)
-	if gerr != nil {
-		return nil, fmt.Errorf("%w (native mode failed too: %v)", gerr, err)
+	return nil, &NativeRefusedError{Hook: *h, Err: bothBuilds(err, linearErr)}
+}
+
+// NativeRefusedError is a driver that does not take ringcap's program in
+// native mode: Why says why where ringcap knows beforehand, else Err is
+// the driver's refusal.
+type NativeRefusedError struct {
+	Hook Hook
+	Why  string
+	Err  error
+}
+
+const nativeFix = "--hook tc captures its received frames at tcx ingress instead"
+
+func (e *NativeRefusedError) Error() string {
+	if e.Why != "" {
+		return fmt.Sprintf("attach %s in native mode: %s: %s", e.Hook.Interface, e.Why, nativeFix)
 	}
-	return l, nil
+	return fmt.Sprintf("%v: %s", e.Err, nativeFix)
+}
+
+func (e *NativeRefusedError) Unwrap() error { return e.Err }
+
+// reason is why native mode was not had, for the hook's notes.
+func (e *NativeRefusedError) reason() string {
+	if e.Why != "" {
+		return e.Why
+	}
+	var errno unix.Errno
+	if errors.As(e.Err, &errno) {
+		return fmt.Sprintf("the driver refused native XDP (%v)", errno)
+	}
+	return "the driver refused native XDP"
 }
 
 // attachBuild attaches build for h (bound to the device if bound) in
@@ -219,6 +174,12 @@ func attachMode(prog *ebpf.Program, h *Hook, mode Mode) (link.Link, error) {
 			h.Interface, mode, errBusy, h.Interface)
 	case errors.Is(err, unix.EPERM):
 		return nil, fmt.Errorf("attach %s: %w", h.Interface, bpf.ErrPrivileges)
+	}
+	// cilium/ebpf's words ("failed to attach link: create link: ...")
+	// say nothing the errno does not.
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		return nil, fmt.Errorf("attach %s in %s mode: refused (%w)", h.Interface, mode, errno)
 	}
 	return nil, fmt.Errorf("attach %s in %s mode: %w", h.Interface, mode, err)
 }

@@ -19,8 +19,10 @@ import (
 )
 
 // ringcap interfaces (and -D) lists each interface with where ringcap
-// would capture on it: XDP native mode on veth, generic mode on
-// loopback, and tcx ingress behind another XDP program, which it names.
+// would capture on it: XDP native mode on veth, tcx ingress on loopback,
+// whose driver runs no XDP itself (never generic mode, which --hook auto
+// does not choose), and tcx ingress behind another XDP program, which it
+// names.
 func TestInterfaces(t *testing.T) {
 	p := newVethPair(t)
 	list := func(args ...string) map[string]string {
@@ -39,7 +41,7 @@ func TestInterfaces(t *testing.T) {
 	}
 	idx := ifindex(t, p.Rx, rxIf)
 	want := map[string]string{
-		"lo":  "1.lo [unknown, MTU 65536, driver loopback]: inbound at XDP generic mode; outbound at tcx egress",
+		"lo":  "1.lo [unknown, MTU 65536, driver loopback]: inbound at tcx ingress (its driver offers no native XDP here); outbound at tcx egress",
 		rxIf:  fmt.Sprintf("%d.%s [up, MTU 9000, driver veth]: inbound at XDP native mode; outbound at tcx egress", idx, rxIf),
 		rxIf2: fmt.Sprintf("%d.%s [up, MTU 9000, driver veth]: inbound at XDP native mode; outbound at tcx egress", ifindex(t, p.Rx, rxIf2), rxIf2),
 	}
@@ -182,7 +184,7 @@ func TestRecordAny(t *testing.T) {
 	if code := r.stop(t, os.Interrupt); code != 0 {
 		t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
 	}
-	for _, ifc := range []string{"lo (inbound, XDP generic mode", rxIf + " (inbound, XDP native mode", rxIf2 + " (inbound, XDP native mode"} {
+	for _, ifc := range []string{"lo (inbound, tcx ingress; its driver offers no native XDP here", rxIf + " (inbound, XDP native mode", rxIf2 + " (inbound, XDP native mode"} {
 		if !strings.Contains(r.errors(), "capturing on "+ifc) {
 			t.Errorf("no first line for %s:\n%s", ifc, r.errors())
 		}

@@ -1,0 +1,139 @@
+package capture
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+)
+
+// The netdev generic netlink family (Linux 6.3), from
+// include/uapi/linux/netdev.h: NETDEV_CMD_DEV_GET, NETDEV_A_DEV_IFINDEX,
+// NETDEV_A_DEV_XDP_FEATURES and its NETDEV_XDP_ACT_BASIC (the driver
+// runs XDP itself), NETDEV_A_DEV_XDP_RX_METADATA_FEATURES and its
+// NETDEV_XDP_RX_METADATA_VLAN_TAG.
+const (
+	netdevCmdDevGet         = 1
+	netdevAttrIfindex       = 1
+	netdevAttrXDPFeatures   = 3
+	netdevAttrRxMetadata    = 5
+	netdevXDPActBasic       = 1
+	netdevRxMetadataVLANTag = 4
+)
+
+// genlHeader is a generic netlink message header: vishvananda/netlink's
+// nl.Genlmsg serializes fewer bytes than its length says, which the
+// kernel refuses (EINVAL), so this one is written out.
+type genlHeader struct{ cmd, version uint8 }
+
+func (g genlHeader) Len() int          { return 4 }
+func (g genlHeader) Serialize() []byte { return []byte{g.cmd, g.version, 0, 0} }
+
+// netdevInfo is what the netdev family says of a device's XDP.
+type netdevInfo struct {
+	xdpFeatures, rxMetadata uint64
+}
+
+// netdevDevice asks the netdev family about the interface. A kernel
+// without the family (before 6.3) says nothing: no features.
+func netdevDevice(index int) (netdevInfo, error) {
+	var info netdevInfo
+	fam, err := netlink.GenlFamilyGet("netdev")
+	if err != nil {
+		return info, err
+	}
+	req := nl.NewNetlinkRequest(int(fam.ID), 0)
+	req.AddData(genlHeader{cmd: netdevCmdDevGet, version: 1})
+	req.AddData(nl.NewRtAttr(netdevAttrIfindex, nl.Uint32Attr(uint32(index))))
+	msgs, err := req.Execute(unix.NETLINK_GENERIC, 0)
+	if err != nil {
+		return info, err
+	}
+	if len(msgs) == 0 || len(msgs[0]) < 4 {
+		return info, fmt.Errorf("netdev family: no answer for interface %d", index)
+	}
+	attrs, err := nl.ParseRouteAttr(msgs[0][4:])
+	if err != nil {
+		return info, err
+	}
+	for _, a := range attrs {
+		if len(a.Value) < 4 {
+			continue
+		}
+		// The kernel sends these as 64-bit values (uint, variable
+		// length); the flags all sit in the low word.
+		v := uint64(nl.NativeEndian().Uint32(a.Value[:4]))
+		switch a.Attr.Type {
+		case netdevAttrXDPFeatures:
+			info.xdpFeatures = v
+		case netdevAttrRxMetadata:
+			info.rxMetadata = v
+		}
+	}
+	return info, nil
+}
+
+// rxVLANTags says whether the interface's driver hands XDP programs the
+// VLAN tags it takes out of frames (bpf_xdp_metadata_rx_vlan_tag), as the
+// kernel's netdev family tells.
+func rxVLANTags(index int) bool {
+	info, err := netdevDevice(index)
+	return err == nil && info.rxMetadata&netdevRxMetadataVLANTag != 0
+}
+
+// nativeXDP says whether the interface's driver runs XDP programs itself
+// and would take ringcap's; if not, why, in words for the first line.
+// Where it cannot tell, it says yes: the attach then tells.
+func nativeXDP(index int, name string) (ok bool, why string) {
+	dev, err := netdevDevice(index)
+	if err == nil && dev.xdpFeatures&netdevXDPActBasic == 0 {
+		return false, "its driver offers no native XDP here"
+	}
+	if why := virtioRefusal(index, name); why != "" {
+		return false, why
+	}
+	return true, ""
+}
+
+// The virtio feature bits (include/uapi/linux/virtio_net.h) that make
+// virtio_net refuse XDP: offloads the host applies to received frames
+// (GRO_HW, checksums), unless the device lets the guest turn them off
+// (VIRTIO_NET_F_CTRL_GUEST_OFFLOADS). The kernel's extended ack says so
+// ("Can't set XDP while host is implementing GRO_HW/CSUM"), but no
+// bpf_link attach carries one.
+const virtioCtrlGuestOffloads = 2
+
+var virtioGuestOffloads = []int{1, 7, 8, 9, 10, 54, 55} // GUEST_CSUM, _TSO4, _TSO6, _ECN, _UFO, _USO4, _USO6
+
+// virtioRefusal is why virtio_net would refuse XDP on the interface, or
+// "" if it would not, or the interface is no virtio_net device, or sysfs
+// shows another namespace's.
+func virtioRefusal(index int, name string) string {
+	dir := filepath.Join("/sys/class/net", name)
+	if idx, err := os.ReadFile(filepath.Join(dir, "ifindex")); err != nil || strings.TrimSpace(string(idx)) != strconv.Itoa(index) {
+		return ""
+	}
+	driver, err := filepath.EvalSymlinks(filepath.Join(dir, "device", "driver"))
+	if err != nil || filepath.Base(driver) != "virtio_net" {
+		return ""
+	}
+	bits, err := os.ReadFile(filepath.Join(dir, "device", "features"))
+	if err != nil {
+		return ""
+	}
+	has := func(bit int) bool { return bit < len(bits) && bits[bit] == '1' }
+	if has(virtioCtrlGuestOffloads) {
+		return ""
+	}
+	for _, bit := range virtioGuestOffloads {
+		if has(bit) {
+			return "virtio_net refuses native XDP here: the host applies GRO_HW or checksum offloads to received frames, which the guest cannot turn off"
+		}
+	}
+	return ""
+}
