@@ -149,13 +149,18 @@ func newWriter(out io.Writer, opts Options, buf []byte, direct *directFile) (*Wr
 	if w.ng, err = pcapgo.NewNgWriterInterface((*blockBuffer)(w), ifaces[0], section); err != nil {
 		return nil, w.abandon(fmt.Errorf("pcapng: header: %w", err))
 	}
+	if err := w.endBlock(); err != nil {
+		return nil, w.abandon(err)
+	}
+	// Block by block: the interfaces of a large capture's file (a replay
+	// of thousands) take more than a direct buffer's slack.
 	for _, ifc := range ifaces[1:] {
 		if _, err := w.ng.AddInterface(ifc); err != nil {
 			return nil, w.abandon(fmt.Errorf("pcapng: interface %s: %w", ifc.Name, err))
 		}
-	}
-	if err := w.endBlock(); err != nil {
-		return nil, w.abandon(err)
+		if err := w.endBlock(); err != nil {
+			return nil, w.abandon(err)
+		}
 	}
 	return w, nil
 }

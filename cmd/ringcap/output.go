@@ -73,7 +73,7 @@ func outputName(path string) string {
 
 // printSummary says where the frames went (files is nil when they were
 // printed) and gives the program's counters, per interface when there are
-// several.
+// several, but for those without a name.
 func printSummary(stderr io.Writer, src source, names []string, files *writer.Files) error {
 	counts, err := src.Counters()
 	if err != nil {
@@ -93,7 +93,7 @@ func printSummary(stderr io.Writer, src source, names []string, files *writer.Fi
 	var total bpf.Counters
 	for i, c := range counts {
 		total = total.Add(c)
-		if len(counts) > 1 {
+		if len(counts) > 1 && names[i] != "" {
 			fmt.Fprintf(stderr, "ringcap: %s: %s\n", names[i], formatCounters(c))
 		}
 	}

@@ -86,7 +86,7 @@ func replay(ctx context.Context, opts replayOptions, stdout, stderr io.Writer) e
 		runErr := rp.Run(ctx, out)
 		fmt.Fprintf(stderr, "ringcap: %d frames selected from %s\n", rp.Packets(), opts.input)
 		replayNotes(stderr, rp)
-		return errors.Join(runErr, printSummary(stderr, rp, names, nil))
+		return errors.Join(runErr, printSummary(stderr, rp, withFrames(rp, names), nil))
 	}
 
 	post := newPostRotate(opts.postRotate, stderr)
@@ -108,7 +108,24 @@ func replay(ctx context.Context, opts replayOptions, stdout, stderr io.Writer) e
 	}
 	err = closeFiles(files, rp.Run(ctx, files))
 	replayNotes(stderr, rp)
-	return errors.Join(err, printSummary(stderr, rp, names, files))
+	return errors.Join(err, printSummary(stderr, rp, withFrames(rp, names), files))
+}
+
+// withFrames is names with those of the interfaces no frame of the replay
+// reached left empty: a file of thousands of interfaces gets a summary
+// line for each that held frames only.
+func withFrames(rp *capture.Replay, names []string) []string {
+	counts, err := rp.Counters()
+	if err != nil {
+		return names
+	}
+	out := make([]string, len(names))
+	for i, c := range counts {
+		if c.Seen > 0 {
+			out[i] = names[i]
+		}
+	}
+	return out
 }
 
 // replayNotes accounts for the frames no program run saw.

@@ -57,6 +57,10 @@ func concat(parts ...[]frame) []frame {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "interfaces" {
+		manyInterfaces(os.Args[2:])
+		return
+	}
 	dir := "."
 	if len(os.Args) > 1 {
 		dir = os.Args[1]
