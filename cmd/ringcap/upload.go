@@ -59,13 +59,8 @@ func parseUpload(c *cli.Context, out writer.Config) (opts uploadOptions, ok bool
 	if out.Path == "-" {
 		return opts, false, badUsage(c, "--upload needs files, not standard output")
 	}
+	// checkFlagValues has bounded the durations.
 	opts.delete, opts.timeout, opts.retryMax = c.Bool("upload-delete"), c.Duration("upload-timeout"), c.Duration("upload-retry-max")
-	if opts.timeout < 0 {
-		return opts, false, badUsage(c, "--upload-timeout %v is negative", opts.timeout)
-	}
-	if opts.retryMax <= 0 {
-		return opts, false, badUsage(c, "--upload-retry-max %v: give a positive duration", opts.retryMax)
-	}
 	return opts, true, nil
 }
 
