@@ -8,11 +8,12 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BUILD_PACKAGES := gcc libc6-dev libpcap-dev
 # What the tests use besides: tshark/capinfos read the files, tcpdump is
 # the reference for filter expressions, ip, ping and tcpreplay make traffic
-# between namespaces, clang regenerates the XDP object, Prometheus (and
+# between namespaces (ethtool sets a veth's offloads for GRO), strace counts the
+# programs ringcap loads, clang regenerates the XDP object, Prometheus (and
 # curl) scrapes the metrics, systemd-analyze checks the unit and man the
 # installed page, mkfs.ext4 and mount make the file systems the direct I/O
 # tests fill, mmdebstrap, podman and buildah build and run the image.
-TEST_PACKAGES := tshark tcpdump tcpreplay iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev \
+TEST_PACKAGES := tshark tcpdump tcpreplay iproute2 iputils-ping ethtool strace clang llvm libbpf-dev linux-libc-dev \
 	prometheus curl systemd zsh fish e2fsprogs mount man-db mmdebstrap podman buildah
 
 .PHONY: build binary deps build-deps packages install test image-test lint generate generate-check man bench-smoke

@@ -370,7 +370,12 @@ func (o *Objects) load(program string, inst Instance) (*ebpf.Program, error) {
 			return nil, err
 		}
 	}
-	for name, set := range map[string]bool{ringcapVarOutbound: inst.Outbound, ringcapVarReplay: inst.Replay} {
+	for name, set := range map[string]bool{
+		ringcapVarOutbound: inst.Outbound,
+		ringcapVarReplay:   inst.Replay,
+		// Reading the kernel's socket buffer takes CAP_PERFMON.
+		ringcapVarKernelSkb: inst.Build == TC && o.cfg.Perfmon,
+	} {
 		if err := spec.Variables[name].Set(boolConst(set)); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
 		}

@@ -35,6 +35,7 @@
 #include <linux/in.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -53,6 +54,9 @@ volatile const __u64 wakeup_shift = 18;
 // outbound frames): it looks up the outbound slot of the interface, and
 // the MAC header test of mac_gap is for received frames only.
 volatile const __u32 outbound = 0;
+// Set for a tc instance loaded with CAP_PERFMON, which lets it read the
+// kernel's socket buffer (see tunnel_segment_l3).
+volatile const __u32 kernel_skb = 0;
 // Set for a replay's instances: the test run's context names the slot
 // (see replay_slot), since a recorded interface is no device here.
 volatile const __u32 replay = 0;
@@ -216,6 +220,52 @@ static __always_inline __u32 mac_gap(struct __sk_buff *skb)
 	return mac[0] == pkt[0] && mac[1] == pkt[1] ? 0 : ETH_HDR_LEN;
 }
 
+// The kernel's socket buffer, as far as tunnel_segment_l3 reads it; CO-RE
+// finds each field where the running kernel has it.
+struct sk_buff___ringcap {
+	__u8 encapsulation : 1;
+	__u16 inner_transport_header;
+	__u16 inner_network_header;
+	__u16 network_header;
+} __attribute__((preserve_access_index));
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
+
+// tunnel_segment_l3 is the L3 length of the frames an encapsulated GSO
+// packet (VXLAN, Geneve, GRE...) or GRO packet becomes on the wire, or 0
+// for a packet that is not encapsulated, or where it cannot be read. The
+// outer headers, the tunnel's and the inner ones up to the inner
+// transport header are where the kernel's offsets say; then the inner
+// TCP or UDP header and gso_size bytes of payload. The kernel counts the
+// same (skb_gso_network_seglen), but for an inner UDP header. Only the
+// kernel's socket buffer says that a packet is encapsulated: reading it
+// takes CAP_PERFMON, and bpf_cast_to_kern_ctx() (Linux 6.2).
+static __always_inline __u32 tunnel_segment_l3(struct __sk_buff *skb)
+{
+	if (!kernel_skb || !bpf_cast_to_kern_ctx)
+		return 0;
+	struct sk_buff___ringcap *k = bpf_cast_to_kern_ctx(skb);
+	if (!BPF_CORE_READ_BITFIELD(k, encapsulation))
+		return 0;
+	__u16 net = k->network_header, inner_net = k->inner_network_header, inner_l4 = k->inner_transport_header;
+	if (inner_net <= net || inner_l4 <= inner_net)
+		return 0;
+	// The inner IP header's protocol, then the TCP header's length,
+	// read relative to the outer network header.
+	__u8 b[2];
+	if (bpf_skb_load_bytes_relative(skb, inner_net - net, b, 1, BPF_HDR_START_NET) < 0)
+		return 0;
+	__u32 proto_at = (b[0] >> 4) == 6 ? 6 : 9;
+	if (bpf_skb_load_bytes_relative(skb, inner_net - net + proto_at, b + 1, 1, BPF_HDR_START_NET) < 0)
+		return 0;
+	__u32 l4 = 0;
+	if (b[1] == IPPROTO_UDP)
+		l4 = 8;
+	else if (b[1] == IPPROTO_TCP && bpf_skb_load_bytes_relative(skb, inner_l4 - net + 12, b, 1, BPF_HDR_START_NET) == 0)
+		l4 = (b[0] >> 4) * 4;
+	return (inner_l4 - net) + l4 + skb->gso_size;
+}
+
 // segment_l3 is the L3 length of the frames a GSO packet becomes on the
 // wire: its IP and TCP/UDP headers, and gso_size bytes of payload. net is
 // the network header's offset in the socket buffer's data.
@@ -304,8 +354,10 @@ static __always_inline int selected(void *ctx, const int kind, __u64 len, __u32 
 	// carries frames of gso_size bytes of payload each. GSO_BY_FRAGS
 	// (SCTP) gives no size: such a packet is judged by its length.
 	__u32 gso_size = kind == KIND_TC ? ((struct __sk_buff *)ctx)->gso_size : 0;
-	if (gso_size && gso_size != GSO_BY_FRAGS)
-		return segment_l3(ctx, l2 - gap, gap) > mtu;
+	if (gso_size && gso_size != GSO_BY_FRAGS) {
+		__u32 seg = tunnel_segment_l3(ctx);
+		return (seg ? seg : segment_l3(ctx, l2 - gap, gap)) > mtu;
+	}
 	return len - l2 > mtu;
 }
 

@@ -65,6 +65,7 @@ const (
 	ringcapProgRingcapXdp       = "ringcap_xdp"
 	ringcapProgRingcapXdpTag    = "ringcap_xdp_tag"
 	ringcapVarCaptureAll        = "capture_all"
+	ringcapVarKernelSkb         = "kernel_skb"
 	ringcapVarMtu               = "mtu"
 	ringcapVarOutbound          = "outbound"
 	ringcapVarReplay            = "replay"
@@ -140,6 +141,7 @@ type ringcapMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type ringcapVariableSpecs struct {
 	CaptureAll  *ebpf.VariableSpec `ebpf:"capture_all"`
+	KernelSkb   *ebpf.VariableSpec `ebpf:"kernel_skb"`
 	Mtu         *ebpf.VariableSpec `ebpf:"mtu"`
 	Outbound    *ebpf.VariableSpec `ebpf:"outbound"`
 	Replay      *ebpf.VariableSpec `ebpf:"replay"`
@@ -192,6 +194,7 @@ func (m *ringcapMaps) Close() error {
 // It can be passed to loadRingcapObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ringcapVariables struct {
 	CaptureAll  *ebpf.Variable `ebpf:"capture_all"`
+	KernelSkb   *ebpf.Variable `ebpf:"kernel_skb"`
 	Mtu         *ebpf.Variable `ebpf:"mtu"`
 	Outbound    *ebpf.Variable `ebpf:"outbound"`
 	Replay      *ebpf.Variable `ebpf:"replay"`

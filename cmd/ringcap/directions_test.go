@@ -83,10 +83,16 @@ func pattern(n int, seed byte) []byte {
 // bytes.
 func (p *vethPair) exchange(t *testing.T, up, down []byte) {
 	t.Helper()
+	p.exchangeWith(t, rxAddr, up, down)
+}
+
+// exchangeWith is exchange with the receiver's address addr.
+func (p *vethPair) exchangeWith(t *testing.T, addr string, up, down []byte) {
+	t.Helper()
 	var ln net.Listener
 	inNetns(t, p.Rx, func() {
 		var err error
-		if ln, err = net.Listen("tcp4", rxAddr+":5001"); err != nil {
+		if ln, err = net.Listen("tcp4", addr+":5001"); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -111,7 +117,7 @@ func (p *vethPair) exchange(t *testing.T, up, down []byte) {
 	var conn net.Conn
 	inNetns(t, p.Tx, func() {
 		var err error
-		if conn, err = net.DialTimeout("tcp4", rxAddr+":5001", 5*time.Second); err != nil {
+		if conn, err = net.DialTimeout("tcp4", addr+":5001", 5*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -419,8 +425,15 @@ func vlanPusher(t *testing.T) *ebpf.Program {
 // selects to a pcap file, until the returned function is called.
 func (p *vethPair) tcpdumpRecord(t *testing.T, path, expr string) (stop func()) {
 	t.Helper()
+	return p.tcpdumpAt(t, p.Rx, rxIf, "in", path, expr)
+}
+
+// tcpdumpAt runs tcpdump in namespace ns on interface ifc, for the
+// direction dir (as -Q takes it), as tcpdumpRecord does.
+func (p *vethPair) tcpdumpAt(t *testing.T, ns, ifc, dir, path, expr string) (stop func()) {
+	t.Helper()
 	bpftest.RequireTool(t, "tcpdump")
-	cmd := exec.Command("ip", "netns", "exec", p.Rx, "tcpdump", "--immediate-mode", "-Q", "in", "-i", rxIf, "-w", path, "-U", expr)
+	cmd := exec.Command("ip", "netns", "exec", ns, "tcpdump", "--immediate-mode", "-Q", dir, "-i", ifc, "-w", path, "-U", expr)
 	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -429,6 +442,19 @@ func (p *vethPair) tcpdumpRecord(t *testing.T, path, expr string) (stop func()) 
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
+			// What tcpdump has not read yet is lost at SIGINT: wait
+			// until its file (-U: written a packet at a time) stops
+			// growing.
+			size, still := int64(-1), 0
+			waitFor(5*time.Second, func() bool {
+				st, err := os.Stat(path)
+				if err == nil && st.Size() == size {
+					still++
+				} else if err == nil {
+					size, still = st.Size(), 0
+				}
+				return still >= 3
+			})
 			cmd.Process.Signal(os.Interrupt)
 			cmd.Wait()
 		})
