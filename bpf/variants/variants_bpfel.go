@@ -51,6 +51,7 @@ const (
 	variantsProgRingcapXdp       = "ringcap_xdp"
 	variantsProgRingcapXdpTag    = "ringcap_xdp_tag"
 	variantsVarCaptureAll        = "capture_all"
+	variantsVarKernelSkb         = "kernel_skb"
 	variantsVarMtu               = "mtu"
 	variantsVarOutbound          = "outbound"
 	variantsVarReplay            = "replay"
@@ -134,6 +135,7 @@ type variantsMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type variantsVariableSpecs struct {
 	CaptureAll  *ebpf.VariableSpec `ebpf:"capture_all"`
+	KernelSkb   *ebpf.VariableSpec `ebpf:"kernel_skb"`
 	Mtu         *ebpf.VariableSpec `ebpf:"mtu"`
 	Outbound    *ebpf.VariableSpec `ebpf:"outbound"`
 	Replay      *ebpf.VariableSpec `ebpf:"replay"`
@@ -188,6 +190,7 @@ func (m *variantsMaps) Close() error {
 // It can be passed to loadVariantsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type variantsVariables struct {
 	CaptureAll  *ebpf.Variable `ebpf:"capture_all"`
+	KernelSkb   *ebpf.Variable `ebpf:"kernel_skb"`
 	Mtu         *ebpf.Variable `ebpf:"mtu"`
 	Outbound    *ebpf.Variable `ebpf:"outbound"`
 	Replay      *ebpf.Variable `ebpf:"replay"`
