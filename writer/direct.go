@@ -114,7 +114,13 @@ func openDirect(f *os.File, buffers func() (*alignedBuffers, error)) (d *directF
 	if align > os.Getpagesize() || int(st.Dio_mem_align) > os.Getpagesize() || align%4 != 0 {
 		return nil, fmt.Sprintf("%s wants O_DIRECT aligned to %d bytes", fsName(f), align)
 	}
-	direct, err := os.OpenFile(f.Name(), os.O_WRONLY|unix.O_DIRECT, 0)
+	// Opened again through the descriptor, not by name: the name may
+	// lead elsewhere by now (a link another user put in its place), the
+	// descriptor only to the file ringcap created.
+	direct, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), os.O_WRONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, "/proc is not mounted, and O_DIRECT opens the file again through it"
+	}
 	if err != nil {
 		return nil, fmt.Sprintf("%s refused O_DIRECT: %v", fsName(f), errors.Unwrap(err))
 	}

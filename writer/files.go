@@ -46,7 +46,10 @@ type Config struct {
 	Path string
 	Options
 	Policy
-	// Overwrite replaces existing files instead of refusing them.
+	// Overwrite replaces a regular file at Path instead of refusing it:
+	// it is unlinked and created anew. Nothing else there is ever
+	// replaced or written into, and rotated names are never replaced: a
+	// taken one is skipped for the next number.
 	Overwrite bool
 	// Buffered writes through the page cache even where the file system
 	// takes O_DIRECT (see direct.go).
@@ -74,6 +77,16 @@ type Config struct {
 	// runs, each once its channel releases it (as Finished's). nil: they
 	// may go at once.
 	Adopt func(path string) (release <-chan bool)
+	// Note is told what the user should know while files are created: a
+	// rotated name that was taken, a number file that is not ringcap's.
+	// nil says nothing.
+	Note func(line string)
+}
+
+func (c Config) note(format string, args ...any) {
+	if c.Note != nil {
+		c.Note(fmt.Sprintf(format, args...))
+	}
 }
 
 // Check reports what would stop the output from being created, so that a
@@ -88,13 +101,18 @@ func (c Config) Check() error {
 		}
 		return nil
 	}
-	if c.Policy.Rotates() || c.Overwrite {
-		return nil // numbered names are checked as each file is created
+	if err := c.checkDir(); err != nil {
+		return err
 	}
-	if _, err := os.Lstat(c.Path); err == nil {
-		return existError(c.Path)
+	if c.Policy.Rotates() {
+		// Numbered names are checked as each file is created; a
+		// directory as the base of the names is a file name forgotten.
+		if st, err := os.Lstat(c.Path); err == nil && st.IsDir() {
+			return notRegular(c.Path, st.Mode())
+		}
+		return nil
 	}
-	return nil
+	return c.checkExisting()
 }
 
 // ExistError is an output file that exists and may not be overwritten.
@@ -110,8 +128,9 @@ func existError(path string) error { return &ExistError{path} }
 // Policy says. Every file is a complete pcapng file on its own.
 type Files struct {
 	cfg      Config
-	seq      int // the last file's number
-	opened   int // files this capture created
+	seq      int      // the last file's number
+	seqFile  *seqFile // where seq is kept for the next run; nil: nowhere
+	opened   int      // files this capture created
 	cur      *file
 	next     time.Time      // when the current file ends by age; zero: never
 	finished []finishedFile // files this capture completed, oldest first
@@ -162,14 +181,18 @@ func Create(cfg Config) (*Files, error) {
 	files := &Files{cfg: cfg}
 	if cfg.Policy.Rotates() {
 		// Numbers go on from an earlier run's, from its files or, once
-		// they are gone (uploaded and deleted), from the number the
-		// directory keeps: a restart within the second takes no name,
-		// here or in a store, and names sort in time across runs.
+		// they are gone (uploaded and deleted), from the number file
+		// (seqFile).
 		earlier, err := cfg.Earlier()
 		if err != nil {
 			return nil, err
 		}
-		files.seq = cfg.lastSeq()
+		files.seq = cfg.legacySeq()
+		seqf, seq, err := openSeqFile(cfg.seqPath(), cfg.FileMode)
+		if err != nil {
+			cfg.note("%v: the last number is not kept this run, and the next goes on from the files it finds", err)
+		}
+		files.seqFile, files.seq = seqf, max(files.seq, seq)
 		for _, path := range earlier {
 			files.seq = max(files.seq, seqOf(path))
 			f := finishedFile{path: path}
@@ -180,20 +203,18 @@ func Create(cfg Config) (*Files, error) {
 		}
 		// Room first, on a disk an earlier run filled.
 		if err := files.prune(); err != nil {
+			files.seqFile.close()
 			return nil, err
 		}
 	}
 	// The first file counts from zero: the frames the program saw before
 	// it was created belong to it.
 	if err := files.open(cfg.Now(), make([]Counts, len(cfg.Interfaces))); err != nil {
+		files.seqFile.close()
 		return nil, err
 	}
 	return files, nil
 }
-
-// seqAttr names the extended attribute of the output directory that
-// keeps the last number a rotating capture of base gave a file.
-func seqAttr(base string) string { return "user.ringcap.seq." + filepath.Base(base) }
 
 func (c Config) base() string { base, _ := c.nameParts(); return base }
 
@@ -208,54 +229,47 @@ func (c Config) nameParts() (base, ext string) {
 	return base, ext
 }
 
-// lastSeq reads the number the directory keeps; 0 where it keeps none (a
-// file system without user xattrs only loses the numbers of files that
-// are gone).
-func (c Config) lastSeq() int {
-	buf := make([]byte, 32)
-	n, err := unix.Getxattr(filepath.Dir(c.Path), seqAttr(c.base()), buf)
-	if err != nil {
-		return 0
-	}
-	seq, _ := strconv.Atoi(string(buf[:n]))
-	return seq
+// name is the rotated name of the file numbered seq, started at start.
+func (c Config) name(seq int, start time.Time) string {
+	base, ext := c.nameParts()
+	return fmt.Sprintf("%s_%05d_%s%s", base, seq, start.Format("20060102150405"), ext)
 }
 
-func (fs *Files) name(start time.Time) string {
+// create makes the next file, under a name no file had: see createFlags.
+// A rotated name that is taken (a link or a file another user put there
+// to have a capture written into it) is passed over for the next number,
+// which keeps the names sortable and this run's, and is said once.
+func (fs *Files) create(start time.Time) (*os.File, error) {
 	if !fs.cfg.Policy.Rotates() {
-		return fs.cfg.Path
+		return fs.cfg.createOne()
 	}
-	base, ext := fs.cfg.nameParts()
-	return fmt.Sprintf("%s_%05d_%s%s", base, fs.seq, start.Format("20060102150405"), ext)
+	for taken := 0; ; taken++ {
+		fs.seq++
+		path := fs.cfg.name(fs.seq, start)
+		f, err := createNew(path, fs.cfg.FileMode)
+		if err == nil {
+			fs.seqFile.store(fs.seq)
+			return f, nil
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("create output file: %w", err)
+		}
+		if taken == maxTaken {
+			return nil, fmt.Errorf("create output file: %d names in a row are taken, up to %s: give -w a directory only ringcap's user can write to", taken+1, path)
+		}
+		fs.cfg.note("%s is taken (%s ringcap did not create for this run): skipped, the capture goes on under the next number", path, kindAt(path))
+	}
 }
 
 func (fs *Files) open(start time.Time, base []Counts) error {
-	fs.seq++
-	cur := &file{path: fs.name(start), start: start, base: base}
+	cur := &file{path: fs.cfg.Path, start: start, base: base}
 	out := os.Stdout
 	if cur.path != "-" {
-		flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-		if fs.cfg.Overwrite {
-			flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-		}
-		f, err := os.OpenFile(cur.path, flags, fs.cfg.FileMode)
-		if errors.Is(err, os.ErrExist) {
-			return existError(cur.path)
-		}
+		f, err := fs.create(start)
 		if err != nil {
-			return fmt.Errorf("create output file: %w", err)
+			return err
 		}
-		if fs.cfg.Overwrite {
-			// O_TRUNC keeps an existing file's permissions.
-			if err := f.Chmod(fs.cfg.FileMode); err != nil {
-				f.Close()
-				return fmt.Errorf("create output file: %w", err)
-			}
-		}
-		cur.f, out = f, f
-		if fs.cfg.Policy.Rotates() {
-			unix.Setxattr(filepath.Dir(cur.path), seqAttr(fs.cfg.base()), []byte(strconv.Itoa(fs.seq)), 0)
-		}
+		cur.path, cur.f, out = f.Name(), f, f
 		fs.opened++
 	}
 	direct := fs.openDirect(cur.f)
@@ -281,8 +295,8 @@ func (fs *Files) open(start time.Time, base []Counts) error {
 		if cur.f != nil {
 			// A file without its header blocks holds nothing and
 			// would not open: leave none behind.
+			removeCreated(cur.f)
 			cur.f.Close()
-			os.Remove(cur.path)
 		}
 		return fmt.Errorf("%s: %w", cur.path, err)
 	}
@@ -382,8 +396,15 @@ func (fs *Files) prune() error {
 }
 
 // remove deletes a file for MaxFiles. One that is gone already (its
-// --post-rotate command moved it, as gzip does) is no error.
+// --post-rotate command moved it, as gzip does) is no error, and one
+// that is no longer ringcap's (see mine) is left alone. Only its owner
+// may swap another file in after the look in a sticky directory, and
+// unlink would then remove a link, never its target.
 func remove(path string) error {
+	st, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) || err == nil && !mine(st) {
+		return nil
+	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("delete the oldest file for --max-files: %w", err)
 	}
@@ -538,6 +559,7 @@ func (fs *Files) Idle() error {
 // MaxFiles deletes are gone: after their files were released.
 func (fs *Files) Close() error {
 	_, err := fs.finish(fs.cfg.Now())
+	fs.seqFile.close()
 	if fs.buffers != nil {
 		fs.buffers.release()
 	}
@@ -574,8 +596,10 @@ func (fs *Files) Current() string { return *fs.current.Load() }
 
 // Earlier lists the files an earlier capture with this Config's rotation
 // left: those named as it names them (big_00001_20261126120000.pcapng for
-// big.pcapng), oldest first by the time in their names. Without rotation
-// it lists none: the one name is refused, or overwritten with Overwrite.
+// big.pcapng), oldest first by the time in their names, that are
+// ringcap's (see adoptable): never a link, nor another user's file. Without
+// rotation it lists none: the one name is refused, or replaced with
+// Overwrite.
 func (c Config) Earlier() ([]string, error) {
 	if !c.Policy.Rotates() || c.Path == "-" {
 		return nil, nil
@@ -599,6 +623,9 @@ func (c Config) Earlier() ([]string, error) {
 		rest, ok = strings.CutSuffix(rest, ext)
 		seq, stamp, cut := strings.Cut(rest, "_")
 		if !ok || !cut || len(seq) < 5 || len(stamp) != len("20060102150405") || !digits(seq) || !digits(stamp) {
+			continue
+		}
+		if st, err := e.Info(); err != nil || !adoptable(st) {
 			continue
 		}
 		found = append(found, earlier{filepath.Join(filepath.Dir(c.Path), e.Name()), stamp, fmt.Sprintf("%020s", seq)})

@@ -86,11 +86,11 @@ func (h *harness) close() {
 	}
 }
 
-// contents reads every file in the directory, in name order, and returns
-// their names and the packet times in each as offsets from start.
+// contents reads every capture file in the directory, in name order, and
+// returns their names and the packet times in each as offsets from start.
 func (h *harness) contents() (names []string, packets [][]time.Duration) {
 	h.t.Helper()
-	paths, _ := filepath.Glob(filepath.Join(h.dir, "*"))
+	paths, _ := filepath.Glob(filepath.Join(h.dir, "cap*"))
 	slices.Sort(paths)
 	for _, p := range paths {
 		names = append(names, filepath.Base(p))
@@ -341,6 +341,8 @@ func TestMaxFilesWaitsForRelease(t *testing.T) {
 	}
 }
 
+// filepathBases names what dir holds, but the number file of cap.pcapng
+// (TestSeqFile).
 func filepathBases(t *testing.T, dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -348,7 +350,9 @@ func filepathBases(t *testing.T, dir string) ([]string, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		names = append(names, e.Name())
+		if e.Name() != ".cap.ringcap-seq" {
+			names = append(names, e.Name())
+		}
 	}
 	return names, nil
 }
@@ -455,7 +459,7 @@ func TestAddInterface(t *testing.T) {
 	if err := files.Close(); err != nil {
 		t.Fatal(err)
 	}
-	paths, _ := filepath.Glob(filepath.Join(dir, "*"))
+	paths, _ := filepath.Glob(filepath.Join(dir, "add_*"))
 	slices.Sort(paths)
 	if len(paths) != 2 {
 		t.Fatalf("%d files, want 2", len(paths))
@@ -542,7 +546,7 @@ func TestNumbersGoOn(t *testing.T) {
 
 // -W counts the files an earlier run left under the same name and deletes
 // them first, each once Adopt's channel lets it go (one it keeps stays),
-// and nothing else; numbers go on from the last one the directory keeps.
+// and nothing else; numbers go on from the last one the number file keeps.
 func TestMaxFilesAdoptsEarlier(t *testing.T) {
 	dir := t.TempDir()
 	earlier := []string{"cap_00001_20261126090000.pcapng", "cap_00002_20261126090001.pcapng", "cap_00003_20261126090002.pcapng"}
