@@ -59,10 +59,8 @@ func (c Config) createOne() (*os.File, error) {
 func (c Config) checkExisting() error {
 	st, err := os.Lstat(c.Path)
 	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return nil
 	case err != nil:
-		return fmt.Errorf("-w %s: %w", c.Path, errors.Unwrap(err))
+		return nil // gone, or not to be seen: creating the file says why
 	case !st.Mode().IsRegular():
 		return notRegular(c.Path, st.Mode())
 	case !c.Overwrite:
@@ -123,9 +121,9 @@ func (c Config) checkDir() error {
 		return fmt.Errorf("-w %s: there is no directory %s: create it first (mkdir -p %s), or give a file in one that exists", c.Path, dir, dir)
 	case errors.Is(err, syscall.ENOTDIR) || err == nil && !st.IsDir():
 		return fmt.Errorf("-w %s: %s is not a directory: give a file in a directory", c.Path, dir)
-	case err != nil:
-		return fmt.Errorf("-w %s: cannot look into %s: %w", c.Path, dir, errors.Unwrap(err))
 	}
+	// One not to be seen (a user without the permission) is left to
+	// creating the file, which says why, after what ringcap needs first.
 	return nil
 }
 

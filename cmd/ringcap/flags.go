@@ -33,7 +33,7 @@ func selectionFlags() []cli.Flag {
 func outputFlags(writeUsage string) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "write", Aliases: []string{"w"}, Usage: writeUsage},
-		&cli.BoolFlag{Name: "force", Usage: "overwrite output files that exist"},
+		&cli.BoolFlag{Name: "force", Usage: "replace the -w file if it exists as a regular file (never a link, device or directory)"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no live status line"},
 		&cli.StringFlag{Name: "rotate-size", Aliases: []string{"C"}, Usage: "start a new file once the current one holds `SIZE` (bytes, KiB, MiB, GiB)"},
 		&cli.DurationFlag{Name: "rotate-every", Aliases: []string{"G"}, Usage: "start a new file every `DURATION`"},
@@ -121,6 +121,7 @@ func parseOutput(c *cli.Context) (writer.Config, error) {
 		Path:      c.String("write"),
 		Overwrite: c.Bool("force"),
 		Buffered:  c.Bool("buffered"),
+		Note:      func(line string) { fmt.Fprintf(c.App.ErrWriter, "ringcap: %s\n", line) },
 		Policy: writer.Policy{
 			Every:    c.Duration("rotate-every"),
 			Align:    c.Bool("align"),

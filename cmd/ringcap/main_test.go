@@ -104,6 +104,14 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "new.pcapng")
+	// What -w must neither write into nor replace, --force or not.
+	adir, link, nodir := filepath.Join(dir, "adir"), filepath.Join(dir, "link.pcapng"), filepath.Join(dir, "nodir")
+	if err := os.Mkdir(adir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(existing, link); err != nil {
+		t.Fatal(err)
+	}
 	nobody := &syscall.Credential{Uid: 65534, Gid: 65534}
 	// A port taken, for --metrics.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -173,6 +181,14 @@ func TestBadInput(t *testing.T) {
 			exitUsage, "29999 words, more than the 600 ringcap gives libpcap, whose optimiser needs memory that grows with the square of the size: use fewer terms"},
 		{"output file exists", nil, []string{"record", "-i", "lo", "-w", existing},
 			exitRuntime, "output file " + existing + " exists: use --force to overwrite it"},
+		{"output is a directory", nil, []string{"record", "-i", "lo", "-w", adir},
+			exitUsage, "-w " + adir + " is a directory, not a regular file: give a file name in it, such as " + adir + "/capture.pcapng"},
+		{"output in a directory that does not exist", nil, []string{"record", "-i", "lo", "-w", nodir + "/x"},
+			exitUsage, "-w " + nodir + "/x: there is no directory " + nodir + ": create it first (mkdir -p " + nodir + "), or give a file in one that exists"},
+		{"output is a link, with --force", nil, []string{"record", "-i", "lo", "-w", link, "--force"},
+			exitUsage, "-w " + link + " is a symbolic link, not a regular file: give a new file name (ringcap does not write through links), or -w - for standard output"},
+		{"replay, output is a directory", nil, []string{"replay", "../../testdata/protocols.pcap", "-w", adir, "--force"},
+			exitUsage, "-w " + adir + " is a directory, not a regular file: give a file name in it, such as " + adir + "/capture.pcapng"},
 		{"not root", nobody, []string{"record", "-i", "lo", "-w", out},
 			exitRuntime, "ringcap needs root, or the capabilities CAP_BPF and CAP_NET_ADMIN: run it with sudo (missing CAP_BPF and CAP_NET_ADMIN)"},
 		{"no interface", nil, []string{"record", "-w", out},
@@ -283,6 +299,15 @@ func TestBadInput(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a refused run left %s behind: %v", out, err)
+	}
+	if to, err := os.Readlink(link); err != nil || to != existing {
+		t.Errorf("the link at -w is now %q, %v; want the link to %s", to, err, existing)
+	}
+	if entries, err := os.ReadDir(adir); err != nil || len(entries) != 0 {
+		t.Errorf("the directory at -w holds %d entries, %v; want it empty", len(entries), err)
+	}
+	if _, err := os.Stat(nodir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused run made %s: %v", nodir, err)
 	}
 }
 
