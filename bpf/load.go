@@ -165,8 +165,9 @@ type Objects struct {
 	Events   *ebpf.Map
 	Counters *ebpf.Map
 	Scratch  *ebpf.Map // a record per CPU, copied into Events
-	// The slots of each interface's hooks, by interface index.
-	SlotsByIndex, SlotsByLargeIndex *ebpf.Map
+	// The slots of each interface's hooks, by interface index, for
+	// each direction; past smallIndexes, for both.
+	InboundSlots, OutboundSlots, LargeIndexSlots *ebpf.Map
 }
 
 // smallIndexes is how many interface indexes the program finds in an
@@ -196,8 +197,9 @@ func loadSpec(spec *ebpf.CollectionSpec, cfg Config) (*Objects, error) {
 	spec = spec.Copy()
 	spec.Maps[ringcapMapEvents].MaxEntries = cfg.RingSize
 	spec.Maps[ringcapMapCounters].MaxEntries = uint32(cfg.Slots)
-	spec.Maps[ringcapMapSlotsByIndex].MaxEntries = smallIndexes
-	spec.Maps[ringcapMapSlotsByLargeIndex].MaxEntries = uint32(cfg.Slots)
+	spec.Maps[ringcapMapInboundSlots].MaxEntries = smallIndexes
+	spec.Maps[ringcapMapOutboundSlots].MaxEntries = smallIndexes
+	spec.Maps[ringcapMapLargeIndexSlots].MaxEntries = uint32(cfg.Slots)
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, fmt.Errorf("count CPUs: %w", err)
@@ -227,8 +229,9 @@ func loadSpec(spec *ebpf.CollectionSpec, cfg Config) (*Objects, error) {
 		{&objs.Events, ringcapMapEvents, "ring buffer"},
 		{&objs.Counters, ringcapMapCounters, "counters"},
 		{&objs.Scratch, ringcapMapScratch, "scratch records"},
-		{&objs.SlotsByIndex, ringcapMapSlotsByIndex, "slot table"},
-		{&objs.SlotsByLargeIndex, ringcapMapSlotsByLargeIndex, "slot table"},
+		{&objs.InboundSlots, ringcapMapInboundSlots, "slot table"},
+		{&objs.OutboundSlots, ringcapMapOutboundSlots, "slot table"},
+		{&objs.LargeIndexSlots, ringcapMapLargeIndexSlots, "slot table"},
 	} {
 		if *m.to, err = ebpf.NewMap(spec.Maps[m.name]); err != nil {
 			objs.Close()
@@ -256,32 +259,26 @@ func (o *Objects) ClearSlot(ifindex int, outbound bool) error {
 }
 
 // updateSlots sets one direction's slot plus one, 0 for none, of the
-// interface, keeping the other's.
+// interface.
 func (o *Objects) updateSlots(ifindex int, outbound bool, slot uint32) error {
 	if ifindex <= 0 || ifindex > math.MaxInt32 {
 		return fmt.Errorf("interface index %d is out of range", ifindex)
 	}
-	table, key := o.SlotsByIndex, uint32(ifindex)
-	if key >= smallIndexes {
-		table = o.SlotsByLargeIndex
-	}
-	var slots ringcapHookSlots
-	if err := table.Lookup(key, &slots); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("read the slots of interface %d: %w", ifindex, err)
-	}
+	table, key := o.InboundSlots, uint32(ifindex)
 	if outbound {
-		slots.Out = slot
-	} else {
-		slots.In = slot
+		table = o.OutboundSlots
 	}
-	if slots == (ringcapHookSlots{}) && table == o.SlotsByLargeIndex {
-		if err := table.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("clear the slots of interface %d: %w", ifindex, err)
+	if key >= smallIndexes {
+		table, key = o.LargeIndexSlots, key<<1|boolConst(outbound)
+		if slot == 0 {
+			if err := table.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("clear the slot of interface %d: %w", ifindex, err)
+			}
+			return nil
 		}
-		return nil
 	}
-	if err := table.Put(key, slots); err != nil {
-		return fmt.Errorf("set the slots of interface %d: %w", ifindex, err)
+	if err := table.Put(key, slot); err != nil {
+		return fmt.Errorf("set the slot of interface %d: %w", ifindex, err)
 	}
 	return nil
 }
@@ -382,11 +379,12 @@ func (o *Objects) load(program string, inst Instance) (*ebpf.Program, error) {
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
 		MapReplacements: map[string]*ebpf.Map{
-			ringcapMapEvents:            o.Events,
-			ringcapMapCounters:          o.Counters,
-			ringcapMapScratch:           o.Scratch,
-			ringcapMapSlotsByIndex:      o.SlotsByIndex,
-			ringcapMapSlotsByLargeIndex: o.SlotsByLargeIndex,
+			ringcapMapEvents:          o.Events,
+			ringcapMapCounters:        o.Counters,
+			ringcapMapScratch:         o.Scratch,
+			ringcapMapInboundSlots:    o.InboundSlots,
+			ringcapMapOutboundSlots:   o.OutboundSlots,
+			ringcapMapLargeIndexSlots: o.LargeIndexSlots,
 		},
 	})
 	if err != nil {
@@ -419,7 +417,7 @@ func (o *Objects) Close() error {
 		errs = append(errs, p.Close())
 	}
 	o.programs = nil
-	for _, m := range []*ebpf.Map{o.Events, o.Counters, o.Scratch, o.SlotsByIndex, o.SlotsByLargeIndex} {
+	for _, m := range []*ebpf.Map{o.Events, o.Counters, o.Scratch, o.InboundSlots, o.OutboundSlots, o.LargeIndexSlots} {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}

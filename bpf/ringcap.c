@@ -101,31 +101,26 @@ struct {
 	__uint(max_entries, 1); // replaced from Go by the number of slots
 } counters SEC(".maps");
 
-// hook_slots are the slots of an interface's hooks, each plus one: 0 says
-// ringcap does not capture that direction there. One instance of each
-// build serves every interface, and finds the frame's slot by the
-// interface's index: in an array for the usual indexes, whose lookup costs
-// an unwanted frame nothing measurable, and in a hash for the large ones a
-// namespace reaches after many interfaces came and went, whose lookup
-// would double the cost of every frame.
-struct hook_slots {
-	__u32 in;
-	__u32 out;
-};
-
+// The slots of the interfaces' hooks, each plus one: 0 says ringcap does
+// not capture that direction there. One instance of each build serves
+// every interface, and finds the frame's slot by the interface's index:
+// in an array for the usual indexes, whose lookup costs an unwanted frame
+// nothing measurable, and in a hash for the large ones a namespace
+// reaches after many interfaces came and went, whose lookup would double
+// the cost of every frame.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
-	__type(value, struct hook_slots);
+	__type(value, __u32);
 	__uint(max_entries, 1); // replaced from Go
-} slots_by_index SEC(".maps");
+} inbound_slots SEC(".maps"), outbound_slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __u32);
-	__type(value, struct hook_slots);
+	__type(key, __u32); // index << 1 | outbound
+	__type(value, __u32);
 	__uint(max_entries, 1); // replaced from Go by the number of slots
-} slots_by_large_index SEC(".maps");
+} large_index_slots SEC(".maps");
 
 // scratch holds a record per CPU for write_record: the event, then
 // snaplen bytes of frame. A per-CPU array takes no value as large as a
@@ -326,12 +321,12 @@ static __always_inline __u32 hook_slot(void *ctx, const int kind)
 	if (replay)
 		return replay_slot(ctx, kind);
 	__u32 index = kind == KIND_TC ? ((struct __sk_buff *)ctx)->ifindex : ((struct xdp_md *)ctx)->ingress_ifindex;
-	struct hook_slots *slots = bpf_map_lookup_elem(&slots_by_index, &index);
-	if (!slots)
-		slots = bpf_map_lookup_elem(&slots_by_large_index, &index);
-	if (!slots)
-		return 0;
-	return outbound ? slots->out : slots->in;
+	__u32 *slot = bpf_map_lookup_elem(outbound ? (void *)&outbound_slots : (void *)&inbound_slots, &index);
+	if (!slot) {
+		__u32 key = index << 1 | outbound;
+		slot = bpf_map_lookup_elem(&large_index_slots, &key);
+	}
+	return slot ? *slot : 0;
 }
 
 // selected says whether the frame's length asks for it. len is the

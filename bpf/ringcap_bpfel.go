@@ -25,12 +25,6 @@ type ringcapEvent struct {
 	Pad      uint32
 }
 
-type ringcapHookSlots struct {
-	_   structs.HostLayout
-	In  uint32
-	Out uint32
-}
-
 type ringcapIfaceCounters struct {
 	_             structs.HostLayout
 	Seen          uint64
@@ -54,26 +48,27 @@ type ringcapXdpMd struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	ringcapMapCounters          = "counters"
-	ringcapMapEvents            = "events"
-	ringcapMapScratch           = "scratch"
-	ringcapMapSlotsByIndex      = "slots_by_index"
-	ringcapMapSlotsByLargeIndex = "slots_by_large_index"
-	ringcapProgRingcapLinTag    = "ringcap_lin_tag"
-	ringcapProgRingcapLinear    = "ringcap_linear"
-	ringcapProgRingcapTc        = "ringcap_tc"
-	ringcapProgRingcapXdp       = "ringcap_xdp"
-	ringcapProgRingcapXdpTag    = "ringcap_xdp_tag"
-	ringcapVarCaptureAll        = "capture_all"
-	ringcapVarKernelSkb         = "kernel_skb"
-	ringcapVarMtu               = "mtu"
-	ringcapVarOutbound          = "outbound"
-	ringcapVarReplay            = "replay"
-	ringcapVarRingSize          = "ring_size"
-	ringcapVarSnaplen           = "snaplen"
-	ringcapVarUnusedEvent       = "unused_event"
-	ringcapVarWakeupBytes       = "wakeup_bytes"
-	ringcapVarWakeupShift       = "wakeup_shift"
+	ringcapMapCounters        = "counters"
+	ringcapMapEvents          = "events"
+	ringcapMapInboundSlots    = "inbound_slots"
+	ringcapMapLargeIndexSlots = "large_index_slots"
+	ringcapMapOutboundSlots   = "outbound_slots"
+	ringcapMapScratch         = "scratch"
+	ringcapProgRingcapLinTag  = "ringcap_lin_tag"
+	ringcapProgRingcapLinear  = "ringcap_linear"
+	ringcapProgRingcapTc      = "ringcap_tc"
+	ringcapProgRingcapXdp     = "ringcap_xdp"
+	ringcapProgRingcapXdpTag  = "ringcap_xdp_tag"
+	ringcapVarCaptureAll      = "capture_all"
+	ringcapVarKernelSkb       = "kernel_skb"
+	ringcapVarMtu             = "mtu"
+	ringcapVarOutbound        = "outbound"
+	ringcapVarReplay          = "replay"
+	ringcapVarRingSize        = "ring_size"
+	ringcapVarSnaplen         = "snaplen"
+	ringcapVarUnusedEvent     = "unused_event"
+	ringcapVarWakeupBytes     = "wakeup_bytes"
+	ringcapVarWakeupShift     = "wakeup_shift"
 )
 
 // loadRingcap returns the embedded CollectionSpec for ringcap.
@@ -129,11 +124,12 @@ type ringcapProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ringcapMapSpecs struct {
-	Counters          *ebpf.MapSpec `ebpf:"counters"`
-	Events            *ebpf.MapSpec `ebpf:"events"`
-	Scratch           *ebpf.MapSpec `ebpf:"scratch"`
-	SlotsByIndex      *ebpf.MapSpec `ebpf:"slots_by_index"`
-	SlotsByLargeIndex *ebpf.MapSpec `ebpf:"slots_by_large_index"`
+	Counters        *ebpf.MapSpec `ebpf:"counters"`
+	Events          *ebpf.MapSpec `ebpf:"events"`
+	InboundSlots    *ebpf.MapSpec `ebpf:"inbound_slots"`
+	LargeIndexSlots *ebpf.MapSpec `ebpf:"large_index_slots"`
+	OutboundSlots   *ebpf.MapSpec `ebpf:"outbound_slots"`
+	Scratch         *ebpf.MapSpec `ebpf:"scratch"`
 }
 
 // ringcapVariableSpecs contains global variables before they are loaded into the kernel.
@@ -172,20 +168,22 @@ func (o *ringcapObjects) Close() error {
 //
 // It can be passed to loadRingcapObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ringcapMaps struct {
-	Counters          *ebpf.Map `ebpf:"counters"`
-	Events            *ebpf.Map `ebpf:"events"`
-	Scratch           *ebpf.Map `ebpf:"scratch"`
-	SlotsByIndex      *ebpf.Map `ebpf:"slots_by_index"`
-	SlotsByLargeIndex *ebpf.Map `ebpf:"slots_by_large_index"`
+	Counters        *ebpf.Map `ebpf:"counters"`
+	Events          *ebpf.Map `ebpf:"events"`
+	InboundSlots    *ebpf.Map `ebpf:"inbound_slots"`
+	LargeIndexSlots *ebpf.Map `ebpf:"large_index_slots"`
+	OutboundSlots   *ebpf.Map `ebpf:"outbound_slots"`
+	Scratch         *ebpf.Map `ebpf:"scratch"`
 }
 
 func (m *ringcapMaps) Close() error {
 	return _RingcapClose(
 		m.Counters,
 		m.Events,
+		m.InboundSlots,
+		m.LargeIndexSlots,
+		m.OutboundSlots,
 		m.Scratch,
-		m.SlotsByIndex,
-		m.SlotsByLargeIndex,
 	)
 }
 

@@ -13,12 +13,6 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type variantsHookSlots struct {
-	_   structs.HostLayout
-	In  uint32
-	Out uint32
-}
-
 type variantsIfaceCounters struct {
 	_             structs.HostLayout
 	Seen          uint64
@@ -32,34 +26,35 @@ type variantsIfaceCounters struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	variantsMapCounters          = "counters"
-	variantsMapCpuRings          = "cpu_rings"
-	variantsMapEvents            = "events"
-	variantsMapScratch           = "scratch"
-	variantsMapSlotsByIndex      = "slots_by_index"
-	variantsMapSlotsByLargeIndex = "slots_by_large_index"
-	variantsProgNoRoomCheck      = "no_room_check"
-	variantsProgPerCpuRing       = "per_cpu_ring"
-	variantsProgRecordClasses    = "record_classes"
-	variantsProgRecordDynptr     = "record_dynptr"
-	variantsProgRecordOutput     = "record_output"
-	variantsProgRecordSnaplen    = "record_snaplen"
-	variantsProgReserveFirst     = "reserve_first"
-	variantsProgRingcapLinTag    = "ringcap_lin_tag"
-	variantsProgRingcapLinear    = "ringcap_linear"
-	variantsProgRingcapTc        = "ringcap_tc"
-	variantsProgRingcapXdp       = "ringcap_xdp"
-	variantsProgRingcapXdpTag    = "ringcap_xdp_tag"
-	variantsVarCaptureAll        = "capture_all"
-	variantsVarKernelSkb         = "kernel_skb"
-	variantsVarMtu               = "mtu"
-	variantsVarOutbound          = "outbound"
-	variantsVarReplay            = "replay"
-	variantsVarRingSize          = "ring_size"
-	variantsVarSnaplen           = "snaplen"
-	variantsVarUnusedEvent       = "unused_event"
-	variantsVarWakeupBytes       = "wakeup_bytes"
-	variantsVarWakeupShift       = "wakeup_shift"
+	variantsMapCounters        = "counters"
+	variantsMapCpuRings        = "cpu_rings"
+	variantsMapEvents          = "events"
+	variantsMapInboundSlots    = "inbound_slots"
+	variantsMapLargeIndexSlots = "large_index_slots"
+	variantsMapOutboundSlots   = "outbound_slots"
+	variantsMapScratch         = "scratch"
+	variantsProgNoRoomCheck    = "no_room_check"
+	variantsProgPerCpuRing     = "per_cpu_ring"
+	variantsProgRecordClasses  = "record_classes"
+	variantsProgRecordDynptr   = "record_dynptr"
+	variantsProgRecordOutput   = "record_output"
+	variantsProgRecordSnaplen  = "record_snaplen"
+	variantsProgReserveFirst   = "reserve_first"
+	variantsProgRingcapLinTag  = "ringcap_lin_tag"
+	variantsProgRingcapLinear  = "ringcap_linear"
+	variantsProgRingcapTc      = "ringcap_tc"
+	variantsProgRingcapXdp     = "ringcap_xdp"
+	variantsProgRingcapXdpTag  = "ringcap_xdp_tag"
+	variantsVarCaptureAll      = "capture_all"
+	variantsVarKernelSkb       = "kernel_skb"
+	variantsVarMtu             = "mtu"
+	variantsVarOutbound        = "outbound"
+	variantsVarReplay          = "replay"
+	variantsVarRingSize        = "ring_size"
+	variantsVarSnaplen         = "snaplen"
+	variantsVarUnusedEvent     = "unused_event"
+	variantsVarWakeupBytes     = "wakeup_bytes"
+	variantsVarWakeupShift     = "wakeup_shift"
 )
 
 // loadVariants returns the embedded CollectionSpec for variants.
@@ -122,12 +117,13 @@ type variantsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type variantsMapSpecs struct {
-	Counters          *ebpf.MapSpec `ebpf:"counters"`
-	CpuRings          *ebpf.MapSpec `ebpf:"cpu_rings"`
-	Events            *ebpf.MapSpec `ebpf:"events"`
-	Scratch           *ebpf.MapSpec `ebpf:"scratch"`
-	SlotsByIndex      *ebpf.MapSpec `ebpf:"slots_by_index"`
-	SlotsByLargeIndex *ebpf.MapSpec `ebpf:"slots_by_large_index"`
+	Counters        *ebpf.MapSpec `ebpf:"counters"`
+	CpuRings        *ebpf.MapSpec `ebpf:"cpu_rings"`
+	Events          *ebpf.MapSpec `ebpf:"events"`
+	InboundSlots    *ebpf.MapSpec `ebpf:"inbound_slots"`
+	LargeIndexSlots *ebpf.MapSpec `ebpf:"large_index_slots"`
+	OutboundSlots   *ebpf.MapSpec `ebpf:"outbound_slots"`
+	Scratch         *ebpf.MapSpec `ebpf:"scratch"`
 }
 
 // variantsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -166,12 +162,13 @@ func (o *variantsObjects) Close() error {
 //
 // It can be passed to loadVariantsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type variantsMaps struct {
-	Counters          *ebpf.Map `ebpf:"counters"`
-	CpuRings          *ebpf.Map `ebpf:"cpu_rings"`
-	Events            *ebpf.Map `ebpf:"events"`
-	Scratch           *ebpf.Map `ebpf:"scratch"`
-	SlotsByIndex      *ebpf.Map `ebpf:"slots_by_index"`
-	SlotsByLargeIndex *ebpf.Map `ebpf:"slots_by_large_index"`
+	Counters        *ebpf.Map `ebpf:"counters"`
+	CpuRings        *ebpf.Map `ebpf:"cpu_rings"`
+	Events          *ebpf.Map `ebpf:"events"`
+	InboundSlots    *ebpf.Map `ebpf:"inbound_slots"`
+	LargeIndexSlots *ebpf.Map `ebpf:"large_index_slots"`
+	OutboundSlots   *ebpf.Map `ebpf:"outbound_slots"`
+	Scratch         *ebpf.Map `ebpf:"scratch"`
 }
 
 func (m *variantsMaps) Close() error {
@@ -179,9 +176,10 @@ func (m *variantsMaps) Close() error {
 		m.Counters,
 		m.CpuRings,
 		m.Events,
+		m.InboundSlots,
+		m.LargeIndexSlots,
+		m.OutboundSlots,
 		m.Scratch,
-		m.SlotsByIndex,
-		m.SlotsByLargeIndex,
 	)
 }
 
