@@ -259,8 +259,7 @@ func planHooks(ifaces []*net.Interface, cfg Config) ([]Hook, error) {
 				h.XDP, h.Behind = behind == "", behind
 			}
 			if h.XDP && cfg.Hook == HookAuto && cfg.Mode == ModeAuto {
-				native, why := nativeXDP(ifc.Index, ifc.Name)
-				h.XDP, h.NoNative = native, why
+				h.XDP, h.NoNative = autoXDP(ifc.Index, ifc.Name)
 			}
 			hooks = append(hooks, h)
 		}

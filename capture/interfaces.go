@@ -62,7 +62,11 @@ func ListInterfaces() ([]InterfaceInfo, error) {
 				info.Driver = name
 			}
 		}
-		_, info.NoNative = nativeXDP(a.Index, a.Name)
+		if l.Type() == "veth" {
+			info.NoNative = vethNotXDP
+		} else {
+			_, info.NoNative = nativeXDP(a.Index, a.Name)
+		}
 		if x := a.Xdp; x != nil && x.Attached {
 			info.Attached = xdpProgramName(x.ProgId)
 		}

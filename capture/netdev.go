@@ -86,6 +86,22 @@ func rxVLANTags(index int) bool {
 	return err == nil && info.rxMetadata&netdevRxMetadataVLANTag != 0
 }
 
+// autoXDP says whether --hook auto captures the interface's received
+// frames at XDP in native mode; if not, why, in words for the first line.
+// Besides drivers that would not run ringcap's program themselves, veth:
+// its XDP runs on the socket buffers it receives, converted (copied where
+// they lack XDP's headroom) and passed through NAPI, which attaching XDP
+// turns on for the pair, and costs more than tcx ingress (ringbench
+// --hooks, docs/performance.md).
+func autoXDP(index int, name string) (ok bool, why string) {
+	if l, err := netlink.LinkByIndex(index); err == nil && l.Type() == "veth" {
+		return false, vethNotXDP
+	}
+	return nativeXDP(index, name)
+}
+
+const vethNotXDP = "on veth, tcx ingress costs less than XDP, which runs on converted socket buffers: --mode native attaches XDP"
+
 // nativeXDP says whether the interface's driver runs XDP programs itself
 // and would take ringcap's; if not, why, in words for the first line.
 // Where it cannot tell, it says yes: the attach then tells.

@@ -159,11 +159,11 @@ func TestAttachModes(t *testing.T) {
 	}
 }
 
-// The kernel says which devices run XDP themselves, and says so of each
-// device as it is configured: a veth with fewer receive queues than its
-// peer has transmit queues runs none. --hook auto captures there at tcx
-// ingress and says why, and --mode native refuses in one line naming the
-// fix, without trying.
+// --hook auto captures a veth's received frames at tcx ingress, which
+// costs less than veth's XDP, and says why. The kernel says which devices
+// run XDP themselves, of each device as it is configured: a veth with
+// fewer receive queues than its peer has transmit queues runs none, and
+// --mode native refuses it in one line naming the fix, without trying.
 func TestNativeRefusedByFeatures(t *testing.T) {
 	inNewNetns(t)
 	l := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "rc-q", NumRxQueues: 1, NumTxQueues: 1},
@@ -176,7 +176,7 @@ func TestNativeRefusedByFeatures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "inbound, tcx ingress; its driver offers no native XDP here"
+	want := "inbound, tcx ingress; " + vethNotXDP
 	if got := c.Hooks()[0].Describe(); got != want {
 		t.Errorf("attached as %q, want %q", got, want)
 	}

@@ -62,6 +62,7 @@ func main() {
 			&cli.StringSliceFlag{Name: "tool", Usage: "measure only this tool (repeat for more); none is always measured"},
 			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "generator threads, spread over the CPUs"},
 			&cli.StringSliceFlag{Name: "traffic", Usage: "run only this traffic, by its name in the table (repeat for more)"},
+			&cli.BoolFlag{Name: "hooks", Usage: "measure instead what a frame nobody selects costs at each hook, on veth, VXLAN and loopback"},
 		},
 		Action: run,
 	}
@@ -89,6 +90,9 @@ func run(c *cli.Context) error {
 		if out, err := exec.Command("go", "build", "-o", ringcap, "github.com/ringcap/ringcap/cmd/ringcap").CombinedOutput(); err != nil {
 			return fmt.Errorf("build ringcap (run ringbench from the repository, or give --ringcap): %v: %s", err, out)
 		}
+	}
+	if c.Bool("hooks") {
+		return measureHooks(ringcap, dir, c.Bool("smoke"))
 	}
 	// A queue per CPU, as on a multi-queue NIC, at MTU 9000.
 	p, err := veth.New(veth.Config{Name: fmt.Sprintf("ringbench-%d", os.Getpid()), Prefix: ifPrefix, MTU: 9000, Queues: runtime.NumCPU()})
