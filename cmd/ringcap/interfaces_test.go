@@ -19,10 +19,10 @@ import (
 )
 
 // ringcap interfaces (and -D) lists each interface with where ringcap
-// would capture on it: XDP native mode on veth, tcx ingress on loopback,
-// whose driver runs no XDP itself (never generic mode, which --hook auto
-// does not choose), and tcx ingress behind another XDP program, which it
-// names.
+// would capture on it: tcx ingress on veth, where it costs less than XDP,
+// and on loopback, whose driver runs no XDP itself (never generic mode,
+// which --hook auto does not choose), and tcx ingress behind another XDP
+// program, which it names.
 func TestInterfaces(t *testing.T) {
 	p := newVethPair(t)
 	list := func(args ...string) map[string]string {
@@ -42,8 +42,8 @@ func TestInterfaces(t *testing.T) {
 	idx := ifindex(t, p.Rx, rxIf)
 	want := map[string]string{
 		"lo":  "1.lo [unknown, MTU 65536, driver loopback]: inbound at tcx ingress (its driver offers no native XDP here); outbound at tcx egress",
-		rxIf:  fmt.Sprintf("%d.%s [up, MTU 9000, driver veth]: inbound at XDP native mode; outbound at tcx egress", idx, rxIf),
-		rxIf2: fmt.Sprintf("%d.%s [up, MTU 9000, driver veth]: inbound at XDP native mode; outbound at tcx egress", ifindex(t, p.Rx, rxIf2), rxIf2),
+		rxIf:  fmt.Sprintf("%d.%s [up, MTU 9000, driver veth]: inbound at tcx ingress (%s); outbound at tcx egress", idx, rxIf, vethNote),
+		rxIf2: fmt.Sprintf("%d.%s [up, MTU 9000, driver veth]: inbound at tcx ingress (%s); outbound at tcx egress", ifindex(t, p.Rx, rxIf2), rxIf2, vethNote),
 	}
 	for _, args := range [][]string{{"interfaces"}, {"-D"}} {
 		// Only the test's interfaces: a host's tunnel modules may add
@@ -87,7 +87,7 @@ func TestNetns(t *testing.T) {
 		t.Run(strings.ReplaceAll(ns, "/", "_"), func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "netns.pcapng")
 			r := startCommand(t, binary, "record", "--netns", ns, "-Q", "in", "-i", rxIf, "-w", path)
-			if want := "capturing on " + rxIf + " in netns " + ns + " (inbound, XDP native mode, multi-buffer)"; !strings.Contains(r.errors(), want) {
+			if want := "capturing on " + rxIf + " in netns " + ns + " (inbound, " + vethHook + ")"; !strings.Contains(r.errors(), want) {
 				t.Errorf("first line does not say %q:\n%s", want, r.errors())
 			}
 			p.ping(t, 2000)
@@ -95,7 +95,7 @@ func TestNetns(t *testing.T) {
 				t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
 			}
 			rows := pcapngtest.Fields(t, path, "frame.len", "frame.interface_description")
-			want := [][]string{{"2042", rxIf + " in netns " + ns + ": inbound, XDP native mode, multi-buffer"}}
+			want := [][]string{{"2042", rxIf + " in netns " + ns + ": inbound, " + vethHook}}
 			if fmt.Sprint(rows) != fmt.Sprint(want) {
 				t.Errorf("frames (length, interface) = %q, want %q", rows, want)
 			}
@@ -184,7 +184,7 @@ func TestRecordAny(t *testing.T) {
 	if code := r.stop(t, os.Interrupt); code != 0 {
 		t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
 	}
-	for _, ifc := range []string{"lo (inbound, tcx ingress; its driver offers no native XDP here", rxIf + " (inbound, XDP native mode", rxIf2 + " (inbound, XDP native mode"} {
+	for _, ifc := range []string{"lo (inbound, tcx ingress; its driver offers no native XDP here", rxIf + " (inbound, " + vethHook, rxIf2 + " (inbound, " + vethHook} {
 		if !strings.Contains(r.errors(), "capturing on "+ifc) {
 			t.Errorf("no first line for %s:\n%s", ifc, r.errors())
 		}

@@ -105,14 +105,14 @@ func TestMetricsPrometheus(t *testing.T) {
 		p.ping(t, 2000)
 	}
 	want := map[string]float64{
-		`ringcap_frames_selected_total{interface="rc-rx"}`:                   pings,
-		`ringcap_frames_written_total{interface="rc-rx"}`:                    pings,
-		`ringcap_frames_dropped_total{interface="rc-rx",reason="ring_full"}`: 0,
-		`ringcap_file_packets_total`:                                         pings,
-		`ringcap_files_finished_total`:                                       2,
-		`ringcap_ring_size_bytes`:                                            8 << 20,
-		`ringcap_post_rotate_failures_total`:                                 2,
-		`ringcap_build_info{interface="rc-rx",program="XDP native mode, multi-buffer",version="` + testVersion + `"}`: 1,
+		`ringcap_frames_selected_total{interface="rc-rx"}`:                                          pings,
+		`ringcap_frames_written_total{interface="rc-rx"}`:                                           pings,
+		`ringcap_frames_dropped_total{interface="rc-rx",reason="ring_full"}`:                        0,
+		`ringcap_file_packets_total`:                                                                pings,
+		`ringcap_files_finished_total`:                                                              2,
+		`ringcap_ring_size_bytes`:                                                                   8 << 20,
+		`ringcap_post_rotate_failures_total`:                                                        2,
+		`ringcap_build_info{interface="rc-rx",program="tcx ingress",version="` + testVersion + `"}`: 1,
 	}
 	for expr, v := range want {
 		var got float64

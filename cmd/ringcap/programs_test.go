@@ -98,3 +98,69 @@ func TestReplayProgramCount(t *testing.T) {
 		t.Errorf("5,000 interfaces with frames: exit %d, %d programs loaded, stderr:\n%s", r.code, loads, r.stderr)
 	}
 }
+
+// vethNamespace makes a network namespace of pairs veth pairs, both ends
+// in it and up (2*pairs interfaces), removed when t ends.
+func vethNamespace(t *testing.T, pairs int) string {
+	t.Helper()
+	nsSeq++
+	ns := fmt.Sprintf("ringcap-%d-%d-many", os.Getpid(), nsSeq)
+	runIP(t, "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	var batch strings.Builder
+	batch.WriteString("link set lo up\n")
+	for i := range pairs {
+		fmt.Fprintf(&batch, "link add name rc-m%d-a type veth peer name rc-m%d-b\nlink set rc-m%d-a up\nlink set rc-m%d-b up\n", i, i, i, i)
+	}
+	cmd := exec.Command("ip", "-n", ns, "-batch", "-")
+	cmd.Stdin = strings.NewReader(batch.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ip -batch: %v\n%s", err, out)
+	}
+	return ns
+}
+
+// -i any attaches one instance of each build to every interface: the
+// programs loaded do not grow with the interfaces. In native mode, the
+// XDP programs bound to a device (for the VLAN tags its driver takes out)
+// are one per device, up to a cap, and each interface past it says so.
+func TestAnyProgramCount(t *testing.T) {
+	bpftest.RequirePrivileges(t)
+	bpftest.RequireTool(t, "strace")
+	for _, mode := range []string{"auto", "native"} {
+		t.Run(mode, func(t *testing.T) {
+			var first int
+			for i, pairs := range []int{20, 100} {
+				ns := vethNamespace(t, pairs)
+				path := filepath.Join(t.TempDir(), "any.pcapng")
+				// It ends by the duration, once every interface is
+				// attached.
+				loads, r := programsLoaded(t, "record", "-i", "any", "--netns", ns, "--mode", mode, "--duration", "1s", "-q", "-w", path)
+				if r.code != 0 {
+					t.Fatalf("%d pairs: exit %d\n%s", pairs, r.code, r.stderr)
+				}
+				// Loopback too, but in native mode, which it has not.
+				want := 2 * pairs
+				if mode == "auto" {
+					want++
+				}
+				t.Logf("%d pairs, --mode %s: %d programs loaded", pairs, mode, loads)
+				if got := strings.Count(r.stderr, "ringcap: capturing on "); got != want {
+					t.Fatalf("%d pairs: %d first lines, want one for each of the %d interfaces:\n%s", pairs, got, want, r.stderr)
+				}
+				if i == 0 {
+					first = loads
+				} else if loads != first {
+					t.Errorf("%d pairs loaded %d programs, 20 pairs %d", pairs, loads, first)
+				}
+				capped := strings.Count(r.stderr, "ringcap binds programs to at most 16 devices")
+				switch {
+				case mode == "auto" && (loads > 3 || capped > 0):
+					t.Errorf("%d pairs at tcx: %d programs loaded, %d interfaces past the cap on bound ones; want at most 3 and none", pairs, loads, capped)
+				case mode == "native" && capped != 2*pairs-16:
+					t.Errorf("%d pairs in native mode: %d interfaces say they are past the cap on bound programs, want %d", pairs, capped, 2*pairs-16)
+				}
+			}
+		})
+	}
+}
