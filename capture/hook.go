@@ -132,7 +132,7 @@ func (h Hook) Notes() []string {
 		notes = append(notes, h.NoNative)
 	}
 	if h.XDP && h.Mode == ModeGeneric {
-		notes = append(notes, "generic XDP costs more per frame than tcx ingress, and some drivers make the kernel warn")
+		notes = append(notes, "generic XDP costs as much per frame as tcx ingress or more, and some drivers make the kernel warn")
 	}
 	switch {
 	case h.TagsCapped:

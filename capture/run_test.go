@@ -134,7 +134,7 @@ func TestAttachModes(t *testing.T) {
 		{ModeAuto, HookAuto, "inbound, tcx ingress; its driver offers no native XDP here", ""},
 		{ModeNative, HookAuto, "", "attach lo in native mode: its driver offers no native XDP here: --hook tc captures"},
 		{ModeAuto, HookXDP, "", "attach lo in native mode: its driver offers no native XDP here: --hook tc captures"},
-		{ModeGeneric, HookAuto, "inbound, XDP generic mode, multi-buffer; generic XDP costs more per frame than tcx ingress, and some drivers make the kernel warn; " +
+		{ModeGeneric, HookAuto, "inbound, XDP generic mode, multi-buffer; generic XDP costs as much per frame as tcx ingress or more, and some drivers make the kernel warn; " +
 			"VLAN tags the driver takes out of frames may be missing (--hook tc keeps them)", ""},
 	}
 	for _, tt := range tests {

@@ -307,7 +307,7 @@ func TestRecordOversize(t *testing.T) {
 		// program.
 		{"native", "native", 9000, 256, 1500, []int{1000, 1472, 1473, 1400, 4000, 8972}, "XDP native mode, multi-buffer)", "ringcap_xdp_tag"},
 		{"generic", "generic", 9000, 4096, 1500, []int{1000, 1472, 1473, 1400, 4000, 8972},
-			"XDP generic mode, multi-buffer; generic XDP costs more per frame than tcx ingress, and some drivers make the kernel warn; " +
+			"XDP generic mode, multi-buffer; generic XDP costs as much per frame as tcx ingress or more, and some drivers make the kernel warn; " +
 				"VLAN tags the driver takes out of frames may be missing (--hook tc keeps them))", "ringcap_xdp"},
 		// At MTU 1500 veth takes the cheaper single-buffer program.
 		{"native-linear", "native", 1500, 256, 1000, []int{900, 972, 973, 1472, 1000}, "XDP native mode)", "ringcap_lin_tag"},

@@ -338,6 +338,13 @@ func (u *Uploader) deliver(j *job) bool {
 			j.release <- true
 			return true
 		}
+		if errors.Is(err, errNotRegular) {
+			// Another file now has the name: not ringcap's to send,
+			// nor to delete.
+			u.cfg.Logf("upload %s: %v: not sent", j.path, err)
+			j.release <- false
+			return true
+		}
 		if u.ctx.Err() != nil {
 			return false
 		}
@@ -361,7 +368,7 @@ const uploadedAttr = "user.ringcap.uploaded"
 // and checks that it does afterwards. It returns the file's size, and
 // whether it was sent.
 func (u *Uploader) upload(j *job) (size int64, sent bool, err error) {
-	f, err := os.Open(j.path)
+	f, err := openRegular(j.path)
 	if err != nil {
 		return 0, false, err
 	}
@@ -373,7 +380,7 @@ func (u *Uploader) upload(j *job) (size int64, sent bool, err error) {
 	size = st.Size()
 	key := u.cfg.Target.Key(j.path)
 	if j.leftover && marked(f, u.cfg.Target.Bucket, key, size) {
-		return size, false, u.deleteLocal(j.path)
+		return size, false, u.deleteLocal(f, j.path)
 	}
 	sum, err := checksum(f)
 	if err != nil {
@@ -413,11 +420,40 @@ func (u *Uploader) upload(j *job) (size int64, sent bool, err error) {
 func (u *Uploader) done1(f *os.File, file, key string, size int64, sum string) error {
 	// A file system without user xattrs only costs the next run a read.
 	unix.Fsetxattr(int(f.Fd()), uploadedAttr, []byte(mark(u.cfg.Target.Bucket, key, size, sum)), 0)
-	return u.deleteLocal(file)
+	return u.deleteLocal(f, file)
 }
 
-func (u *Uploader) deleteLocal(file string) error {
+// openRegular opens a file to send: a regular file, never through a
+// link, so that a name another user swapped for a link to someone else's
+// file sends nothing of it.
+func openRegular(file string) (*os.File, error) {
+	f, err := os.OpenFile(file, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, errNotRegular
+	}
+	if err != nil {
+		return nil, err
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, errNotRegular
+	}
+	return f, nil
+}
+
+// errNotRegular is a name to send that is a link, or no regular file.
+var errNotRegular = errors.New("not a regular file")
+
+// deleteLocal removes file, sent from f, if Delete says so and the name
+// still is that file.
+func (u *Uploader) deleteLocal(f *os.File, file string) error {
 	if !u.cfg.Delete {
+		return nil
+	}
+	sent, err1 := f.Stat()
+	now, err2 := os.Lstat(file)
+	if err1 != nil || err2 != nil || !os.SameFile(sent, now) {
+		u.cfg.Logf("--upload-delete %s: the name is no longer the file sent: it stays", file)
 		return nil
 	}
 	if err := os.Remove(file); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -436,7 +472,7 @@ func mark(bucket, key string, size int64, sum string) string {
 // the store holds it, and it need not be read to know. Such a file counts
 // as found, and is deleted if Delete says so.
 func (u *Uploader) Held(file string) bool {
-	f, err := os.Open(file)
+	f, err := openRegular(file)
 	if err != nil {
 		return false
 	}
@@ -446,7 +482,7 @@ func (u *Uploader) Held(file string) bool {
 		return false
 	}
 	u.found.Add(1)
-	u.deleteLocal(file)
+	u.deleteLocal(f, file)
 	return true
 }
 

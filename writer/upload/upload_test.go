@@ -390,3 +390,34 @@ func TestHeld(t *testing.T) {
 		t.Errorf("stats %+v, want 1 found", st)
 	}
 }
+
+// A name that is a link is sent nothing of, nor deleted, whatever it
+// points at: another user may have planted it where ringcap's file was.
+func TestSendsNoLink(t *testing.T) {
+	u, srv, log := newUploader(t, "p")
+	dir := t.TempDir()
+	target, data := writeFile(t, dir, "secret", 3000)
+	link := filepath.Join(dir, "c_00001.pcapng")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if ok, answered := waitRelease(t, u.Send(link), time.Minute); ok || !answered {
+		t.Fatalf("the link was released as sent (%v, %v):\n%s", ok, answered, log)
+	}
+	if got, err := srv.Object("p/c_00001.pcapng"); err == nil {
+		t.Errorf("the store holds %d bytes for the link", len(got))
+	}
+	if !strings.Contains(log.String(), "c_00001.pcapng: not a regular file: not sent") {
+		t.Errorf("no line says the link was not sent:\n%s", log)
+	}
+	deleting := uploaderTo(t, srv, "p", log, true)
+	if deleting.Held(link) {
+		t.Error("a link is held")
+	}
+	if got, err := os.ReadFile(target); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("the link's target changed (%v)", err)
+	}
+	if _, err := os.Lstat(link); err != nil {
+		t.Errorf("the link was removed: %v", err)
+	}
+}
