@@ -23,7 +23,7 @@ func selectionFlags() []cli.Flag {
 		&cli.UintFlag{Name: "mtu", Value: 1500, Usage: "select frames whose L3 length (after Ethernet and VLAN tags) exceeds `BYTES`"},
 		&cli.BoolFlag{Name: "all", Usage: "select every frame, whatever its length (an expression still narrows it)"},
 		&cli.StringFlag{Name: "filter", Aliases: []string{"f"}, Usage: "capture only frames that match the pcap-filter(7) `EXPRESSION` too; or give it after the options, as to tcpdump"},
-		&cli.StringFlag{Name: "hook", Value: "auto", Usage: "where inbound frames are captured: auto (XDP, or tc where another XDP program holds the interface), xdp or tc"},
+		&cli.StringFlag{Name: "hook", Value: "auto", Usage: "where inbound frames are captured: auto (XDP in native mode where the driver runs it and it costs less, else tc), xdp or tc"},
 		&cli.StringFlag{Name: "ring-size", Value: "8MiB", Usage: "ring buffer size: a power of two, a multiple of the page size (KiB, MiB, GiB)"},
 		// For measuring the wakeup threshold (README, Levers).
 		&cli.StringFlag{Name: "wakeup-size", Hidden: true, Usage: "the ring's fill level from which a record wakes the reader (default: a quarter of the ring)"},

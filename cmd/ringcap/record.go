@@ -33,7 +33,7 @@ func recordCommand() *cli.Command {
 			&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Usage: "stop after writing `N` frames"},
 			&cli.DurationFlag{Name: "duration", Usage: "stop after `D` (e.g. 30s, 10m)"},
 			&cli.StringFlag{Name: "direction", Aliases: []string{"Q"}, Value: "inout", Usage: "capture frames received (in), sent (out) or both (inout), as tcpdump's -Q"},
-			&cli.StringFlag{Name: "mode", Value: "auto", Usage: "XDP mode: auto (native where the driver supports it), native or generic"},
+			&cli.StringFlag{Name: "mode", Value: "auto", Usage: "XDP mode: auto (native; never generic), native, or generic (costs as much as tc or more; some drivers make the kernel warn)"},
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`ADDR`/metrics while capturing (e.g. 127.0.0.1:9464 or :9464)"},
 			netnsFlag(),
 			relinquishFlag(),
