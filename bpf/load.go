@@ -328,8 +328,18 @@ func (o *Objects) program(program string, inst Instance) (*ebpf.Program, error) 
 	return p, nil
 }
 
-// Loaded is the number of program instances loaded so far.
-func (o *Objects) Loaded() int { return len(o.programs) }
+// Release closes an instance no hook runs any more: a device-bound one
+// whose device went away or refused it. Shared instances stay loaded
+// until the Objects are closed.
+func (o *Objects) Release(inst Instance) error {
+	key := loaded{inst.programName(), inst}
+	p, ok := o.programs[key]
+	if !ok {
+		return nil
+	}
+	delete(o.programs, key)
+	return p.Close()
+}
 
 // DeviceBound is the number of instances loaded bound to a device.
 func (o *Objects) DeviceBound() int {

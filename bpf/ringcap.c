@@ -240,6 +240,11 @@ static __always_inline __u32 tunnel_segment_l3(struct __sk_buff *skb)
 	if (!kernel_skb || !bpf_cast_to_kern_ctx)
 		return 0;
 	struct sk_buff___ringcap *k = bpf_cast_to_kern_ctx(skb);
+	// A kernel that lays the socket buffer out otherwise keeps the
+	// program loading, judging such packets by their outer headers.
+	if (!bpf_core_field_exists(k->encapsulation) || !bpf_core_field_exists(k->inner_network_header) ||
+	    !bpf_core_field_exists(k->inner_transport_header) || !bpf_core_field_exists(k->network_header))
+		return 0;
 	if (!BPF_CORE_READ_BITFIELD(k, encapsulation))
 		return 0;
 	__u16 net = k->network_header, inner_net = k->inner_network_header, inner_l4 = k->inner_transport_header;

@@ -115,7 +115,7 @@ func TestSlotByInterfaceIndex(t *testing.T) {
 	if got, want := slots, []uint32{1, 2, 2, 3, 0, 3}; !slices.Equal(got, want) {
 		t.Errorf("records' slots %v, want %v", got, want)
 	}
-	if n := objs.Loaded(); n != 3 {
+	if n := len(objs.programs); n != 3 {
 		t.Errorf("%d instances loaded for three builds and directions", n)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf"
@@ -173,6 +174,12 @@ func (c *Capture) attach(h Hook) error {
 	if slot >= c.slots {
 		return fmt.Errorf("attach %s: all %d hooks of the capture are taken", h.Interface, c.slots)
 	}
+	for i, o := range c.hooks {
+		// Its slot would take this one's place in the program's table.
+		if o.Index == h.Index && o.Direction == h.Direction && c.links[i] != nil {
+			return fmt.Errorf("attach %s %s: captured already, as %s", h.Interface, h.Direction, o.Interface)
+		}
+	}
 	outbound := h.Direction == Outbound
 	if err := c.objs.SetSlot(h.Index, outbound, slot); err != nil {
 		return fmt.Errorf("attach %s: %w", h.Interface, err)
@@ -183,15 +190,14 @@ func (c *Capture) attach(h Hook) error {
 		l, err = c.attachXDP(&h)
 		var refused *NativeRefusedError
 		if errors.As(err, &refused) && c.cfg.Hook == HookAuto && c.cfg.Mode == ModeAuto {
-			h.XDP, h.NoNative = false, refused.reason()
+			h.XDP, h.WhyNotXDP = false, refused.reason()
 		}
 	}
 	if !h.XDP {
 		l, err = attachTCX(c.objs, &h)
 	}
 	if err != nil {
-		c.objs.ClearSlot(h.Index, outbound)
-		return err
+		return errors.Join(err, c.objs.ClearSlot(h.Index, outbound))
 	}
 	c.links = append(c.links, l)
 	c.hooks = append(c.hooks, h)
@@ -224,6 +230,29 @@ func (c *Capture) AddInterface(name string) ([]Hook, error) {
 	return added, errors.Join(errs...)
 }
 
+// RemoveInterface takes the program off the interface of index, which
+// went away or moved to another namespace: there, the shared instances
+// would count its frames as those of whatever interface of this
+// namespace has its new index. Its hooks keep their slots, and their
+// counters stay readable, for the file's statistics. It may be called
+// while Run runs.
+func (c *Capture) RemoveInterface(index int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for i, h := range c.hooks {
+		if h.Index != index || c.links[i] == nil {
+			continue
+		}
+		errs = append(errs, c.links[i].Close(), c.objs.ClearSlot(index, h.Direction == Outbound))
+		c.links[i] = nil
+		if inst, ok := h.boundInstance(); ok {
+			errs = append(errs, c.objs.Release(inst))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // ErrEnded is AddInterface on a capture that is ending.
 var ErrEnded = errors.New("the capture is ending")
 
@@ -252,14 +281,15 @@ func planHooks(ifaces []*net.Interface, cfg Config) ([]Hook, error) {
 		if cfg.Directions.Has(Inbound) {
 			h := Hook{Interface: ifc.Name, Index: ifc.Index, Direction: Inbound, XDP: cfg.Hook != HookTC}
 			if cfg.Hook == HookAuto {
-				behind, err := attachedXDP(ifc.Index)
+				l, err := netlink.LinkByIndex(ifc.Index)
 				if err != nil {
-					return nil, err
+					return nil, fmt.Errorf("read interface %s: %w", ifc.Name, err)
 				}
-				h.XDP, h.Behind = behind == "", behind
-			}
-			if h.XDP && cfg.Hook == HookAuto && cfg.Mode == ModeAuto {
-				h.XDP, h.NoNative = autoXDP(ifc.Index, ifc.Name)
+				h.Behind = attachedXDP(l)
+				if h.Behind == "" && cfg.Mode == ModeAuto {
+					h.WhyNotXDP = tcxPreferred(l)
+				}
+				h.XDP = h.Behind == "" && h.WhyNotXDP == ""
 			}
 			hooks = append(hooks, h)
 		}
@@ -394,6 +424,9 @@ func (c *Capture) Detach() error {
 		// No hook is added after.
 		c.detached = true
 		for i, l := range c.links {
+			if l == nil {
+				continue // removed
+			}
 			if err := l.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("detach %s %s: %w", c.hooks[i].Interface, c.hooks[i].Attachment(), err))
 			}

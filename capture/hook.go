@@ -103,9 +103,10 @@ type Hook struct {
 	// Behind names the XDP program that holds the interface, where
 	// inbound frames are captured at tcx ingress because of it.
 	Behind string
-	// NoNative says why inbound frames are captured at tcx ingress
-	// where --hook auto would have taken native XDP.
-	NoNative string
+	// WhyNotXDP says why inbound frames are captured at tcx ingress
+	// where --hook auto would have taken native XDP, in words for the
+	// first line.
+	WhyNotXDP string
 }
 
 // Attachment says in words how the hook is attached, for people and for
@@ -128,8 +129,8 @@ func (h Hook) Notes() []string {
 	if h.Behind != "" {
 		notes = append(notes, fmt.Sprintf("behind XDP program %s: frames it drops, redirects or transmits are not seen", h.Behind))
 	}
-	if h.NoNative != "" {
-		notes = append(notes, h.NoNative)
+	if h.WhyNotXDP != "" {
+		notes = append(notes, h.WhyNotXDP)
 	}
 	if h.XDP && h.Mode == ModeGeneric {
 		notes = append(notes, "generic XDP costs as much per frame as tcx ingress or more, and some drivers make the kernel warn")

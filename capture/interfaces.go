@@ -17,10 +17,10 @@ type InterfaceInfo struct {
 	State  string // operational state: up, down, unknown (loopback)...
 	MTU    int
 	Driver string // ethtool's driver name, else the link type
-	// NoNative says why the driver would not run ringcap's XDP program
-	// itself, where it would not: ringcap then captures its received
-	// frames at tcx ingress.
-	NoNative string
+	// WhyNotXDP says why --hook auto would capture the interface's
+	// received frames at tcx ingress rather than in native XDP, if it
+	// would.
+	WhyNotXDP string
 	// Attached names the XDP program already on the interface, if any:
 	// ringcap would capture received frames at tcx ingress, behind it.
 	Attached string
@@ -32,8 +32,8 @@ func (i InterfaceInfo) Inbound() string {
 	switch {
 	case i.Attached != "":
 		return "tcx ingress, behind XDP program " + i.Attached
-	case i.NoNative != "":
-		return "tcx ingress (" + i.NoNative + ")"
+	case i.WhyNotXDP != "":
+		return "tcx ingress (" + i.WhyNotXDP + ")"
 	}
 	return "XDP native mode"
 }
@@ -62,10 +62,8 @@ func ListInterfaces() ([]InterfaceInfo, error) {
 				info.Driver = name
 			}
 		}
-		if l.Type() == "veth" {
-			info.NoNative = vethNotXDP
-		} else {
-			_, info.NoNative = nativeXDP(a.Index, a.Name)
+		if info.WhyNotXDP = tcxPreferred(l); info.WhyNotXDP == "" {
+			info.WhyNotXDP = driverXDP(l).refusal
 		}
 		if x := a.Xdp; x != nil && x.Attached {
 			info.Attached = xdpProgramName(x.ProgId)

@@ -78,43 +78,53 @@ func netdevDevice(index int) (netdevInfo, error) {
 	return info, nil
 }
 
-// rxVLANTags says whether the interface's driver hands XDP programs the
-// VLAN tags it takes out of frames (bpf_xdp_metadata_rx_vlan_tag), as the
-// kernel's netdev family tells.
-func rxVLANTags(index int) bool {
-	info, err := netdevDevice(index)
-	return err == nil && info.rxMetadata&netdevRxMetadataVLANTag != 0
+// xdpSupport is what the kernel says of an interface's driver and XDP.
+type xdpSupport struct {
+	// refusal says why the driver would not run ringcap's program in
+	// native mode, in words for the first line; "" where it would, or
+	// where ringcap cannot tell beforehand (the attach then tells).
+	refusal string
+	// vlanTags says the driver hands XDP programs the VLAN tags it takes
+	// out of frames (bpf_xdp_metadata_rx_vlan_tag).
+	vlanTags bool
 }
 
-// autoXDP says whether --hook auto captures the interface's received
-// frames at XDP in native mode; if not, why, in words for the first line.
-// Besides drivers that would not run ringcap's program themselves, veth:
-// its XDP runs on the socket buffers it receives, converted (copied where
-// they lack XDP's headroom) and passed through NAPI, which attaching XDP
-// turns on for the pair, and costs more than tcx ingress (ringbench
-// --hooks, docs/performance.md).
-func autoXDP(index int, name string) (ok bool, why string) {
-	if l, err := netlink.LinkByIndex(index); err == nil && l.Type() == "veth" {
-		return false, vethNotXDP
+// driverXDP asks the kernel's netdev family, and a virtio device's
+// feature bits, what the interface's driver does with XDP.
+func driverXDP(l netlink.Link) xdpSupport {
+	a := l.Attrs()
+	if l.Type() == "bond" {
+		return xdpSupport{refusal: bondNotXDP}
 	}
-	return nativeXDP(index, name)
-}
-
-const vethNotXDP = "on veth, tcx ingress costs less than XDP, which runs on converted socket buffers: --mode native attaches XDP"
-
-// nativeXDP says whether the interface's driver runs XDP programs itself
-// and would take ringcap's; if not, why, in words for the first line.
-// Where it cannot tell, it says yes: the attach then tells.
-func nativeXDP(index int, name string) (ok bool, why string) {
-	dev, err := netdevDevice(index)
+	dev, err := netdevDevice(a.Index)
+	support := xdpSupport{vlanTags: err == nil && dev.rxMetadata&netdevRxMetadataVLANTag != 0}
 	if err == nil && dev.xdpFeatures&netdevXDPActBasic == 0 {
-		return false, "its driver offers no native XDP here"
+		support.refusal = "its driver offers no native XDP here"
+	} else {
+		support.refusal = virtioRefusal(a.Index, a.Name)
 	}
-	if why := virtioRefusal(index, name); why != "" {
-		return false, why
-	}
-	return true, ""
+	return support
 }
+
+// tcxPreferred is why --hook auto captures an interface's received
+// frames at tcx ingress though its driver runs XDP itself, or "". veth
+// runs XDP on the socket buffers it receives, converted (copied where
+// they lack XDP's headroom) and passed through NAPI, which attaching XDP
+// turns on for the pair: tcx ingress costs less (ringbench --hooks,
+// docs/performance.md).
+func tcxPreferred(l netlink.Link) string {
+	if l.Type() == "veth" {
+		return vethNotXDP
+	}
+	return ""
+}
+
+const (
+	vethNotXDP = "on veth, tcx ingress costs less than XDP, which runs on converted socket buffers: --mode native attaches XDP"
+	// A bond runs XDP programs in its slaves' drivers, on the slaves'
+	// frames: the program would find no slot for their interfaces.
+	bondNotXDP = "a bond runs XDP on its slaves' frames, which ringcap would not find the bond's: capture on the slaves for XDP"
+)
 
 // The virtio feature bits (include/uapi/linux/virtio_net.h) that make
 // virtio_net refuse XDP: offloads the host applies to received frames

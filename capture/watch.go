@@ -10,14 +10,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// WatchLinks calls gone, from a goroutine of its own, with the name of
-// each interface of hooks that goes away, once, until stop is called;
-// stop waits for the goroutine. The kernel takes an interface's programs
-// off with it; its counters stay readable, so its statistics can still be
-// written. If appeared is not nil, it is called with each interface that
+// WatchLinks calls gone, from a goroutine of its own, with the index and
+// name of each interface of hooks that goes away (or moves to another
+// namespace), once, until stop is called; stop waits for the goroutine.
+// Capture.RemoveInterface then takes the program off it; its counters
+// stay readable, so its statistics can still be written. If appeared is not nil, it is called with each interface that
 // appears, and says whether to watch it too. lost is called once if the
 // kernel's notifications stop coming.
-func WatchLinks(hooks []Hook, gone func(name string), appeared func(name string) bool, lost func(error)) (stop func(), err error) {
+func WatchLinks(hooks []Hook, gone func(index int, name string), appeared func(name string) bool, lost func(error)) (stop func(), err error) {
 	watched := make(map[int]string)
 	for _, h := range hooks {
 		watched[h.Index] = h.Interface
@@ -62,7 +62,7 @@ func WatchLinks(hooks []Hook, gone func(name string), appeared func(name string)
 		report := func(index int) {
 			if name, ok := watched[index]; ok {
 				delete(watched, index)
-				gone(name)
+				gone(index, name)
 			}
 		}
 		for _, index := range already {

@@ -16,16 +16,12 @@ var errBusy = errors.New("already has an XDP program")
 
 // attachedXDP names the XDP program attached to the interface, or is ""
 // if there is none.
-func attachedXDP(index int) (string, error) {
-	l, err := netlink.LinkByIndex(index)
-	if err != nil {
-		return "", fmt.Errorf("read interface %d: %w", index, err)
-	}
+func attachedXDP(l netlink.Link) string {
 	x := l.Attrs().Xdp
 	if x == nil || !x.Attached {
-		return "", nil
+		return ""
 	}
-	return xdpProgramName(x.ProgId), nil
+	return xdpProgramName(x.ProgId)
 }
 
 // xdpProgramName names an attached program: its name and id, or its id.
@@ -40,10 +36,10 @@ func xdpProgramName(id uint32) string {
 	return name
 }
 
-// maxBound bounds the XDP programs bound to a device: each is a program
-// of its own, where every other hook shares one instance of its build.
-// Past it, an interface gets the unbound build, without the driver's VLAN
-// tags (Hook.TagsCapped).
+// maxBound bounds the devices the capture binds an XDP program to: each
+// takes a program of its own, where every other hook shares one instance
+// of its build. Past it, an interface gets the unbound build, without the
+// driver's VLAN tags (Hook.TagsCapped).
 const maxBound = 16
 
 // attachXDP attaches the cheapest XDP build that the interface takes in
@@ -54,19 +50,26 @@ const maxBound = 16
 // mode always the multi-buffer build, since the kernel would copy every
 // multi-buffer socket buffer into one for a single-buffer program, and
 // unbound: generic mode takes no bound program. Generic mode is never
-// chosen for the user: it costs more per frame than tcx ingress, and
-// some drivers make the kernel warn as it turns their offloads off. A
+// chosen for the user: it costs as much per frame as tcx ingress or more,
+// and some drivers make the kernel warn as it turns their offloads off. A
 // driver refusing native mode is a *NativeRefusedError.
 func (c *Capture) attachXDP(h *Hook) (link.Link, error) {
 	h.XDP = true
 	if c.cfg.Mode == ModeGeneric {
 		return attachBuild(c.objs, h, bpf.XDP, false, ModeGeneric)
 	}
-	if ok, why := nativeXDP(h.Index, h.Interface); !ok {
-		return nil, &NativeRefusedError{Hook: *h, Why: why}
+	l, err := netlink.LinkByIndex(h.Index)
+	if err != nil {
+		return nil, fmt.Errorf("read interface %s: %w", h.Interface, err)
 	}
-	// Only a driver that hands XDP the tags gets a bound program.
-	bound := rxVLANTags(h.Index)
+	support := driverXDP(l)
+	if support.refusal != "" {
+		return nil, &NativeRefusedError{Hook: *h, Why: support.refusal, XDPAsked: c.cfg.Hook == HookXDP}
+	}
+	// Only a driver that hands XDP the tags gets a bound program; each
+	// program bound stays bound to its device's hook (the attach that
+	// fails closes it).
+	bound := support.vlanTags
 	if bound && c.objs.DeviceBound() >= maxBound {
 		bound, h.TagsCapped = false, true
 	}
@@ -75,17 +78,17 @@ func (c *Capture) attachXDP(h *Hook) (link.Link, error) {
 		// A driver refuses the single-buffer build when its MTU would
 		// need multi-buffer frames (veth: "Peer MTU is too large to
 		// set XDP").
-		l, err := attachBuild(c.objs, h, bpf.XDPLinear, bound, ModeNative)
+		ll, err := attachBuild(c.objs, h, bpf.XDPLinear, bound, ModeNative)
 		if err == nil || errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
-			return l, err
+			return ll, err
 		}
 		linearErr = err
 	}
-	l, err := attachBuild(c.objs, h, bpf.XDP, bound, ModeNative)
+	xl, err := attachBuild(c.objs, h, bpf.XDP, bound, ModeNative)
 	if err == nil || errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
-		return l, err
+		return xl, err
 	}
-	return nil, &NativeRefusedError{Hook: *h, Err: bothBuilds(err, linearErr)}
+	return nil, &NativeRefusedError{Hook: *h, Err: bothBuilds(err, linearErr), XDPAsked: c.cfg.Hook == HookXDP}
 }
 
 // NativeRefusedError is a driver that does not take ringcap's program in
@@ -95,15 +98,20 @@ type NativeRefusedError struct {
 	Hook Hook
 	Why  string
 	Err  error
+	// XDPAsked says the user asked for XDP (--hook xdp), which generic
+	// mode would give.
+	XDPAsked bool
 }
 
-const nativeFix = "--hook tc captures its received frames at tcx ingress instead"
-
 func (e *NativeRefusedError) Error() string {
-	if e.Why != "" {
-		return fmt.Sprintf("attach %s in native mode: %s: %s", e.Hook.Interface, e.Why, nativeFix)
+	fix := "--hook tc captures its received frames at tcx ingress instead"
+	if e.XDPAsked {
+		fix += ", --mode generic in generic XDP"
 	}
-	return fmt.Sprintf("%v: %s", e.Err, nativeFix)
+	if e.Why != "" {
+		return fmt.Sprintf("attach %s in native mode: %s: %s", e.Hook.Interface, e.Why, fix)
+	}
+	return fmt.Sprintf("%v: %s", e.Err, fix)
 }
 
 func (e *NativeRefusedError) Unwrap() error { return e.Err }
@@ -139,10 +147,23 @@ func attachBuild(objs *bpf.Objects, h *Hook, build bpf.Build, bound bool, mode M
 	}
 	l, err := attachMode(prog, h, mode)
 	if err != nil {
+		if bound {
+			// Nothing else runs it: it would count against maxBound.
+			objs.Release(inst)
+		}
 		return nil, err
 	}
 	h.Mode, h.MultiBuffer, h.Tags = mode, build == bpf.XDP, bound
 	return l, nil
+}
+
+// boundInstance is the program instance bound to h's device, if h has one.
+func (h Hook) boundInstance() (bpf.Instance, bool) {
+	build := bpf.XDPLinear
+	if h.MultiBuffer {
+		build = bpf.XDP
+	}
+	return bpf.Instance{Build: build, Device: h.Index}, h.XDP && h.Tags
 }
 
 // bothBuilds is the error of a native attach where the driver refused

@@ -1,29 +1,33 @@
 package capture
 
 import (
-	"net"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 )
 
-// The netdev family says which drivers hand XDP the VLAN tags they take
-// out: veth does (Linux 6.8), loopback has no native XDP at all.
-func TestRxVLANTags(t *testing.T) {
+// The netdev family says which drivers run XDP themselves and hand XDP
+// the VLAN tags they take out: veth does both (Linux 6.8), loopback
+// neither; a bond would run it on its slaves' frames.
+func TestDriverXDP(t *testing.T) {
 	inNewNetns(t)
 	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "rt-a"}, PeerName: "rt-b"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
 		name string
-		want bool
-	}{{"lo", false}, {"rt-a", true}} {
-		ifc, err := net.InterfaceByName(tt.name)
+		want xdpSupport
+	}{{"lo", xdpSupport{refusal: "its driver offers no native XDP here"}}, {"rt-a", xdpSupport{vlanTags: true}}} {
+		l, err := netlink.LinkByName(tt.name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := rxVLANTags(ifc.Index); got != tt.want {
-			t.Errorf("%s: tags %v, want %v", tt.name, got, tt.want)
+		if got := driverXDP(l); got != tt.want {
+			t.Errorf("%s: %+v, want %+v", tt.name, got, tt.want)
 		}
+	}
+	bond := &netlink.Bond{LinkAttrs: netlink.LinkAttrs{Name: "rt-bond"}}
+	if got := driverXDP(bond); got.refusal != bondNotXDP {
+		t.Errorf("a bond: %+v, want the refusal %q", got, bondNotXDP)
 	}
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,29 +10,59 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ringcap/ringcap/bpf/bpftest"
 	"github.com/ringcap/ringcap/writer/pcapngtest"
 )
 
-// kernelWarnings counts the warnings in the kernel's log.
-func kernelWarnings(t *testing.T) int {
+// kernelLog follows the kernel's log from when it is made: only records
+// logged after count, not those still in the ring from before.
+type kernelLog struct{ fd int }
+
+func followKernelLog(t *testing.T) *kernelLog {
 	t.Helper()
-	out, err := exec.Command("dmesg").Output()
+	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		t.Fatalf("dmesg: %v", err)
+		t.Fatalf("open the kernel's log: %v", err)
 	}
-	return strings.Count(string(out), "WARNING:")
+	t.Cleanup(func() { unix.Close(fd) })
+	if _, err := unix.Seek(fd, 0, io.SeekEnd); err != nil {
+		t.Fatalf("seek to the kernel log's end: %v", err)
+	}
+	return &kernelLog{fd}
+}
+
+// warnings returns the kernel's WARNINGs logged since the last call, or
+// since the log was followed.
+func (k *kernelLog) warnings(t *testing.T) []string {
+	t.Helper()
+	var found []string
+	buf := make([]byte, 8192) // a record at most
+	for {
+		n, err := unix.Read(k.fd, buf)
+		switch {
+		case errors.Is(err, unix.EAGAIN):
+			return found
+		case errors.Is(err, unix.EPIPE):
+			continue // records overwritten before they were read
+		case err != nil:
+			t.Fatalf("read the kernel's log: %v", err)
+		}
+		if rec := string(buf[:n]); strings.Contains(rec, "WARNING:") {
+			found = append(found, strings.TrimSpace(rec))
+		}
+	}
 }
 
 // Where the driver runs no XDP itself (VXLAN, loopback), --hook auto
 // captures received frames at tcx ingress and says so, never in generic
 // mode, and the kernel warns of nothing.
 func TestNoNativeXDPTakesTCX(t *testing.T) {
-	bpftest.RequireTool(t, "dmesg")
 	p := newVethPairMTU(t, 9000)
 	p.addOverlay(t, tunnel{"vxlan", "vxlan", []string{"id", "42", "local", "LOCAL", "remote", "REMOTE", "dstport", "4789", "dev", "DEV"},
 		"198.18.0.1", "198.18.0.2"}, 1500)
-	warnings := kernelWarnings(t)
+	klog := followKernelLog(t)
 	path := filepath.Join(t.TempDir(), "overlay.pcapng")
 	r := p.startRecord(t, "-Q", "in", "-i", "rc-ov", "-i", "lo", "-w", path, "--all", "icmp")
 	for _, ifc := range []string{"rc-ov", "lo"} {
@@ -48,8 +80,8 @@ func TestNoNativeXDPTakesTCX(t *testing.T) {
 	if rows := pcapngtest.Fields(t, path, "frame.interface_name", "frame.len"); len(rows) != 1 || rows[0][0] != "rc-ov" || rows[0][1] != "1514" {
 		t.Errorf("frames (interface, length) = %v, want the echo request on rc-ov, 1514 bytes", rows)
 	}
-	if n := kernelWarnings(t); n != warnings {
-		t.Errorf("the kernel logged %d warnings during the capture", n-warnings)
+	if w := klog.warnings(t); len(w) > 0 {
+		t.Errorf("the kernel warned during the capture:\n%s", strings.Join(w, "\n"))
 	}
 }
 
@@ -61,7 +93,6 @@ func TestNoNativeXDPTakesTCX(t *testing.T) {
 // tcx ingress of whatever passes.
 func TestVirtioNetTakesTCX(t *testing.T) {
 	bpftest.RequirePrivileges(t)
-	bpftest.RequireTool(t, "dmesg")
 	const nic = "eth0"
 	driver, err := filepath.EvalSymlinks("/sys/class/net/" + nic + "/device/driver")
 	if err != nil || filepath.Base(driver) != "virtio_net" {
@@ -78,7 +109,7 @@ func TestVirtioNetTakesTCX(t *testing.T) {
 	if !strings.Contains(line, "inbound at tcx ingress ("+why+")") {
 		t.Skipf("the host offers %s's guest a way to turn its offloads off: %q", nic, line)
 	}
-	warnings := kernelWarnings(t)
+	klog := followKernelLog(t)
 	dir := t.TempDir()
 	r = runRingcap(t, nil, "record", "-i", nic, "-Q", "in", "--mode", "native", "--duration", "1s", "-w", filepath.Join(dir, "native.pcapng"))
 	if want := "ringcap: attach " + nic + " in native mode: " + why + ": --hook tc captures its received frames at tcx ingress instead\n"; r.code != exitRuntime || r.stderr != want {
@@ -88,7 +119,7 @@ func TestVirtioNetTakesTCX(t *testing.T) {
 	if want := "capturing on " + nic + " (inbound, tcx ingress; " + why + ")"; r.code != 0 || !strings.Contains(r.stderr, want) {
 		t.Errorf("exit %d, want 0 and the line %q:\n%s", r.code, want, r.stderr)
 	}
-	if n := kernelWarnings(t); n != warnings {
-		t.Errorf("the kernel logged %d warnings", n-warnings)
+	if w := klog.warnings(t); len(w) > 0 {
+		t.Errorf("the kernel warned:\n%s", strings.Join(w, "\n"))
 	}
 }

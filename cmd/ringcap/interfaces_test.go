@@ -255,6 +255,46 @@ func TestAnyInterfacesComeAndGo(t *testing.T) {
 	}
 }
 
+// An interface that moves to another namespace takes ringcap's program
+// off with it: there, the program shared by every interface would count
+// its frames as those of whatever interface of the capture's namespace has
+// its index. Here one does: rc-mv-a moves out, keeping its index, and a
+// new rc-new-a takes the same index where ringcap captures. rc-new-a is
+// down and sends nothing; rc-mv-a sends ARP requests in its new namespace.
+func TestAnyInterfaceMovesAway(t *testing.T) {
+	p := newVethPair(t)
+	path := filepath.Join(t.TempDir(), "moved.pcapng")
+	r := p.startWrapped(t, nil, "record", "-Q", "out", "-i", "any", "--all", "-w", path)
+	const index = "2000"
+	runIP(t, "-n", p.Rx, "link", "add", "name", "rc-mv-a", "index", index, "type", "veth", "peer", "name", "rc-mv-b", "index", "2001")
+	if !waitFor(10*time.Second, func() bool { return strings.Contains(r.errors(), "capturing on rc-mv-a (outbound") }) {
+		t.Fatalf("ringcap does not say it captures on rc-mv-a:\n%s", r.errors())
+	}
+	runIP(t, "-n", p.Rx, "link", "set", "rc-mv-a", "netns", p.Tx)
+	if !waitFor(10*time.Second, func() bool { return strings.Contains(r.errors(), "interface rc-mv-a went away") }) {
+		t.Fatalf("ringcap does not say rc-mv-a went away:\n%s", r.errors())
+	}
+	runIP(t, "-n", p.Rx, "link", "add", "name", "rc-new-a", "index", index, "type", "veth", "peer", "name", "rc-new-b", "index", "2002")
+	if !waitFor(10*time.Second, func() bool { return strings.Contains(r.errors(), "capturing on rc-new-a (outbound") }) {
+		t.Fatalf("ringcap does not say it captures on rc-new-a:\n%s", r.errors())
+	}
+	for _, args := range [][]string{
+		{"-n", p.Tx, "link", "set", "rc-mv-a", "up"},
+		{"-n", p.Tx, "addr", "add", "198.18.9.1/24", "dev", "rc-mv-a"},
+	} {
+		runIP(t, args...)
+	}
+	exec.Command("ip", "netns", "exec", p.Tx, "ping", "-c", "2", "-W", "1", "198.18.9.2").Run() // no answer: ARP only
+	if code := r.stop(t, os.Interrupt); code != 0 {
+		t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
+	}
+	for _, row := range pcapngtest.Fields(t, path, "frame.interface_name", "arp.src.proto_ipv4") {
+		if row[0] == "rc-new-a" || row[0] == "rc-mv-a" {
+			t.Errorf("a frame recorded as %s's (ARP from %s): another namespace's", row[0], row[1])
+		}
+	}
+}
+
 // Interfaces coming and going under -i any do not stall the capture of
 // the others: while ten veth pairs are made beside the capture and
 // deleted, twice under the same names (as a pod's veth comes back),

@@ -34,10 +34,16 @@ func watchInterfaces(capt *capture.Capture, hooks []capture.Hook, any bool, inte
 			return true
 		}
 	}
-	gone := func(name string) {
+	gone := func(index int, name string) {
+		// One moved to another namespace keeps a program that would
+		// count its frames there as another interface's.
+		removeErr := capt.RemoveInterface(index)
 		mu.Lock()
 		defer mu.Unlock()
 		fmt.Fprintf(stderr, "ringcap: interface %s went away: its frames so far are written, its statistics at the end\n", name)
+		if removeErr != nil {
+			fmt.Fprintf(stderr, "ringcap: interface %s: %v\n", name, removeErr)
+		}
 		if left--; left == 0 {
 			allGone()
 		}
