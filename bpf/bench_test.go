@@ -57,6 +57,11 @@ func loadVariant(b *testing.B, spec *ebpf.CollectionSpec, program string, build 
 		b.Fatal(err)
 	}
 	mapLoopback(b, objs)
+	// The slot-hash variant finds loopback's inbound slot 0 in the hash.
+	if err := objs.LargeIndexSlots.Put(uint32(loopbackIndex<<1), uint32(1)); err != nil {
+		objs.Close()
+		b.Fatal(err)
+	}
 	prog, err := objs.program(program, Instance{Build: build})
 	if err != nil {
 		objs.Close()
@@ -113,6 +118,7 @@ func BenchmarkProgram(b *testing.B) {
 		{"not-selected/ringcap", variants.Ringcap, XDP, small, "drained", selection{}},
 		{"not-selected/ringcap-linear", variants.RingcapLinear, XDPLinear, small, "drained", selection{}},
 		{"not-selected/reserve-first", variants.ReserveFirst, XDP, small, "drained", selection{}},
+		{"not-selected/slot-hash", variants.SlotHash, XDP, small, "drained", selection{}},
 		{"not-selected/ringcap-tc", variants.RingcapTC, TC, small, "drained", selection{}},
 		{"not-selected-expression/ringcap-tc", variants.RingcapTC, TC, small, "drained", withExpr},
 		{"selected-drained/ringcap", variants.Ringcap, XDP, big, "drained", selection{}},

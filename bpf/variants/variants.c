@@ -27,6 +27,7 @@ struct {
 #define DYNPTR 4        // exactly the frame, through a dynptr reservation
 #define OUTPUT 5        // exactly the frame, always through scratch
 #define PER_CPU_RING 6  // ringcap's record, into this CPU's own ring
+#define SLOT_HASH 7     // the slot found in a hash by interface index, for every index
 
 extern int bpf_dynptr_from_xdp(struct xdp_md *x, __u64 flags, struct bpf_dynptr *ptr__uninit) __ksym;
 extern int bpf_dynptr_copy(struct bpf_dynptr *dst_ptr, __u32 dst_off, struct bpf_dynptr *src_ptr, __u32 src_off,
@@ -138,7 +139,14 @@ static __always_inline void output(struct xdp_md *ctx, void *ring, struct iface_
 static __always_inline int variant(struct xdp_md *ctx, const int choice)
 {
 	// As ringcap's, which the benchmarks map to slot 0.
-	__u32 key = hook_slot(ctx, KIND_XDP);
+	__u32 key;
+	if (choice == SLOT_HASH) {
+		__u32 index_key = ctx->ingress_ifindex << 1;
+		__u32 *slot = bpf_map_lookup_elem(&large_index_slots, &index_key);
+		key = slot ? *slot : 0;
+	} else {
+		key = hook_slot(ctx, KIND_XDP);
+	}
 	if (!key--)
 		return XDP_PASS;
 	struct iface_counters *cnt = bpf_map_lookup_elem(&counters, &key);
@@ -239,4 +247,10 @@ SEC("xdp.frags")
 int per_cpu_ring(struct xdp_md *ctx)
 {
 	return variant(ctx, PER_CPU_RING);
+}
+
+SEC("xdp.frags")
+int slot_hash(struct xdp_md *ctx)
+{
+	return variant(ctx, SLOT_HASH);
 }

@@ -24,6 +24,9 @@ const (
 	// PerCPURing writes into one ring per CPU, found in the
 	// array-of-maps cpu_rings, instead of the shared ring.
 	PerCPURing = variantsProgPerCpuRing
+	// SlotHash finds every frame's slot in a hash by interface index,
+	// where ringcap uses an array for all but the largest indexes.
+	SlotHash = variantsProgSlotHash
 	// The ways to size a ring record: a whole snap length, the smallest
 	// power of two that holds the frame, exactly the frame (dynptr), and
 	// exactly the frame copied through a per-CPU buffer, whatever its

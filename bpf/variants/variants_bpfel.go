@@ -45,6 +45,7 @@ const (
 	variantsProgRingcapTc      = "ringcap_tc"
 	variantsProgRingcapXdp     = "ringcap_xdp"
 	variantsProgRingcapXdpTag  = "ringcap_xdp_tag"
+	variantsProgSlotHash       = "slot_hash"
 	variantsVarCaptureAll      = "capture_all"
 	variantsVarKernelSkb       = "kernel_skb"
 	variantsVarMtu             = "mtu"
@@ -111,6 +112,7 @@ type variantsProgramSpecs struct {
 	RingcapTc     *ebpf.ProgramSpec `ebpf:"ringcap_tc"`
 	RingcapXdp    *ebpf.ProgramSpec `ebpf:"ringcap_xdp"`
 	RingcapXdpTag *ebpf.ProgramSpec `ebpf:"ringcap_xdp_tag"`
+	SlotHash      *ebpf.ProgramSpec `ebpf:"slot_hash"`
 }
 
 // variantsMapSpecs contains maps before they are loaded into the kernel.
@@ -215,6 +217,7 @@ type variantsPrograms struct {
 	RingcapTc     *ebpf.Program `ebpf:"ringcap_tc"`
 	RingcapXdp    *ebpf.Program `ebpf:"ringcap_xdp"`
 	RingcapXdpTag *ebpf.Program `ebpf:"ringcap_xdp_tag"`
+	SlotHash      *ebpf.Program `ebpf:"slot_hash"`
 }
 
 func (p *variantsPrograms) Close() error {
@@ -231,6 +234,7 @@ func (p *variantsPrograms) Close() error {
 		p.RingcapTc,
 		p.RingcapXdp,
 		p.RingcapXdpTag,
+		p.SlotHash,
 	)
 }
 
