@@ -104,7 +104,13 @@ func tunnelSend(t *testing.T, tn tunnel, gro bool, mtu int) {
 	path := func(name string) string { return filepath.Join(dir, name) }
 	out := startCommand(t, "ip", "netns", "exec", p.Tx, binary, "record", "-Q", "out", "-i", txIf, "-w", path("egress.pcapng"))
 	in := p.startRecord(t, "-Q", "in", "-i", rxIf, "-w", path("ingress.pcapng"))
-	stopOut := p.tcpdumpAt(t, p.Tx, txIf, "out", path("egress.pcap"), "greater 1515")
+	// With GRO the sender's veth segments after tc egress, where
+	// tcpdump sees the segments and ringcap the packet: tcpdump is the
+	// reference at the ingress only.
+	stopOut := func() {}
+	if !gro {
+		stopOut = p.tcpdumpAt(t, p.Tx, txIf, "out", path("egress.pcap"), "greater 1515")
+	}
 	stopIn := p.tcpdumpAt(t, p.Rx, rxIf, "in", path("ingress.pcap"), "greater 1515")
 	p.exchangeWith(t, overlayRx, pattern(3<<20, 1), pattern(1000, 2))
 	stopOut()
@@ -127,8 +133,6 @@ func tunnelSend(t *testing.T, tn tunnel, gro bool, mtu int) {
 	}
 	hooks := []struct{ name, ours, tcpdumps string }{{"ingress", "ingress.pcapng", "ingress.pcap"}}
 	if !gro {
-		// With GRO the sender's veth segments after tc egress, where
-		// tcpdump sees the segments and ringcap the packet.
 		hooks = append(hooks, struct{ name, ours, tcpdumps string }{"egress", "egress.pcapng", "egress.pcap"})
 	}
 	for _, h := range hooks {
