@@ -171,8 +171,8 @@ type Objects struct {
 }
 
 // smallIndexes is how many interface indexes the program finds in an
-// array, which costs a frame nothing measurable, rather than a hash: 4
-// bytes each. A namespace numbers its interfaces upwards, without reusing
+// array (a few nanoseconds a frame) rather than a hash (some 28): 4 bytes
+// each, per direction. A namespace numbers its interfaces upwards, without reusing
 // numbers soon, so its indexes exceed this only after tens of thousands of
 // interfaces came and went.
 const smallIndexes = 1 << 16
