@@ -22,53 +22,8 @@ import (
 // nobody is the unprivileged user whose links and files the tests plant.
 const nobody = 65534
 
-// fileState is what a test remembers of something ringcap must leave as
-// it was: what it is, whose, its mode, where a link leads, what a file
-// holds.
-type fileState struct {
-	mode     fs.FileMode
-	uid, gid uint32
-	ino      uint64
-	rdev     uint64
-	link     string
-	data     string
-}
-
-func stateOf(t *testing.T, path string) fileState {
-	t.Helper()
-	var st unix.Stat_t
-	if err := unix.Lstat(path, &st); err != nil {
-		t.Fatal(err)
-	}
-	info, err := os.Lstat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := fileState{mode: info.Mode(), uid: st.Uid, gid: st.Gid, ino: st.Ino, rdev: st.Rdev}
-	switch {
-	case info.Mode()&fs.ModeSymlink != 0:
-		s.link, err = os.Readlink(path)
-	case info.Mode().IsRegular():
-		var b []byte
-		b, err = os.ReadFile(path)
-		s.data = string(b)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// untouched fails t if path is not as before.
-func untouched(t *testing.T, path string, before fileState) {
-	t.Helper()
-	if after := stateOf(t, path); after != before {
-		t.Errorf("%s changed: %+v, was %+v", path, after, before)
-	}
-}
-
 // rootFile makes a file of root's that a planted link leads to.
-func rootFile(t *testing.T, path string) fileState {
+func rootFile(t *testing.T, path string) bpftest.PathState {
 	t.Helper()
 	if err := os.WriteFile(path, []byte("root's file\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -76,7 +31,7 @@ func rootFile(t *testing.T, path string) fileState {
 	if err := os.Chmod(path, 0o644); err != nil { // whatever the umask
 		t.Fatal(err)
 	}
-	return stateOf(t, path)
+	return bpftest.StateOf(t, path)
 }
 
 // plant makes what an unprivileged user could put at path in a shared
@@ -146,7 +101,7 @@ func TestNotRegularRefused(t *testing.T) {
 				if err := tt.make(path); err != nil {
 					t.Fatal(err)
 				}
-				before := stateOf(t, path)
+				before := bpftest.StateOf(t, path)
 				want := "-w " + path + " is " + strings.ReplaceAll(tt.want, "%s", path)
 				cfg := Config{Path: path, Options: Options{Interfaces: testInterfaces[:1]}, Overwrite: force}
 				if err := cfg.Check(); err == nil || err.Error() != want {
@@ -164,8 +119,8 @@ func TestNotRegularRefused(t *testing.T) {
 						f.Close()
 					}
 				}
-				untouched(t, path, before)
-				untouched(t, target, targetState)
+				bpftest.Untouched(t, path, before)
+				bpftest.Untouched(t, target, targetState)
 				if _, err := os.Lstat(filepath.Join(dir, "nosuch")); !errors.Is(err, os.ErrNotExist) {
 					t.Errorf("a dangling link's target was created: %v", err)
 				}
@@ -185,13 +140,13 @@ func TestForceReplacesRegularFile(t *testing.T) {
 	if err := os.Link(path, other); err != nil {
 		t.Fatal(err)
 	}
-	old := stateOf(t, other)
+	old := bpftest.StateOf(t, other)
 	cfg := Config{Path: path, Options: Options{Interfaces: testInterfaces[:1]}, FileMode: 0o640}
 	want := "output file " + path + " exists: use --force to overwrite it"
 	if _, err := Create(cfg); err == nil || err.Error() != want {
 		t.Errorf("without Overwrite: %v, want %q", err, want)
 	}
-	untouched(t, path, old)
+	bpftest.Untouched(t, path, old)
 
 	cfg.Overwrite = true
 	files, err := Create(cfg)
@@ -201,13 +156,13 @@ func TestForceReplacesRegularFile(t *testing.T) {
 	if err := files.Close(); err != nil {
 		t.Fatal(err)
 	}
-	untouched(t, other, old)
+	bpftest.Untouched(t, other, old)
 	umask := unix.Umask(0)
 	unix.Umask(umask)
-	now := stateOf(t, path)
-	if now.ino == old.ino || now.uid != uint32(os.Geteuid()) || now.mode.Perm() != 0o640&^fs.FileMode(umask) {
+	now := bpftest.StateOf(t, path)
+	if now.Ino == old.Ino || now.UID != uint32(os.Geteuid()) || now.Mode.Perm() != 0o640&^fs.FileMode(umask) {
 		t.Errorf("replaced file: inode %d (was %d), owner %d, mode %v; want a new file of %d's, mode %v",
-			now.ino, old.ino, now.uid, now.mode, os.Geteuid(), 0o640&^fs.FileMode(umask))
+			now.Ino, old.Ino, now.UID, now.Mode, os.Geteuid(), 0o640&^fs.FileMode(umask))
 	}
 	if n, _ := pcapngtest.Count(t, path, false); n != 0 {
 		t.Errorf("the new file holds %d packets, want an empty capture", n)
@@ -271,9 +226,9 @@ func TestRotationSkipsTakenNames(t *testing.T) {
 	for _, p := range planted {
 		plant(t, p.kind, p.path, target)
 	}
-	states := make(map[string]fileState)
+	states := make(map[string]bpftest.PathState)
 	for _, p := range planted {
-		states[p.path] = stateOf(t, p.path)
+		states[p.path] = bpftest.StateOf(t, p.path)
 	}
 	var notes []string
 	h.clock, h.counters = &fakeClock{start}, &fakeCounters{}
@@ -312,9 +267,9 @@ func TestRotationSkipsTakenNames(t *testing.T) {
 		}
 	}
 	for path, st := range states {
-		untouched(t, path, st)
+		bpftest.Untouched(t, path, st)
 	}
-	untouched(t, target, targetState)
+	bpftest.Untouched(t, target, targetState)
 	if b, err := os.ReadFile(filepath.Join(h.dir, ".cap.ringcap-seq")); err != nil || string(b) != "8\n" {
 		t.Errorf("number file holds %q, %v; want 8", b, err)
 	}
@@ -381,7 +336,7 @@ func TestEarlierOnlyRingcaps(t *testing.T) {
 	if want := []string{name(1)}; !slices.Equal(got, want) {
 		t.Errorf("Earlier = %q, want %q", got, want)
 	}
-	planted := map[string]fileState{name(2): stateOf(t, name(2)), name(3): stateOf(t, name(3))}
+	planted := map[string]bpftest.PathState{name(2): bpftest.StateOf(t, name(2)), name(3): bpftest.StateOf(t, name(3))}
 	// -W 1 deletes the adopted file, and nothing else.
 	files, err := Create(Config{Path: filepath.Join(dir, "cap.pcapng"), Options: Options{Interfaces: testInterfaces[:1]},
 		Policy: Policy{Packets: 1, MaxFiles: 1}, Now: func() time.Time { return start }})
@@ -395,10 +350,10 @@ func TestEarlierOnlyRingcaps(t *testing.T) {
 		t.Errorf("the earlier run's file is still there: %v", err)
 	}
 	for path, st := range planted {
-		untouched(t, path, st)
+		bpftest.Untouched(t, path, st)
 	}
-	untouched(t, name(4), targetState)
-	untouched(t, target, targetState)
+	bpftest.Untouched(t, name(4), targetState)
+	bpftest.Untouched(t, target, targetState)
 }
 
 // A finished file that -W would delete, but that is no longer ringcap's
@@ -420,11 +375,11 @@ func TestMaxFilesLeavesSwapped(t *testing.T) {
 				t.Fatal(err)
 			}
 			plant(t, kind, path, target)
-			before := stateOf(t, path)
+			before := bpftest.StateOf(t, path)
 			h.inUse[first] <- true
 			h.close()
-			untouched(t, path, before)
-			untouched(t, target, targetState)
+			bpftest.Untouched(t, path, before)
+			bpftest.Untouched(t, target, targetState)
 		})
 	}
 }
@@ -482,11 +437,11 @@ func TestSeqFile(t *testing.T) {
 					t.Skipf("no user xattrs here: %v", err)
 				}
 			}
-			var before fileState
+			var before bpftest.PathState
 			if tt.before != nil {
-				before = stateOf(t, seqPath)
+				before = bpftest.StateOf(t, seqPath)
 			}
-			targetState := stateOf(t, target)
+			targetState := bpftest.StateOf(t, target)
 			attrsBefore := xattrs(t, dir)
 			var notes []string
 			cfg := Config{Path: filepath.Join(dir, "cap.pcapng"), Options: Options{Interfaces: testInterfaces[:1]},
@@ -520,16 +475,16 @@ func TestSeqFile(t *testing.T) {
 				unix.Umask(umask)
 				wantMode := 0o640 &^ fs.FileMode(umask)
 				if tt.before != nil {
-					wantMode = before.mode
+					wantMode = before.Mode
 				}
-				st := stateOf(t, seqPath)
-				if want := fmt.Sprintf("%d\n", tt.first+1); st.data != want || st.mode != wantMode {
-					t.Errorf("number file holds %q, mode %v; want %q, mode %v", st.data, st.mode, want, wantMode)
+				st := bpftest.StateOf(t, seqPath)
+				if want := fmt.Sprintf("%d\n", tt.first+1); st.Data != want || st.Mode != wantMode {
+					t.Errorf("number file holds %q, mode %v; want %q, mode %v", st.Data, st.Mode, want, wantMode)
 				}
 			} else {
-				untouched(t, seqPath, before)
+				bpftest.Untouched(t, seqPath, before)
 			}
-			untouched(t, target, targetState)
+			bpftest.Untouched(t, target, targetState)
 			if got := xattrs(t, dir); !slices.Equal(got, attrsBefore) {
 				t.Errorf("the directory's attributes are %q, were %q", got, attrsBefore)
 			}
@@ -595,5 +550,5 @@ func TestDirectOpensTheCreatedFile(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(dir, "moved")); err != nil || !bytes.Equal(got, want) {
 		t.Errorf("the created file holds %d bytes (%v), want the %d written", len(got), err, len(want))
 	}
-	untouched(t, target, targetState)
+	bpftest.Untouched(t, target, targetState)
 }

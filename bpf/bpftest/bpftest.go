@@ -1,16 +1,18 @@
 // Package bpftest holds what ringcap's tests share: the gates for tests
-// that need root or a tool, the -update flag for golden files, and test
-// runs of the program.
+// that need root or a tool, the -update flag for golden files, test runs
+// of the program, and the state of files ringcap must leave alone.
 package bpftest
 
 import (
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // RequirePrivileges skips t when the process cannot load BPF programs, or
@@ -77,4 +79,50 @@ func RunTimes(prog *ebpf.Program, frame []byte, times int) error {
 		}
 	}
 	return nil
+}
+
+// PathState is what a test remembers of something ringcap must leave as
+// it was: what it is and its permissions, whose, which inode, what device
+// it is, where a link leads, what a regular file holds.
+type PathState struct {
+	Mode     fs.FileMode
+	UID, GID uint32
+	Ino      uint64
+	Rdev     uint64
+	Link     string
+	Data     string
+}
+
+// StateOf reads path's state, never following a link.
+func StateOf(t testing.TB, path string) PathState {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := PathState{Mode: info.Mode(), UID: st.Uid, GID: st.Gid, Ino: st.Ino, Rdev: st.Rdev}
+	switch {
+	case info.Mode()&fs.ModeSymlink != 0:
+		s.Link, err = os.Readlink(path)
+	case info.Mode().IsRegular():
+		var b []byte
+		b, err = os.ReadFile(path)
+		s.Data = string(b)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Untouched fails t if path is not as before.
+func Untouched(t testing.TB, path string, before PathState) {
+	t.Helper()
+	if after := StateOf(t, path); after != before {
+		t.Errorf("%s changed: %+v, was %+v", path, after, before)
+	}
 }

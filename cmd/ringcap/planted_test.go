@@ -19,40 +19,6 @@ import (
 	"github.com/ringcap/ringcap/writer/pcapngtest"
 )
 
-// pathState is what a test remembers of something ringcap must leave as
-// it was: what it is, whose, its mode, where a link leads, what a file
-// holds.
-type pathState struct {
-	mode     uint32
-	uid, gid uint32
-	ino      uint64
-	rdev     uint64
-	link     string
-	data     string
-}
-
-func pathStateOf(t *testing.T, path string) pathState {
-	t.Helper()
-	var st unix.Stat_t
-	if err := unix.Lstat(path, &st); err != nil {
-		t.Fatal(err)
-	}
-	s := pathState{mode: st.Mode, uid: st.Uid, gid: st.Gid, ino: st.Ino, rdev: st.Rdev}
-	var err error
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFLNK:
-		s.link, err = os.Readlink(path)
-	case unix.S_IFREG:
-		var b []byte
-		b, err = os.ReadFile(path)
-		s.data = string(b)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // sharedDir makes a directory as /tmp is, sticky and world-writable, and
 // lets root follow the links other users put in it, as a machine with
 // fs.protected_symlinks=0 does (set back when t ends).
@@ -141,9 +107,9 @@ func TestPlantedNames(t *testing.T) {
 		}
 	}
 	asNobody(t, script.String())
-	before := make(map[string]pathState)
+	before := make(map[string]bpftest.PathState)
 	for _, path := range append(slices.Collect(maps.Keys(planted)), targets...) {
-		before[path] = pathStateOf(t, path)
+		before[path] = bpftest.StateOf(t, path)
 	}
 
 	const pings, perFile = 12, 2
@@ -156,9 +122,7 @@ func TestPlantedNames(t *testing.T) {
 	}
 
 	for path, st := range before {
-		if now := pathStateOf(t, path); now != st {
-			t.Errorf("%s changed: %+v, was %+v", path, now, st)
-		}
+		bpftest.Untouched(t, path, st)
 	}
 	// Each name passed over is one line, and a planted one.
 	said := make(map[string]bool)
@@ -203,9 +167,9 @@ func TestPlantedNames(t *testing.T) {
 	}
 	frames, lastSeq := 0, 0
 	for i, path := range own {
-		st := pathStateOf(t, path)
-		if st.mode != unix.S_IFREG|0o600 || st.uid != 0 {
-			t.Errorf("%s: mode %o, owner %d; want a regular file of root's, mode 0600", path, st.mode, st.uid)
+		st := bpftest.StateOf(t, path)
+		if st.Mode != 0o600 || st.UID != 0 {
+			t.Errorf("%s: mode %v, owner %d; want a regular file of root's, mode 0600", path, st.Mode, st.UID)
 		}
 		seq, _ := strconv.Atoi(strings.Split(filepath.Base(path), "_")[1])
 		if seq <= lastSeq {
@@ -246,7 +210,7 @@ func TestForceRefusesNotRegular(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(filepath.Base(tt.path), func(t *testing.T) {
-			before := map[string]pathState{tt.path: pathStateOf(t, tt.path), target: pathStateOf(t, target)}
+			before := map[string]bpftest.PathState{tt.path: bpftest.StateOf(t, tt.path), target: bpftest.StateOf(t, target)}
 			r := runRingcap(t, nil, "record", "-i", "lo", "-w", tt.path, "--force")
 			if r.code != exitUsage {
 				t.Errorf("exit code %d, want %d", r.code, exitUsage)
@@ -255,9 +219,7 @@ func TestForceRefusesNotRegular(t *testing.T) {
 				t.Errorf("stderr = %q, want %q", r.stderr, want)
 			}
 			for path, st := range before {
-				if now := pathStateOf(t, path); now != st {
-					t.Errorf("%s changed: %+v, was %+v", path, now, st)
-				}
+				bpftest.Untouched(t, path, st)
 			}
 		})
 	}
