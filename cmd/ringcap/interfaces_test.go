@@ -221,21 +221,8 @@ func TestAnyInterfacesComeAndGo(t *testing.T) {
 	r := p.startWrapped(t, nil, "record", "-Q", "in", "-i", "any", "-w", path)
 	p.pingAddr(t, rxAddr, 2000)
 	// A third pair, made into both namespaces while ringcap runs.
-	const newTx, newRx, newTxAddr, newRxAddr = "rc-new-tx", "rc-new-rx", "198.18.0.9", "198.18.0.10"
-	for _, args := range [][]string{
-		{"link", "add", newTx, "netns", p.Tx, "mtu", "9000", "type", "veth", "peer", "name", newRx, "netns", p.Rx, "mtu", "9000"},
-		{"netns", "exec", p.Tx, "sysctl", "-qw", "net.ipv6.conf." + newTx + ".disable_ipv6=1"},
-		{"netns", "exec", p.Rx, "sysctl", "-qw", "net.ipv6.conf." + newRx + ".disable_ipv6=1"},
-		{"-n", p.Tx, "addr", "add", newTxAddr + "/30", "dev", newTx},
-		{"-n", p.Rx, "addr", "add", newRxAddr + "/30", "dev", newRx},
-		{"-n", p.Tx, "link", "set", newTx, "up"},
-		{"-n", p.Rx, "link", "set", newRx, "up"},
-	} {
-		runIP(t, args...)
-	}
-	if !waitFor(10*time.Second, func() bool { return strings.Contains(r.errors(), "capturing on "+newRx+" (inbound, ") }) {
-		t.Fatalf("ringcap does not say it captures on %s:\n%s", newRx, r.errors())
-	}
+	const newTx, newRx, newRxAddr = "rc-new-tx", "rc-new-rx", "198.18.0.10"
+	p.addLinkWhile(t, r, newTx, newRx)
 	p.pingAddr(t, newRxAddr, 2500)
 	runIP(t, "-n", p.Tx, "link", "del", newTx)
 	if !waitFor(10*time.Second, func() bool { return strings.Contains(r.errors(), "interface "+newRx+" went away") }) {
@@ -252,6 +239,27 @@ func TestAnyInterfacesComeAndGo(t *testing.T) {
 	}
 	if !strings.Contains(r.errors(), "ringcap: "+newRx+" inbound: ") {
 		t.Errorf("no summary line for %s:\n%s", newRx, r.errors())
+	}
+}
+
+// addLinkWhile makes a veth pair tx-rx between the namespaces while r
+// runs -i any, with 198.18.0.9 and 198.18.0.10, and waits until r
+// captures on rx.
+func (p *vethPair) addLinkWhile(t *testing.T, r *ringcapProc, tx, rx string) {
+	t.Helper()
+	for _, args := range [][]string{
+		{"link", "add", tx, "netns", p.Tx, "mtu", "9000", "type", "veth", "peer", "name", rx, "netns", p.Rx, "mtu", "9000"},
+		{"netns", "exec", p.Tx, "sysctl", "-qw", "net.ipv6.conf." + tx + ".disable_ipv6=1"},
+		{"netns", "exec", p.Rx, "sysctl", "-qw", "net.ipv6.conf." + rx + ".disable_ipv6=1"},
+		{"-n", p.Tx, "addr", "add", "198.18.0.9/30", "dev", tx},
+		{"-n", p.Rx, "addr", "add", "198.18.0.10/30", "dev", rx},
+		{"-n", p.Tx, "link", "set", tx, "up"},
+		{"-n", p.Rx, "link", "set", rx, "up"},
+	} {
+		runIP(t, args...)
+	}
+	if !waitFor(10*time.Second, func() bool { return strings.Contains(r.errors(), "capturing on "+rx+" (inbound, ") }) {
+		t.Fatalf("ringcap does not say it captures on %s:\n%s", rx, r.errors())
 	}
 }
 

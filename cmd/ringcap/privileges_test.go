@@ -10,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -172,20 +171,9 @@ func TestRelinquishPrivileges(t *testing.T) {
 			p.ping(t, 2000)
 			want := [][]string{{rxIf, "2042"}}
 			if tt.any {
-				const newTx, newRx, newTxAddr, newRxAddr = "rc-z-tx", "rc-z-rx", "198.18.0.9", "198.18.0.10"
-				for _, args := range [][]string{
-					{"link", "add", newTx, "netns", p.Tx, "mtu", "9000", "type", "veth", "peer", "name", newRx, "netns", p.Rx, "mtu", "9000"},
-					{"-n", p.Tx, "addr", "add", newTxAddr + "/30", "dev", newTx},
-					{"-n", p.Rx, "addr", "add", newRxAddr + "/30", "dev", newRx},
-					{"-n", p.Tx, "link", "set", newTx, "up"},
-					{"-n", p.Rx, "link", "set", newRx, "up"},
-				} {
-					runIP(t, args...)
-				}
-				if !waitFor(10*time.Second, func() bool { return strings.Contains(r.errors(), "capturing on "+newRx+" (inbound, ") }) {
-					t.Fatalf("ringcap does not say it captures on %s:\n%s", newRx, r.errors())
-				}
-				p.pingAddr(t, newRxAddr, 1800)
+				const newRx = "rc-z-rx"
+				p.addLinkWhile(t, r, "rc-z-tx", newRx)
+				p.pingAddr(t, "198.18.0.10", 1800)
 				want = append(want, []string{newRx, "1842"})
 			}
 			if code := r.stop(t, os.Interrupt); code != 0 {
