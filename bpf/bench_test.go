@@ -141,7 +141,7 @@ func BenchmarkProgram(b *testing.B) {
 					b.Fatal(err)
 				}
 			} else {
-				stop := drainInBackground(b, objs.Events)
+				stop := drainInBackground(b, objs.Rings[0])
 				defer stop()
 			}
 			var subject, base time.Duration
@@ -258,24 +258,19 @@ func BenchmarkRingPerCPU(b *testing.B) {
 	ringSize := uint32(nextPowerOfTwo(uint64(4 * runtime.NumCPU() * benchRepeat * int(cfg.RecordSize()))))
 	cfg.RingSize = ringSize
 	big := frames.Spec{L3Len: 2000}.Build()
-	for _, program := range []string{variants.Ringcap, variants.PerCPURing} {
+	for _, rings := range []int{1, runtime.NumCPU()} {
 		for _, cpus := range []int{1, runtime.NumCPU()} {
-			b.Run(fmt.Sprintf("%s/cpus=%d", program, cpus), func(b *testing.B) {
+			b.Run(fmt.Sprintf("rings=%d/cpus=%d", rings, cpus), func(b *testing.B) {
 				spec, err := variants.Spec()
 				if err != nil {
 					b.Fatal(err)
 				}
-				var rings []*ebpf.Map
-				if program == variants.PerCPURing {
-					rings = cpuRings(b, spec, ringSize)
-				}
-				objs, prog := loadVariant(b, spec, program, XDP, cfg)
+				cfg := cfg
+				cfg.Rings = rings
+				objs, prog := loadVariant(b, spec, variants.Ringcap, XDP, cfg)
 				defer objs.Close()
-				if program != variants.PerCPURing {
-					rings = []*ebpf.Map{objs.Events}
-				}
 				var readers []*ringbuf.Reader
-				for _, ring := range rings {
+				for _, ring := range objs.Rings {
 					rd, err := ringbuf.NewReader(ring)
 					if err != nil {
 						b.Fatal(err)
@@ -305,25 +300,6 @@ func BenchmarkRingPerCPU(b *testing.B) {
 			})
 		}
 	}
-}
-
-// cpuRings gives the per_cpu_ring variant one ring per CPU, as the
-// contents of its cpu_rings map.
-func cpuRings(b *testing.B, spec *ebpf.CollectionSpec, size uint32) []*ebpf.Map {
-	outer := spec.Maps["cpu_rings"]
-	outer.MaxEntries = uint32(runtime.NumCPU())
-	outer.InnerMap.MaxEntries = size
-	var rings []*ebpf.Map
-	for cpu := range runtime.NumCPU() {
-		ring, err := ebpf.NewMap(outer.InnerMap)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { ring.Close() })
-		rings = append(rings, ring)
-		outer.Contents = append(outer.Contents, ebpf.MapKV{Key: uint32(cpu), Value: ring})
-	}
-	return rings
 }
 
 // benchmarkOnCPUs runs prog over frame benchRepeat times on each of CPUs
@@ -391,7 +367,7 @@ func BenchmarkRecordSize(b *testing.B) {
 				if err := bpftest.RunTimes(prog, frame, probe); err != nil {
 					b.Fatal(err)
 				}
-				rd, err := ringbuf.NewReader(objs.Events)
+				rd, err := ringbuf.NewReader(objs.Rings[0])
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -399,7 +375,7 @@ func BenchmarkRecordSize(b *testing.B) {
 				readNow(b, rd, func([]byte) {})
 				rd.Close()
 
-				stop := drainInBackground(b, objs.Events)
+				stop := drainInBackground(b, objs.Rings[0])
 				defer stop()
 				var total time.Duration
 				b.ResetTimer()

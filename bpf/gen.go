@@ -11,4 +11,4 @@ package bpf
 // The include path for <asm/types.h> is Debian's multiarch one; the object
 // is committed, so only `go generate ./bpf` needs clang and these headers
 // (apt-get install clang llvm libbpf-dev linux-libc-dev).
-//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -mllvm -simplifycfg-sink-common=false -I/usr/include/x86_64-linux-gnu" -target bpfel -type event -type iface_counters -type xdp_md ringcap ringcap.c
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -mllvm -simplifycfg-sink-common=false -I/usr/include/x86_64-linux-gnu" -target bpfel -type event -type iface_counters -type ring_choice -type xdp_md ringcap ringcap.c

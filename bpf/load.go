@@ -40,6 +40,9 @@ const (
 	// costs nothing for small frames.
 	MaxSnapLen  = 65535 + 14 + 2*4
 	MaxRingSize = 1 << 31 // largest power of two the kernel's ringbuf accepts
+	// MaxRings bounds Config.Rings: the hosts with most CPUs have a few
+	// thousand.
+	MaxRings = 8192
 )
 
 // Config is the selection and ring layout baked into the programs at load.
@@ -47,7 +50,14 @@ type Config struct {
 	MTU        uint32 // frames whose L3 length exceeds MTU are selected
 	CaptureAll bool   // select every frame
 	SnapLen    uint32 // bytes of each selected frame copied into the ring
-	RingSize   uint32 // bytes; a power of two and a multiple of the page size
+	// RingSize is each ring's size in bytes: a power of two and a
+	// multiple of the page size.
+	RingSize uint32
+	// Rings is how many rings the CPUs write into, the CPUs spread
+	// evenly over them; 0 is one, shared by every CPU. Rings past the
+	// number of CPUs take only the records of CPUs whose own ring is
+	// full.
+	Rings int
 	// WakeupBytes is the ring's fill level from which a record wakes the
 	// reader; 0 means a quarter of the ring. Below it the reader finds
 	// records on its own timer.
@@ -107,8 +117,14 @@ func (c Config) Validate() error {
 	if c.Slots < 1 {
 		return errors.New("no interface to load the program for")
 	}
+	if c.Rings < 0 || c.Rings > MaxRings {
+		return fmt.Errorf("%d rings: give 1 to %d", c.Rings, MaxRings)
+	}
 	return nil
 }
+
+// rings is the number of rings, Rings or its default, one.
+func (c Config) rings() int { return max(c.Rings, 1) }
 
 // Build is one of the program's builds, one per kind of hook.
 type Build int
@@ -160,11 +176,16 @@ type Instance struct {
 type Objects struct {
 	spec     *ebpf.CollectionSpec
 	cfg      Config
+	cpus     int // possible CPUs
 	programs map[loaded]*ebpf.Program
 
-	Events   *ebpf.Map
-	Counters *ebpf.Map
-	Scratch  *ebpf.Map // a record per CPU, copied into Events
+	// Rings are the ring buffers, in the order of RingTable, the
+	// program's map of them.
+	Rings     []*ebpf.Map
+	RingTable *ebpf.Map
+	CPURing   *ebpf.Map // per CPU, its ring, and the one it spilled into last
+	Counters  *ebpf.Map
+	Scratch   *ebpf.Map // a record per CPU, copied into a ring
 	// The slots of each interface's hooks, by interface index, for
 	// each direction; past smallIndexes, for both.
 	InboundSlots, OutboundSlots, LargeIndexSlots *ebpf.Map
@@ -195,7 +216,8 @@ func loadSpec(spec *ebpf.CollectionSpec, cfg Config) (*Objects, error) {
 	// The caller's spec stays as it was: the benchmarks load one several
 	// times.
 	spec = spec.Copy()
-	spec.Maps[ringcapMapEvents].MaxEntries = cfg.RingSize
+	spec.Maps[ringcapMapRings].MaxEntries = uint32(cfg.rings())
+	spec.Maps[ringcapMapRings].InnerMap.MaxEntries = cfg.RingSize
 	spec.Maps[ringcapMapCounters].MaxEntries = uint32(cfg.Slots)
 	spec.Maps[ringcapMapInboundSlots].MaxEntries = smallIndexes
 	spec.Maps[ringcapMapOutboundSlots].MaxEntries = smallIndexes
@@ -208,6 +230,7 @@ func loadSpec(spec *ebpf.CollectionSpec, cfg Config) (*Objects, error) {
 	spec.Maps[ringcapMapScratch].ValueSize = uint32(EventHeaderSize) + cfg.SnapLen
 
 	for name, v := range map[string]any{
+		ringcapVarRingCount:   uint32(cfg.rings()),
 		ringcapVarMtu:         cfg.MTU,
 		ringcapVarCaptureAll:  boolConst(cfg.CaptureAll),
 		ringcapVarSnaplen:     cfg.SnapLen,
@@ -220,13 +243,14 @@ func loadSpec(spec *ebpf.CollectionSpec, cfg Config) (*Objects, error) {
 		}
 	}
 
-	objs := &Objects{spec: spec, cfg: cfg, programs: make(map[loaded]*ebpf.Program)}
+	objs := &Objects{spec: spec, cfg: cfg, cpus: cpus, programs: make(map[loaded]*ebpf.Program)}
 	for _, m := range []struct {
 		to   **ebpf.Map
 		name string
 		what string
 	}{
-		{&objs.Events, ringcapMapEvents, "ring buffer"},
+		{&objs.RingTable, ringcapMapRings, "ring table"},
+		{&objs.CPURing, ringcapMapCpuRing, "ring table"},
 		{&objs.Counters, ringcapMapCounters, "counters"},
 		{&objs.Scratch, ringcapMapScratch, "scratch records"},
 		{&objs.InboundSlots, ringcapMapInboundSlots, "slot table"},
@@ -238,7 +262,36 @@ func loadSpec(spec *ebpf.CollectionSpec, cfg Config) (*Objects, error) {
 			return nil, explain("create "+m.what, err)
 		}
 	}
+	if err := objs.createRings(spec.Maps[ringcapMapRings].InnerMap); err != nil {
+		objs.Close()
+		return nil, err
+	}
 	return objs, nil
+}
+
+// createRings creates the rings, puts them in the ring table and gives
+// each CPU its own. Before Linux 6.8 each update of a map of maps waits
+// for an RCU grace period, some milliseconds (docs/performance.md).
+func (o *Objects) createRings(spec *ebpf.MapSpec) error {
+	choices := make([]ringcapRingChoice, o.cpus)
+	for cpu := range choices {
+		home := uint32(o.RingOf(cpu))
+		choices[cpu] = ringcapRingChoice{Home: home, Spill: home}
+	}
+	if err := o.CPURing.Put(uint32(0), choices); err != nil {
+		return fmt.Errorf("give each CPU its ring: %w", err)
+	}
+	for i := range o.cfg.rings() {
+		ring, err := ebpf.NewMap(spec)
+		if err != nil {
+			return explain(fmt.Sprintf("create ring %d of %s", i, FormatSize(uint64(o.cfg.RingSize))), err)
+		}
+		o.Rings = append(o.Rings, ring)
+		if err := o.RingTable.Put(uint32(i), ring); err != nil {
+			return fmt.Errorf("put ring %d in the ring table: %w", i, err)
+		}
+	}
+	return nil
 }
 
 // SetSlot makes the frames of the interface of index ifindex, in the
@@ -389,7 +442,8 @@ func (o *Objects) load(program string, inst Instance) (*ebpf.Program, error) {
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
 		MapReplacements: map[string]*ebpf.Map{
-			ringcapMapEvents:          o.Events,
+			ringcapMapRings:           o.RingTable,
+			ringcapMapCpuRing:         o.CPURing,
 			ringcapMapCounters:        o.Counters,
 			ringcapMapScratch:         o.Scratch,
 			ringcapMapInboundSlots:    o.InboundSlots,
@@ -427,7 +481,7 @@ func (o *Objects) Close() error {
 		errs = append(errs, p.Close())
 	}
 	o.programs = nil
-	for _, m := range []*ebpf.Map{o.Events, o.Counters, o.Scratch, o.InboundSlots, o.OutboundSlots, o.LargeIndexSlots} {
+	for _, m := range append(o.Rings, o.RingTable, o.CPURing, o.Counters, o.Scratch, o.InboundSlots, o.OutboundSlots, o.LargeIndexSlots) {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}
@@ -460,16 +514,34 @@ func (c Counters) Add(d Counters) Counters {
 
 // ReadCounters returns the counters of slot.
 func (o *Objects) ReadCounters(slot int) (Counters, error) {
-	var perCPU []ringcapIfaceCounters
-	if err := o.Counters.Lookup(uint32(slot), &perCPU); err != nil {
-		return Counters{}, fmt.Errorf("read counters: %w", err)
-	}
+	perCPU, err := o.ReadCPUCounters(slot)
 	var sum Counters
 	for _, c := range perCPU {
-		sum = sum.Add(Counters{c.Seen, c.Selected, c.Written, c.RingFull, c.ReserveFailed})
+		sum = sum.Add(c)
 	}
-	return sum, nil
+	return sum, err
 }
+
+// ReadCPUCounters returns the counters of slot on each CPU: RingOf tells
+// the ring whose writers they count.
+func (o *Objects) ReadCPUCounters(slot int) ([]Counters, error) {
+	var perCPU []ringcapIfaceCounters
+	if err := o.Counters.Lookup(uint32(slot), &perCPU); err != nil {
+		return nil, fmt.Errorf("read counters: %w", err)
+	}
+	out := make([]Counters, len(perCPU))
+	for i, c := range perCPU {
+		out[i] = Counters{c.Seen, c.Selected, c.Written, c.RingFull, c.ReserveFailed}
+	}
+	return out, nil
+}
+
+// RingOf is the ring of CPU cpu, the one it writes into while that has
+// room. CPUs take turns, rather than forming runs of neighbours: where
+// the kernel knows of more CPUs than are online (a VM's slots for hot
+// plugging), the online ones, numbered first, still get rings of their
+// own.
+func (o *Objects) RingOf(cpu int) int { return cpu % o.cfg.rings() }
 
 // verifierLogLines is how much of the verifier's log a rejection shows:
 // the reason is in the last lines, the rest is the program listing.

@@ -110,23 +110,26 @@ func run(t *testing.T, prog *ebpf.Program, frame []byte, times int) {
 	}
 }
 
-// drain reads every record in the ring without waiting.
+// drain reads every record in the rings without waiting, ring after
+// ring.
 func drain(t *testing.T, objs *Objects) []event {
 	t.Helper()
-	rd, err := ringbuf.NewReader(objs.Events)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
 	var evs []event
-	readNow(t, rd, func(raw []byte) {
-		var ev event
-		if _, err := binary.Decode(raw, binary.NativeEndian, &ev.ringcapEvent); err != nil {
+	for _, ring := range objs.Rings {
+		rd, err := ringbuf.NewReader(ring)
+		if err != nil {
 			t.Fatal(err)
 		}
-		ev.data = raw[EventHeaderSize:]
-		evs = append(evs, ev)
-	})
+		readNow(t, rd, func(raw []byte) {
+			var ev event
+			if _, err := binary.Decode(raw, binary.NativeEndian, &ev.ringcapEvent); err != nil {
+				t.Fatal(err)
+			}
+			ev.data = raw[EventHeaderSize:]
+			evs = append(evs, ev)
+		})
+		rd.Close()
+	}
 	return evs
 }
 

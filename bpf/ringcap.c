@@ -60,6 +60,8 @@ volatile const __u32 kernel_skb = 0;
 // Set for a replay's instances: the test run's context names the slot
 // (see replay_slot), since a recorded interface is no device here.
 volatile const __u32 replay = 0;
+// The number of rings (see rings).
+volatile const __u32 ring_count = 1;
 
 // event is the fixed header of every ring record; cap_len bytes of frame
 // follow it.
@@ -89,10 +91,36 @@ struct iface_counters {
 	__u64 reserve_failed; // selected, room seen but bpf_ringbuf_reserve failed
 };
 
+// The ring buffers, ring_count of them, each ring_size bytes. A CPU
+// writes into its own ring (cpu_ring): a ring's reserve lock is shared
+// only by the CPUs of its group, where one ring for all would serialise
+// every CPU that writes. The reader merges the rings by the records'
+// timestamps.
 struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 8 << 20); // replaced from Go by --ring-size
-} events SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1); // replaced from Go by ring_count
+	__type(key, __u32);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_RINGBUF);
+		__uint(max_entries, 8 << 20); // replaced from Go by ring_size
+	});
+} rings SEC(".maps");
+
+// cpu_ring is, per CPU, the ring it writes into, set from Go (the CPUs
+// spread evenly over the rings; a table, where computing it would take a
+// division on every selected frame), and the ring its records went to
+// last when its own was full (see ring_with_room).
+struct ring_choice {
+	__u32 home;
+	__u32 spill;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ring_choice);
+	__uint(max_entries, 1);
+} cpu_ring SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -435,8 +463,7 @@ static __always_inline long copy_frame(void *ctx, const int kind, void *dst, __u
 }
 
 // room says whether a record carrying size bytes of frame fits in the
-// ring, counting the frame as ring_full if not, and sets the submit's
-// wakeup flag.
+// ring, and sets the submit's wakeup flag.
 //
 // bpf_ringbuf_reserve() takes a lock shared by all CPUs, and fails anyway
 // when the consumer is behind; a snapshot of the fill level is much
@@ -455,18 +482,65 @@ static __always_inline long copy_frame(void *ctx, const int kind, void *dst, __u
 // both miss a boundary (the fill level is a snapshot); a record across
 // the next boundary wakes the reader then (wakeupShift in load.go puts
 // several between wakeup_bytes and a full ring).
-static __always_inline int room(void *ring, struct iface_counters *cnt, __u64 size, __u64 *wakeup)
+static __always_inline int room(void *ring, __u64 size, __u64 *wakeup)
 {
 	__u64 record = (RINGBUF_HDR_LEN + sizeof(struct event) + size + 7) & ~7ULL;
 	__u64 fill = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) + record;
-	if (fill >= ring_size) {
-		cnt->ring_full++;
+	if (fill >= ring_size)
 		return 0;
-	}
 	__u64 before = fill - record;
 	int crossed = before < wakeup_bytes || (before ^ fill) >> wakeup_shift;
 	*wakeup = fill >= wakeup_bytes && crossed ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 	return 1;
+}
+
+// SPILL_TRIES bounds the other rings a CPU tries when its own is full:
+// when every ring is full, a frame costs that many more free-space tests.
+#define SPILL_TRIES 2
+
+// next_ring is the ring after i, passing over home.
+static __always_inline __u32 next_ring(__u32 i, __u32 home)
+{
+	for (int step = 0; step < 2; step++) {
+		i = i + 1 < ring_count ? i + 1 : 0;
+		if (i != home)
+			break;
+	}
+	return i;
+}
+
+// ring_with_room returns the ring a record of size bytes of frame goes
+// into, or NULL, counting the frame as ring_full, if none has room.
+//
+// The ring is the CPU's own, unless it is full: then the one this CPU
+// spilled into last, or the next ones. A hot CPU (one queue taking all
+// the traffic) so uses the other rings' room as it would the room of one
+// shared ring of the same total size, and takes their locks only while
+// its own ring is full, when frames are about to be lost anyway.
+static __always_inline void *ring_with_room(struct iface_counters *cnt, __u64 size, __u64 *wakeup)
+{
+	__u32 zero = 0;
+	struct ring_choice *choice = bpf_map_lookup_elem(&cpu_ring, &zero);
+	if (!choice)
+		goto full;
+	__u32 home = choice->home;
+	void *ring = bpf_map_lookup_elem(&rings, &home);
+	if (ring && room(ring, size, wakeup))
+		return ring;
+	for (int i = 0; i < SPILL_TRIES && i < ring_count - 1; i++) {
+		__u32 other = choice->spill;
+		if (other == home || other >= ring_count)
+			other = next_ring(home, home);
+		ring = bpf_map_lookup_elem(&rings, &other);
+		if (ring && room(ring, size, wakeup)) {
+			choice->spill = other;
+			return ring;
+		}
+		choice->spill = next_ring(other, home);
+	}
+full:
+	cnt->ring_full++;
+	return NULL;
 }
 
 static __always_inline void fill_event(struct event *ev, void *ctx, const int kind, __u32 slot,
@@ -501,9 +575,10 @@ static __always_inline void write_record(void *ctx, const int kind, __u32 slot, 
 	struct event *ev;
 
 	if (cap == snaplen) {
-		if (!room(&events, cnt, snaplen, &wakeup))
+		void *ring = ring_with_room(cnt, snaplen, &wakeup);
+		if (!ring)
 			return;
-		ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + snaplen, 0);
+		ev = bpf_ringbuf_reserve(ring, sizeof(*ev) + snaplen, 0);
 		if (!ev) {
 			cnt->reserve_failed++;
 			return;
@@ -518,7 +593,8 @@ static __always_inline void write_record(void *ctx, const int kind, __u32 slot, 
 		cnt->written++;
 		return;
 	}
-	if (!room(&events, cnt, cap, &wakeup))
+	void *ring = ring_with_room(cnt, cap, &wakeup);
+	if (!ring)
 		return;
 	__u32 cpu = bpf_get_smp_processor_id();
 	ev = bpf_map_lookup_elem(&scratch, &cpu);
@@ -527,7 +603,7 @@ static __always_inline void write_record(void *ctx, const int kind, __u32 slot, 
 		return;
 	}
 	fill_event(ev, ctx, kind, slot, cnt, frame_len, cap);
-	if (bpf_ringbuf_output(&events, ev, sizeof(*ev) + cap, wakeup) < 0) {
+	if (bpf_ringbuf_output(ring, ev, sizeof(*ev) + cap, wakeup) < 0) {
 		cnt->reserve_failed++;
 		return;
 	}

@@ -34,6 +34,12 @@ type ringcapIfaceCounters struct {
 	ReserveFailed uint64
 }
 
+type ringcapRingChoice struct {
+	_     structs.HostLayout
+	Home  uint32
+	Spill uint32
+}
+
 type ringcapXdpMd struct {
 	_              structs.HostLayout
 	Data           uint32
@@ -49,10 +55,11 @@ type ringcapXdpMd struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	ringcapMapCounters        = "counters"
-	ringcapMapEvents          = "events"
+	ringcapMapCpuRing         = "cpu_ring"
 	ringcapMapInboundSlots    = "inbound_slots"
 	ringcapMapLargeIndexSlots = "large_index_slots"
 	ringcapMapOutboundSlots   = "outbound_slots"
+	ringcapMapRings           = "rings"
 	ringcapMapScratch         = "scratch"
 	ringcapProgRingcapLinTag  = "ringcap_lin_tag"
 	ringcapProgRingcapLinear  = "ringcap_linear"
@@ -64,6 +71,7 @@ const (
 	ringcapVarMtu             = "mtu"
 	ringcapVarOutbound        = "outbound"
 	ringcapVarReplay          = "replay"
+	ringcapVarRingCount       = "ring_count"
 	ringcapVarRingSize        = "ring_size"
 	ringcapVarSnaplen         = "snaplen"
 	ringcapVarUnusedEvent     = "unused_event"
@@ -125,10 +133,11 @@ type ringcapProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type ringcapMapSpecs struct {
 	Counters        *ebpf.MapSpec `ebpf:"counters"`
-	Events          *ebpf.MapSpec `ebpf:"events"`
+	CpuRing         *ebpf.MapSpec `ebpf:"cpu_ring"`
 	InboundSlots    *ebpf.MapSpec `ebpf:"inbound_slots"`
 	LargeIndexSlots *ebpf.MapSpec `ebpf:"large_index_slots"`
 	OutboundSlots   *ebpf.MapSpec `ebpf:"outbound_slots"`
+	Rings           *ebpf.MapSpec `ebpf:"rings"`
 	Scratch         *ebpf.MapSpec `ebpf:"scratch"`
 }
 
@@ -141,6 +150,7 @@ type ringcapVariableSpecs struct {
 	Mtu         *ebpf.VariableSpec `ebpf:"mtu"`
 	Outbound    *ebpf.VariableSpec `ebpf:"outbound"`
 	Replay      *ebpf.VariableSpec `ebpf:"replay"`
+	RingCount   *ebpf.VariableSpec `ebpf:"ring_count"`
 	RingSize    *ebpf.VariableSpec `ebpf:"ring_size"`
 	Snaplen     *ebpf.VariableSpec `ebpf:"snaplen"`
 	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
@@ -169,20 +179,22 @@ func (o *ringcapObjects) Close() error {
 // It can be passed to loadRingcapObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ringcapMaps struct {
 	Counters        *ebpf.Map `ebpf:"counters"`
-	Events          *ebpf.Map `ebpf:"events"`
+	CpuRing         *ebpf.Map `ebpf:"cpu_ring"`
 	InboundSlots    *ebpf.Map `ebpf:"inbound_slots"`
 	LargeIndexSlots *ebpf.Map `ebpf:"large_index_slots"`
 	OutboundSlots   *ebpf.Map `ebpf:"outbound_slots"`
+	Rings           *ebpf.Map `ebpf:"rings"`
 	Scratch         *ebpf.Map `ebpf:"scratch"`
 }
 
 func (m *ringcapMaps) Close() error {
 	return _RingcapClose(
 		m.Counters,
-		m.Events,
+		m.CpuRing,
 		m.InboundSlots,
 		m.LargeIndexSlots,
 		m.OutboundSlots,
+		m.Rings,
 		m.Scratch,
 	)
 }
@@ -196,6 +208,7 @@ type ringcapVariables struct {
 	Mtu         *ebpf.Variable `ebpf:"mtu"`
 	Outbound    *ebpf.Variable `ebpf:"outbound"`
 	Replay      *ebpf.Variable `ebpf:"replay"`
+	RingCount   *ebpf.Variable `ebpf:"ring_count"`
 	RingSize    *ebpf.Variable `ebpf:"ring_size"`
 	Snaplen     *ebpf.Variable `ebpf:"snaplen"`
 	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`

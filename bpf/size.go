@@ -4,6 +4,10 @@ import (
 	"fmt"
 	"math/bits"
 	"os"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
 )
 
 // ValidateRingSize applies the kernel's rules for a ring buffer's size
@@ -47,4 +51,89 @@ func FormatSize(n uint64) string {
 		}
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// Ring layout defaults: see DefaultRings and DefaultRingsSize.
+const (
+	// MaxDefaultRings caps the rings ringcap makes by default, one per
+	// CPU: past it, CPUs share rings (README, "Rings").
+	MaxDefaultRings = 16
+	// DefaultRingSize is what each ring gets by default, within
+	// DefaultMinTotal and DefaultMaxTotal for all of them.
+	DefaultRingSize = 4 << 20
+	DefaultMinTotal = 8 << 20
+	DefaultMaxTotal = 64 << 20
+)
+
+// DefaultRings is one ring per online CPU, up to MaxDefaultRings.
+func DefaultRings() (int, error) {
+	n, err := OnlineCPUs()
+	if err != nil {
+		return 0, err
+	}
+	return min(n, MaxDefaultRings), nil
+}
+
+// DefaultRingsSize is the memory the rings take in all by default.
+func DefaultRingsSize(rings int) uint64 {
+	return min(max(uint64(rings)*DefaultRingSize, DefaultMinTotal), DefaultMaxTotal)
+}
+
+// SplitRingSize is the size of each of rings rings that take total bytes
+// in all: the largest power of two within total/rings, which the kernel
+// requires of a ring. It checks it against the kernel's rules and a record
+// of snaplen bytes, naming the fix.
+func SplitRingSize(total uint64, rings int, snaplen uint32) (uint32, error) {
+	if rings < 1 {
+		return 0, fmt.Errorf("%d rings", rings)
+	}
+	each := total / uint64(rings)
+	if each > 0 {
+		each = 1 << (63 - bits.LeadingZeros64(each))
+	}
+	page := uint64(os.Getpagesize())
+	if each > MaxRingSize {
+		each = MaxRingSize
+	}
+	record := uint64(Config{SnapLen: snaplen}.RecordSize())
+	least := max(page, nextPowerOfTwo(record+1))
+	if each < least {
+		return 0, fmt.Errorf("ring size %s over %d rings leaves %s a ring, less than the %s a ring needs (a page, and a record of snaplen %d): give --ring-size %s or more, or fewer --rings",
+			FormatSize(total), rings, FormatSize(each), FormatSize(least), snaplen, FormatSize(least*uint64(rings)))
+	}
+	return uint32(each), nil
+}
+
+// OnlineCPUs counts the CPUs online now, from the kernel's list
+// (/sys/devices/system/cpu/online, "0-3,6").
+func OnlineCPUs() (int, error) {
+	const path = "/sys/devices/system/cpu/online"
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("count CPUs: %w", err)
+	}
+	n := 0
+	for _, part := range strings.Split(strings.TrimSpace(string(b)), ",") {
+		first, last, isRange := strings.Cut(part, "-")
+		lo, err1 := strconv.Atoi(first)
+		hi, err2 := lo, error(nil)
+		if isRange {
+			hi, err2 = strconv.Atoi(last)
+		}
+		if err1 != nil || err2 != nil || hi < lo {
+			return 0, fmt.Errorf("count CPUs: %s holds %q", path, b)
+		}
+		n += hi - lo + 1
+	}
+	return n, nil
+}
+
+// PossibleCPUs is the number of CPUs the kernel may ever bring online, and
+// so the CPU numbers the programs can run on.
+func PossibleCPUs() (int, error) {
+	n, err := ebpf.PossibleCPU()
+	if err != nil {
+		return 0, fmt.Errorf("count CPUs: %w", err)
+	}
+	return n, nil
 }

@@ -32,8 +32,10 @@ type Config struct {
 	// Filter, if not nil, narrows the selection to the frames that match
 	// it as well.
 	Filter   *bpf.Filter
-	SnapLen  uint32
+	SnapLen uint32
+	// RingSize is each ring's size, Rings the number of rings (0: one).
 	RingSize uint32
+	Rings    int
 	// WakeupBytes: see bpf.Config; 0 means a quarter of the ring.
 	WakeupBytes uint32
 	Mode        Mode       // XDP's
@@ -85,7 +87,7 @@ type Capture struct {
 	// detached: no hook is added any more; under mu.
 	detached bool
 	objs     *bpf.Objects
-	ring     *ring
+	rings    *reader
 	packets  atomic.Uint64 // frames handed to the sink
 	skipped  []error       // hooks left out of -i any
 	handed   int           // hooks the sink knows of, from one Run to the next
@@ -129,11 +131,11 @@ func Open(cfg Config) (*Capture, error) {
 		objs.Close()
 		return nil, err
 	}
-	// Mapping the ring costs milliseconds for a large one; it is done
+	// Mapping a ring costs milliseconds for a large one; it is done
 	// once, not per Run.
-	if c.ring, err = newRing(objs.Events); err != nil {
+	if c.rings, err = newReader(objs.Rings); err != nil {
 		objs.Close()
-		return nil, fmt.Errorf("open ring: %w", err)
+		return nil, fmt.Errorf("open rings: %w", err)
 	}
 	// With -i any, a hook that cannot be had is left out, said in
 	// Skipped; the capture goes on with the others.
@@ -309,6 +311,7 @@ func (cfg Config) load(slots int, perfmon bool) (*bpf.Objects, error) {
 		CaptureAll:  cfg.CaptureAll,
 		SnapLen:     cfg.SnapLen,
 		RingSize:    cfg.RingSize,
+		Rings:       cfg.Rings,
 		WakeupBytes: cfg.WakeupBytes,
 		Slots:       slots,
 		Perfmon:     perfmon,
@@ -389,13 +392,16 @@ func (c *Capture) Hooks() []Hook {
 // called while Run runs.
 func (c *Capture) Packets() uint64 { return c.packets.Load() }
 
-// RingSize is the ring's size in bytes.
-func (c *Capture) RingSize() int { return c.ring.Size() }
+// Rings is the number of rings.
+func (c *Capture) Rings() int { return c.rings.Rings() }
 
-// RingUsed is how many bytes of the ring hold records not read yet, now,
+// RingSize is each ring's size in bytes.
+func (c *Capture) RingSize() int { return c.rings.RingSize() }
+
+// RingUsed is how many bytes of ring i hold records not read yet, now,
 // or read and not given back yet (1 MiB at most).
 // It may be called while Run runs.
-func (c *Capture) RingUsed() int { return c.ring.Used() }
+func (c *Capture) RingUsed(i int) int { return c.rings.Used(i) }
 
 // Counters returns the program's counters per hook, in the order of
 // Hooks. It may be called while Run runs.
@@ -438,7 +444,7 @@ func (c *Capture) Detach() error {
 
 // Close detaches the program and frees the ring; Run must have returned.
 func (c *Capture) Close() error {
-	return errors.Join(c.Detach(), c.ring.Close(), c.objs.Close())
+	return errors.Join(c.Detach(), c.rings.Close(), c.objs.Close())
 }
 
 const (
@@ -460,7 +466,7 @@ const (
 // returning, so that the counters and the sink agree. Runs must not
 // overlap: they share the capture's ring reader.
 func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
-	rd := c.ring
+	rd := c.rings
 	stopped := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		// Detach first: every record submitted before the links are

@@ -169,12 +169,14 @@ func (r *Replay) Run(ctx context.Context, sink Sink) error {
 		return err
 	}
 	defer closer.Close()
-	rd, err := newRing(r.objs.Events)
+	rd, err := newReader(r.objs.Rings)
 	if err != nil {
-		return fmt.Errorf("open ring: %w", err)
+		return fmt.Errorf("open rings: %w", err)
 	}
 	defer rd.Close()
 	defer rd.Release()
+	// Each test run is over before its records are read.
+	rd.SetSettled(true)
 
 	var frame []byte
 	drops, err := newDropCounter(len(r.ifaceOf))
@@ -233,7 +235,7 @@ func (r *Replay) Run(ctx context.Context, sink Sink) error {
 			return fmt.Errorf("%s: frame %d: test run: %w", r.path, n, err)
 		}
 		// The run is synchronous: its record, if any, is in the ring.
-		if rd.Used() == 0 {
+		if rd.UsedAll() == 0 {
 			continue
 		}
 		rd.SetDeadline(time.Now())

@@ -1,21 +1,20 @@
 package capture
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
-// ring reads the BPF ring buffer the programs write into.
+// ring reads one of the BPF ring buffers the programs write into; a
+// reader merges them.
 //
 // Written by hand, not cilium/ebpf's ringbuf.Reader, because of what that
 // costs per record on the busy hosts ringcap is for: the Reader loads the
@@ -46,14 +45,9 @@ type ring struct {
 	prod      uintptr // the producer position last read
 	published uintptr // the consumer position last given to the kernel
 	batch     uintptr // how much is read before it is given back
+	taken     uintptr // where the record Next returned last starts
 
-	epfd     int
-	wake     int // an eventfd: Flush
-	events   [2]unix.EpollEvent
-	deadline time.Time
-	pending  error // to return once the ring is empty
-
-	closeMu sync.Mutex // Used and Flush against Close
+	closeMu sync.Mutex // Used against Close
 }
 
 const (
@@ -62,17 +56,13 @@ const (
 	ringDiscardBit = 1 << 30
 )
 
-// errFlushed is returned by Next once the records in the ring when Flush
-// was called have been read.
-var errFlushed = errors.New("ring flushed")
-
 func newRing(m *ebpf.Map) (r *ring, err error) {
 	size := int(m.MaxEntries())
 	page := os.Getpagesize()
 	if size <= 0 || size&(size-1) != 0 || size%page != 0 {
 		return nil, fmt.Errorf("ring of %d bytes: not a power of two pages", size)
 	}
-	r = &ring{fd: m.FD(), mask: uintptr(size - 1), epfd: -1, wake: -1}
+	r = &ring{fd: m.FD(), mask: uintptr(size - 1)}
 	defer func() {
 		if err != nil {
 			r.Close()
@@ -93,26 +83,11 @@ func newRing(m *ebpf.Map) (r *ring, err error) {
 	// free-space test: by a sixteenth of it at most, and 1 MiB, a few
 	// thousand records, is enough to make the store a rare event.
 	r.batch = uintptr(min(size/16, 1<<20))
-
-	if r.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
-		return nil, fmt.Errorf("create epoll: %w", err)
-	}
-	if r.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		return nil, fmt.Errorf("eventfd: %w", err)
-	}
-	for _, fd := range []int{r.fd, r.wake} {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
-		if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-			return nil, fmt.Errorf("add fd %d to epoll: %w", fd, err)
-		}
-	}
 	return r, nil
 }
 
-// Next returns the next record, which stays valid until the next call.
-// When the ring is empty it waits for the programs to wake it, until the
-// deadline (os.ErrDeadlineExceeded) or a Flush (errFlushed); either
-// error comes once the records in the ring then have been read.
+// Next returns the next record, which stays valid until the next call,
+// or nil if the ring is empty.
 func (r *ring) Next() ([]byte, error) {
 	for {
 		if r.cons == r.prod {
@@ -122,17 +97,9 @@ func (r *ring) Next() ([]byte, error) {
 				// wakes a reader whose position it finds equal to its
 				// record's.
 				r.publish()
-				if r.prod = atomic.LoadUintptr(r.prodPos); r.cons != r.prod {
-					continue
+				if r.prod = atomic.LoadUintptr(r.prodPos); r.cons == r.prod {
+					return nil, nil
 				}
-				if err := r.pending; err != nil {
-					r.pending = nil
-					return nil, err
-				}
-				if err := r.wait(); err != nil {
-					return nil, err
-				}
-				continue
 			}
 		}
 		if r.cons-r.published >= r.batch {
@@ -153,7 +120,7 @@ func (r *ring) Next() ([]byte, error) {
 		if r.prod-r.cons < ringHeaderSize || (n+7)&^7 > r.prod-start {
 			return nil, fmt.Errorf("ring record of %d bytes runs past the producer position", n)
 		}
-		r.cons = start + (n+7)&^7
+		r.taken, r.cons = r.cons, start+(n+7)&^7
 		if hdr&ringDiscardBit != 0 {
 			continue
 		}
@@ -170,60 +137,15 @@ func (r *ring) Buffered() int { return int(r.prod - r.cons) }
 // waits: for a reader that stops reading.
 func (r *ring) Release() { r.publish() }
 
+// Unread puts the record Next returned last back, for the next call to
+// return again; Release must not have given it back since.
+func (r *ring) Unread() { r.cons = r.taken }
+
 func (r *ring) publish() {
 	if r.published != r.cons {
 		atomic.StoreUintptr(r.consPos, r.cons)
 		r.published = r.cons
 	}
-}
-
-// wait waits for the programs to wake the reader, or for the deadline or
-// a Flush, which it leaves in pending.
-func (r *ring) wait() error {
-	for {
-		msec := -1
-		if !r.deadline.IsZero() {
-			msec = max(int((time.Until(r.deadline)+time.Millisecond-1)/time.Millisecond), 0)
-		}
-		n, err := unix.EpollWait(r.epfd, r.events[:], msec)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("wait for the ring: %w", err)
-		}
-		if n == 0 || !r.deadline.IsZero() && !time.Now().Before(r.deadline) {
-			r.pending = os.ErrDeadlineExceeded
-		}
-		for _, ev := range r.events[:n] {
-			if int(ev.Fd) == r.wake {
-				var buf [8]byte
-				unix.Read(r.wake, buf[:])
-				r.pending = errFlushed
-			}
-		}
-		return nil
-	}
-}
-
-// SetDeadline bounds how long Next waits for a record; zero: no bound.
-func (r *ring) SetDeadline(t time.Time) { r.deadline = t }
-
-// Flush makes Next return errFlushed once it has read the records in the
-// ring. Unlike the other methods it may be called while Next runs, and
-// after Close, when it does nothing.
-func (r *ring) Flush() error {
-	r.closeMu.Lock()
-	defer r.closeMu.Unlock()
-	if r.wake < 0 {
-		return nil
-	}
-	var one [8]byte
-	binary.NativeEndian.PutUint64(one[:], 1)
-	if _, err := unix.Write(r.wake, one[:]); err != nil && !errors.Is(err, unix.EAGAIN) {
-		return fmt.Errorf("wake the ring's reader: %w", err)
-	}
-	return nil
 }
 
 // Size is the ring's data size in bytes.
@@ -240,7 +162,7 @@ func (r *ring) Used() int {
 	return int(atomic.LoadUintptr(r.prodPos) - atomic.LoadUintptr(r.consPos))
 }
 
-// Close unmaps the ring; Next must not be running, Used and Flush may.
+// Close unmaps the ring; Next must not be running, Used may.
 func (r *ring) Close() error {
 	r.closeMu.Lock()
 	defer r.closeMu.Unlock()
@@ -251,11 +173,5 @@ func (r *ring) Close() error {
 		}
 	}
 	r.consMap, r.prodMap, r.data = nil, nil, nil
-	for _, fd := range []*int{&r.epfd, &r.wake} {
-		if *fd >= 0 {
-			errs = append(errs, unix.Close(*fd))
-			*fd = -1
-		}
-	}
 	return errors.Join(errs...)
 }

@@ -58,7 +58,7 @@ func ringWriter(t *testing.T, m *ebpf.Map, size int32, discard bool) *ebpf.Progr
 	return p
 }
 
-func newTestRing(t *testing.T, size uint32) (*ebpf.Map, *ring) {
+func newTestRing(t *testing.T, size uint32) (*ebpf.Map, *reader) {
 	t.Helper()
 	bpftest.RequirePrivileges(t)
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: size})
@@ -66,7 +66,7 @@ func newTestRing(t *testing.T, size uint32) (*ebpf.Map, *ring) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	r, err := newRing(m)
+	r, err := newReader([]*ebpf.Map{m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestRingReadsInOrder(t *testing.T) {
 		if _, err := r.Next(); !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("round %d: Next on an empty ring after the deadline: %v", round, err)
 		}
-		if used := r.Used(); used != 0 {
+		if used := r.UsedAll(); used != 0 {
 			t.Fatalf("round %d: %d bytes of the ring not given back once read", round, used)
 		}
 	}
@@ -205,9 +205,9 @@ func TestRingWakes(t *testing.T) {
 		}()
 		// The reader reads the first record, then waits for the next.
 		deadline := time.Now().Add(5 * time.Second)
-		for r.Used() != 0 {
+		for r.UsedAll() != 0 {
 			if time.Now().After(deadline) {
-				t.Fatalf("round %d: the reader waits with %d bytes read and not given back", i, r.Used())
+				t.Fatalf("round %d: the reader waits with %d bytes read and not given back", i, r.UsedAll())
 			}
 			time.Sleep(time.Millisecond)
 		}
@@ -234,7 +234,7 @@ func TestProgramWakesReader(t *testing.T) {
 	frame := frames.Spec{L3Len: 3000}.Build()
 	record := (8 + bpf.EventHeaderSize + snaplen + 7) &^ 7
 	below := ringSize/4/record - 1 // the quarter of the ring is the wakeup level
-	r := c.ring
+	r := c.rings
 	for round := range 3 {
 		// An epoll of the test's own: it reports the map only once
 		// the program wakes its waiters, as the reader's does while
@@ -244,8 +244,8 @@ func TestProgramWakesReader(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer unix.Close(ep)
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(c.objs.Events.FD())}
-		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, c.objs.Events.FD(), &ev); err != nil {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(c.objs.Rings[0].FD())}
+		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, c.objs.Rings[0].FD(), &ev); err != nil {
 			t.Fatal(err)
 		}
 		events := make([]unix.EpollEvent, 1)

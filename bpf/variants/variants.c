@@ -9,25 +9,25 @@
 
 #include "../ringcap.c"
 
-// For per_cpu_ring: one ring per CPU, instead of events.
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 1); // replaced from Go by the number of CPUs
-	__type(key, __u32);
-	__array(values, struct {
-		__uint(type, BPF_MAP_TYPE_RINGBUF);
-		__uint(max_entries, 8 << 20);
-	});
-} cpu_rings SEC(".maps");
-
 #define RESERVE_FIRST 0 // reserve before the length test, discard if unwanted
 #define NO_ROOM_CHECK 1 // reserve without looking at the fill level first
 #define SNAPLEN 2       // a record of a whole snap length, whatever the frame
 #define CLASSES 3       // the smallest power of two that holds the frame
 #define DYNPTR 4        // exactly the frame, through a dynptr reservation
 #define OUTPUT 5        // exactly the frame, always through scratch
-#define PER_CPU_RING 6  // ringcap's record, into this CPU's own ring
-#define SLOT_HASH 7     // the slot found in a hash by interface index, for every index
+#define SLOT_HASH 6     // the slot found in a hash by interface index, for every index
+
+// own_ring is the ring of this CPU, as ringcap's ring_with_room finds it
+// first.
+static __always_inline void *own_ring(void)
+{
+	__u32 zero = 0;
+	struct ring_choice *choice = bpf_map_lookup_elem(&cpu_ring, &zero);
+	if (!choice)
+		return NULL;
+	__u32 home = choice->home;
+	return bpf_map_lookup_elem(&rings, &home);
+}
 
 extern int bpf_dynptr_from_xdp(struct xdp_md *x, __u64 flags, struct bpf_dynptr *ptr__uninit) __ksym;
 extern int bpf_dynptr_copy(struct bpf_dynptr *dst_ptr, __u32 dst_off, struct bpf_dynptr *src_ptr, __u32 src_off,
@@ -50,8 +50,10 @@ static __always_inline void reserve_snaplen(struct xdp_md *ctx, void *ring, stru
 					    __u64 frame_len, const int check_room)
 {
 	__u64 wakeup = 0;
-	if (check_room && !room(ring, cnt, snaplen, &wakeup))
+	if (check_room && !room(ring, snaplen, &wakeup)) {
+		cnt->ring_full++;
 		return;
+	}
 	struct event *ev = bpf_ringbuf_reserve(ring, sizeof(*ev) + snaplen, 0);
 	if (!ev) {
 		cnt->reserve_failed++;
@@ -62,15 +64,17 @@ static __always_inline void reserve_snaplen(struct xdp_md *ctx, void *ring, stru
 
 // The verifier wants a constant reserve size, so each class is a reserve
 // of its own.
-static __always_inline void reserve_class(struct xdp_md *ctx, struct iface_counters *cnt, __u64 cap, __u64 frame_len)
+static __always_inline void reserve_class(struct xdp_md *ctx, void *ring, struct iface_counters *cnt, __u64 cap, __u64 frame_len)
 {
 	__u64 wakeup = 0;
 	struct event *ev;
 #define RESERVE_CLASS(n)                                                      \
 	if (cap <= (n)) {                                                     \
-		if (!room(&events, cnt, (n), &wakeup))                        \
+		if (!room(ring, (n), &wakeup)) {                              \
+			cnt->ring_full++;                                     \
 			return;                                               \
-		ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + (n), 0);      \
+		}                                                             \
+		ev = bpf_ringbuf_reserve(ring, sizeof(*ev) + (n), 0);         \
 		goto reserved;                                                \
 	}
 	RESERVE_CLASS(64)
@@ -90,17 +94,19 @@ reserved:
 		cnt->reserve_failed++;
 		return;
 	}
-	submit(ctx, &events, cnt, ev, cap, frame_len, wakeup);
+	submit(ctx, ring, cnt, ev, cap, frame_len, wakeup);
 }
 
-static __always_inline void reserve_dynptr(struct xdp_md *ctx, struct iface_counters *cnt, __u64 cap, __u64 frame_len)
+static __always_inline void reserve_dynptr(struct xdp_md *ctx, void *ring, struct iface_counters *cnt, __u64 cap, __u64 frame_len)
 {
 	__u64 wakeup = 0;
 	struct bpf_dynptr rec, pkt;
-	if (!room(&events, cnt, cap, &wakeup))
+	if (!room(ring, cap, &wakeup)) {
+		cnt->ring_full++;
 		return;
+	}
 	// A failed reservation must be discarded too.
-	if (bpf_ringbuf_reserve_dynptr(&events, sizeof(struct event) + cap, 0, &rec) < 0) {
+	if (bpf_ringbuf_reserve_dynptr(ring, sizeof(struct event) + cap, 0, &rec) < 0) {
 		bpf_ringbuf_discard_dynptr(&rec, 0);
 		cnt->reserve_failed++;
 		return;
@@ -119,8 +125,10 @@ static __always_inline void reserve_dynptr(struct xdp_md *ctx, struct iface_coun
 static __always_inline void output(struct xdp_md *ctx, void *ring, struct iface_counters *cnt, __u64 cap, __u64 frame_len)
 {
 	__u64 wakeup = 0;
-	if (!room(ring, cnt, cap, &wakeup))
+	if (!room(ring, cap, &wakeup)) {
+		cnt->ring_full++;
 		return;
+	}
 	__u32 cpu = bpf_get_smp_processor_id();
 	struct event *ev = bpf_map_lookup_elem(&scratch, &cpu);
 	if (!ev || bpf_xdp_load_bytes(ctx, 0, (void *)(ev + 1), cap) < 0) {
@@ -155,10 +163,14 @@ static __always_inline int variant(struct xdp_md *ctx, const int choice)
 	cnt->seen++;
 
 	struct event *ev = NULL;
+	void *ring = NULL;
 	if (choice == RESERVE_FIRST) {
 		// The pattern ringcap avoids: the ring's lock is taken for
 		// every frame, wanted or not.
-		ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + snaplen, 0);
+		ring = own_ring();
+		if (!ring)
+			return XDP_PASS;
+		ev = bpf_ringbuf_reserve(ring, sizeof(*ev) + snaplen, 0);
 		if (!ev)
 			return XDP_PASS;
 	}
@@ -171,37 +183,29 @@ static __always_inline int variant(struct xdp_md *ctx, const int choice)
 	}
 	cnt->selected++;
 	if (ev) {
-		submit(ctx, &events, cnt, ev, cap, frame_len, 0);
+		submit(ctx, ring, cnt, ev, cap, frame_len, 0);
 		return XDP_PASS;
 	}
-	if (choice == PER_CPU_RING) {
-		__u32 cpu = bpf_get_smp_processor_id();
-		void *ring = bpf_map_lookup_elem(&cpu_rings, &cpu);
-		if (!ring) {
-			cnt->reserve_failed++;
-			return XDP_PASS;
-		}
-		if (cap == snaplen)
-			reserve_snaplen(ctx, ring, cnt, cap, frame_len, 1);
-		else
-			output(ctx, ring, cnt, cap, frame_len);
+	ring = own_ring();
+	if (!ring) {
+		cnt->reserve_failed++;
 		return XDP_PASS;
 	}
 	switch (choice) {
 	case NO_ROOM_CHECK:
-		reserve_snaplen(ctx, &events, cnt, cap, frame_len, 0);
+		reserve_snaplen(ctx, ring, cnt, cap, frame_len, 0);
 		break;
 	case SNAPLEN:
-		reserve_snaplen(ctx, &events, cnt, cap, frame_len, 1);
+		reserve_snaplen(ctx, ring, cnt, cap, frame_len, 1);
 		break;
 	case CLASSES:
-		reserve_class(ctx, cnt, cap, frame_len);
+		reserve_class(ctx, ring, cnt, cap, frame_len);
 		break;
 	case DYNPTR:
-		reserve_dynptr(ctx, cnt, cap, frame_len);
+		reserve_dynptr(ctx, ring, cnt, cap, frame_len);
 		break;
 	case OUTPUT:
-		output(ctx, &events, cnt, cap, frame_len);
+		output(ctx, ring, cnt, cap, frame_len);
 		break;
 	}
 	return XDP_PASS;
@@ -241,12 +245,6 @@ SEC("xdp.frags")
 int record_output(struct xdp_md *ctx)
 {
 	return variant(ctx, OUTPUT);
-}
-
-SEC("xdp.frags")
-int per_cpu_ring(struct xdp_md *ctx)
-{
-	return variant(ctx, PER_CPU_RING);
 }
 
 SEC("xdp.frags")

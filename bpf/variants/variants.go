@@ -21,9 +21,6 @@ const (
 	ReserveFirst = variantsProgReserveFirst
 	// NoRoomCheck reserves without testing the ring's free space first.
 	NoRoomCheck = variantsProgNoRoomCheck
-	// PerCPURing writes into one ring per CPU, found in the
-	// array-of-maps cpu_rings, instead of the shared ring.
-	PerCPURing = variantsProgPerCpuRing
 	// SlotHash finds every frame's slot in a hash by interface index,
 	// where ringcap uses an array for all but the largest indexes.
 	SlotHash = variantsProgSlotHash

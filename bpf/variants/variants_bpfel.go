@@ -22,19 +22,24 @@ type variantsIfaceCounters struct {
 	ReserveFailed uint64
 }
 
+type variantsRingChoice struct {
+	_     structs.HostLayout
+	Home  uint32
+	Spill uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	variantsMapCounters        = "counters"
-	variantsMapCpuRings        = "cpu_rings"
-	variantsMapEvents          = "events"
+	variantsMapCpuRing         = "cpu_ring"
 	variantsMapInboundSlots    = "inbound_slots"
 	variantsMapLargeIndexSlots = "large_index_slots"
 	variantsMapOutboundSlots   = "outbound_slots"
+	variantsMapRings           = "rings"
 	variantsMapScratch         = "scratch"
 	variantsProgNoRoomCheck    = "no_room_check"
-	variantsProgPerCpuRing     = "per_cpu_ring"
 	variantsProgRecordClasses  = "record_classes"
 	variantsProgRecordDynptr   = "record_dynptr"
 	variantsProgRecordOutput   = "record_output"
@@ -51,6 +56,7 @@ const (
 	variantsVarMtu             = "mtu"
 	variantsVarOutbound        = "outbound"
 	variantsVarReplay          = "replay"
+	variantsVarRingCount       = "ring_count"
 	variantsVarRingSize        = "ring_size"
 	variantsVarSnaplen         = "snaplen"
 	variantsVarUnusedEvent     = "unused_event"
@@ -101,7 +107,6 @@ type variantsSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type variantsProgramSpecs struct {
 	NoRoomCheck   *ebpf.ProgramSpec `ebpf:"no_room_check"`
-	PerCpuRing    *ebpf.ProgramSpec `ebpf:"per_cpu_ring"`
 	RecordClasses *ebpf.ProgramSpec `ebpf:"record_classes"`
 	RecordDynptr  *ebpf.ProgramSpec `ebpf:"record_dynptr"`
 	RecordOutput  *ebpf.ProgramSpec `ebpf:"record_output"`
@@ -120,11 +125,11 @@ type variantsProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type variantsMapSpecs struct {
 	Counters        *ebpf.MapSpec `ebpf:"counters"`
-	CpuRings        *ebpf.MapSpec `ebpf:"cpu_rings"`
-	Events          *ebpf.MapSpec `ebpf:"events"`
+	CpuRing         *ebpf.MapSpec `ebpf:"cpu_ring"`
 	InboundSlots    *ebpf.MapSpec `ebpf:"inbound_slots"`
 	LargeIndexSlots *ebpf.MapSpec `ebpf:"large_index_slots"`
 	OutboundSlots   *ebpf.MapSpec `ebpf:"outbound_slots"`
+	Rings           *ebpf.MapSpec `ebpf:"rings"`
 	Scratch         *ebpf.MapSpec `ebpf:"scratch"`
 }
 
@@ -137,6 +142,7 @@ type variantsVariableSpecs struct {
 	Mtu         *ebpf.VariableSpec `ebpf:"mtu"`
 	Outbound    *ebpf.VariableSpec `ebpf:"outbound"`
 	Replay      *ebpf.VariableSpec `ebpf:"replay"`
+	RingCount   *ebpf.VariableSpec `ebpf:"ring_count"`
 	RingSize    *ebpf.VariableSpec `ebpf:"ring_size"`
 	Snaplen     *ebpf.VariableSpec `ebpf:"snaplen"`
 	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
@@ -165,22 +171,22 @@ func (o *variantsObjects) Close() error {
 // It can be passed to loadVariantsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type variantsMaps struct {
 	Counters        *ebpf.Map `ebpf:"counters"`
-	CpuRings        *ebpf.Map `ebpf:"cpu_rings"`
-	Events          *ebpf.Map `ebpf:"events"`
+	CpuRing         *ebpf.Map `ebpf:"cpu_ring"`
 	InboundSlots    *ebpf.Map `ebpf:"inbound_slots"`
 	LargeIndexSlots *ebpf.Map `ebpf:"large_index_slots"`
 	OutboundSlots   *ebpf.Map `ebpf:"outbound_slots"`
+	Rings           *ebpf.Map `ebpf:"rings"`
 	Scratch         *ebpf.Map `ebpf:"scratch"`
 }
 
 func (m *variantsMaps) Close() error {
 	return _VariantsClose(
 		m.Counters,
-		m.CpuRings,
-		m.Events,
+		m.CpuRing,
 		m.InboundSlots,
 		m.LargeIndexSlots,
 		m.OutboundSlots,
+		m.Rings,
 		m.Scratch,
 	)
 }
@@ -194,6 +200,7 @@ type variantsVariables struct {
 	Mtu         *ebpf.Variable `ebpf:"mtu"`
 	Outbound    *ebpf.Variable `ebpf:"outbound"`
 	Replay      *ebpf.Variable `ebpf:"replay"`
+	RingCount   *ebpf.Variable `ebpf:"ring_count"`
 	RingSize    *ebpf.Variable `ebpf:"ring_size"`
 	Snaplen     *ebpf.Variable `ebpf:"snaplen"`
 	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
@@ -206,7 +213,6 @@ type variantsVariables struct {
 // It can be passed to loadVariantsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type variantsPrograms struct {
 	NoRoomCheck   *ebpf.Program `ebpf:"no_room_check"`
-	PerCpuRing    *ebpf.Program `ebpf:"per_cpu_ring"`
 	RecordClasses *ebpf.Program `ebpf:"record_classes"`
 	RecordDynptr  *ebpf.Program `ebpf:"record_dynptr"`
 	RecordOutput  *ebpf.Program `ebpf:"record_output"`
@@ -223,7 +229,6 @@ type variantsPrograms struct {
 func (p *variantsPrograms) Close() error {
 	return _VariantsClose(
 		p.NoRoomCheck,
-		p.PerCpuRing,
 		p.RecordClasses,
 		p.RecordDynptr,
 		p.RecordOutput,

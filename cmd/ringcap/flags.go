@@ -24,7 +24,8 @@ func selectionFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "all", Usage: "select every frame, whatever its length (an expression still narrows it)"},
 		&cli.StringFlag{Name: "filter", Aliases: []string{"f"}, Usage: "capture only frames that match the pcap-filter(7) `EXPRESSION` too; or give it after the options, as to tcpdump"},
 		&cli.StringFlag{Name: "hook", Value: "auto", Usage: "where inbound frames are captured: auto (XDP in native mode where the driver runs it and it costs less, else tc), xdp or tc"},
-		&cli.StringFlag{Name: "ring-size", Value: "8MiB", Usage: "ring buffer size: a power of two, a multiple of the page size (KiB, MiB, GiB)"},
+		&cli.StringFlag{Name: "ring-size", Usage: "memory for all the rings together, split evenly, each ring a power of two and a multiple of the page size (KiB, MiB, GiB; default: 4MiB a ring, from 8MiB to 64MiB in all)"},
+		&cli.IntFlag{Name: "rings", Usage: "ring buffers the CPUs write into, spread evenly over them: 1 is one ring shared by every CPU (default: one per CPU, up to 16)"},
 		// For measuring the wakeup threshold (README, Levers).
 		&cli.StringFlag{Name: "wakeup-size", Hidden: true, Usage: "the ring's fill level from which a record wakes the reader (default: a quarter of the ring)"},
 	}
@@ -92,26 +93,60 @@ func parseSelection(c *cli.Context, words []string) (capture.Config, error) {
 		return cfg, badUsage(c, "mtu %d is out of range 0-%d", mtu, math.MaxUint16)
 	}
 	cfg.MTU = uint32(mtu)
-	ring, err := parseSize(c.String("ring-size"))
-	if err != nil {
-		return cfg, badUsage(c, "%v", err)
+	if err := parseRings(c, &cfg); err != nil {
+		return cfg, err
 	}
-	if err := bpf.ValidateRingSize(ring); err != nil {
-		return cfg, badUsage(c, "%v", err)
-	}
-	cfg.RingSize = uint32(ring)
 	if s := c.String("wakeup-size"); s != "" {
 		wakeup, err := parseSize(s)
-		if err != nil || wakeup == 0 || wakeup > ring {
-			return cfg, badUsage(c, "--wakeup-size %s: give a size from 1 byte up to the ring's", s)
+		if err != nil || wakeup == 0 || wakeup > uint64(cfg.RingSize) {
+			return cfg, badUsage(c, "--wakeup-size %s: give a size from 1 byte up to a ring's, %s", s, bpf.FormatSize(uint64(cfg.RingSize)))
 		}
 		cfg.WakeupBytes = uint32(wakeup)
 	}
-	// The ring must hold at least one record of this snaplen.
-	if err := (bpf.Config{SnapLen: cfg.SnapLen, RingSize: cfg.RingSize, Slots: 1}).Validate(); err != nil {
-		return cfg, badUsage(c, "%v", err)
-	}
 	return cfg, nil
+}
+
+// parseRings reads --rings and --ring-size into the number of rings and
+// each one's size. --ring-size is the memory of all of them: what a user
+// budgets for, whatever the number of CPUs; a CPU whose ring is full
+// writes into the others, so that one busy CPU has all of it.
+func parseRings(c *cli.Context, cfg *capture.Config) error {
+	cpus, err := bpf.PossibleCPUs()
+	if err != nil {
+		return err
+	}
+	rings := c.Int("rings")
+	switch {
+	case !c.IsSet("rings"):
+		if rings, err = bpf.DefaultRings(); err != nil {
+			return err
+		}
+	case rings < 1:
+		return badUsage(c, "--rings %d: give 1 (one ring shared by every CPU) up to %d (one per CPU)", rings, cpus)
+	case rings > cpus:
+		return badUsage(c, "--rings %d: this host has %d CPUs, and a ring without one would take no frames of its own: give 1 to %d", rings, cpus, cpus)
+	}
+	total := bpf.DefaultRingsSize(rings)
+	if c.IsSet("ring-size") {
+		if total, err = parseSize(c.String("ring-size")); err != nil {
+			return badUsage(c, "%v", err)
+		}
+		if rings == 1 {
+			if err := bpf.ValidateRingSize(total); err != nil {
+				return badUsage(c, "%v", err)
+			}
+		}
+	}
+	each, err := bpf.SplitRingSize(total, rings, cfg.SnapLen)
+	if err != nil {
+		return badUsage(c, "%v", err)
+	}
+	cfg.Rings, cfg.RingSize = rings, each
+	// The ring must hold at least one record of this snaplen.
+	if err := (bpf.Config{SnapLen: cfg.SnapLen, RingSize: cfg.RingSize, Rings: rings, Slots: 1}).Validate(); err != nil {
+		return badUsage(c, "%v", err)
+	}
+	return nil
 }
 
 // parseOutput reads the output flags. An empty path is allowed here; the

@@ -88,8 +88,8 @@ func newMetrics(capt *capture.Capture, files *writer.Files, post *postRotate, up
 		selected:     prometheus.NewDesc("ringcap_frames_selected_total", "Frames that matched the selection.", iface, nil),
 		written:      prometheus.NewDesc("ringcap_frames_written_total", "Selected frames written into the ring.", iface, nil),
 		dropped:      prometheus.NewDesc("ringcap_frames_dropped_total", "Selected frames lost before the ring, by reason: ring_full (no room), reserve_failed.", []string{"interface", "direction", "reason"}, nil),
-		ringSize:     prometheus.NewDesc("ringcap_ring_size_bytes", "Size of the ring buffer.", nil, nil),
-		ringUsed:     prometheus.NewDesc("ringcap_ring_used_bytes", "Bytes of the ring holding records not read yet, or read and not yet given back (1 MiB at most).", nil, nil),
+		ringSize:     prometheus.NewDesc("ringcap_ring_size_bytes", "Size of each ring buffer.", []string{"ring"}, nil),
+		ringUsed:     prometheus.NewDesc("ringcap_ring_used_bytes", "Bytes of each ring holding records not read yet, or read and not yet given back (1 MiB at most).", []string{"ring"}, nil),
 		filePackets:  prometheus.NewDesc("ringcap_file_packets_total", "Frames written to files.", nil, nil),
 		fileBytes:    prometheus.NewDesc("ringcap_file_bytes_total", "Bytes written to files.", nil, nil),
 		finished:     prometheus.NewDesc("ringcap_files_finished_total", "Files complete on disk: flushed, written to the disk and closed.", nil, nil),
@@ -145,8 +145,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.dropped, prometheus.CounterValue, float64(c.RingFull), k.name, k.dir, "ring_full")
 		ch <- prometheus.MustNewConstMetric(m.dropped, prometheus.CounterValue, float64(c.ReserveFailed), k.name, k.dir, "reserve_failed")
 	}
-	ch <- prometheus.MustNewConstMetric(m.ringSize, prometheus.GaugeValue, float64(m.capt.RingSize()))
-	ch <- prometheus.MustNewConstMetric(m.ringUsed, prometheus.GaugeValue, float64(m.capt.RingUsed()))
+	for i := range m.capt.Rings() {
+		ring := strconv.Itoa(i)
+		ch <- prometheus.MustNewConstMetric(m.ringSize, prometheus.GaugeValue, float64(m.capt.RingSize()), ring)
+		ch <- prometheus.MustNewConstMetric(m.ringUsed, prometheus.GaugeValue, float64(m.capt.RingUsed(i)), ring)
+	}
 	ch <- prometheus.MustNewConstMetric(m.filePackets, prometheus.CounterValue, float64(m.files.Saved()))
 	ch <- prometheus.MustNewConstMetric(m.fileBytes, prometheus.CounterValue, float64(m.files.Bytes()))
 	ch <- prometheus.MustNewConstMetric(m.finished, prometheus.CounterValue, float64(m.files.Finished()))

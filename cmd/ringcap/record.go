@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/ringcap/ringcap/bpf"
 	"github.com/ringcap/ringcap/capture"
 	"github.com/ringcap/ringcap/writer"
 )
@@ -232,8 +233,9 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 				where = append(where, h.Describe())
 			}
 		}
-		fmt.Fprintf(stderr, "ringcap: capturing on %s%s (%s): %s, snaplen %d, to %s (%s)\n",
-			ifc, netnsSuffix(opts.netns), strings.Join(where, "; "), selectionText(opts.capture), opts.capture.SnapLen, outputName(files.Current()), files.IOMode())
+		fmt.Fprintf(stderr, "ringcap: capturing on %s%s (%s): %s, snaplen %d, %s, to %s (%s)\n",
+			ifc, netnsSuffix(opts.netns), strings.Join(where, "; "), selectionText(opts.capture), opts.capture.SnapLen,
+			ringsText(capt), outputName(files.Current()), files.IOMode())
 	}
 	for _, ifc := range ifaceNames {
 		firstLine(ifc, hooks)
@@ -281,3 +283,12 @@ func (f hookFiles) AddHook(h capture.Hook) error { return f.Files.AddInterface(f
 
 // errNoInterface ends a capture whose interfaces all went away.
 var errNoInterface = errors.New("no interface left to capture on")
+
+// ringsText is the rings' layout, "2 rings of 4MiB".
+func ringsText(capt *capture.Capture) string {
+	unit := "rings"
+	if capt.Rings() == 1 {
+		unit = "ring"
+	}
+	return fmt.Sprintf("%d %s of %s", capt.Rings(), unit, bpf.FormatSize(uint64(capt.RingSize())))
+}
