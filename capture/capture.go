@@ -31,7 +31,7 @@ type Config struct {
 	CaptureAll bool   // select every frame, whatever its length
 	// Filter, if not nil, narrows the selection to the frames that match
 	// it as well.
-	Filter   *bpf.Filter
+	Filter  *bpf.Filter
 	SnapLen uint32
 	// RingSize is each ring's size, Rings the number of rings (0: one).
 	RingSize uint32
