@@ -463,7 +463,7 @@ static __always_inline long copy_frame(void *ctx, const int kind, void *dst, __u
 }
 
 // room says whether a record carrying size bytes of frame fits in the
-// ring, and sets the submit's wakeup flag.
+// ring below limit bytes, and sets the submit's wakeup flag.
 //
 // bpf_ringbuf_reserve() takes a lock shared by all CPUs, and fails anyway
 // when the consumer is behind; a snapshot of the fill level is much
@@ -482,11 +482,11 @@ static __always_inline long copy_frame(void *ctx, const int kind, void *dst, __u
 // both miss a boundary (the fill level is a snapshot); a record across
 // the next boundary wakes the reader then (wakeupShift in load.go puts
 // several between wakeup_bytes and a full ring).
-static __always_inline int room(void *ring, __u64 size, __u64 *wakeup)
+static __always_inline int room(void *ring, __u64 size, __u64 limit, __u64 *wakeup)
 {
 	__u64 record = (RINGBUF_HDR_LEN + sizeof(struct event) + size + 7) & ~7ULL;
 	__u64 fill = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) + record;
-	if (fill >= ring_size)
+	if (fill >= limit)
 		return 0;
 	__u64 before = fill - record;
 	int crossed = before < wakeup_bytes || (before ^ fill) >> wakeup_shift;
@@ -497,6 +497,8 @@ static __always_inline int room(void *ring, __u64 size, __u64 *wakeup)
 // SPILL_TRIES bounds the other rings a CPU tries when its own is full:
 // when every ring is full, a frame costs that many more free-space tests.
 #define SPILL_TRIES 2
+// SPILL_LIMIT is how far another CPU's records may fill a ring.
+#define SPILL_LIMIT (ring_size - ring_size / 8)
 
 // next_ring is the ring after i, passing over home.
 static __always_inline __u32 next_ring(__u32 i, __u32 home)
@@ -513,10 +515,12 @@ static __always_inline __u32 next_ring(__u32 i, __u32 home)
 // into, or NULL, counting the frame as ring_full, if none has room.
 //
 // The ring is the CPU's own, unless it is full: then the one this CPU
-// spilled into last, or the next ones. A hot CPU (one queue taking all
-// the traffic) so uses the other rings' room as it would the room of one
-// shared ring of the same total size, and takes their locks only while
-// its own ring is full, when frames are about to be lost anyway.
+// spilled into last, or the next ones, up to SPILL_LIMIT of each. A hot
+// CPU (one queue taking all the traffic) so uses most of the other
+// rings' room, as it would the room of one shared ring of the same total
+// size, and takes their locks only while its own ring is full, when
+// frames are about to be lost anyway; and the last eighth of a ring stays
+// its own CPUs', whose frames still go in while another CPU floods.
 static __always_inline void *ring_with_room(struct iface_counters *cnt, __u64 size, __u64 *wakeup)
 {
 	__u32 zero = 0;
@@ -525,14 +529,14 @@ static __always_inline void *ring_with_room(struct iface_counters *cnt, __u64 si
 		goto full;
 	__u32 home = choice->home;
 	void *ring = bpf_map_lookup_elem(&rings, &home);
-	if (ring && room(ring, size, wakeup))
+	if (ring && room(ring, size, ring_size, wakeup))
 		return ring;
 	for (int i = 0; i < SPILL_TRIES && i < ring_count - 1; i++) {
 		__u32 other = choice->spill;
 		if (other == home || other >= ring_count)
 			other = next_ring(home, home);
 		ring = bpf_map_lookup_elem(&rings, &other);
-		if (ring && room(ring, size, wakeup)) {
+		if (ring && room(ring, size, SPILL_LIMIT, wakeup)) {
 			choice->spill = other;
 			return ring;
 		}

@@ -409,6 +409,25 @@ func (c *Capture) Counters() ([]bpf.Counters, error) {
 	return readCounters(c.objs, len(c.Hooks()))
 }
 
+// RingCounters returns the program's counters summed by ring: those of
+// the CPUs that write into each ring while it has room. A frame a CPU
+// wrote into another ring, its own being full, counts in its own ring's.
+// It may be called while Run runs.
+func (c *Capture) RingCounters() ([]bpf.Counters, error) {
+	out := make([]bpf.Counters, c.rings.Rings())
+	for slot := range len(c.Hooks()) {
+		perCPU, err := c.objs.ReadCPUCounters(slot)
+		if err != nil {
+			return nil, err
+		}
+		for cpu, cnt := range perCPU {
+			ring := c.objs.RingOf(cpu)
+			out[ring] = out[ring].Add(cnt)
+		}
+	}
+	return out, nil
+}
+
 func readCounters(objs *bpf.Objects, n int) ([]bpf.Counters, error) {
 	out := make([]bpf.Counters, n)
 	for i := range out {

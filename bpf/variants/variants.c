@@ -50,7 +50,7 @@ static __always_inline void reserve_snaplen(struct xdp_md *ctx, void *ring, stru
 					    __u64 frame_len, const int check_room)
 {
 	__u64 wakeup = 0;
-	if (check_room && !room(ring, snaplen, &wakeup)) {
+	if (check_room && !room(ring, snaplen, ring_size, &wakeup)) {
 		cnt->ring_full++;
 		return;
 	}
@@ -70,7 +70,7 @@ static __always_inline void reserve_class(struct xdp_md *ctx, void *ring, struct
 	struct event *ev;
 #define RESERVE_CLASS(n)                                                      \
 	if (cap <= (n)) {                                                     \
-		if (!room(ring, (n), &wakeup)) {                              \
+		if (!room(ring, (n), ring_size, &wakeup)) {                   \
 			cnt->ring_full++;                                     \
 			return;                                               \
 		}                                                             \
@@ -101,7 +101,7 @@ static __always_inline void reserve_dynptr(struct xdp_md *ctx, void *ring, struc
 {
 	__u64 wakeup = 0;
 	struct bpf_dynptr rec, pkt;
-	if (!room(ring, cap, &wakeup)) {
+	if (!room(ring, cap, ring_size, &wakeup)) {
 		cnt->ring_full++;
 		return;
 	}
@@ -125,7 +125,7 @@ static __always_inline void reserve_dynptr(struct xdp_md *ctx, void *ring, struc
 static __always_inline void output(struct xdp_md *ctx, void *ring, struct iface_counters *cnt, __u64 cap, __u64 frame_len)
 {
 	__u64 wakeup = 0;
-	if (!room(ring, cap, &wakeup)) {
+	if (!room(ring, cap, ring_size, &wakeup)) {
 		cnt->ring_full++;
 		return;
 	}
