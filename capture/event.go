@@ -44,7 +44,8 @@ func decodeEvent(raw []byte) (event, error) {
 
 // dropCounter turns the program's running loss counts, one per slot and
 // CPU, into each frame's losses since the frame before it: the
-// program counts per CPU, and a CPU's records reach the ring in order.
+// program counts per CPU, and the reader hands a CPU's records out in
+// the order it wrote them.
 type dropCounter struct {
 	last [][]uint64 // [interface][cpu]
 }
@@ -67,6 +68,12 @@ func (d *dropCounter) since(iface int, ev *event) uint64 {
 	last := d.last[iface]
 	if int(ev.cpu) >= len(last) {
 		return 0 // not a CPU the kernel has: a damaged record
+	}
+	// The rings' merge hands a CPU's records out in the order it wrote
+	// them, but for a record that came to a quiet ring later than the
+	// reader waits for one (README, "Rings"): its count is behind.
+	if ev.drops < last[ev.cpu] {
+		return 0
 	}
 	n := ev.drops - last[ev.cpu]
 	last[ev.cpu] = ev.drops
