@@ -557,7 +557,7 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 			// An atomic store is a full barrier here: once a batch of
 			// records, or every few hundred, is often enough for those
 			// who count.
-			if n%256 == 0 || rd.Buffered() == 0 || n == limit {
+			if n%256 == 0 || !rd.More() || n == limit {
 				c.packets.Store(n)
 			}
 			if n == limit {

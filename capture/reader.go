@@ -303,14 +303,10 @@ func (r *reader) Flush() error {
 	return nil
 }
 
-// Buffered is how many bytes of records Next will return before it next
-// looks at a producer's position, about.
-func (r *reader) Buffered() int {
-	n := 0
-	for _, i := range r.heap {
-		n += len(r.heads[i].rec) + r.rings[i].Buffered()
-	}
-	return n
+// More says whether Next has records in hand beyond the one it returned
+// last, without looking at the producers' positions: the end of a batch.
+func (r *reader) More() bool {
+	return len(r.heap) > 1 || r.last >= 0 && r.rings[r.last].Buffered() > 0
 }
 
 // Release gives back the records read so far, as Next does before it
