@@ -24,8 +24,8 @@ func selectionFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "all", Usage: "select every frame, whatever its length (an expression still narrows it)"},
 		&cli.StringFlag{Name: "filter", Aliases: []string{"f"}, Usage: "capture only frames that match the pcap-filter(7) `EXPRESSION` too; or give it after the options, as to tcpdump"},
 		&cli.StringFlag{Name: "hook", Value: "auto", Usage: "where inbound frames are captured: auto (XDP in native mode where the driver runs it and it costs less, else tc), xdp or tc"},
-		&cli.StringFlag{Name: "ring-size", Usage: "memory for all the rings together, split evenly, each ring a power of two and a multiple of the page size (KiB, MiB, GiB; default: 4MiB a ring, from 8MiB to 64MiB in all)"},
-		&cli.IntFlag{Name: "rings", Usage: "ring buffers the CPUs write into, spread evenly over them: 1 is one ring shared by every CPU (default: one per CPU, up to 16)"},
+		&cli.StringFlag{Name: "ring-size", DefaultText: "4MiB a ring, from 8MiB to 64MiB in all", Usage: "memory for all the rings together, split evenly, each ring a power of two and a multiple of the page size (KiB, MiB, GiB)"},
+		&cli.IntFlag{Name: "rings", DefaultText: "one per CPU, up to 16", Usage: "ring buffers the CPUs write into, spread evenly over them: 1 is one ring shared by every CPU"},
 		// For measuring the wakeup threshold (README, Levers).
 		&cli.StringFlag{Name: "wakeup-size", Hidden: true, Usage: "the ring's fill level from which a record wakes the reader (default: a quarter of the ring)"},
 	}
