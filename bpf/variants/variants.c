@@ -17,6 +17,15 @@
 #define OUTPUT 5        // exactly the frame, always through scratch
 #define SLOT_HASH 6     // the slot found in a hash by interface index, for every index
 
+// events is the one ring of ringcap before its rings were sharded: a
+// RINGBUF shared by every CPU, referenced directly (see shared_ring).
+// Each program loaded from this object gets one of its own; the
+// benchmarks size it, and find it from the program's maps.
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096); // replaced from Go by ring_size
+} events SEC(".maps");
+
 // own_ring is the ring of this CPU, as ringcap's ring_with_room finds it
 // first.
 static __always_inline void *own_ring(void)
@@ -251,4 +260,85 @@ SEC("xdp.frags")
 int slot_hash(struct xdp_md *ctx)
 {
 	return variant(ctx, SLOT_HASH);
+}
+
+// shared_write_record is write_record as it was before the rings were
+// sharded: the free-space test and the write go to events, with no
+// lookup of the CPU's ring choice or of a ring in the table of rings.
+static __always_inline void shared_write_record(void *ctx, const int kind, __u32 slot, struct iface_counters *cnt,
+						__u64 cap, __u64 frame_len, __u32 vlan, __u32 gap)
+{
+	__u64 wakeup = 0;
+	struct event *ev;
+
+	if (cap == snaplen) {
+		if (!room(&events, snaplen, ring_size, &wakeup)) {
+			cnt->ring_full++;
+			return;
+		}
+		ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + snaplen, 0);
+		if (!ev) {
+			cnt->reserve_failed++;
+			return;
+		}
+		if (copy_frame(ctx, kind, (void *)(ev + 1), cap, vlan, gap) < 0) {
+			bpf_ringbuf_discard(ev, 0);
+			cnt->reserve_failed++;
+			return;
+		}
+		fill_event(ev, ctx, kind, slot, cnt, frame_len, cap);
+		bpf_ringbuf_submit(ev, wakeup);
+		cnt->written++;
+		return;
+	}
+	if (!room(&events, cap, ring_size, &wakeup)) {
+		cnt->ring_full++;
+		return;
+	}
+	__u32 cpu = bpf_get_smp_processor_id();
+	ev = bpf_map_lookup_elem(&scratch, &cpu);
+	if (!ev || copy_frame(ctx, kind, (void *)(ev + 1), cap, vlan, gap) < 0) {
+		cnt->reserve_failed++;
+		return;
+	}
+	fill_event(ev, ctx, kind, slot, cnt, frame_len, cap);
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev) + cap, wakeup) < 0) {
+		cnt->reserve_failed++;
+		return;
+	}
+	cnt->written++;
+}
+
+// shared_capture is capture() of the multi-buffer build (ringcap_xdp:
+// KIND_XDP, no offloaded tag), step for step, writing with
+// shared_write_record: the baseline the sharded rings are measured
+// against.
+static __always_inline void shared_capture(struct xdp_md *ctx)
+{
+	__u32 slot = hook_slot(ctx, KIND_XDP);
+	if (!slot--)
+		return;
+	struct iface_counters *cnt = bpf_map_lookup_elem(&counters, &slot);
+	if (!cnt)
+		return;
+	cnt->seen++;
+	__u64 len = bpf_xdp_get_buff_len(ctx);
+	if (!selected(ctx, KIND_XDP, len, 0))
+		return;
+	__u32 vlan = offloaded_tag(ctx, KIND_XDP, 0);
+	__u64 frame_len = len + (vlan ? VLAN_TAG_LEN : 0);
+	__u64 cap = frame_len < snaplen ? frame_len : snaplen;
+	if (cap < 1 || cap > snaplen)
+		return;
+	if (!ringcap_filter_xdp(ctx, frame_len, vlan))
+		return;
+	cnt->selected++;
+	shared_write_record(ctx, KIND_XDP, slot, cnt, cap, frame_len, vlan, 0);
+}
+
+SEC("xdp.frags")
+int shared_ring(struct xdp_md *ctx)
+{
+	shared_capture(ctx);
+	return XDP_PASS;
 }

@@ -32,7 +32,16 @@ const (
 	RecordClasses = variantsProgRecordClasses
 	RecordDynptr  = variantsProgRecordDynptr
 	RecordOutput  = variantsProgRecordOutput
+	// SharedRing is ringcap's multi-buffer program as it was before its
+	// rings were sharded: every CPU writes into one ring, the map
+	// SharedRingMap, referenced directly.
+	SharedRing = variantsProgSharedRing
 )
+
+// SharedRingMap is the name of SharedRing's ring in Spec. It is none of
+// the maps package bpf creates: each program loaded from Spec gets one
+// of its own.
+const SharedRingMap = variantsMapEvents
 
 // Spec returns the object holding all the programs.
 func Spec() (*ebpf.CollectionSpec, error) { return loadVariants() }

@@ -34,6 +34,7 @@ type variantsRingChoice struct {
 const (
 	variantsMapCounters        = "counters"
 	variantsMapCpuRing         = "cpu_ring"
+	variantsMapEvents          = "events"
 	variantsMapInboundSlots    = "inbound_slots"
 	variantsMapLargeIndexSlots = "large_index_slots"
 	variantsMapOutboundSlots   = "outbound_slots"
@@ -50,6 +51,7 @@ const (
 	variantsProgRingcapTc      = "ringcap_tc"
 	variantsProgRingcapXdp     = "ringcap_xdp"
 	variantsProgRingcapXdpTag  = "ringcap_xdp_tag"
+	variantsProgSharedRing     = "shared_ring"
 	variantsProgSlotHash       = "slot_hash"
 	variantsVarCaptureAll      = "capture_all"
 	variantsVarKernelSkb       = "kernel_skb"
@@ -117,6 +119,7 @@ type variantsProgramSpecs struct {
 	RingcapTc     *ebpf.ProgramSpec `ebpf:"ringcap_tc"`
 	RingcapXdp    *ebpf.ProgramSpec `ebpf:"ringcap_xdp"`
 	RingcapXdpTag *ebpf.ProgramSpec `ebpf:"ringcap_xdp_tag"`
+	SharedRing    *ebpf.ProgramSpec `ebpf:"shared_ring"`
 	SlotHash      *ebpf.ProgramSpec `ebpf:"slot_hash"`
 }
 
@@ -126,6 +129,7 @@ type variantsProgramSpecs struct {
 type variantsMapSpecs struct {
 	Counters        *ebpf.MapSpec `ebpf:"counters"`
 	CpuRing         *ebpf.MapSpec `ebpf:"cpu_ring"`
+	Events          *ebpf.MapSpec `ebpf:"events"`
 	InboundSlots    *ebpf.MapSpec `ebpf:"inbound_slots"`
 	LargeIndexSlots *ebpf.MapSpec `ebpf:"large_index_slots"`
 	OutboundSlots   *ebpf.MapSpec `ebpf:"outbound_slots"`
@@ -172,6 +176,7 @@ func (o *variantsObjects) Close() error {
 type variantsMaps struct {
 	Counters        *ebpf.Map `ebpf:"counters"`
 	CpuRing         *ebpf.Map `ebpf:"cpu_ring"`
+	Events          *ebpf.Map `ebpf:"events"`
 	InboundSlots    *ebpf.Map `ebpf:"inbound_slots"`
 	LargeIndexSlots *ebpf.Map `ebpf:"large_index_slots"`
 	OutboundSlots   *ebpf.Map `ebpf:"outbound_slots"`
@@ -183,6 +188,7 @@ func (m *variantsMaps) Close() error {
 	return _VariantsClose(
 		m.Counters,
 		m.CpuRing,
+		m.Events,
 		m.InboundSlots,
 		m.LargeIndexSlots,
 		m.OutboundSlots,
@@ -223,6 +229,7 @@ type variantsPrograms struct {
 	RingcapTc     *ebpf.Program `ebpf:"ringcap_tc"`
 	RingcapXdp    *ebpf.Program `ebpf:"ringcap_xdp"`
 	RingcapXdpTag *ebpf.Program `ebpf:"ringcap_xdp_tag"`
+	SharedRing    *ebpf.Program `ebpf:"shared_ring"`
 	SlotHash      *ebpf.Program `ebpf:"slot_hash"`
 }
 
@@ -239,6 +246,7 @@ func (p *variantsPrograms) Close() error {
 		p.RingcapTc,
 		p.RingcapXdp,
 		p.RingcapXdpTag,
+		p.SharedRing,
 		p.SlotHash,
 	)
 }
