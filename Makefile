@@ -86,6 +86,7 @@ bench-smoke:
 	$(GO) test -run XXX -bench . -benchtime 1x ./bpf ./capture ./writer
 	$(GO) run ./cmd/ringbench --smoke --plot $${TMPDIR:-/tmp}/ringbench-smoke.png
 	$(GO) run ./cmd/ringbench --hooks --smoke
+	$(GO) run ./cmd/ringbench --rings-ab --smoke
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

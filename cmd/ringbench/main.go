@@ -63,6 +63,7 @@ func main() {
 			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "generator threads, spread over the CPUs"},
 			&cli.StringSliceFlag{Name: "traffic", Usage: "run only this traffic, by its name in the table (repeat for more)"},
 			&cli.BoolFlag{Name: "hooks", Usage: "measure instead what a frame nobody selects costs at each hook, on veth, VXLAN and loopback"},
+			&cli.BoolFlag{Name: "rings-ab", Usage: "measure instead ringcap's default rings against --rings 1, the same memory, in turn, files on a tmpfs (traffic: sustained 10M unless --traffic)"},
 		},
 		Action: run,
 	}
@@ -94,6 +95,16 @@ func run(c *cli.Context) error {
 	if c.Bool("hooks") {
 		return measureHooks(ringcap, dir, c.Bool("smoke"))
 	}
+	files := dir
+	unmount := func() {}
+	if c.Bool("rings-ab") {
+		fs, err := mountTmpfs(filepath.Join(dir, "tmpfs"))
+		if err != nil {
+			return err
+		}
+		defer fs.unmount()
+		files, unmount = fs.dir, fs.unmount
+	}
 	// A queue per CPU, as on a multi-queue NIC, at MTU 9000.
 	p, err := veth.New(veth.Config{Name: fmt.Sprintf("ringbench-%d", os.Getpid()), Prefix: ifPrefix, MTU: 9000, Queues: runtime.NumCPU()})
 	if err != nil {
@@ -108,6 +119,7 @@ func run(c *cli.Context) error {
 	go func() {
 		<-sig
 		p.Close()
+		unmount()
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}()
@@ -149,6 +161,12 @@ func run(c *cli.Context) error {
 		scenarios = slices.DeleteFunc(scenarios, unwanted)
 		idle = slices.DeleteFunc(idle, unwanted)
 	}
+	oversize := frames.Spec{L3Len: 1986}.Build() // 2000 bytes
+	small := frames.Spec{L3Len: 46}.Build()      // 60 bytes
+
+	if c.Bool("rings-ab") {
+		return ringsAB(c, p, gen, ringcap, files, scenarios, oversize)
+	}
 	toolList := tools(ringcap)
 	if want := c.StringSlice("tool"); len(want) > 0 {
 		toolList = slices.DeleteFunc(toolList, func(t tool) bool { return t.name != "none" && !slices.Contains(want, t.name) })
@@ -164,9 +182,6 @@ func run(c *cli.Context) error {
 		defer st.stop()
 		toolList[i].st, toolList[i].env = st, st.env
 	}
-	oversize := frames.Spec{L3Len: 1986}.Build() // 2000 bytes
-	small := frames.Spec{L3Len: 46}.Build()      // 60 bytes
-
 	var rows []row
 	for _, sc := range scenarios {
 		for _, t := range toolList {
@@ -259,6 +274,7 @@ type row struct {
 	offered  float64 // frames a second the generator achieved
 	rxRate   float64 // frames a second the receiving interface counted
 	written  uint64
+	output   string        // what the tool printed
 	cpu      time.Duration // the tool's process
 	// machine is the CPU time every CPU spent busy from the start of the
 	// traffic until the tool exited: the generator's, the tool's and
@@ -341,6 +357,7 @@ func measureSend(p *veth.Network, t tool, sc scenario, dir string, send func() (
 		// Give the tool a moment to write what it has taken in.
 		time.Sleep(time.Second)
 		r.cpu, err = proc.stop()
+		r.output = proc.text()
 	}
 	if err == nil {
 		var busy1 time.Duration
