@@ -31,6 +31,12 @@ type metrics struct {
 
 	seen, selected, written, dropped *prometheus.Desc
 	ringSize, ringUsed               *prometheus.Desc
+
+	// By ring, the frames of the CPUs that write into it, whichever
+	// ring took them: what shows a hot queue losing frames while the
+	// others lose none.
+	ringSelected, ringWritten, ringDropped *prometheus.Desc
+
 	filePackets, fileBytes, finished *prometheus.Desc
 	postFailures, buildInfo          *prometheus.Desc
 	uploadFiles, uploadBytes         *prometheus.Desc
@@ -90,6 +96,9 @@ func newMetrics(capt *capture.Capture, files *writer.Files, post *postRotate, up
 		dropped:      prometheus.NewDesc("ringcap_frames_dropped_total", "Selected frames lost before the ring, by reason: ring_full (no room), reserve_failed.", []string{"interface", "direction", "reason"}, nil),
 		ringSize:     prometheus.NewDesc("ringcap_ring_size_bytes", "Size of each ring buffer.", []string{"ring"}, nil),
 		ringUsed:     prometheus.NewDesc("ringcap_ring_used_bytes", "Bytes of each ring holding records not read yet, or read and not yet given back (1 MiB at most).", []string{"ring"}, nil),
+		ringSelected: prometheus.NewDesc("ringcap_ring_frames_selected_total", "Selected frames of the CPUs whose ring this is.", []string{"ring"}, nil),
+		ringWritten:  prometheus.NewDesc("ringcap_ring_frames_written_total", "Those written into a ring: this one, or another while this one was full.", []string{"ring"}, nil),
+		ringDropped:  prometheus.NewDesc("ringcap_ring_frames_dropped_total", "Those lost, by reason: ring_full (no ring had room), reserve_failed.", []string{"ring", "reason"}, nil),
 		filePackets:  prometheus.NewDesc("ringcap_file_packets_total", "Frames written to files.", nil, nil),
 		fileBytes:    prometheus.NewDesc("ringcap_file_bytes_total", "Bytes written to files.", nil, nil),
 		finished:     prometheus.NewDesc("ringcap_files_finished_total", "Files complete on disk: flushed, written to the disk and closed.", nil, nil),
@@ -105,6 +114,7 @@ func newMetrics(capt *capture.Capture, files *writer.Files, post *postRotate, up
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.seen, m.selected, m.written, m.dropped, m.ringSize, m.ringUsed,
+		m.ringSelected, m.ringWritten, m.ringDropped,
 		m.filePackets, m.fileBytes, m.finished, m.postFailures, m.buildInfo,
 		m.uploadFiles, m.uploadBytes, m.uploadFailures, m.uploadWaiting} {
 		ch <- d
@@ -149,6 +159,18 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ring := strconv.Itoa(i)
 		ch <- prometheus.MustNewConstMetric(m.ringSize, prometheus.GaugeValue, float64(m.capt.RingSize()), ring)
 		ch <- prometheus.MustNewConstMetric(m.ringUsed, prometheus.GaugeValue, float64(m.capt.RingUsed(i)), ring)
+	}
+	byRing, err := m.capt.RingCounters()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(m.ringSelected, err)
+		return
+	}
+	for i, c := range byRing {
+		ring := strconv.Itoa(i)
+		ch <- prometheus.MustNewConstMetric(m.ringSelected, prometheus.CounterValue, float64(c.Selected), ring)
+		ch <- prometheus.MustNewConstMetric(m.ringWritten, prometheus.CounterValue, float64(c.Written), ring)
+		ch <- prometheus.MustNewConstMetric(m.ringDropped, prometheus.CounterValue, float64(c.RingFull), ring, "ring_full")
+		ch <- prometheus.MustNewConstMetric(m.ringDropped, prometheus.CounterValue, float64(c.ReserveFailed), ring, "reserve_failed")
 	}
 	ch <- prometheus.MustNewConstMetric(m.filePackets, prometheus.CounterValue, float64(m.files.Saved()))
 	ch <- prometheus.MustNewConstMetric(m.fileBytes, prometheus.CounterValue, float64(m.files.Bytes()))
