@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcap/ringcap/bpf"
 	"github.com/ringcap/ringcap/bpf/bpftest"
 )
 
@@ -104,13 +105,25 @@ func TestMetricsPrometheus(t *testing.T) {
 	for range pings {
 		p.ping(t, 2000)
 	}
+	// The default rings: one per CPU, each of the default snap length's.
+	rings, err := bpf.DefaultRings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	each, err := bpf.SplitRingSize(bpf.DefaultRingsSize(rings), rings, 256)
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := map[string]float64{
 		`ringcap_frames_selected_total{interface="rc-rx"}`:                                          pings,
 		`ringcap_frames_written_total{interface="rc-rx"}`:                                           pings,
 		`ringcap_frames_dropped_total{interface="rc-rx",reason="ring_full"}`:                        0,
 		`ringcap_file_packets_total`:                                                                pings,
 		`ringcap_files_finished_total`:                                                              2,
-		`ringcap_ring_size_bytes`:                                                                   8 << 20,
+		`count(ringcap_ring_size_bytes)`:                                                            float64(rings),
+		`min(ringcap_ring_size_bytes)`:                                                              float64(each),
+		`max(ringcap_ring_size_bytes)`:                                                              float64(each),
+		`sum(ringcap_ring_frames_written_total)`:                                                    pings,
 		`ringcap_post_rotate_failures_total`:                                                        2,
 		`ringcap_build_info{interface="rc-rx",program="tcx ingress",version="` + testVersion + `"}`: 1,
 	}

@@ -334,7 +334,9 @@ func TestDropCountInFiles(t *testing.T) {
 	p := newVethPair(t)
 	dir := t.TempDir()
 	page := os.Getpagesize()
-	r := p.start(t, "-w", filepath.Join(dir, "rot.pcapng"), "-q", "-s", "64", "--ring-size", strconv.Itoa(page), "--rotate-packets", "10")
+	// One ring of a page: the program counts losses per CPU, as before
+	// there were more rings.
+	r := p.start(t, "-w", filepath.Join(dir, "rot.pcapng"), "-q", "-s", "64", "--ring-size", strconv.Itoa(page), "--rings", "1", "--rotate-packets", "10")
 	// Pings from one CPU: veth receives them there, and the program
 	// counts losses per CPU.
 	ping := func(n int) {
