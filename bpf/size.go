@@ -93,7 +93,8 @@ func SplitRingSize(total uint64, rings int, snaplen uint32) (uint32, error) {
 	}
 	page := uint64(os.Getpagesize())
 	if each > MaxRingSize {
-		each = MaxRingSize
+		return 0, fmt.Errorf("ring size %s over %d rings is more than %s a ring, the kernel's largest: give --ring-size %s or less, or more --rings",
+			FormatSize(total), rings, FormatSize(MaxRingSize), FormatSize(MaxRingSize*uint64(rings)))
 	}
 	record := uint64(Config{SnapLen: snaplen}.RecordSize())
 	least := max(page, nextPowerOfTwo(record+1))

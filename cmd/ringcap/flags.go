@@ -141,6 +141,10 @@ func parseRings(c *cli.Context, cfg *capture.Config) error {
 	if err != nil {
 		return badUsage(c, "%v", err)
 	}
+	if c.IsSet("ring-size") && uint64(each)*uint64(rings) != total {
+		fmt.Fprintf(c.App.ErrWriter, "ringcap: --ring-size %s makes %d rings of %s, %s in all: each ring is a power of two\n",
+			bpf.FormatSize(total), rings, bpf.FormatSize(uint64(each)), bpf.FormatSize(uint64(each)*uint64(rings)))
+	}
 	cfg.Rings, cfg.RingSize = rings, each
 	// The ring must hold at least one record of this snaplen.
 	if err := (bpf.Config{SnapLen: cfg.SnapLen, RingSize: cfg.RingSize, Rings: rings, Slots: 1}).Validate(); err != nil {
