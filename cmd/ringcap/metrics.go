@@ -163,7 +163,6 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	byRing, err := m.capt.RingCounters()
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(m.ringSelected, err)
-		return
 	}
 	for i, c := range byRing {
 		ring := strconv.Itoa(i)
