@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"math/bits"
 	"os"
 	"sync"
 	"time"
@@ -18,23 +20,27 @@ import (
 // of CPUs, into one stream of records in the order of their timestamps.
 //
 // Each ring holds its CPUs' records in the order they were written. The
-// reader keeps each ring's next record, its head, in a heap by timestamp
-// and hands out the oldest. A ring without a record is the difficulty: a
-// record older than the heads may still come there. A program takes its
-// record's timestamp within microseconds of the record showing in the
-// ring (reserved, or written at once by bpf_ringbuf_output). So once a
-// quiet ring has been seen empty at time T, no record older than
-// T - quietWait comes there any more: a head waits for quiet rings until
-// it is that old, quietWait at most.
+// reader keeps each ring's next record, its head, in a tournament by
+// timestamp and hands out the oldest. A ring without a record is the
+// difficulty: a record older than the heads may still come there. A
+// program takes its record's timestamp within microseconds of the record
+// showing in the ring (reserved, or written at once by
+// bpf_ringbuf_output). So once a quiet ring has been seen empty at time
+// T, no record older than T - quietWait comes there any more: a head
+// waits for quiet rings until it is that old, quietWait at most.
 //
 // One epoll serves every ring, edge-triggered: a ring whose head the
 // reader holds back stays readable, and would wake it again and again.
 type reader struct {
 	rings []*ring
-	heads []head // by ring; valid for the rings in heap
-	heap  []int  // the rings with a head, the oldest head first
-	quiet []int  // the rings without one
-	last  int    // the ring whose head Next handed out last, or -1
+	heads [][]byte // by ring: its head, nil if it has none
+	held  int      // how many rings have a head
+	// tree is a tournament between the heads: node n's children are
+	// 2n and 2n+1, leaf len(tree)/2+i is ring i's head, every other
+	// node the oldest head below it; tree[1], the oldest of all.
+	tree  []match
+	quiet []int // the rings without a head
+	last  int   // the ring whose head Next handed out last, or -1
 	// bound is the time, on the programs' clock, up to which no record
 	// will come to a quiet ring any more.
 	bound uint64
@@ -55,10 +61,15 @@ type reader struct {
 	closeMu sync.Mutex // Flush against Close
 }
 
-type head struct {
-	rec []byte
-	ts  uint64 // the event's ts_ns
+// match is a node of the tournament: the oldest head below it.
+type match struct {
+	ts   uint64 // the head's timestamp, or noHead
+	ring int
 }
+
+// noHead is the timestamp of a leaf without a head: later than any
+// record's.
+const noHead = math.MaxUint64
 
 // quietWait bounds how long a record waits for quiet rings; see reader.
 const quietWait = time.Millisecond
@@ -72,7 +83,15 @@ func newReader(maps []*ebpf.Map) (r *reader, err error) {
 	if len(maps) == 0 {
 		return nil, errors.New("no ring to read")
 	}
-	r = &reader{last: -1, epfd: -1, wake: -1, heads: make([]head, len(maps))}
+	leaves := 1 << bits.Len(uint(len(maps)-1))
+	r = &reader{last: -1, epfd: -1, wake: -1, heads: make([][]byte, len(maps)),
+		tree: make([]match, 2*leaves)}
+	for i := range leaves {
+		r.tree[leaves+i] = match{noHead, i}
+	}
+	for n := leaves - 1; n > 0; n-- {
+		r.tree[n] = r.tree[2*n]
+	}
 	defer func() {
 		if err != nil {
 			r.Close()
@@ -126,27 +145,27 @@ func (r *reader) Next() ([]byte, error) {
 		}
 	}
 	for {
-		if len(r.heap) > 0 && (len(r.quiet) == 0 || r.settled || r.flushing || r.heads[r.heap[0]].ts <= r.bound) {
-			r.last = r.heap[0]
-			return r.heads[r.last].rec, nil
+		if r.held > 0 && (len(r.quiet) == 0 || r.settled || r.flushing || r.tree[1].ts <= r.bound) {
+			r.last = r.tree[1].ring
+			return r.heads[r.last], nil
 		}
 		found, err := r.pollQuiet()
 		if err != nil {
 			return nil, err
 		}
-		if found || len(r.heap) > 0 && r.heads[r.heap[0]].ts <= r.bound {
+		if found || r.held > 0 && r.tree[1].ts <= r.bound {
 			continue
 		}
-		if len(r.heap) == 0 && r.pending != nil {
+		if r.held == 0 && r.pending != nil {
 			err := r.pending
 			r.pending, r.flushing = nil, false
 			return nil, err
 		}
 		until := r.deadline
-		if len(r.heap) > 0 {
+		if r.held > 0 {
 			// The head goes out once quiet rings can no longer
 			// bring an older record.
-			until = r.mono.timeOf(r.heads[r.heap[0]].ts).Add(quietWait)
+			until = r.mono.timeOf(r.tree[1].ts).Add(quietWait)
 		}
 		if err := r.wait(until); err != nil {
 			return nil, err
@@ -154,8 +173,7 @@ func (r *reader) Next() ([]byte, error) {
 	}
 }
 
-// advance reads the next record of the ring whose head was handed out,
-// which is at the top of the heap.
+// advance reads the next record of the ring whose head was handed out.
 func (r *reader) advance() error {
 	i := r.last
 	r.last = -1
@@ -164,12 +182,14 @@ func (r *reader) advance() error {
 		return err
 	}
 	if rec == nil {
-		r.popTop()
+		r.heads[i] = nil
+		r.held--
+		r.replay(i, noHead)
 		r.quiet = append(r.quiet, i)
 		return nil
 	}
-	r.heads[i] = head{rec, timestamp(rec)}
-	r.siftDown(0)
+	r.heads[i] = rec
+	r.replay(i, timestamp(rec))
 	return nil
 }
 
@@ -188,9 +208,9 @@ func (r *reader) pollQuiet() (found bool, err error) {
 			still = append(still, i)
 			continue
 		}
-		r.heads[i] = head{rec, timestamp(rec)}
-		r.heap = append(r.heap, i)
-		r.siftUp(len(r.heap) - 1)
+		r.heads[i] = rec
+		r.held++
+		r.replay(i, timestamp(rec))
 		found = true
 	}
 	r.quiet = still
@@ -198,54 +218,40 @@ func (r *reader) pollQuiet() (found bool, err error) {
 	return found, nil
 }
 
-// timestamp is a record's ts_ns; a record too short to hold one is
-// handed out first, for decodeEvent to refuse.
+// timestamp is a record's ts_ns, below noHead; a record too short to
+// hold one is handed out first, for decodeEvent to refuse.
 func timestamp(rec []byte) uint64 {
 	if len(rec) < bpf.EventTsOffset+8 {
 		return 0
 	}
-	return binary.NativeEndian.Uint64(rec[bpf.EventTsOffset:])
+	return min(binary.NativeEndian.Uint64(rec[bpf.EventTsOffset:]), noHead-1)
 }
 
-// The heap is written out rather than container/heap's, which calls
-// through an interface for every comparison and swap: the merge runs once
-// per record, and with one ring it should cost next to nothing.
-
-func (r *reader) less(a, b int) bool { return r.heads[r.heap[a]].ts < r.heads[r.heap[b]].ts }
-
-func (r *reader) siftUp(i int) {
-	for i > 0 {
-		parent := (i - 1) / 2
-		if !r.less(i, parent) {
-			return
+// replay gives ring i's leaf the timestamp ts and plays the matches on
+// its way to the root again; the other side of each is unchanged.
+//
+// A tournament rather than a heap (container/heap's, or one written out):
+// the merge runs once per record, and a heap's sift makes two comparisons
+// a level whose branches go either way at random when the rings' records
+// interleave, where a replay makes one, which the compiler turns into
+// conditional moves. Merging 64 rings, BenchmarkReaderMerge measured a
+// record at 2.2 to 2.5 times one ring's with a heap, 1.7 to 2.0 with the
+// tournament. Most of the rest is the memory's: read in turn, the rings
+// find fewer records in the caches than one ring read in order, which the
+// processor fetches ahead.
+func (r *reader) replay(i int, ts uint64) {
+	tree := r.tree
+	n, w := len(tree)/2+i, i
+	tree[n].ts = ts
+	for n > 1 {
+		o := tree[n^1]
+		if o.ts < ts {
+			w = o.ring
 		}
-		r.heap[i], r.heap[parent] = r.heap[parent], r.heap[i]
-		i = parent
+		ts = min(ts, o.ts)
+		n >>= 1
+		tree[n] = match{ts, w}
 	}
-}
-
-func (r *reader) siftDown(i int) {
-	for {
-		least, left := i, 2*i+1
-		if left < len(r.heap) && r.less(left, least) {
-			least = left
-		}
-		if right := left + 1; right < len(r.heap) && r.less(right, least) {
-			least = right
-		}
-		if least == i {
-			return
-		}
-		r.heap[i], r.heap[least] = r.heap[least], r.heap[i]
-		i = least
-	}
-}
-
-func (r *reader) popTop() {
-	last := len(r.heap) - 1
-	r.heap[0] = r.heap[last]
-	r.heap = r.heap[:last]
-	r.siftDown(0)
 }
 
 // wait waits for the programs to wake the reader, for a Flush, or until
@@ -306,20 +312,25 @@ func (r *reader) Flush() error {
 // More says whether Next has records in hand beyond the one it returned
 // last, without looking at the producers' positions: the end of a batch.
 func (r *reader) More() bool {
-	return len(r.heap) > 1 || r.last >= 0 && r.rings[r.last].Buffered() > 0
+	return r.held > 1 || r.last >= 0 && r.rings[r.last].Buffered() > 0
 }
 
 // Release gives back the records read so far, as Next does before it
 // waits, and the heads not handed out go back into their rings: for a
 // reader that stops reading.
 func (r *reader) Release() {
-	for _, i := range r.heap {
+	for i, head := range r.heads {
+		if head == nil {
+			continue
+		}
 		if i != r.last {
 			r.rings[i].Unread()
 		}
+		r.heads[i] = nil
+		r.replay(i, noHead)
 		r.quiet = append(r.quiet, i)
 	}
-	r.heap, r.last = r.heap[:0], -1
+	r.held, r.last = 0, -1
 	for _, rg := range r.rings {
 		rg.Release()
 	}
