@@ -64,8 +64,9 @@ func BenchmarkRingToPcapng(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
-// BenchmarkReaderMerge measures what Run does per record before the
-// sink, reader.Next and decodeEvent, for one reader merging rings whose
+// BenchmarkReaderMerge measures what Run does per record, reader.Next and
+// decodeEvent, and with sink=pcapng the writer's Enhanced Packet Block
+// too (what one reader merges and writes), for one reader merging rings whose
 // records' timestamps interleave round robin: at every record another
 // ring has the oldest head, the merge's worst case. Alternately, batch by
 // batch, it measures the same for one ring of the same total size
@@ -83,40 +84,46 @@ func BenchmarkReaderMerge(b *testing.B) {
 		name  string
 		bytes int // 0: all the rings hold
 	}{{"backlog", 0}, {"256KiB", 256 << 10}}
-	writer, readerCPU := benchCPUs(b)
+	fillCPU, readerCPU := benchCPUs(b)
 	for _, rings := range []int{1, 2, 16, 64} {
 		// Made once for all the runs of the sub-benchmarks: a
 		// program per ring.
 		merged := newBenchRings(b, rings, ringSize)
 		one := newBenchRings(b, 1, rings*ringSize)
 		for _, bb := range batches {
-			b.Run(fmt.Sprintf("rings=%d/batch=%s", rings, bb.name), func(b *testing.B) {
-				defer pinGoroutine(b, readerCPU)()
-				batch := merged.capacity()
-				if bb.bytes > 0 {
-					batch = min(batch, bb.bytes/merged.stored())
-				}
-				// The timer runs for both readers alike, and ns/op
-				// is the merge's alone.
-				var tMerged, tOne time.Duration
-				b.StopTimer()
-				b.ResetTimer()
-				for done := 0; done < b.N; done += batch {
-					n := min(batch, b.N-done)
-					for _, m := range []struct {
-						rings *benchRings
-						took  *time.Duration
-					}{{merged, &tMerged}, {one, &tOne}} {
-						m.rings.fill(b, writer, n)
-						b.StartTimer()
-						*m.took += m.rings.drain(b, n)
-						b.StopTimer()
+			for _, sink := range []string{"none", "pcapng"} {
+				b.Run(fmt.Sprintf("rings=%d/batch=%s/sink=%s", rings, bb.name, sink), func(b *testing.B) {
+					merged.w, one.w = nil, nil
+					if sink == "pcapng" {
+						merged.w, one.w = benchWriter(b), benchWriter(b)
 					}
-				}
-				b.ReportMetric(float64(tMerged.Nanoseconds())/float64(b.N), "ns/op")
-				b.ReportMetric(float64(tOne.Nanoseconds())/float64(b.N), "one-ring-ns/op")
-				b.ReportMetric(float64(tMerged)/float64(tOne), "x-one-ring")
-			})
+					defer pinGoroutine(b, readerCPU)()
+					batch := merged.capacity()
+					if bb.bytes > 0 {
+						batch = min(batch, bb.bytes/merged.stored())
+					}
+					// The timer runs for both readers alike, and ns/op
+					// is the merge's alone.
+					var tMerged, tOne time.Duration
+					b.StopTimer()
+					b.ResetTimer()
+					for done := 0; done < b.N; done += batch {
+						n := min(batch, b.N-done)
+						for _, m := range []struct {
+							rings *benchRings
+							took  *time.Duration
+						}{{merged, &tMerged}, {one, &tOne}} {
+							m.rings.fill(b, fillCPU, n)
+							b.StartTimer()
+							*m.took += m.rings.drain(b, n)
+							b.StopTimer()
+						}
+					}
+					b.ReportMetric(float64(tMerged.Nanoseconds())/float64(b.N), "ns/op")
+					b.ReportMetric(float64(tOne.Nanoseconds())/float64(b.N), "one-ring-ns/op")
+					b.ReportMetric(float64(tMerged)/float64(tOne), "x-one-ring")
+				})
+			}
 		}
 		merged.close()
 		one.close()
@@ -131,7 +138,17 @@ type benchRings struct {
 	state   *ebpf.Map // the writers', by ring
 	writers []*ebpf.Program
 	r       *reader
-	frame   []byte // an event, the writers' test run data
+	frame   []byte         // an event, the writers' test run data
+	w       *writer.Writer // if not nil, drain writes each event there
+}
+
+// benchWriter writes pcapng into nothing, as BenchmarkRingToPcapng does.
+func benchWriter(b *testing.B) *writer.Writer {
+	w, err := writer.New(io.Discard, writer.Options{Interfaces: []writer.Interface{{Name: "lo", SnapLen: benchSnapLen}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return w
 }
 
 // benchSnapLen is ringcap's default snaplen.
@@ -289,6 +306,12 @@ func (br *benchRings) drain(b *testing.B, n int) time.Duration {
 			b.Fatalf("record of %d after %d", ev.tsNs, last)
 		}
 		last = ev.tsNs
+		if br.w != nil {
+			err := br.w.WritePacket(writer.Packet{Time: time.Unix(0, int64(ev.tsNs)), Length: int(ev.frameLen), Data: ev.data})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 	took := time.Since(start)
 	br.r.Release()
