@@ -44,6 +44,11 @@ type reader struct {
 	// bound is the time, on the programs' clock, up to which no record
 	// will come to a quiet ring any more.
 	bound uint64
+	// early says the oldest head is from the future, past the last look
+	// at the quiet rings by more than maxAhead: a damaged timestamp, or
+	// a clock gone wrong, whose wait could outlast the capture. It goes
+	// out at once.
+	early bool
 	// settled says no record is on its way to a ring: a quiet ring has
 	// none to come, and heads need not wait for it.
 	settled bool
@@ -73,6 +78,10 @@ const noHead = math.MaxUint64
 
 // quietWait bounds how long a record waits for quiet rings; see reader.
 const quietWait = time.Millisecond
+
+// maxAhead is how far ahead of the clock a record's timestamp may be and
+// still wait for quiet rings; see reader.early.
+const maxAhead = time.Minute
 
 // errFlushed is returned by Next once the records in the rings when Flush
 // was called have been read.
@@ -145,7 +154,8 @@ func (r *reader) Next() ([]byte, error) {
 		}
 	}
 	for {
-		if r.held > 0 && (len(r.quiet) == 0 || r.settled || r.flushing || r.tree[1].ts <= r.bound) {
+		if r.held > 0 && (len(r.quiet) == 0 || r.settled || r.flushing || r.early || r.tree[1].ts <= r.bound) {
+			r.early = false
 			r.last = r.tree[1].ring
 			return r.heads[r.last], nil
 		}
@@ -154,6 +164,10 @@ func (r *reader) Next() ([]byte, error) {
 			return nil, err
 		}
 		if found || r.held > 0 && r.tree[1].ts <= r.bound {
+			continue
+		}
+		if r.held > 0 && r.tree[1].ts > r.bound+uint64(quietWait+maxAhead) {
+			r.early = true
 			continue
 		}
 		if r.held == 0 && r.pending != nil {
