@@ -562,8 +562,9 @@ static __always_inline void fill_event(struct event *ev, void *ctx, const int ki
 	ev->pad = 0;
 }
 
-// write_record writes a record of exactly the captured bytes, the choice
-// BenchmarkRecordSize measured against the others (bpf/variants).
+// write_into writes a record of exactly the captured bytes into ring,
+// the choice BenchmarkRecordSize measured against the others
+// (bpf/variants).
 //
 // A frame that fills the snap length, as most selected frames do, fits a
 // record of a constant size, which the verifier requires of a reserve: it
@@ -572,16 +573,12 @@ static __always_inline void fill_event(struct event *ev, void *ctx, const int ki
 // bpf_ringbuf_output(), which takes a size the verifier does not know.
 // XDP and tc run with bottom halves off, so nothing else on this CPU uses
 // the scratch record meanwhile.
-static __always_inline void write_record(void *ctx, const int kind, __u32 slot, struct iface_counters *cnt,
-					 __u64 cap, __u64 frame_len, __u32 vlan, __u32 gap)
+static __always_inline void write_into(void *ring, __u64 wakeup, void *ctx, const int kind, __u32 slot,
+				       struct iface_counters *cnt, __u64 cap, __u64 frame_len, __u32 vlan, __u32 gap)
 {
-	__u64 wakeup = 0;
 	struct event *ev;
 
 	if (cap == snaplen) {
-		void *ring = ring_with_room(cnt, snaplen, &wakeup);
-		if (!ring)
-			return;
 		ev = bpf_ringbuf_reserve(ring, sizeof(*ev) + snaplen, 0);
 		if (!ev) {
 			cnt->reserve_failed++;
@@ -597,9 +594,6 @@ static __always_inline void write_record(void *ctx, const int kind, __u32 slot, 
 		cnt->written++;
 		return;
 	}
-	void *ring = ring_with_room(cnt, cap, &wakeup);
-	if (!ring)
-		return;
 	__u32 cpu = bpf_get_smp_processor_id();
 	ev = bpf_map_lookup_elem(&scratch, &cpu);
 	if (!ev || copy_frame(ctx, kind, (void *)(ev + 1), cap, vlan, gap) < 0) {
@@ -612,6 +606,16 @@ static __always_inline void write_record(void *ctx, const int kind, __u32 slot, 
 		return;
 	}
 	cnt->written++;
+}
+
+// write_record writes the frame into the ring of ring_with_room.
+static __always_inline void write_record(void *ctx, const int kind, __u32 slot, struct iface_counters *cnt,
+					 __u64 cap, __u64 frame_len, __u32 vlan, __u32 gap)
+{
+	__u64 wakeup = 0;
+	void *ring = ring_with_room(cnt, cap, &wakeup);
+	if (ring)
+		write_into(ring, wakeup, ctx, kind, slot, cnt, cap, frame_len, vlan, gap);
 }
 
 // ringcap_filter_xdp and ringcap_filter_tc are the user's filter expression

@@ -269,44 +269,11 @@ static __always_inline void shared_write_record(void *ctx, const int kind, __u32
 						__u64 cap, __u64 frame_len, __u32 vlan, __u32 gap)
 {
 	__u64 wakeup = 0;
-	struct event *ev;
-
-	if (cap == snaplen) {
-		if (!room(&events, snaplen, ring_size, &wakeup)) {
-			cnt->ring_full++;
-			return;
-		}
-		ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + snaplen, 0);
-		if (!ev) {
-			cnt->reserve_failed++;
-			return;
-		}
-		if (copy_frame(ctx, kind, (void *)(ev + 1), cap, vlan, gap) < 0) {
-			bpf_ringbuf_discard(ev, 0);
-			cnt->reserve_failed++;
-			return;
-		}
-		fill_event(ev, ctx, kind, slot, cnt, frame_len, cap);
-		bpf_ringbuf_submit(ev, wakeup);
-		cnt->written++;
-		return;
-	}
 	if (!room(&events, cap, ring_size, &wakeup)) {
 		cnt->ring_full++;
 		return;
 	}
-	__u32 cpu = bpf_get_smp_processor_id();
-	ev = bpf_map_lookup_elem(&scratch, &cpu);
-	if (!ev || copy_frame(ctx, kind, (void *)(ev + 1), cap, vlan, gap) < 0) {
-		cnt->reserve_failed++;
-		return;
-	}
-	fill_event(ev, ctx, kind, slot, cnt, frame_len, cap);
-	if (bpf_ringbuf_output(&events, ev, sizeof(*ev) + cap, wakeup) < 0) {
-		cnt->reserve_failed++;
-		return;
-	}
-	cnt->written++;
+	write_into(&events, wakeup, ctx, kind, slot, cnt, cap, frame_len, vlan, gap);
 }
 
 // shared_capture is capture() of the multi-buffer build (ringcap_xdp:
