@@ -105,24 +105,33 @@ func SplitRingSize(total uint64, rings int, snaplen uint32) (uint32, error) {
 	return uint32(each), nil
 }
 
-// OnlineCPUs counts the CPUs online now, from the kernel's list
-// (/sys/devices/system/cpu/online, "0-3,6").
+// OnlineCPUs counts the CPUs online now, from the kernel's list. Read by
+// hand: cilium/ebpf reads the list of possible CPUs only.
 func OnlineCPUs() (int, error) {
 	const path = "/sys/devices/system/cpu/online"
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, fmt.Errorf("count CPUs: %w", err)
 	}
+	n, err := countCPUList(string(b))
+	if err != nil {
+		return 0, fmt.Errorf("count CPUs: %s: %w", path, err)
+	}
+	return n, nil
+}
+
+// countCPUList counts the CPUs of a kernel CPU list, "0-3,6".
+func countCPUList(list string) (int, error) {
 	n := 0
-	for _, part := range strings.Split(strings.TrimSpace(string(b)), ",") {
+	for _, part := range strings.Split(strings.TrimSpace(list), ",") {
 		first, last, isRange := strings.Cut(part, "-")
 		lo, err1 := strconv.Atoi(first)
 		hi, err2 := lo, error(nil)
 		if isRange {
 			hi, err2 = strconv.Atoi(last)
 		}
-		if err1 != nil || err2 != nil || hi < lo {
-			return 0, fmt.Errorf("count CPUs: %s holds %q", path, b)
+		if err1 != nil || err2 != nil || lo < 0 || hi < lo {
+			return 0, fmt.Errorf("%q is no CPU list", list)
 		}
 		n += hi - lo + 1
 	}
