@@ -34,7 +34,6 @@ import (
 type reader struct {
 	rings []*ring
 	heads [][]byte // by ring: its head, nil if it has none
-	held  int      // how many rings have a head
 	// tree is a tournament between the heads: node n's children are
 	// 2n and 2n+1, leaf len(tree)/2+i is ring i's head, every other
 	// node the oldest head below it; tree[1], the oldest of all.
@@ -154,7 +153,7 @@ func (r *reader) Next() ([]byte, error) {
 		}
 	}
 	for {
-		if r.held > 0 && (len(r.quiet) == 0 || r.settled || r.flushing || r.early || r.tree[1].ts <= r.bound) {
+		if r.held() > 0 && (len(r.quiet) == 0 || r.settled || r.flushing || r.early || r.tree[1].ts <= r.bound) {
 			r.early = false
 			r.last = r.tree[1].ring
 			return r.heads[r.last], nil
@@ -163,20 +162,20 @@ func (r *reader) Next() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if found || r.held > 0 && r.tree[1].ts <= r.bound {
+		if found || r.held() > 0 && r.tree[1].ts <= r.bound {
 			continue
 		}
-		if r.held > 0 && r.tree[1].ts > r.bound+uint64(quietWait+maxAhead) {
+		if r.held() > 0 && r.tree[1].ts > r.bound+uint64(quietWait+maxAhead) {
 			r.early = true
 			continue
 		}
-		if r.held == 0 && r.pending != nil {
+		if r.held() == 0 && r.pending != nil {
 			err := r.pending
 			r.pending, r.flushing = nil, false
 			return nil, err
 		}
 		until := r.deadline
-		if r.held > 0 {
+		if r.held() > 0 {
 			// The head goes out once quiet rings can no longer
 			// bring an older record.
 			until = r.mono.timeOf(r.tree[1].ts).Add(quietWait)
@@ -186,6 +185,9 @@ func (r *reader) Next() ([]byte, error) {
 		}
 	}
 }
+
+// held is how many rings have a head: every ring but the quiet ones.
+func (r *reader) held() int { return len(r.rings) - len(r.quiet) }
 
 // advance reads the next record of the ring whose head was handed out.
 func (r *reader) advance() error {
@@ -197,7 +199,6 @@ func (r *reader) advance() error {
 	}
 	if rec == nil {
 		r.heads[i] = nil
-		r.held--
 		r.replay(i, noHead)
 		r.quiet = append(r.quiet, i)
 		return nil
@@ -223,7 +224,6 @@ func (r *reader) pollQuiet() (found bool, err error) {
 			continue
 		}
 		r.heads[i] = rec
-		r.held++
 		r.replay(i, timestamp(rec))
 		found = true
 	}
@@ -326,7 +326,7 @@ func (r *reader) Flush() error {
 // More says whether Next has records in hand beyond the one it returned
 // last, without looking at the producers' positions: the end of a batch.
 func (r *reader) More() bool {
-	return r.held > 1 || r.last >= 0 && r.rings[r.last].Buffered() > 0
+	return r.held() > 1 || r.last >= 0 && r.rings[r.last].Buffered() > 0
 }
 
 // Release gives back the records read so far, as Next does before it
@@ -344,7 +344,7 @@ func (r *reader) Release() {
 		r.replay(i, noHead)
 		r.quiet = append(r.quiet, i)
 	}
-	r.held, r.last = 0, -1
+	r.last = -1
 	for _, rg := range r.rings {
 		rg.Release()
 	}
