@@ -95,7 +95,7 @@ func newMetrics(capt *capture.Capture, files *writer.Files, post *postRotate, up
 		written:      prometheus.NewDesc("ringcap_frames_written_total", "Selected frames written into the ring.", iface, nil),
 		dropped:      prometheus.NewDesc("ringcap_frames_dropped_total", "Selected frames lost before the ring, by reason: ring_full (no room), reserve_failed.", []string{"interface", "direction", "reason"}, nil),
 		ringSize:     prometheus.NewDesc("ringcap_ring_size_bytes", "Size of each ring buffer.", []string{"ring"}, nil),
-		ringUsed:     prometheus.NewDesc("ringcap_ring_used_bytes", "Bytes of each ring holding records not read yet, or read and not yet given back (1 MiB at most).", []string{"ring"}, nil),
+		ringUsed:     prometheus.NewDesc("ringcap_ring_used_bytes", "Bytes of each ring holding records not read yet, or read and not yet given back (a sixteenth of the ring, and 1 MiB, at most).", []string{"ring"}, nil),
 		ringSelected: prometheus.NewDesc("ringcap_ring_frames_selected_total", "Selected frames of the CPUs whose ring this is.", []string{"ring"}, nil),
 		ringWritten:  prometheus.NewDesc("ringcap_ring_frames_written_total", "Those written into a ring: this one, or another while this one was full.", []string{"ring"}, nil),
 		ringDropped:  prometheus.NewDesc("ringcap_ring_frames_dropped_total", "Those lost, by reason: ring_full (no ring had room), reserve_failed.", []string{"ring", "reason"}, nil),
