@@ -99,6 +99,10 @@ func SplitRingSize(total uint64, rings int, snaplen uint32) (uint32, error) {
 	record := uint64(Config{SnapLen: snaplen}.RecordSize())
 	least := max(page, nextPowerOfTwo(record+1))
 	if each < least {
+		if rings == 1 {
+			return 0, fmt.Errorf("ring size %s is less than the %s a ring needs (a page, and a record of snaplen %d): give --ring-size %s or more",
+				FormatSize(total), FormatSize(least), snaplen, FormatSize(least))
+		}
 		return 0, fmt.Errorf("ring size %s over %d rings leaves %s a ring, less than the %s a ring needs (a page, and a record of snaplen %d): give --ring-size %s or more, or fewer --rings",
 			FormatSize(total), rings, FormatSize(each), FormatSize(least), snaplen, FormatSize(least*uint64(rings)))
 	}

@@ -60,6 +60,7 @@ func TestSplitRingSize(t *testing.T) {
 		{8 << 30, 2, 256, 0, "give --ring-size 4GiB or less"},
 		{page, 2, 256, 0, "or fewer --rings"},
 		{64 << 10, 2, MaxSnapLen, 0, "a record of snaplen 65557"},
+		{64 << 10, 1, MaxSnapLen, 0, "give --ring-size 128KiB or more"},
 	}
 	for _, tt := range tests {
 		got, err := SplitRingSize(tt.total, tt.rings, tt.snaplen)
