@@ -67,8 +67,10 @@ func BenchmarkRingToPcapng(b *testing.B) {
 // BenchmarkReaderMerge measures what Run does per record, reader.Next and
 // decodeEvent, and with sink=pcapng the writer's Enhanced Packet Block
 // too (what one reader merges and writes), for one reader merging rings whose
-// records' timestamps interleave round robin: at every record another
-// ring has the oldest head, the merge's worst case. Alternately, batch by
+// records' timestamps interleave in runs: run=1, round robin, at every
+// record another ring has the oldest head, the merge's worst case;
+// run=64, runs of 64 records a ring, as a driver's poll hands the stack up
+// to 64 frames of one queue (NAPI's budget) on one CPU. Alternately, batch by
 // batch, it measures the same for one ring of the same total size
 // (ringcap's --ring-size is the total): x-one-ring is the ratio. Between
 // timed batches, test runs on another CPU fill the rings, as the programs
@@ -90,39 +92,45 @@ func BenchmarkReaderMerge(b *testing.B) {
 		// program per ring.
 		merged := newBenchRings(b, rings, ringSize)
 		one := newBenchRings(b, 1, rings*ringSize)
-		for _, bb := range batches {
-			for _, sink := range []string{"none", "pcapng"} {
-				b.Run(fmt.Sprintf("rings=%d/batch=%s/sink=%s", rings, bb.name, sink), func(b *testing.B) {
-					merged.w, one.w = nil, nil
-					if sink == "pcapng" {
-						merged.w, one.w = benchWriter(b), benchWriter(b)
+		for _, run := range []int{1, 64} {
+			for _, bb := range batches {
+				for _, sink := range []string{"none", "pcapng"} {
+					if rings == 1 && run > 1 {
+						continue // the same as run=1
 					}
-					defer pinGoroutine(b, readerCPU)()
-					batch := merged.capacity()
-					if bb.bytes > 0 {
-						batch = min(batch, bb.bytes/merged.stored())
-					}
-					// The timer runs for both readers alike, and ns/op
-					// is the merge's alone.
-					var tMerged, tOne time.Duration
-					b.StopTimer()
-					b.ResetTimer()
-					for done := 0; done < b.N; done += batch {
-						n := min(batch, b.N-done)
-						for _, m := range []struct {
-							rings *benchRings
-							took  *time.Duration
-						}{{merged, &tMerged}, {one, &tOne}} {
-							m.rings.fill(b, fillCPU, n)
-							b.StartTimer()
-							*m.took += m.rings.drain(b, n)
-							b.StopTimer()
+					name := fmt.Sprintf("rings=%d/run=%d/batch=%s/sink=%s", rings, run, bb.name, sink)
+					b.Run(name, func(b *testing.B) {
+						merged.w, one.w = nil, nil
+						if sink == "pcapng" {
+							merged.w, one.w = benchWriter(b), benchWriter(b)
 						}
-					}
-					b.ReportMetric(float64(tMerged.Nanoseconds())/float64(b.N), "ns/op")
-					b.ReportMetric(float64(tOne.Nanoseconds())/float64(b.N), "one-ring-ns/op")
-					b.ReportMetric(float64(tMerged)/float64(tOne), "x-one-ring")
-				})
+						defer pinGoroutine(b, readerCPU)()
+						batch := merged.capacity(run)
+						if bb.bytes > 0 {
+							batch = min(batch, bb.bytes/merged.stored())
+						}
+						// The timer runs for both readers alike, and ns/op
+						// is the merge's alone.
+						var tMerged, tOne time.Duration
+						b.StopTimer()
+						b.ResetTimer()
+						for done := 0; done < b.N; done += batch {
+							n := min(batch, b.N-done)
+							for _, m := range []struct {
+								rings *benchRings
+								took  *time.Duration
+							}{{merged, &tMerged}, {one, &tOne}} {
+								m.rings.fill(b, fillCPU, n, run)
+								b.StartTimer()
+								*m.took += m.rings.drain(b, n)
+								b.StopTimer()
+							}
+						}
+						b.ReportMetric(float64(tMerged.Nanoseconds())/float64(b.N), "ns/op")
+						b.ReportMetric(float64(tOne.Nanoseconds())/float64(b.N), "one-ring-ns/op")
+						b.ReportMetric(float64(tMerged)/float64(tOne), "x-one-ring")
+					})
+				}
 			}
 		}
 		merged.close()
@@ -135,7 +143,7 @@ func BenchmarkReaderMerge(b *testing.B) {
 // round robin across the rings.
 type benchRings struct {
 	maps    []*ebpf.Map
-	state   *ebpf.Map // the writers', by ring
+	state   *ebpf.Map // the writers', by ring: writerState
 	writers []*ebpf.Program
 	r       *reader
 	frame   []byte         // an event, the writers' test run data
@@ -165,7 +173,7 @@ func newBenchRings(b *testing.B, n, size int) *benchRings {
 		b.Fatal(err)
 	}
 	var err error
-	br.state, err = ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 16, MaxEntries: uint32(n)})
+	br.state, err = ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: uint32(binary.Size(writerState{})), MaxEntries: uint32(n)})
 	if err != nil {
 		fail(err)
 	}
@@ -175,7 +183,7 @@ func newBenchRings(b *testing.B, n, size int) *benchRings {
 			fail(err)
 		}
 		br.maps = append(br.maps, m)
-		p, err := eventWriter(m, br.state, uint32(i), len(br.frame), n)
+		p, err := eventWriter(m, br.state, uint32(i), len(br.frame))
 		if err != nil {
 			fail(err)
 		}
@@ -188,18 +196,23 @@ func newBenchRings(b *testing.B, n, size int) *benchRings {
 	return br
 }
 
+// writerState is an eventWriter's entry in the state map.
+type writerState struct {
+	Next, Left, Step uint64
+}
+
 // eventWriter is a program that writes records into ring m while its
-// entry i of state, a next timestamp and a count, counts on: each run
-// copies the test run's data, an event, into a record, as ringcap's
-// program does a frame, gives the record the next timestamp, adds step
-// to it and counts one down; once the count is zero it writes nothing.
+// entry i of state, a writerState, counts on: each run copies the test
+// run's data, an event, into a record, as ringcap's program does a frame,
+// gives the record the timestamp Next, adds Step to it and counts Left
+// down; once Left is zero it writes nothing.
 // One test run, repeated, fills a ring, and a signal cannot make it write
 // twice: the library runs an interrupted test run again, from the start.
 //
 // A tc program, not XDP: a repeated XDP test run swaps the kernel's XDP
 // dispatcher twice, which waits for RCU, some 20ms a run.
-func eventWriter(m, state *ebpf.Map, i uint32, size, step int) (*ebpf.Program, error) {
-	const next, left = 0, 8 // in the state entry
+func eventWriter(m, state *ebpf.Map, i uint32, size int) (*ebpf.Program, error) {
+	const next, left, step = 0, 8, 16 // in writerState
 	insns := asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1), // the __sk_buff
 		asm.StoreImm(asm.R10, -4, int64(i), asm.Word),
@@ -225,7 +238,8 @@ func eventWriter(m, state *ebpf.Map, i uint32, size, step int) (*ebpf.Program, e
 		asm.JNE.Imm(asm.R0, 0, "discard"),
 		asm.LoadMem(asm.R1, asm.R8, next, asm.DWord),
 		asm.StoreMem(asm.R7, int16(bpf.EventTsOffset), asm.R1, asm.DWord),
-		asm.Add.Imm(asm.R1, int32(step)),
+		asm.LoadMem(asm.R2, asm.R8, step, asm.DWord),
+		asm.Add.Reg(asm.R1, asm.R2),
 		asm.StoreMem(asm.R8, next, asm.R1, asm.DWord),
 		asm.LoadMem(asm.R1, asm.R8, left, asm.DWord),
 		asm.Sub.Imm(asm.R1, 1),
@@ -246,31 +260,45 @@ func eventWriter(m, state *ebpf.Map, i uint32, size, step int) (*ebpf.Program, e
 // stored is how many bytes of a ring a record takes.
 func (br *benchRings) stored() int { return (ringHeaderSize + len(br.frame) + 7) &^ 7 }
 
-// capacity is how many records the rings hold.
-func (br *benchRings) capacity() int {
+// capacity is how many records the rings hold, filled in runs of run.
+func (br *benchRings) capacity(run int) int {
 	per := br.r.RingSize()/br.stored() - 1
-	return per * len(br.maps)
+	return per / run * run * len(br.maps)
 }
 
-// fill writes n records on the writer's CPU: record k goes to ring k
-// mod rings, with the timestamp base+k. The base is quietWait before the
-// fill, which is after the reader last saw the rings empty: as old as a
-// program's record can be, for none to wait for quiet rings once the
-// fill is over.
-func (br *benchRings) fill(b *testing.B, on *pinnedWorker, n int) {
+// fill writes n records on the writer's CPU, in runs of run records a
+// ring: record k goes to ring k/run mod rings, with the timestamp base+k.
+// The base is quietWait before the fill, which is after the reader last
+// saw the rings empty: as old as a program's record can be, for none to
+// wait for quiet rings once the fill is over.
+func (br *benchRings) fill(b *testing.B, on *pinnedWorker, n, run int) {
 	rings := len(br.maps)
 	base := monoNow() - uint64(quietWait)
+	write := func(i int, st writerState) error {
+		if err := br.state.Put(uint32(i), st); err != nil {
+			return err
+		}
+		_, err := br.writers[i].Run(&ebpf.RunOptions{Data: br.frame, Repeat: uint32(st.Left)})
+		return err
+	}
 	err := on.do(func() error {
-		for i, p := range br.writers {
-			count := (n - i + rings - 1) / rings
-			if count <= 0 {
-				break
+		for i := range br.writers {
+			count := 0
+			if run == 1 {
+				// One test run for the ring, its timestamps rings apart.
+				count = max((n-i+rings-1)/rings, 0)
+				if count > 0 {
+					if err := write(i, writerState{base + uint64(i), uint64(count), uint64(rings)}); err != nil {
+						return err
+					}
+				}
 			}
-			if err := br.state.Put(uint32(i), [2]uint64{base + uint64(i), uint64(count)}); err != nil {
-				return err
-			}
-			if _, err := p.Run(&ebpf.RunOptions{Data: br.frame, Repeat: uint32(count)}); err != nil {
-				return err
+			for k := i * run; run > 1 && k < n; k += rings * run {
+				c := min(run, n-k)
+				if err := write(i, writerState{base + uint64(k), uint64(c), 1}); err != nil {
+					return err
+				}
+				count += c
 			}
 			if used := br.r.Used(i); used != count*br.stored() {
 				return fmt.Errorf("ring %d holds %d bytes after a fill of %d records of %d", i, used, count, br.stored())
