@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/ringcap/ringcap/capture/packet"
 	"io"
 	"runtime"
 	"testing"
@@ -335,7 +336,7 @@ func (br *benchRings) drain(b *testing.B, n int) time.Duration {
 		}
 		last = ev.tsNs
 		if br.w != nil {
-			err := br.w.WritePacket(writer.Packet{Time: time.Unix(0, int64(ev.tsNs)), Length: int(ev.frameLen), Data: ev.data})
+			err := br.w.WritePacket(packet.Packet{Time: time.Unix(0, int64(ev.tsNs)), Length: int(ev.frameLen), Data: ev.data})
 			if err != nil {
 				b.Fatal(err)
 			}

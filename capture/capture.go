@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ringcap/ringcap/capture/packet"
 	"net"
 	"os"
 	"slices"
@@ -19,7 +20,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf"
-	"github.com/ringcap/ringcap/writer"
 )
 
 // Config is what to capture and where.
@@ -65,7 +65,7 @@ func (c Config) Selection() string {
 // Interface is the position of its hook in Capture.Hooks; its Data is
 // valid only during the call.
 type Sink interface {
-	WritePacket(p writer.Packet) error
+	WritePacket(p packet.Packet) error
 	Flush() error
 }
 
@@ -548,7 +548,7 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 					return fmt.Errorf("ring record from slot %d, of %d hooks", slot, len(hooks))
 				}
 			}
-			err = sink.WritePacket(writer.Packet{Interface: slot, Time: clk.wall(ev.tsNs), Length: int(ev.frameLen),
+			err = sink.WritePacket(packet.Packet{Interface: slot, Time: clk.wall(ev.tsNs), Length: int(ev.frameLen),
 				Outbound: hooks[slot].Direction == Outbound, Queue: ev.rxQueue, DropCount: drops.since(slot, &ev), Data: ev.data})
 			if err != nil {
 				return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ringcap/ringcap/capture/packet"
 	"io"
 	"os"
 	"slices"
@@ -13,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf"
-	"github.com/ringcap/ringcap/writer"
 )
 
 // Replay runs the program over the frames of a recorded capture, through
@@ -254,7 +254,7 @@ func (r *Replay) Run(ctx context.Context, sink Sink) error {
 			data := ev.data[:min(len(ev.data), len(f.Data))]
 			// No queue received a replayed frame: the event's is the
 			// test run's.
-			err = sink.WritePacket(writer.Packet{Interface: f.Interface, Time: f.Time, Length: int(ev.frameLen),
+			err = sink.WritePacket(packet.Packet{Interface: f.Interface, Time: f.Time, Length: int(ev.frameLen),
 				Outbound: f.Direction == Outbound, DropCount: drops.since(slot, &ev), Data: data})
 			if err != nil {
 				return err

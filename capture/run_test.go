@@ -3,6 +3,7 @@ package capture
 import (
 	"bytes"
 	"context"
+	"github.com/ringcap/ringcap/capture/packet"
 	"os"
 	"runtime"
 	"slices"
@@ -17,7 +18,6 @@ import (
 	"github.com/ringcap/ringcap/bpf"
 	"github.com/ringcap/ringcap/bpf/bpftest"
 	"github.com/ringcap/ringcap/bpf/frames"
-	"github.com/ringcap/ringcap/writer"
 )
 
 // inNewNetns moves the calling test's goroutine, locked to its thread, into
@@ -33,12 +33,12 @@ func inNewNetns(t testing.TB) {
 }
 
 type sliceSink struct {
-	packets []writer.Packet
+	packets []packet.Packet
 	flushes int
 	first   func() // called on the first packet
 }
 
-func (s *sliceSink) WritePacket(p writer.Packet) error {
+func (s *sliceSink) WritePacket(p packet.Packet) error {
 	if len(s.packets) == 0 && s.first != nil {
 		s.first()
 	}

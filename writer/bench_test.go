@@ -2,6 +2,7 @@ package writer
 
 import (
 	"fmt"
+	"github.com/ringcap/ringcap/capture/packet"
 	"path/filepath"
 	"testing"
 	"time"
@@ -53,7 +54,7 @@ func BenchmarkWriteFile(b *testing.B) {
 			cpu0, machine0 := cpuTimes(b)
 			b.ResetTimer()
 			for range b.N {
-				if err := files.WritePacket(Packet{Time: ts, Length: 2000, Queue: 1, Data: data}); err != nil {
+				if err := files.WritePacket(packet.Packet{Time: ts, Length: 2000, Queue: 1, Data: data}); err != nil {
 					b.Fatal(err)
 				}
 			}

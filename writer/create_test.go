@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/ringcap/ringcap/capture/packet"
 	"io/fs"
 	"net"
 	"os"
@@ -452,7 +453,7 @@ func TestSeqFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			for range 2 {
-				if err := files.WritePacket(Packet{Time: start, Length: 100, Data: pattern(100)}); err != nil {
+				if err := files.WritePacket(packet.Packet{Time: start, Length: 100, Data: pattern(100)}); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -3,6 +3,7 @@ package writer
 import (
 	"errors"
 	"fmt"
+	"github.com/ringcap/ringcap/capture/packet"
 	"os"
 	"path/filepath"
 	"slices"
@@ -522,7 +523,7 @@ func (fs *Files) due(ts time.Time) (time.Time, bool) {
 
 // WritePacket writes a frame into the current file, first starting a new
 // one if the policy says so.
-func (fs *Files) WritePacket(p Packet) error {
+func (fs *Files) WritePacket(p packet.Packet) error {
 	if at, ok := fs.due(p.Time); ok {
 		if err := fs.rotate(at); err != nil {
 			return err

@@ -2,6 +2,7 @@ package writer
 
 import (
 	"fmt"
+	"github.com/ringcap/ringcap/capture/packet"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -74,7 +75,7 @@ func (h *harness) write(d time.Duration) {
 	h.t.Helper()
 	h.clock.now = start.Add(d)
 	h.counters.received++
-	if err := h.files.WritePacket(Packet{Time: h.clock.now, Length: 1500, Data: pattern(100)}); err != nil {
+	if err := h.files.WritePacket(packet.Packet{Time: h.clock.now, Length: 1500, Data: pattern(100)}); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -444,7 +445,7 @@ func TestAddInterface(t *testing.T) {
 	}
 	write := func(iface int) {
 		t.Helper()
-		if err := files.WritePacket(Packet{Interface: iface, Time: start, Length: 1500, Data: pattern(100)}); err != nil {
+		if err := files.WritePacket(packet.Packet{Interface: iface, Time: start, Length: 1500, Data: pattern(100)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -576,7 +577,7 @@ func TestMaxFilesAdoptsEarlier(t *testing.T) {
 	}
 	for i := range 2 {
 		clock.now = start.Add(time.Duration(i) * time.Second)
-		if err := files.WritePacket(Packet{Time: clock.now, Length: 100, Data: make([]byte, 100)}); err != nil {
+		if err := files.WritePacket(packet.Packet{Time: clock.now, Length: 100, Data: make([]byte, 100)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/ringcap/ringcap/capture/packet"
 	"io"
 	"slices"
 	"time"
@@ -28,22 +29,6 @@ type Interface struct {
 	// OS is the operating system of the machine the interface is on
 	// (if_os); empty where that is not known, as in a replay.
 	OS string
-}
-
-// Packet is one captured frame.
-type Packet struct {
-	Interface int // position in Options.Interfaces
-	Time      time.Time
-	Length    int    // original length on the wire
-	Queue     uint32 // receive queue; see Interface.Queues
-	// Outbound says the frame was sent, not received: epb_flags gives the
-	// direction, which Wireshark shows.
-	Outbound bool
-	// DropCount is the frames of the interface lost since the packet
-	// before this one (epb_dropcount), so that Wireshark shows where a
-	// capture has holes.
-	DropCount uint64
-	Data      []byte // the captured bytes; valid only during WritePacket
 }
 
 // Options describe a file's header blocks.
@@ -248,7 +233,7 @@ func (w *Writer) spill() error {
 // WritePacket appends one Enhanced Packet Block: the frame's first bytes,
 // its original length, its time, the inbound direction flag and, where the
 // interface has them, its receive queue.
-func (w *Writer) WritePacket(p Packet) error {
+func (w *Writer) WritePacket(p packet.Packet) error {
 	if w.err != nil {
 		return w.err
 	}
@@ -285,7 +270,7 @@ const (
 // the per-packet path; pcapgo's reader has no epb_queue either. The layout
 // is the same: little endian, nanosecond timestamps (the interfaces'
 // if_tsresol is 9).
-func (w *Writer) appendEPB(p *Packet, queue bool) {
+func (w *Writer) appendEPB(p *packet.Packet, queue bool) {
 	pad := (4 - len(p.Data)&3) & 3
 	options := 8 + 12 + 4 // epb_flags, epb_dropcount, opt_endofopt
 	if queue {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/ringcap/ringcap/capture/packet"
 	"io"
 	"os"
 	"path/filepath"
@@ -29,11 +30,11 @@ var (
 	testOptions = Options{Application: "ringcap test", Hardware: "Test CPU", OS: "Linux 6.18.0-test", Interfaces: testInterfaces}
 	// Nanoseconds that a microsecond resolution would lose.
 	t0          = time.Date(2026, 11, 26, 12, 0, 0, 123456789, time.UTC)
-	testPackets = []Packet{
-		{0, t0, 1515, 3, false, 0, pattern(256)},
-		{1, t0.Add(time.Millisecond + 1), 9014, 5, false, 1 << 40, pattern(256)}, // queue not written
-		{0, t0.Add(2 * time.Second), 100, 0, true, 7, pattern(100)},
-		{1, t0.Add(3 * time.Second), 255, 0, true, 0, pattern(253)}, // needs block padding
+	testPackets = []packet.Packet{
+		{Interface: 0, Time: t0, Length: 1515, Queue: 3, Outbound: false, DropCount: 0, Data: pattern(256)},
+		{Interface: 1, Time: t0.Add(time.Millisecond + 1), Length: 9014, Queue: 5, Outbound: false, DropCount: 1 << 40, Data: pattern(256)}, // queue not written
+		{Interface: 0, Time: t0.Add(2 * time.Second), Length: 100, Queue: 0, Outbound: true, DropCount: 7, Data: pattern(100)},
+		{Interface: 1, Time: t0.Add(3 * time.Second), Length: 255, Queue: 0, Outbound: true, DropCount: 0, Data: pattern(253)}, // needs block padding
 	}
 )
 

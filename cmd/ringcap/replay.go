@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ringcap/ringcap/capture/packet"
 	"io"
 	"path/filepath"
 
@@ -145,7 +146,7 @@ type frameLines struct {
 	names []string
 }
 
-func (f *frameLines) WritePacket(p writer.Packet) error {
+func (f *frameLines) WritePacket(p packet.Packet) error {
 	// tcpdump -r prints In and Out for a Linux cooked capture's frames.
 	dir := "In"
 	if p.Outbound {
