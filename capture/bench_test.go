@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"github.com/ringcap/ringcap/capture/packet"
 	"io"
 	"runtime"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/ringcap/ringcap/bpf"
 	"github.com/ringcap/ringcap/bpf/bpftest"
 	"github.com/ringcap/ringcap/bpf/frames"
+	"github.com/ringcap/ringcap/capture/packet"
 	"github.com/ringcap/ringcap/writer"
 )
 

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ringcap/ringcap/capture/packet"
 	"net"
 	"os"
 	"slices"
@@ -20,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf"
+	"github.com/ringcap/ringcap/capture/packet"
 )
 
 // Config is what to capture and where.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ringcap/ringcap/capture/packet"
 	"io"
 	"os"
 	"slices"
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf"
+	"github.com/ringcap/ringcap/capture/packet"
 )
 
 // Replay runs the program over the frames of a recorded capture, through

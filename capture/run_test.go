@@ -3,7 +3,6 @@ package capture
 import (
 	"bytes"
 	"context"
-	"github.com/ringcap/ringcap/capture/packet"
 	"os"
 	"runtime"
 	"slices"
@@ -18,6 +17,7 @@ import (
 	"github.com/ringcap/ringcap/bpf"
 	"github.com/ringcap/ringcap/bpf/bpftest"
 	"github.com/ringcap/ringcap/bpf/frames"
+	"github.com/ringcap/ringcap/capture/packet"
 )
 
 // inNewNetns moves the calling test's goroutine, locked to its thread, into

@@ -2,12 +2,12 @@ package writer
 
 import (
 	"fmt"
-	"github.com/ringcap/ringcap/capture/packet"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/ringcap/ringcap/capture/cpustat"
+	"github.com/ringcap/ringcap/capture/packet"
 )
 
 // BenchmarkWriteFile measures writing 256-byte packets into files of

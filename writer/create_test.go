@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/ringcap/ringcap/capture/packet"
 	"io/fs"
 	"net"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
+	"github.com/ringcap/ringcap/capture/packet"
 	"github.com/ringcap/ringcap/writer/pcapngtest"
 )
 

@@ -3,7 +3,6 @@ package writer
 import (
 	"errors"
 	"fmt"
-	"github.com/ringcap/ringcap/capture/packet"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ringcap/ringcap/capture/packet"
 )
 
 // Policy says when a capture moves on to a new file, combinable as

@@ -2,7 +2,6 @@ package writer
 
 import (
 	"fmt"
-	"github.com/ringcap/ringcap/capture/packet"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
+	"github.com/ringcap/ringcap/capture/packet"
 	"github.com/ringcap/ringcap/writer/pcapngtest"
 )
 

@@ -6,13 +6,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/ringcap/ringcap/capture/packet"
 	"io"
 	"slices"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/ringcap/ringcap/capture/packet"
 )
 
 // Interface describes one capture interface in the file's Interface

@@ -5,13 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ringcap/ringcap/capture/packet"
 	"io"
 	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/ringcap/ringcap/capture"
+	"github.com/ringcap/ringcap/capture/packet"
 	"github.com/ringcap/ringcap/writer"
 )
 
