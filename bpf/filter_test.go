@@ -99,15 +99,6 @@ var filterExpressions = []string{
 	"ip and -ip[2:2] < -1500",
 }
 
-// times are the packets' times, which tell the corpus' frames apart.
-func times(packets []pcapngtest.Packet) []time.Time {
-	var ts []time.Time
-	for _, p := range packets {
-		ts = append(ts, p.Time)
-	}
-	return ts
-}
-
 // TestFilterMatchesTcpdump runs every frame of the protocol corpus through
 // the program, both builds, with each expression, and compares what it
 // selects with what tcpdump -r selects from the same file.
@@ -202,7 +193,7 @@ func checkAgainstTcpdump(t *testing.T, expr string) {
 	if len(frames) < 40 {
 		t.Fatalf("%d frames in %s; go generate ./testdata writes it", len(frames), protocolCorpus)
 	}
-	want := times(pcapngtest.Tcpdump(t, protocolCorpus, expr))
+	want := pcapngtest.Times(pcapngtest.Tcpdump(t, protocolCorpus, expr))
 	if len(want) == 0 || len(want) == len(frames) {
 		t.Errorf("tcpdump selects %d of the %d frames: the corpus does not tell %q apart", len(want), len(frames), expr)
 	}

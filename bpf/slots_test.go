@@ -2,7 +2,6 @@ package bpf
 
 import (
 	"bytes"
-	"runtime"
 	"slices"
 	"testing"
 	"unsafe"
@@ -10,23 +9,10 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
 	"github.com/ringcap/ringcap/bpf/frames"
 )
-
-// inNewNetns moves the calling test's goroutine, locked to its thread, into
-// a network namespace of its own; the thread is discarded when the test
-// returns, and the namespace with it.
-func inNewNetns(t *testing.T) {
-	t.Helper()
-	bpftest.RequirePrivileges(t)
-	runtime.LockOSThread()
-	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-		t.Fatalf("unshare network namespace: %v", err)
-	}
-}
 
 // addVeth makes a veth pair, up, whose first end has the given index.
 func addVeth(t *testing.T, name string, index int) {
@@ -45,7 +31,7 @@ func addVeth(t *testing.T, name string, index int) {
 // the array for small indexes and the hash for large ones, and a frame of
 // an interface without a slot is not seen at all.
 func TestSlotByInterfaceIndex(t *testing.T) {
-	inNewNetns(t)
+	bpftest.InNewNetns(t)
 	const small, large, unmapped = 5, 70000, 7
 	addVeth(t, "rc-small", small)
 	addVeth(t, "rc-large", large)

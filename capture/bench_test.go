@@ -26,7 +26,7 @@ import (
 //
 //	go test -run XXX -bench RingToPcapng -benchmem ./capture
 func BenchmarkRingToPcapng(b *testing.B) {
-	inNewNetns(b)
+	bpftest.InNewNetns(b)
 	const snaplen, batch = 256, 100000
 	c, err := Open(Config{Interfaces: []string{"lo"}, MTU: 1500, SnapLen: snaplen, RingSize: 64 << 20, Mode: ModeGeneric, Directions: In})
 	if err != nil {

@@ -223,7 +223,7 @@ func TestRingWakes(t *testing.T) {
 // to the wakeup level, wakes it there, and again once the reader has read
 // all and the ring fills again.
 func TestProgramWakesReader(t *testing.T) {
-	inNewNetns(t)
+	bpftest.InNewNetns(t)
 	const ringSize, snaplen = 64 << 10, 128
 	c, err := Open(Config{Interfaces: []string{"lo"}, MTU: 1500, SnapLen: snaplen, RingSize: ringSize, Mode: ModeGeneric, Directions: In})
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -19,18 +18,6 @@ import (
 	"github.com/ringcap/ringcap/bpf/frames"
 	"github.com/ringcap/ringcap/capture/packet"
 )
-
-// inNewNetns moves the calling test's goroutine, locked to its thread, into
-// a network namespace of its own, so that attaching to its loopback touches
-// nothing outside. The thread is discarded when the test returns.
-func inNewNetns(t testing.TB) {
-	t.Helper()
-	bpftest.RequirePrivileges(t)
-	runtime.LockOSThread()
-	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-		t.Fatalf("unshare network namespace: %v", err)
-	}
-}
 
 type sliceSink struct {
 	packets []packet.Packet
@@ -66,7 +53,7 @@ func openLoopback(t *testing.T, frame []byte, n int) *Capture {
 }
 
 func TestRunDrainsRingOnCancel(t *testing.T) {
-	inNewNetns(t)
+	bpftest.InNewNetns(t)
 	frame := frames.Spec{L3Len: 3000}.Build()
 	before := time.Now()
 	c := openLoopback(t, frame, 50)
@@ -107,7 +94,7 @@ func TestRunDrainsRingOnCancel(t *testing.T) {
 }
 
 func TestRunStopsAtLimit(t *testing.T) {
-	inNewNetns(t)
+	bpftest.InNewNetns(t)
 	c := openLoopback(t, frames.Spec{L3Len: 2000}.Build(), 30)
 	var sink sliceSink
 	if err := c.Run(context.Background(), &sink, 10); err != nil {
@@ -123,7 +110,7 @@ func TestRunStopsAtLimit(t *testing.T) {
 // mode fails with the interface's name and the fix; generic mode is had
 // only when asked for.
 func TestAttachModes(t *testing.T) {
-	inNewNetns(t)
+	bpftest.InNewNetns(t)
 	cfg := Config{Interfaces: []string{"lo"}, MTU: 1500, SnapLen: 128, RingSize: 1 << 20, Directions: In}
 	tests := []struct {
 		mode    Mode
@@ -165,7 +152,7 @@ func TestAttachModes(t *testing.T) {
 // fewer receive queues than its peer has transmit queues runs none, and
 // --mode native refuses it in one line naming the fix, without trying.
 func TestNativeRefusedByFeatures(t *testing.T) {
-	inNewNetns(t)
+	bpftest.InNewNetns(t)
 	l := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "rc-q", NumRxQueues: 1, NumTxQueues: 1},
 		PeerName: "rc-q-peer", PeerNumTxQueues: 2, PeerNumRxQueues: 2}
 	if err := netlink.LinkAdd(l); err != nil {
@@ -194,7 +181,7 @@ func TestNativeRefusedByFeatures(t *testing.T) {
 // before it: the losses sit on the first frame after them, across Runs,
 // and add up to the program's counters.
 func TestDropCounts(t *testing.T) {
-	inNewNetns(t)
+	bpftest.InNewNetns(t)
 	// The program counts losses per CPU: keep every frame on one.
 	var set unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &set); err != nil {

@@ -4,13 +4,15 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/ringcap/ringcap/bpf/bpftest"
 )
 
 // The netdev family says which drivers run XDP themselves and hand XDP
 // the VLAN tags they take out: veth does both (Linux 6.8), loopback
 // neither; a bond would run it on its slaves' frames.
 func TestDriverXDP(t *testing.T) {
-	inNewNetns(t)
+	bpftest.InNewNetns(t)
 	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "rt-a"}, PeerName: "rt-b"}); err != nil {
 		t.Fatal(err)
 	}

@@ -453,7 +453,7 @@ func TestSeqFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			for range 2 {
-				if err := files.WritePacket(packet.Packet{Time: start, Length: 100, Data: pattern(100)}); err != nil {
+				if err := files.WritePacket(packet.Packet{Time: start, Length: 100, Data: pcapngtest.Pattern(100, 0)}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -544,7 +544,7 @@ func TestDirectOpensTheCreatedFile(t *testing.T) {
 	if d == nil {
 		t.Fatalf("openDirect: %s", why)
 	}
-	want := pattern(d.align)
+	want := pcapngtest.Pattern(d.align, 0)
 	if err := d.close(d.writeFull(append(pool.get(), want...), 0, 1), 1, 1); err != nil {
 		t.Fatal(err)
 	}

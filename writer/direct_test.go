@@ -83,7 +83,7 @@ func writeDirectSeries(t *testing.T, disk *fakeDisk) (saved uint64, err error) {
 		rng := rand.New(rand.NewPCG(1, 2))
 		for i := range 400 {
 			n := 60 + rng.IntN(9000)
-			err = w.WritePacket(packet.Packet{Interface: i % 2, Time: t0.Add(time.Duration(i)), Length: n, Data: pattern(n)})
+			err = w.WritePacket(packet.Packet{Interface: i % 2, Time: t0.Add(time.Duration(i)), Length: n, Data: pcapngtest.Pattern(n, 0)})
 			if err == nil && i%37 == 0 {
 				err = w.Flush()
 			}
@@ -153,7 +153,7 @@ func TestDirectFiles(t *testing.T) {
 	var writes []write
 	for i := range 3000 {
 		n := 60 + rng.IntN(9000)
-		writes = append(writes, write{packet.Packet{Interface: i % 2, Time: t0.Add(time.Duration(i) * time.Microsecond), Length: n + 10, Data: pattern(n)}, i%500 == 499})
+		writes = append(writes, write{packet.Packet{Interface: i % 2, Time: t0.Add(time.Duration(i) * time.Microsecond), Length: n + 10, Data: pcapngtest.Pattern(n, 0)}, i%500 == 499})
 	}
 	opts := testOptions
 	opts.Interfaces = []Interface{testInterfaces[0], testInterfaces[1]}
@@ -319,7 +319,7 @@ func TestDirectWritesInBackground(t *testing.T) {
 		var n uint64
 		for handedOver := 0; handedOver < buffers-1; n++ {
 			off := d.off
-			if err := w.WritePacket(packet.Packet{Time: t0, Length: 1000, Data: pattern(1000)}); err != nil {
+			if err := w.WritePacket(packet.Packet{Time: t0, Length: 1000, Data: pcapngtest.Pattern(1000, 0)}); err != nil {
 				t.Error(err)
 				break
 			}
@@ -370,7 +370,7 @@ func TestDirectWriteRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	for err == nil && d.off == 0 {
-		err = w.WritePacket(packet.Packet{Time: t0, Length: 1000, Data: pattern(1000)})
+		err = w.WritePacket(packet.Packet{Time: t0, Length: 1000, Data: pcapngtest.Pattern(1000, 0)})
 	}
 	err = errors.Join(err, w.finish())
 	if !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), "--buffered") {

@@ -75,7 +75,7 @@ func (h *harness) write(d time.Duration) {
 	h.t.Helper()
 	h.clock.now = start.Add(d)
 	h.counters.received++
-	if err := h.files.WritePacket(packet.Packet{Time: h.clock.now, Length: 1500, Data: pattern(100)}); err != nil {
+	if err := h.files.WritePacket(packet.Packet{Time: h.clock.now, Length: 1500, Data: pcapngtest.Pattern(100, 0)}); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -445,7 +445,7 @@ func TestAddInterface(t *testing.T) {
 	}
 	write := func(iface int) {
 		t.Helper()
-		if err := files.WritePacket(packet.Packet{Interface: iface, Time: start, Length: 1500, Data: pattern(100)}); err != nil {
+		if err := files.WritePacket(packet.Packet{Interface: iface, Time: start, Length: 1500, Data: pcapngtest.Pattern(100, 0)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -31,20 +31,12 @@ var (
 	// Nanoseconds that a microsecond resolution would lose.
 	t0          = time.Date(2026, 11, 26, 12, 0, 0, 123456789, time.UTC)
 	testPackets = []packet.Packet{
-		{Interface: 0, Time: t0, Length: 1515, Queue: 3, Outbound: false, DropCount: 0, Data: pattern(256)},
-		{Interface: 1, Time: t0.Add(time.Millisecond + 1), Length: 9014, Queue: 5, Outbound: false, DropCount: 1 << 40, Data: pattern(256)}, // queue not written
-		{Interface: 0, Time: t0.Add(2 * time.Second), Length: 100, Queue: 0, Outbound: true, DropCount: 7, Data: pattern(100)},
-		{Interface: 1, Time: t0.Add(3 * time.Second), Length: 255, Queue: 0, Outbound: true, DropCount: 0, Data: pattern(253)}, // needs block padding
+		{Interface: 0, Time: t0, Length: 1515, Queue: 3, Outbound: false, DropCount: 0, Data: pcapngtest.Pattern(256, 0)},
+		{Interface: 1, Time: t0.Add(time.Millisecond + 1), Length: 9014, Queue: 5, Outbound: false, DropCount: 1 << 40, Data: pcapngtest.Pattern(256, 0)}, // queue not written
+		{Interface: 0, Time: t0.Add(2 * time.Second), Length: 100, Queue: 0, Outbound: true, DropCount: 7, Data: pcapngtest.Pattern(100, 0)},
+		{Interface: 1, Time: t0.Add(3 * time.Second), Length: 255, Queue: 0, Outbound: true, DropCount: 0, Data: pcapngtest.Pattern(253, 0)}, // needs block padding
 	}
 )
-
-func pattern(n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i * 7)
-	}
-	return b
-}
 
 func writeTestFile(t *testing.T, out io.Writer) *Writer {
 	t.Helper()

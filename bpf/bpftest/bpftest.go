@@ -1,6 +1,7 @@
 // Package bpftest holds what ringcap's tests share: the gates for tests
-// that need root or a tool, the -update flag for golden files, test runs
-// of the program, and the state of files ringcap must leave alone.
+// that need root or a tool, a network namespace of the test's own, the
+// -update flag for golden files, test runs of the program, and the state
+// of files ringcap must leave alone.
 package bpftest
 
 import (
@@ -9,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"runtime"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -27,6 +29,19 @@ func RequirePrivileges(t testing.TB) {
 		t.Fatal("test needs root and RINGCAP_REQUIRE_PRIV=1 is set")
 	}
 	t.Skip("test needs root (set RINGCAP_REQUIRE_PRIV=1 to make this a failure)")
+}
+
+// InNewNetns moves the calling test's goroutine, locked to its thread,
+// into a network namespace of its own, so that what the test attaches or
+// adds there touches nothing outside. The thread is discarded when the
+// test returns, and the namespace with it.
+func InNewNetns(t testing.TB) {
+	t.Helper()
+	RequirePrivileges(t)
+	runtime.LockOSThread()
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		t.Fatalf("unshare network namespace: %v", err)
+	}
 }
 
 // Update is -update: tests rewrite their golden files instead of comparing

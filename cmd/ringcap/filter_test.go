@@ -16,15 +16,6 @@ import (
 // protocols is the corpus filter expressions are tried on.
 const protocols = testdata + "/protocols.pcap"
 
-// times are the packets' times, which tell the corpus' frames apart.
-func times(packets []pcapngtest.Packet) []time.Time {
-	var ts []time.Time
-	for _, p := range packets {
-		ts = append(ts, p.Time)
-	}
-	return ts
-}
-
 // On this corpus the default selection (L3 length above 1500, VLAN tags
 // not counted) is tcpdump's "greater 1515": its only oversize VLAN frame
 // is oversize either way.
@@ -53,8 +44,8 @@ func TestReplayFilter(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("exit %d\n%s", r.code, r.stderr)
 			}
-			want := times(pcapngtest.Tcpdump(t, protocols, tt.reference))
-			if got := times(pcapngtest.Read(t, out).Packets); !slices.EqualFunc(got, want, time.Time.Equal) {
+			want := pcapngtest.Times(pcapngtest.Tcpdump(t, protocols, tt.reference))
+			if got := pcapngtest.Times(pcapngtest.Read(t, out).Packets); !slices.EqualFunc(got, want, time.Time.Equal) {
 				t.Errorf("ringcap selects %d frames at %v, tcpdump %d at %v", len(got), got, len(want), want)
 			}
 			info := pcapngtest.Run(t, "capinfos", "-M", out)

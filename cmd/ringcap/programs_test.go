@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
+	"github.com/ringcap/ringcap/cmd/internal/veth"
 	"github.com/ringcap/ringcap/writer/pcapngtest"
 )
 
@@ -104,20 +105,12 @@ func TestReplayProgramCount(t *testing.T) {
 func vethNamespace(t *testing.T, pairs, mtu int) string {
 	t.Helper()
 	nsSeq++
-	ns := fmt.Sprintf("ringcap-%d-%d-many", os.Getpid(), nsSeq)
-	runIP(t, "netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	var batch strings.Builder
-	batch.WriteString("link set lo up\n")
-	for i := range pairs {
-		fmt.Fprintf(&batch, "link add name rc-m%d-a mtu %d type veth peer name rc-m%d-b mtu %d\nlink set rc-m%d-a up\nlink set rc-m%d-b up\n", i, mtu, i, mtu, i, i)
+	crowd, err := veth.NewCrowd(fmt.Sprintf("ringcap-%d-%d-many", os.Getpid(), nsSeq), pairs, mtu)
+	if err != nil {
+		t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "-n", ns, "-batch", "-")
-	cmd.Stdin = strings.NewReader(batch.String())
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("ip -batch: %v\n%s", err, out)
-	}
-	return ns
+	t.Cleanup(crowd.Close)
+	return crowd.Name
 }
 
 // -i any attaches one instance of each build to every interface: the

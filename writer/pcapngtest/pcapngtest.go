@@ -1,5 +1,6 @@
 // Package pcapngtest reads files in tests: with Wireshark's own engine,
-// through tshark and capinfos, and with pcapgo.
+// through tshark and capinfos, and with pcapgo; and makes the payloads
+// that tests send and find again in them.
 package pcapngtest
 
 import (
@@ -185,4 +186,35 @@ func Tcpdump(t testing.TB, path, expr string) []Packet {
 		t.Fatalf("tcpdump -r %s %q: %v\n%s", path, expr, err, msg)
 	}
 	return ReadPcap(t, out)
+}
+
+// CountFiles is Count summed over paths.
+func CountFiles(t testing.TB, paths []string, cutShortOK bool) int {
+	t.Helper()
+	total := 0
+	for _, path := range paths {
+		n, _ := Count(t, path, cutShortOK)
+		total += n
+	}
+	return total
+}
+
+// Times are the packets' times, which tell the frames of a corpus apart.
+func Times(packets []Packet) []time.Time {
+	var ts []time.Time
+	for _, p := range packets {
+		ts = append(ts, p.Time)
+	}
+	return ts
+}
+
+// Pattern is n bytes of payload that tell their offsets apart, different
+// for each seed: a byte out of place, even by a multiple of 256, reads
+// differently.
+func Pattern(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7+i/251) ^ seed
+	}
+	return b
 }

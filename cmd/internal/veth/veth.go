@@ -2,7 +2,8 @@
 // ringbench run on: two network namespaces, a sender's and a receiver's,
 // joined by veth pairs, with addresses from 198.18.0.0/15 (RFC 2544's
 // benchmarking range). Traffic between them never leaves the two
-// namespaces, and Close removes both.
+// namespaces, and Close removes both. Do runs code in one of them; a
+// Crowd is one namespace of many links that carry nothing.
 package veth
 
 import (
@@ -106,6 +107,41 @@ func ip(args ...string) error {
 func (n *Network) Close() {
 	exec.Command("ip", "netns", "del", n.Tx).Run()
 	exec.Command("ip", "netns", "del", n.Rx).Run()
+}
+
+// Crowd is one network namespace of many veth pairs, both ends of each
+// in it and up, without addresses: a host's many interfaces, for a test
+// of what follows them all.
+type Crowd struct {
+	Name string // the namespace
+}
+
+// NewCrowd builds namespace name, which must not be in use, with pairs
+// veth pairs at mtu, named rc-m<i>-a and rc-m<i>-b, and its loopback up.
+// On failure it removes what it built.
+func NewCrowd(name string, pairs, mtu int) (*Crowd, error) {
+	if err := ip("netns", "add", name); err != nil {
+		return nil, err
+	}
+	c := &Crowd{Name: name}
+	// One ip process for all: hundreds of pairs, one command each.
+	var batch strings.Builder
+	batch.WriteString("link set lo up\n")
+	for i := range pairs {
+		fmt.Fprintf(&batch, "link add name rc-m%d-a mtu %d type veth peer name rc-m%d-b mtu %d\nlink set rc-m%d-a up\nlink set rc-m%d-b up\n", i, mtu, i, mtu, i, i)
+	}
+	cmd := exec.Command("ip", "-n", name, "-batch", "-")
+	cmd.Stdin = strings.NewReader(batch.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("ip -n %s -batch: %v: %s", name, err, strings.TrimSpace(string(out)))
+	}
+	return c, nil
+}
+
+// Close removes the namespace, and with it the links.
+func (c *Crowd) Close() {
+	exec.Command("ip", "netns", "del", c.Name).Run()
 }
 
 // SetMTU sets the MTU of both ends of every link.

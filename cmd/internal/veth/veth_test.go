@@ -1,6 +1,7 @@
 package veth
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ringcap/ringcap/bpf/bpftest"
 )
 
 // Senders are pinned only to CPUs the process may use, which under a
@@ -88,5 +91,43 @@ func TestDoKeepsThread(t *testing.T) {
 	var ws unix.WaitStatus
 	if pid, err := unix.Wait4(cmd.Process.Pid, &ws, unix.WNOHANG, nil); pid != 0 || err != nil {
 		t.Errorf("the process started in Do ended (%v, %v): its thread ended", ws, err)
+	}
+}
+
+// A crowd's namespace holds both ends of every pair at the MTU asked
+// for, up, beside its loopback, and is gone after Close.
+func TestNewCrowd(t *testing.T) {
+	bpftest.RequirePrivileges(t)
+	name := fmt.Sprintf("ringcap-crowd-%d", os.Getpid())
+	c, err := NewCrowd(name, 3, 9000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("ip", "-n", name, "-j", "link", "show").Output()
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var links []struct {
+		Name  string   `json:"ifname"`
+		MTU   int      `json:"mtu"`
+		Flags []string `json:"flags"`
+	}
+	if err := json.Unmarshal(out, &links); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range links {
+		if !slices.Contains(l.Flags, "UP") || (l.Name != "lo" && l.MTU != 9000) {
+			t.Errorf("%s: MTU %d, flags %v; want up at MTU 9000", l.Name, l.MTU, l.Flags)
+		}
+		got = append(got, l.Name)
+	}
+	slices.Sort(got)
+	if want := []string{"lo", "rc-m0-a", "rc-m0-b", "rc-m1-a", "rc-m1-b", "rc-m2-a", "rc-m2-b"}; !slices.Equal(got, want) {
+		t.Errorf("links %v, want %v", got, want)
+	}
+	if _, err := os.Stat("/run/netns/" + name); !os.IsNotExist(err) {
+		t.Errorf("namespace %s still there after Close: %v", name, err)
 	}
 }
