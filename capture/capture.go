@@ -41,6 +41,11 @@ type Config struct {
 	Mode        Mode       // XDP's
 	Directions  Directions // -Q
 	Hook        HookChoice // where inbound frames are captured
+	// FollowLinks makes Run follow the interfaces: it takes the program
+	// off one that goes away and ends, with ErrNoInterface, once none
+	// is left; with AnyInterface, it captures on one that appears too.
+	// A LinkSink hears of each.
+	FollowLinks bool
 }
 
 // Selection is the whole selection as a filter string, for the file's
@@ -171,7 +176,7 @@ func (c *Capture) attach(h Hook) error {
 	defer c.mu.Unlock()
 	slot := len(c.hooks)
 	if c.detached {
-		return ErrEnded
+		return errEnded
 	}
 	if slot >= c.slots {
 		return fmt.Errorf("attach %s: all %d hooks of the capture are taken", h.Interface, c.slots)
@@ -206,10 +211,10 @@ func (c *Capture) attach(h Hook) error {
 	return nil
 }
 
-// AddInterface attaches the program to an interface that appeared while
-// the capture runs (-i any), and returns its hooks; Run hands them to
-// the sink before their first frame. It may be called while Run runs.
-func (c *Capture) AddInterface(name string) ([]Hook, error) {
+// addInterface attaches the program to an interface that appeared while
+// the capture runs (AnyInterface), and returns its hooks; Run hands them
+// to the sink before their first frame. It may be called while Run runs.
+func (c *Capture) addInterface(name string) ([]Hook, error) {
 	ifc, err := net.InterfaceByName(name)
 	if err != nil {
 		return nil, fmt.Errorf("interface %s: %w", name, err)
@@ -232,13 +237,13 @@ func (c *Capture) AddInterface(name string) ([]Hook, error) {
 	return added, errors.Join(errs...)
 }
 
-// RemoveInterface takes the program off the interface of index, which
+// removeInterface takes the program off the interface of index, which
 // went away or moved to another namespace: there, the shared instances
 // would count its frames as those of whatever interface of this
 // namespace has its new index. Its hooks keep their slots, and their
 // counters stay readable, for the file's statistics. It may be called
 // while Run runs.
-func (c *Capture) RemoveInterface(index int) error {
+func (c *Capture) removeInterface(index int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var errs []error
@@ -255,8 +260,8 @@ func (c *Capture) RemoveInterface(index int) error {
 	return errors.Join(errs...)
 }
 
-// ErrEnded is AddInterface on a capture that is ending.
-var ErrEnded = errors.New("the capture is ending")
+// errEnded is addInterface on a capture that is ending.
+var errEnded = errors.New("the capture is ending")
 
 // HookSink is a Sink that takes hooks added while the capture runs, as
 // interfaces of its own, after the others: writer.Files' AddInterface.
@@ -388,6 +393,19 @@ func (c *Capture) Hooks() []Hook {
 	return slices.Clone(c.hooks)
 }
 
+// attachedHooks are the hooks the program is still attached at.
+func (c *Capture) attachedHooks() []Hook {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var hooks []Hook
+	for i, h := range c.hooks {
+		if c.links[i] != nil {
+			hooks = append(hooks, h)
+		}
+	}
+	return hooks
+}
+
 // Packets returns how many frames were handed to the sink so far. It may be
 // called while Run runs.
 func (c *Capture) Packets() uint64 { return c.packets.Load() }
@@ -482,9 +500,27 @@ const (
 // Run hands every record in the ring to sink until ctx is done or limit
 // frames (0: no limit) have been handed over. When ctx is done it detaches
 // the program and hands over every record already in the ring before
-// returning, so that the counters and the sink agree. Runs must not
-// overlap: they share the capture's ring reader.
+// returning, so that the counters and the sink agree. With
+// Config.FollowLinks it follows the interfaces meanwhile, and ends the
+// same way when none is left, returning ErrNoInterface unless something
+// else failed. Runs must not overlap: they share the capture's ring
+// reader.
 func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
+	if !c.cfg.FollowLinks {
+		return c.run(ctx, sink, limit)
+	}
+	ctx, end := context.WithCancelCause(ctx)
+	defer end(nil)
+	stopWatch := c.watchLinks(sink, func() { end(ErrNoInterface) })
+	err := c.run(ctx, sink, limit)
+	stopWatch()
+	if err == nil && errors.Is(context.Cause(ctx), ErrNoInterface) {
+		return ErrNoInterface
+	}
+	return err
+}
+
+func (c *Capture) run(ctx context.Context, sink Sink, limit uint64) error {
 	rd := c.rings
 	stopped := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {

@@ -3,118 +3,218 @@ package capture
 import (
 	"errors"
 	"fmt"
-	"sync"
+	"slices"
 	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// WatchLinks calls gone, from a goroutine of its own, with the index and
-// name of each interface of hooks that goes away (or moves to another
-// namespace), once, until stop is called; stop waits for the goroutine.
-// Capture.RemoveInterface then takes the program off it; its counters
-// stay readable, so its statistics can still be written. If appeared is not nil, it is called with each interface that
-// appears, and says whether to watch it too. lost is called once if the
-// kernel's notifications stop coming.
-func WatchLinks(hooks []Hook, gone func(index int, name string), appeared func(name string) bool, lost func(error)) (stop func(), err error) {
-	watched := make(map[int]string)
-	for _, h := range hooks {
-		watched[h.Index] = h.Interface
+// ErrNoInterface is Run's error when every interface of a capture that
+// follows its interfaces (Config.FollowLinks) went away.
+var ErrNoInterface = errors.New("no interface left to capture on")
+
+// LinkSink is a Sink told of the interfaces that come and go while a
+// capture that follows them (Config.FollowLinks) runs. Its methods are
+// called from goroutines other than Run's; WatchLost may come at the same
+// time as another.
+type LinkSink interface {
+	Sink
+	// InterfaceAdded: the capture runs on an interface that appeared
+	// (AnyInterface), at hooks; the sink hears of each hook again, as
+	// a HookSink, before its first frame.
+	InterfaceAdded(name string, hooks []Hook)
+	// InterfaceLeftOut: an interface that appeared is not captured on,
+	// or not in every direction, for err.
+	InterfaceLeftOut(err error)
+	// InterfaceGone: an interface went away or moved to another network
+	// namespace; its frames so far were handed over, and its counters
+	// stay readable. removeErr is taking the program off it.
+	InterfaceGone(name string, removeErr error)
+	// WatchFailed: the interfaces cannot be watched at all; WatchLost:
+	// the kernel's notifications stopped coming. Either way, an
+	// interface that goes away is not noticed.
+	WatchFailed(err error)
+	WatchLost(err error)
+}
+
+// linkWatcher follows the interfaces of a running capture through the
+// kernel's link notifications: it takes the program off one that goes
+// away, since in another namespace the shared program instances would
+// count its frames as those of whatever interface has its index there,
+// and with AnyInterface it attaches the program to one that appears.
+type linkWatcher struct {
+	capt *Capture
+	sink LinkSink
+	// appearing says interfaces that appear are captured on too.
+	appearing bool
+	noneLeft  func()
+	// watched are the interfaces captured on, by index; ignored are
+	// those that were there before, or were left out: their changes are
+	// no news.
+	watched map[int]string
+	ignored map[int]bool
+
+	updates  chan netlink.LinkUpdate
+	done     chan struct{} // closing it ends the subscription
+	finished chan struct{} // closed when the watcher's goroutine returns
+	// stopping: closing the subscription makes its reader fail, which
+	// is no news.
+	stopping atomic.Bool
+}
+
+// watchLinks follows the interfaces of the capture's hooks until stop is
+// called, telling sink if it is a LinkSink; noneLeft is called once no
+// interface is left.
+func (c *Capture) watchLinks(sink Sink, noneLeft func()) (stop func()) {
+	w := &linkWatcher{
+		capt:      c,
+		sink:      noLinkSink{sink},
+		appearing: slices.Contains(c.cfg.Interfaces, AnyInterface),
+		noneLeft:  noneLeft,
+		watched:   make(map[int]string),
+		ignored:   make(map[int]bool),
+		updates:   make(chan netlink.LinkUpdate, 64),
+		done:      make(chan struct{}),
+		finished:  make(chan struct{}),
 	}
-	updates := make(chan netlink.LinkUpdate, 64)
-	done := make(chan struct{})
-	// Closing the subscription makes its reader fail: no news then.
-	var stopping atomic.Bool
+	if s, ok := sink.(LinkSink); ok {
+		w.sink = s
+	}
+	for _, h := range c.attachedHooks() {
+		w.watched[h.Index] = h.Interface
+	}
+	gone, err := w.subscribe()
+	if err != nil {
+		w.sink.WatchFailed(err)
+		return func() {}
+	}
+	go w.run(gone)
+	return w.stop
+}
+
+// subscribe starts the kernel's notifications, and returns the watched
+// interfaces that went before they began.
+func (w *linkWatcher) subscribe() (gone []int, err error) {
 	opts := netlink.LinkSubscribeOptions{ErrorCallback: func(err error) {
-		if lost != nil && !stopping.Load() {
-			lost(err)
+		if !w.stopping.Load() {
+			w.sink.WatchLost(err)
 		}
 	}}
-	if err := netlink.LinkSubscribeWithOptions(updates, done, opts); err != nil {
+	if err := netlink.LinkSubscribeWithOptions(w.updates, w.done, opts); err != nil {
 		return nil, fmt.Errorf("watch interfaces: %w", err)
 	}
-	// One that went before the subscription began is gone too.
-	var already []int
-	for index := range watched {
-		if _, err := netlink.LinkByIndex(index); errors.As(err, new(netlink.LinkNotFoundError)) {
-			already = append(already, index)
+	for index := range w.watched {
+		if linkGone(index) {
+			gone = append(gone, index)
 		}
 	}
-	finished := make(chan struct{})
-	// Interfaces not watched that are there now, or appeared and were
-	// left out: their changes are no news.
-	ignored := make(map[int]bool)
-	if appeared != nil {
-		links, err := netlink.LinkList()
-		if err != nil {
-			close(done)
-			return nil, fmt.Errorf("watch interfaces: %w", err)
-		}
-		for _, l := range links {
-			if _, ok := watched[l.Attrs().Index]; !ok {
-				ignored[l.Attrs().Index] = true
-			}
+	if !w.appearing {
+		return gone, nil
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		w.stopping.Store(true)
+		close(w.done)
+		return nil, fmt.Errorf("watch interfaces: %w", err)
+	}
+	for _, l := range links {
+		if _, ok := w.watched[l.Attrs().Index]; !ok {
+			w.ignored[l.Attrs().Index] = true
 		}
 	}
-	go func() {
-		defer close(finished)
-		report := func(index int) {
-			if name, ok := watched[index]; ok {
-				delete(watched, index)
-				gone(index, name)
-			}
-		}
-		for _, index := range already {
-			report(index)
-		}
-		for {
-			select {
-			case <-done:
+	return gone, nil
+}
+
+// linkGone says the kernel knows no interface of index, as opposed to
+// failing to say.
+func linkGone(index int) bool {
+	_, err := netlink.LinkByIndex(index)
+	return errors.As(err, new(netlink.LinkNotFoundError))
+}
+
+func (w *linkWatcher) run(gone []int) {
+	defer close(w.finished)
+	for _, index := range gone {
+		w.remove(index)
+	}
+	for {
+		select {
+		case <-w.done:
+			return
+		case u, ok := <-w.updates:
+			if !ok {
 				return
-			case u, ok := <-updates:
-				if !ok {
-					return
-				}
-				// A bridge port leaving its bridge is an
-				// RTM_DELLINK too, of family AF_BRIDGE; the
-				// interface stays.
-				if u.IfInfomsg.Family != unix.AF_UNSPEC {
-					continue
-				}
-				index := int(u.Index)
-				if u.Header.Type == unix.RTM_NEWLINK && appeared != nil && u.Link != nil {
-					if _, ok := watched[index]; !ok && !ignored[index] {
-						name := u.Link.Attrs().Name
-						if appeared(name) {
-							watched[index] = name
-						} else {
-							ignored[index] = true
-						}
-					}
-					continue
-				}
-				if u.Header.Type != unix.RTM_DELLINK {
-					continue
-				}
-				delete(ignored, index)
-				if _, err := netlink.LinkByIndex(int(u.Index)); errors.As(err, new(netlink.LinkNotFoundError)) {
-					report(int(u.Index))
-				}
 			}
+			w.update(u)
+		}
+	}
+}
+
+func (w *linkWatcher) update(u netlink.LinkUpdate) {
+	// A bridge port leaving its bridge is an RTM_DELLINK too, of family
+	// AF_BRIDGE; the interface stays.
+	if u.IfInfomsg.Family != unix.AF_UNSPEC {
+		return
+	}
+	index := int(u.Index)
+	switch {
+	case u.Header.Type == unix.RTM_NEWLINK && w.appearing && u.Link != nil:
+		if _, ok := w.watched[index]; !ok && !w.ignored[index] {
+			w.appeared(index, u.Link.Attrs().Name)
+		}
+	case u.Header.Type == unix.RTM_DELLINK:
+		delete(w.ignored, index)
+		if linkGone(index) {
+			w.remove(index)
+		}
+	}
+}
+
+// appeared captures on an interface that appeared, or leaves it out.
+func (w *linkWatcher) appeared(index int, name string) {
+	added, err := w.capt.addInterface(name)
+	if err != nil && !errors.Is(err, errEnded) {
+		w.sink.InterfaceLeftOut(err)
+	}
+	if len(added) == 0 {
+		w.ignored[index] = true
+		return
+	}
+	w.watched[index] = name
+	w.sink.InterfaceAdded(name, added)
+}
+
+// remove takes the program off a watched interface that went away.
+func (w *linkWatcher) remove(index int) {
+	name, ok := w.watched[index]
+	if !ok {
+		return
+	}
+	delete(w.watched, index)
+	w.sink.InterfaceGone(name, w.capt.removeInterface(index))
+	if len(w.watched) == 0 {
+		w.noneLeft()
+	}
+}
+
+// stop ends the subscription and waits for the watcher's goroutine.
+func (w *linkWatcher) stop() {
+	w.stopping.Store(true)
+	close(w.done)
+	<-w.finished
+	// The library's reader may wait to hand over one more.
+	go func() {
+		for range w.updates {
 		}
 	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			stopping.Store(true)
-			close(done)
-			<-finished
-			// The library's reader may wait to hand over one more.
-			go func() {
-				for range updates {
-				}
-			}()
-		})
-	}, nil
 }
+
+// noLinkSink is a sink that is told nothing of the interfaces.
+type noLinkSink struct{ Sink }
+
+func (noLinkSink) InterfaceAdded(string, []Hook) {}
+func (noLinkSink) InterfaceLeftOut(error)        {}
+func (noLinkSink) InterfaceGone(string, error)   {}
+func (noLinkSink) WatchFailed(error)             {}
+func (noLinkSink) WatchLost(error)               {}

@@ -97,6 +97,9 @@ func parseRecordFlags(c *cli.Context) (recordOptions, error) {
 		return opts, err
 	}
 	opts.capture.Interfaces = ifaces
+	// One that goes away ends its hooks, not the capture; the last one
+	// ends it. With -i any, one that appears is captured on.
+	opts.capture.FollowLinks = true
 	if opts.capture.Mode, err = capture.ParseMode(c.String("mode")); err != nil {
 		return opts, badUsage(c, "%v", err)
 	}
@@ -240,17 +243,15 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 	for _, ifc := range ifaceNames {
 		firstLine(ifc, hooks)
 	}
-	// An interface that goes away ends its hooks, not the capture; the
-	// last one ends it as Ctrl-C does, with exit status 1, so that a
-	// service manager starts ringcap again.
-	ctx, endRun := context.WithCancelCause(ctx)
-	defer endRun(nil)
-	any := slices.Contains(opts.capture.Interfaces, capture.AnyInterface)
-	stopWatch := watchInterfaces(capt, hooks, any, len(ifaceNames), stderr, firstLine, func() { endRun(errNoInterface) })
 	status := startStatus(stderr, opts.quiet, capt, files)
-	runErr := capt.Run(ctx, hookFiles{files, describe}, opts.count)
-	stopWatch()
-	allGone := errors.Is(context.Cause(ctx), errNoInterface)
+	runErr := capt.Run(ctx, &captureSink{Files: files, describe: describe, firstLine: firstLine, stderr: stderr}, opts.count)
+	// The last interface going away ends the capture as Ctrl-C does,
+	// but with exit status 1, so that a service manager starts ringcap
+	// again.
+	allGone := errors.Is(runErr, capture.ErrNoInterface)
+	if allGone {
+		runErr = nil
+	}
 	status.stop()
 	if up != nil {
 		// The wait for uploads starts now, and bounds --max-files'
@@ -267,22 +268,10 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 		up.finish()
 	}
 	if allGone {
-		err = errors.Join(err, errNoInterface)
+		err = errors.Join(err, capture.ErrNoInterface)
 	}
 	return err
 }
-
-// hookFiles are the files a capture writes, taking the hooks of
-// interfaces that appear as interfaces of their own.
-type hookFiles struct {
-	*writer.Files
-	describe func(capture.Hook) writer.Interface
-}
-
-func (f hookFiles) AddHook(h capture.Hook) error { return f.Files.AddInterface(f.describe(h)) }
-
-// errNoInterface ends a capture whose interfaces all went away.
-var errNoInterface = errors.New("no interface left to capture on")
 
 // ringsText is the rings' layout, "2 rings of 4MiB".
 func ringsText(capt *capture.Capture) string {

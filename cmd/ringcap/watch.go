@@ -1,60 +1,57 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"sync"
 
 	"github.com/ringcap/ringcap/capture"
+	"github.com/ringcap/ringcap/writer"
 )
 
-// watchInterfaces follows the interfaces of a running capture: one that
-// goes away is a line on stderr, and allGone is called when none of the
-// interfaces are left; with any (-i any), one that appears is captured on
-// too, and its first line printed with firstLine. stop ends the watch.
-func watchInterfaces(capt *capture.Capture, hooks []capture.Hook, any bool, interfaces int, stderr io.Writer,
-	firstLine func(ifc string, hooks []capture.Hook), allGone func()) (stop func()) {
-	var mu sync.Mutex // stderr's lines, and left
-	left := interfaces
-	var appeared func(name string) bool
-	if any {
-		appeared = func(name string) bool {
-			added, err := capt.AddInterface(name)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && !errors.Is(err, capture.ErrEnded) {
-				fmt.Fprintf(stderr, "ringcap: %v: left out, the capture goes on with the other interfaces\n", err)
-			}
-			if len(added) == 0 {
-				return false
-			}
-			firstLine(name, added)
-			left++
-			return true
-		}
+// captureSink is what a capture writes to: the files, which take the
+// hooks of interfaces that appear as interfaces of their own, and stderr,
+// which tells of interfaces coming and going.
+type captureSink struct {
+	*writer.Files
+	describe func(capture.Hook) writer.Interface
+	// firstLine prints the line that starts the capture on an interface.
+	firstLine func(ifc string, hooks []capture.Hook)
+	stderr    io.Writer
+	mu        sync.Mutex // stderr's lines
+}
+
+func (s *captureSink) AddHook(h capture.Hook) error { return s.Files.AddInterface(s.describe(h)) }
+
+func (s *captureSink) InterfaceAdded(name string, hooks []capture.Hook) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.firstLine(name, hooks)
+}
+
+func (s *captureSink) InterfaceLeftOut(err error) {
+	s.line("ringcap: %v: left out, the capture goes on with the other interfaces", err)
+}
+
+func (s *captureSink) InterfaceGone(name string, removeErr error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fmt.Fprintf(s.stderr, "ringcap: interface %s went away: its frames so far are written, its statistics at the end\n", name)
+	if removeErr != nil {
+		fmt.Fprintf(s.stderr, "ringcap: interface %s: %v\n", name, removeErr)
 	}
-	gone := func(index int, name string) {
-		// One moved to another namespace keeps a program that would
-		// count its frames there as another interface's.
-		removeErr := capt.RemoveInterface(index)
-		mu.Lock()
-		defer mu.Unlock()
-		fmt.Fprintf(stderr, "ringcap: interface %s went away: its frames so far are written, its statistics at the end\n", name)
-		if removeErr != nil {
-			fmt.Fprintf(stderr, "ringcap: interface %s: %v\n", name, removeErr)
-		}
-		if left--; left == 0 {
-			allGone()
-		}
-	}
-	lost := func(err error) {
-		fmt.Fprintf(stderr, "ringcap: interfaces are no longer watched (%v): one that goes away will not be noticed\n", err)
-	}
-	stop, err := capture.WatchLinks(hooks, gone, appeared, lost)
-	if err != nil {
-		fmt.Fprintf(stderr, "ringcap: %v: an interface that goes away will not be noticed\n", err)
-		return func() {}
-	}
-	return stop
+}
+
+func (s *captureSink) WatchFailed(err error) {
+	s.line("ringcap: %v: an interface that goes away will not be noticed", err)
+}
+
+func (s *captureSink) WatchLost(err error) {
+	s.line("ringcap: interfaces are no longer watched (%v): one that goes away will not be noticed", err)
+}
+
+func (s *captureSink) line(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fmt.Fprintf(s.stderr, format+"\n", args...)
 }
