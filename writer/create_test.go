@@ -279,7 +279,7 @@ func TestRotationSkipsTakenNames(t *testing.T) {
 	var adopted []string
 	files, err := Create(Config{Path: filepath.Join(h.dir, "cap.pcapng"), Options: Options{Interfaces: testInterfaces[:1]},
 		Policy: Policy{Packets: 1, MaxFiles: 10}, Now: h.clock.Now,
-		Adopt: func(path string) <-chan bool { adopted = append(adopted, filepath.Base(path)); return nil }})
+		Adopt: func(path string) Release { adopted = append(adopted, filepath.Base(path)); return Release{} }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +365,7 @@ func TestMaxFilesLeavesSwapped(t *testing.T) {
 	for _, kind := range []string{"link", "file"} {
 		t.Run(kind, func(t *testing.T) {
 			first := "cap_00001_20261126100007.pcapng"
-			h := &harness{t: t, inUse: map[string]chan bool{first: make(chan bool, 1)}}
+			h := &harness{t: t, inUse: map[string]heldFile{first: newHeldFile()}}
 			h = newHarnessWith(t, h, Policy{Packets: 1, MaxFiles: 1})
 			target := filepath.Join(h.dir, "target")
 			targetState := rootFile(t, target)
@@ -377,7 +377,7 @@ func TestMaxFilesLeavesSwapped(t *testing.T) {
 			}
 			plant(t, kind, path, target)
 			before := bpftest.StateOf(t, path)
-			h.inUse[first] <- true
+			h.inUse[first].decide(Deletable)
 			h.close()
 			bpftest.Untouched(t, path, before)
 			bpftest.Untouched(t, target, targetState)

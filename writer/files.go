@@ -66,19 +66,16 @@ type Config struct {
 	// writes no statistics.
 	Counters func() ([]Counts, error)
 	// Finished is called with the path of each file once it is complete
-	// on disk: flushed, written back (writeBack) and closed. It must not block. What it
-	// starts on the file (--post-rotate, an upload) may still be running
-	// when MaxFiles wants the file gone: it returns a channel that says,
-	// once that has ended, whether the file may go (true), or must stay
-	// (false, or closed: an upload that did not end). nil: it may go at
-	// once.
-	Finished func(path string) (release <-chan bool)
+	// on disk: flushed, written back (writeBack) and closed. It must not
+	// block. The Release it returns holds the file for what it starts on
+	// it (a command, an upload) until MaxFiles may delete it. nil: every
+	// file may go at once.
+	Finished func(path string) Release
 	// Adopt is called at Create with each file an earlier capture with
 	// this rotation left (Earlier), oldest first: MaxFiles counts them
 	// and deletes them first, as tcpdump's -W reuses its names across
-	// runs, each once its channel releases it (as Finished's). nil: they
-	// may go at once.
-	Adopt func(path string) (release <-chan bool)
+	// runs, each once its Release lets it go. nil: they may go at once.
+	Adopt func(path string) Release
 	// Note is told what the user should know while files are created: a
 	// rotated name that was taken, a number file that is not ringcap's.
 	// nil says nothing.
@@ -157,7 +154,7 @@ type Files struct {
 
 type finishedFile struct {
 	path    string
-	release <-chan bool // from Config.Finished
+	release Release // from Config.Finished
 }
 
 type file struct {
@@ -365,15 +362,9 @@ func (fs *Files) prune() error {
 	for fs.cfg.MaxFiles > 0 && len(fs.finished)+1 > fs.cfg.MaxFiles {
 		oldest := fs.finished[0]
 		fs.finished = fs.finished[1:]
-		if oldest.release == nil {
-			if err := remove(oldest.path); err != nil {
-				return err
-			}
-			continue
-		}
 		select {
-		case ok := <-oldest.release: // released already: room now
-			if ok {
+		case <-oldest.release.Decided(): // room now
+			if oldest.release.Wait() == Deletable {
 				if err := remove(oldest.path); err != nil {
 					return err
 				}
@@ -384,7 +375,7 @@ func (fs *Files) prune() error {
 		fs.deleting.Add(1)
 		go func() {
 			defer fs.deleting.Done()
-			if !<-oldest.release {
+			if oldest.release.Wait() != Deletable {
 				return
 			}
 			if err := remove(oldest.path); err != nil {

@@ -34,10 +34,21 @@ type harness struct {
 	clock    *fakeClock
 	counters *fakeCounters
 	finished []string
-	// inUse is what Finished returns for a file, by name: a channel the
-	// test sends on once it is done with the file: true lets it go.
-	inUse map[string]chan bool
+	// inUse holds files by name, as a command or an upload running on
+	// them would: Finished returns their Releases.
+	inUse map[string]heldFile
 	files *Files
+}
+
+// heldFile is a Release the test decides.
+type heldFile struct {
+	release Release
+	decide  func(Verdict)
+}
+
+func newHeldFile() heldFile {
+	release, decide := NewRelease()
+	return heldFile{release, decide}
 }
 
 var start = time.Date(2026, 11, 26, 10, 0, 7, 500_000_000, time.UTC)
@@ -58,9 +69,9 @@ func newHarnessWith(t *testing.T, h *harness, p Policy) *harness {
 		Policy:   p,
 		Now:      h.clock.Now,
 		Counters: h.counters.read,
-		Finished: func(path string) <-chan bool {
+		Finished: func(path string) Release {
 			h.finished = append(h.finished, path)
-			return h.inUse[filepath.Base(path)]
+			return h.inUse[filepath.Base(path)].release
 		},
 	})
 	if err != nil {
@@ -313,9 +324,9 @@ func TestMaxFilesWaitsForRelease(t *testing.T) {
 	name := func(seq, sec int) string {
 		return fmt.Sprintf("cap_%05d_202611261000%02d.pcapng", seq, sec)
 	}
-	h := &harness{t: t, inUse: make(map[string]chan bool)}
+	h := &harness{t: t, inUse: make(map[string]heldFile)}
 	for seq := 1; seq <= 5; seq++ {
-		h.inUse[name(seq, 6+seq)] = make(chan bool, 1)
+		h.inUse[name(seq, 6+seq)] = newHeldFile()
 	}
 	h = newHarnessWith(t, h, Policy{Packets: 1, MaxFiles: 2})
 	for i := range 5 {
@@ -330,11 +341,12 @@ func TestMaxFilesWaitsForRelease(t *testing.T) {
 	if err := os.Remove(filepath.Join(h.dir, name(1, 7))); err != nil {
 		t.Fatal(err)
 	}
-	h.inUse[name(1, 7)] <- true
-	h.inUse[name(2, 8)] <- false // not sent
-	close(h.inUse[name(3, 9)])   // not sent either
-	h.inUse[name(4, 10)] <- true
-	h.inUse[name(5, 11)] <- true
+	h.inUse[name(1, 7)].decide(Deletable)
+	h.inUse[name(2, 8)].decide(Keep) // not sent
+	h.inUse[name(3, 9)].decide(Keep) // not sent either, and the first verdict stands
+	h.inUse[name(3, 9)].decide(Deletable)
+	h.inUse[name(4, 10)].decide(Deletable)
+	h.inUse[name(5, 11)].decide(Deletable)
 	h.close()
 	names, _ = filepathBases(t, h.dir)
 	if want := []string{name(2, 8), name(3, 9), name(4, 10), name(5, 11)}; !slices.Equal(names, want) {
@@ -546,7 +558,7 @@ func TestNumbersGoOn(t *testing.T) {
 }
 
 // -W counts the files an earlier run left under the same name and deletes
-// them first, each once Adopt's channel lets it go (one it keeps stays),
+// them first, each once Adopt's Release lets it go (one it keeps stays),
 // and nothing else; numbers go on from the last one the number file keeps.
 func TestMaxFilesAdoptsEarlier(t *testing.T) {
 	dir := t.TempDir()
@@ -556,18 +568,18 @@ func TestMaxFilesAdoptsEarlier(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	keep := make(chan bool, 1)
-	keep <- false // its upload did not end
+	keep, decide := NewRelease()
+	decide(Keep) // its upload did not end
 	var adopted []string
 	clock := &fakeClock{start}
 	files, err := Create(Config{Path: filepath.Join(dir, "cap.pcapng"), Options: Options{Interfaces: testInterfaces[:1]},
 		Policy: Policy{Packets: 1, MaxFiles: 2}, Now: clock.Now,
-		Adopt: func(path string) <-chan bool {
+		Adopt: func(path string) Release {
 			adopted = append(adopted, filepath.Base(path))
 			if filepath.Base(path) == earlier[1] {
 				return keep
 			}
-			return nil
+			return Release{}
 		}})
 	if err != nil {
 		t.Fatal(err)

@@ -24,7 +24,7 @@ type source interface {
 // createFiles opens the output: out completed with the file's header
 // contents, statistics from src, the clock, and what follows a finished
 // file (--post-rotate, --upload).
-func createFiles(out writer.Config, ifaces []writer.Interface, src source, now func() time.Time, finished func(path string) <-chan bool) (*writer.Files, error) {
+func createFiles(out writer.Config, ifaces []writer.Interface, src source, now func() time.Time, finished func(path string) writer.Release) (*writer.Files, error) {
 	out.Options = writer.Options{Application: "ringcap " + version, Hardware: hostHardware(), OS: hostOS(), Interfaces: ifaces}
 	out.Now = now
 	out.Finished = finished

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/ringcap/ringcap/writer"
 )
 
 // postRotate runs the user's --post-rotate command on every finished file,
@@ -23,18 +25,18 @@ func newPostRotate(command string, stderr io.Writer) *postRotate {
 	return &postRotate{command: command, stderr: stderr}
 }
 
-// run starts the command on path and returns a channel that yields true
-// when it has ended: --max-files deletes the file only then. The path is
+// run starts the command on path and returns the Release that lets
+// --max-files delete the file once the command has ended. The path is
 // passed as an argument, never spliced into the shell's text.
-func (p *postRotate) run(path string) (ended <-chan bool) {
+func (p *postRotate) run(path string) writer.Release {
 	if p.command == "" {
-		return nil
+		return writer.Release{}
 	}
-	done := make(chan bool, 1)
+	release, decide := writer.NewRelease()
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		defer func() { done <- true }()
+		defer decide(writer.Deletable)
 		cmd := exec.Command("/bin/sh", "-c", p.command+` "$1"`, "ringcap-post-rotate", path)
 		cmd.Env = p.env
 		out, err := cmd.CombinedOutput()
@@ -47,7 +49,7 @@ func (p *postRotate) run(path string) (ended <-chan bool) {
 			fmt.Fprintf(p.stderr, "ringcap: --post-rotate %q on %s failed (%v): %s; capture goes on\n", p.command, path, err, msg)
 		}
 	}()
-	return done
+	return release
 }
 
 // withoutAWS returns env without the AWS SDK's variables (AWS_*).

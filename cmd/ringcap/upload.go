@@ -147,21 +147,25 @@ func (x *uploads) line(format string, args ...any) {
 
 // after returns what follows a finished file: the --post-rotate command,
 // then the upload of the file as the command left it (one that moved it
-// away, as gzip does, leaves nothing to send). The channel says when
+// away, as gzip does, leaves nothing to send). The Release says when
 // --max-files may delete the file.
-func (x *uploads) after(post *postRotate) func(path string) <-chan bool {
-	return func(path string) <-chan bool {
-		ran := post.run(path)
-		if ran == nil {
+func (x *uploads) after(post *postRotate) func(path string) writer.Release {
+	return func(path string) writer.Release {
+		if post.command == "" {
 			return x.up.Send(path)
 		}
-		both := make(chan bool, 1)
+		ran := post.run(path)
+		both, decide := writer.NewRelease()
 		x.chain.Add(1)
 		go func() {
-			ok := <-ran
+			ended := ran.Wait()
 			sent := x.up.Send(path)
 			x.chain.Done()
-			both <- <-sent && ok
+			if sent.Wait() == writer.Deletable && ended == writer.Deletable {
+				decide(writer.Deletable)
+			} else {
+				decide(writer.Keep)
+			}
 		}()
 		return both
 	}
@@ -169,9 +173,9 @@ func (x *uploads) after(post *postRotate) func(path string) <-chan bool {
 
 // adopt takes a file an earlier run left: one the store holds (marked so)
 // may go at once, the others are sent first.
-func (x *uploads) adopt(path string) <-chan bool {
-	if x.up.Held(path) {
-		return nil
+func (x *uploads) adopt(path string) writer.Release {
+	if x.up.SettleStored(path) {
+		return writer.Release{}
 	}
 	x.leftovers++
 	return x.up.Resume(path)

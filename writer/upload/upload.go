@@ -36,6 +36,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/ringcap/ringcap/writer"
 )
 
 // Target is where files go: s3://Bucket/Prefix.
@@ -117,8 +119,10 @@ type Uploader struct {
 
 type job struct {
 	path     string
-	leftover bool      // from an earlier run: the store may hold it
-	release  chan bool // true once the store holds it; false if not sent
+	leftover bool // from an earlier run: the store may hold it
+	// decide gives the Release Deletable once the store holds the file,
+	// or once it is gone; Keep if it is not sent.
+	decide func(writer.Verdict)
 }
 
 // New makes an uploader from the SDK's standard configuration sources. It
@@ -188,22 +192,24 @@ func (u *Uploader) Check(ctx context.Context, timeout time.Duration) error {
 	return describe(err)
 }
 
-// Send queues a finished file. It never blocks. The channel yields true
-// once the store holds the file, false when the uploader stopped first.
-func (u *Uploader) Send(file string) <-chan bool { return u.add(file, false) }
+// Send queues a finished file. It never blocks. The Release lets the
+// file go once the store holds it, and keeps it when the uploader stopped
+// first.
+func (u *Uploader) Send(file string) writer.Release { return u.add(file, false) }
 
 // Resume queues a file an earlier run left behind: unless the store holds
 // it already, it is sent like the others.
-func (u *Uploader) Resume(file string) <-chan bool { return u.add(file, true) }
+func (u *Uploader) Resume(file string) writer.Release { return u.add(file, true) }
 
-func (u *Uploader) add(file string, leftover bool) <-chan bool {
-	j := &job{path: file, leftover: leftover, release: make(chan bool, 1)}
+func (u *Uploader) add(file string, leftover bool) writer.Release {
+	release, decide := writer.NewRelease()
+	j := &job{path: file, leftover: leftover, decide: decide}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.stopped || u.ctx.Err() != nil {
 		u.unsent = append(u.unsent, file)
-		j.release <- false
-		return j.release
+		j.decide(writer.Keep)
+		return release
 	}
 	u.queue = append(u.queue, j)
 	u.waiting.Add(1)
@@ -211,7 +217,7 @@ func (u *Uploader) add(file string, leftover bool) <-chan bool {
 	case u.wake <- struct{}{}:
 	default:
 	}
-	return j.release
+	return release
 }
 
 // Stats reads the counters.
@@ -239,7 +245,7 @@ func (u *Uploader) Drain(timeout time.Duration) {
 
 // Wait takes no more files, and returns once the queue is empty or
 // Drain's timeout has passed, with the files not sent, oldest first, each
-// released as one to keep.
+// released to be kept.
 func (u *Uploader) Wait() (unsent []string) {
 	u.mu.Lock()
 	u.stopping = true
@@ -259,12 +265,12 @@ func (u *Uploader) Wait() (unsent []string) {
 	return u.unsent
 }
 
-// abandon releases the files queued as ones to keep: the uploads stopped.
+// abandon releases the files queued to be kept: the uploads stopped.
 // Called with mu held.
 func (u *Uploader) abandon() {
 	for _, j := range u.queue {
 		u.unsent = append(u.unsent, j.path)
-		j.release <- false
+		j.decide(writer.Keep)
 	}
 	u.queue = nil
 	u.waiting.Store(0)
@@ -328,21 +334,21 @@ func (u *Uploader) deliver(j *job) bool {
 			} else {
 				u.found.Add(1)
 			}
-			j.release <- true
+			j.decide(writer.Deletable)
 			return true
 		}
 		if errors.Is(err, os.ErrNotExist) {
 			// Moved away (a --post-rotate command's gzip): nothing
 			// is left to send.
 			u.cfg.Logf("upload %s: %v: not sent", j.path, err)
-			j.release <- true
+			j.decide(writer.Deletable)
 			return true
 		}
 		if errors.Is(err, errNotRegular) {
 			// Another file now has the name: not ringcap's to send,
 			// nor to delete.
 			u.cfg.Logf("upload %s: %v: not sent", j.path, err)
-			j.release <- false
+			j.decide(writer.Keep)
 			return true
 		}
 		if u.ctx.Err() != nil {
@@ -387,7 +393,7 @@ func (u *Uploader) upload(j *job) (size int64, sent bool, err error) {
 		return 0, false, fmt.Errorf("read %s: %w", j.path, err)
 	}
 	if j.leftover && u.holds(key, size, sum) == nil {
-		return size, false, u.done1(f, j.path, key, size, sum)
+		return size, false, u.markStored(f, j.path, key, size, sum)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return 0, false, err
@@ -413,11 +419,11 @@ func (u *Uploader) upload(j *job) (size int64, sent bool, err error) {
 			return 0, false, err
 		}
 	}
-	return size, true, u.done1(f, j.path, key, size, sum)
+	return size, true, u.markStored(f, j.path, key, size, sum)
 }
 
-// done1 marks a file the store holds, and deletes it if asked to.
-func (u *Uploader) done1(f *os.File, file, key string, size int64, sum string) error {
+// markStored marks a file the store holds, and deletes it if asked to.
+func (u *Uploader) markStored(f *os.File, file, key string, size int64, sum string) error {
 	// A file system without user xattrs only costs the next run a read.
 	unix.Fsetxattr(int(f.Fd()), uploadedAttr, []byte(mark(u.cfg.Target.Bucket, key, size, sum)), 0)
 	return u.deleteLocal(f, file)
@@ -467,11 +473,12 @@ func mark(bucket, key string, size int64, sum string) string {
 	return fmt.Sprintf("s3://%s/%s %d crc32:%s", bucket, key, size, sum)
 }
 
-// Held reports whether a file an earlier run left carries the mark of a
-// verified upload to this uploader's target, with the size it has now:
-// the store holds it, and it need not be read to know. Such a file counts
-// as found, and is deleted if Delete says so.
-func (u *Uploader) Held(file string) bool {
+// SettleStored settles a file an earlier run left if it carries the mark
+// of a verified upload to this uploader's target, with the size it has
+// now: the store holds it, and it need not be read to know. Such a file
+// counts as found, is deleted if Delete says so, and SettleStored returns
+// true; otherwise it returns false, and the file is to be sent (Resume).
+func (u *Uploader) SettleStored(file string) bool {
 	f, err := openRegular(file)
 	if err != nil {
 		return false

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
 	"github.com/ringcap/ringcap/capture/cpustat"
+	"github.com/ringcap/ringcap/writer"
 	"github.com/ringcap/ringcap/writer/upload/s3test"
 )
 
@@ -142,11 +143,13 @@ func writeFileB(t testing.TB, dir, name string, size int) (string, []byte) {
 	return path, data
 }
 
-func waitRelease(t testing.TB, ch <-chan bool, timeout time.Duration) (released, answered bool) {
+// waitRelease waits at most timeout for r's Verdict: released says it
+// lets the file go, answered that it came.
+func waitRelease(t testing.TB, r writer.Release, timeout time.Duration) (released, answered bool) {
 	t.Helper()
 	select {
-	case v := <-ch:
-		return v, true
+	case <-r.Decided():
+		return r.Wait() == writer.Deletable, true
 	case <-time.After(timeout):
 		return false, false
 	}
@@ -159,15 +162,15 @@ func TestSend(t *testing.T) {
 	dir := t.TempDir()
 	sizes := []int{0, 1000, 5 << 20, 12<<20 + 3}
 	var paths []string
-	var releases []<-chan bool
+	var releases []writer.Release
 	for i, size := range sizes {
 		path, _ := writeFile(t, dir, fmt.Sprintf("c_%05d.pcapng", i+1), size)
 		paths = append(paths, path)
 		releases = append(releases, u.Send(path))
 	}
 	var total uint64
-	for i, ch := range releases {
-		if ok, answered := waitRelease(t, ch, time.Minute); !ok || !answered {
+	for i, release := range releases {
+		if ok, answered := waitRelease(t, release, time.Minute); !ok || !answered {
 			t.Fatalf("%s not released (%v, %v):\n%s", paths[i], ok, answered, log)
 		}
 		want, _ := os.ReadFile(paths[i])
@@ -199,7 +202,7 @@ func TestStoreAway(t *testing.T) {
 	u, srv, log := newUploader(t, "")
 	srv.Kill()
 	dir := t.TempDir()
-	var releases []<-chan bool
+	var releases []writer.Release
 	for i := range 3 {
 		path, _ := writeFile(t, dir, fmt.Sprintf("c_%05d.pcapng", i+1), 6<<20+i)
 		releases = append(releases, u.Send(path))
@@ -215,16 +218,16 @@ func TestStoreAway(t *testing.T) {
 	if !strings.Contains(log.String(), "the store does not answer") {
 		t.Errorf("the lines do not say the store does not answer:\n%s", log)
 	}
-	for _, ch := range releases {
+	for _, r := range releases {
 		select {
-		case <-ch:
+		case <-r.Decided():
 			t.Fatal("a file was released while the store was away")
 		default:
 		}
 	}
 	srv.Start()
-	for i, ch := range releases {
-		if ok, _ := waitRelease(t, ch, time.Minute); !ok {
+	for i, release := range releases {
+		if ok, _ := waitRelease(t, release, time.Minute); !ok {
 			t.Fatalf("file %d not sent once the store is back:\n%s", i+1, log)
 		}
 	}
@@ -364,10 +367,10 @@ func BenchmarkSend(b *testing.B) {
 	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N*size>>20), "cpu-µs/MiB")
 }
 
-// Held tells a file the store holds by its mark alone, counts it as
-// found and deletes it with Delete; an unmarked file, or one marked for
-// another target or size, is not held.
-func TestHeld(t *testing.T) {
+// SettleStored tells a file the store holds by its mark alone, counts it
+// as found and deletes it with Delete; an unmarked file, or one marked for
+// another target or size, is not settled.
+func TestSettleStored(t *testing.T) {
 	u, srv, log := newUploader(t, "p")
 	dir := t.TempDir()
 	path, _ := writeFile(t, dir, "c_00001.pcapng", 3000)
@@ -376,15 +379,15 @@ func TestHeld(t *testing.T) {
 		t.Fatalf("not sent:\n%s", log)
 	}
 	elsewhere := uploaderTo(t, srv, "q", log, true)
-	if elsewhere.Held(path) || elsewhere.Held(other) {
-		t.Error("held by an uploader to another prefix, or unmarked")
+	if elsewhere.SettleStored(path) || elsewhere.SettleStored(other) {
+		t.Error("settled by an uploader to another prefix, or unmarked")
 	}
 	next := uploaderTo(t, srv, "p", log, true)
-	if !next.Held(path) {
-		t.Fatal("a marked file is not held")
+	if !next.SettleStored(path) {
+		t.Fatal("a marked file is not settled")
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
-		t.Errorf("Delete left the held file (%v)", err)
+		t.Errorf("Delete left the settled file (%v)", err)
 	}
 	if st := next.Stats(); st.Found != 1 || st.Files != 0 {
 		t.Errorf("stats %+v, want 1 found", st)
@@ -411,8 +414,8 @@ func TestSendsNoLink(t *testing.T) {
 		t.Errorf("no line says the link was not sent:\n%s", log)
 	}
 	deleting := uploaderTo(t, srv, "p", log, true)
-	if deleting.Held(link) {
-		t.Error("a link is held")
+	if deleting.SettleStored(link) {
+		t.Error("a link is settled")
 	}
 	if got, err := os.ReadFile(target); err != nil || !bytes.Equal(got, data) {
 		t.Errorf("the link's target changed (%v)", err)
