@@ -38,13 +38,19 @@ func sharedDir(t *testing.T) string {
 			t.Errorf("set %s back to %s: %v", sysctl, was, err)
 		}
 	})
-	// Not under t.TempDir(), which only root may enter.
-	dir, err := os.MkdirTemp("", "ringcap-shared")
+	return openDir(t, "ringcap-shared", 0o1777)
+}
+
+// openDir makes a directory that other users may enter, with mode, removed
+// when t ends: not under t.TempDir(), which only root may enter.
+func openDir(t *testing.T, prefix string, mode os.FileMode) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o1777); err != nil {
+	if err := os.Chmod(dir, mode); err != nil {
 		t.Fatal(err)
 	}
 	return dir

@@ -2,10 +2,8 @@ package main
 
 import (
 	"bytes"
-	byteorder "encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,10 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf"
 	"github.com/ringcap/ringcap/bpf/bpftest"
@@ -34,219 +28,6 @@ import (
 // ringsMetrics is where ringcap serves its metrics in the receiving
 // namespace, which the test made: the port is free there.
 const ringsMetrics = "127.0.0.1:9464"
-
-// genPort is the UDP port generator i sends to: a frame's sender shows in
-// the file.
-func genPort(i int) int { return 9000 + i }
-
-// The offsets in a captured frame sent by a generator: Ethernet (14),
-// IPv4 without options (20), UDP (8), then the payload, whose first four
-// bytes are the frame's sequence number.
-const (
-	udpDstOffset = 14 + 20 + 2
-	payloadStart = 14 + 20 + 8
-)
-
-// ringCPUs picks, for each of rings rings, a CPU this test may use whose
-// frames go to that ring (CPU c writes into ring c modulo rings), and
-// skips t when there is none.
-func ringCPUs(t *testing.T, rings int) []int {
-	t.Helper()
-	allowed := allowedCPUs(t)
-	cpus := make([]int, rings)
-	for ring := range cpus {
-		i := slices.IndexFunc(allowed, func(cpu int) bool { return cpu%rings == ring })
-		if i < 0 {
-			t.Skipf("needs a CPU for each of %d rings; this process may use %v", rings, allowed)
-		}
-		cpus[ring] = allowed[i]
-	}
-	return cpus
-}
-
-// generator sends UDP frames from the sending namespace on a thread
-// pinned to one CPU.
-type generator struct {
-	cpu     int
-	port    int // the destination port, which tells its frames apart
-	payload int // bytes; the frame is payload + 42
-	sent    int // frames sent so far; the next one's sequence number
-}
-
-// send sends n frames, each with its sequence number, on a thread pinned
-// to g.cpu in namespace ns. veth.Do gives the thread its CPUs back.
-func (g *generator) send(ns, addr string, n int) error {
-	return veth.Do(ns, func() error {
-		var set unix.CPUSet
-		set.Set(g.cpu)
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			return fmt.Errorf("pin to CPU %d: %w", g.cpu, err)
-		}
-		// Unconnected: the receiver's port unreachable replies, if
-		// any, do not fail the sends.
-		conn, err := net.ListenUDP("udp4", nil)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		to := &net.UDPAddr{IP: net.ParseIP(addr), Port: g.port}
-		payload := make([]byte, g.payload)
-		for range n {
-			byteorder.BigEndian.PutUint32(payload, uint32(g.sent))
-			if _, err := conn.WriteToUDP(payload, to); err != nil {
-				return fmt.Errorf("send frame %d from CPU %d: %w", g.sent, g.cpu, err)
-			}
-			g.sent++
-		}
-		return nil
-	})
-}
-
-// metricsScrape is one scrape of ringcap's metrics: the value of each
-// series, by name and labels, e.g. ringcap_ring_size_bytes{ring="0"}.
-type metricsScrape map[string]float64
-
-// scrapeMetrics reads ringcap's metrics at addr in the receiving
-// namespace, with Prometheus' own parser.
-func (p *vethPair) scrapeMetrics(t *testing.T, addr string) metricsScrape {
-	t.Helper()
-	text := p.inRx(t, "curl", "-sf", "http://"+addr+"/metrics")
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(strings.NewReader(text))
-	if err != nil {
-		t.Fatalf("metrics: %v\n%s", err, text)
-	}
-	s := metricsScrape{}
-	for name, family := range families {
-		for _, m := range family.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, l.GetName()+"="+strconv.Quote(l.GetValue()))
-			}
-			slices.Sort(labels)
-			// A series is a counter or a gauge: the other is nil, and 0.
-			s[name+"{"+strings.Join(labels, ",")+"}"] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return s
-}
-
-// value is a series' value; one that is missing fails t.
-func (s metricsScrape) value(t *testing.T, series string) uint64 {
-	t.Helper()
-	v, ok := s[series]
-	if !ok {
-		t.Fatalf("no series %s in the metrics", series)
-	}
-	return uint64(v)
-}
-
-// ring is ring i's counters, from the ringcap_ring_frames_* series.
-func (s metricsScrape) ring(t *testing.T, i int) bpf.Counters {
-	t.Helper()
-	ring := fmt.Sprintf(`ring="%d"`, i)
-	return bpf.Counters{
-		Selected:      s.value(t, "ringcap_ring_frames_selected_total{"+ring+"}"),
-		Written:       s.value(t, "ringcap_ring_frames_written_total{"+ring+"}"),
-		RingFull:      s.value(t, `ringcap_ring_frames_dropped_total{reason="ring_full",`+ring+"}"),
-		ReserveFailed: s.value(t, `ringcap_ring_frames_dropped_total{reason="reserve_failed",`+ring+"}"),
-	}
-}
-
-// inbound is the receiving end's inbound counters, from the
-// ringcap_frames_* series.
-func (s metricsScrape) inbound(t *testing.T) bpf.Counters {
-	t.Helper()
-	hook := `direction="in",interface="` + rxIf + `"`
-	return bpf.Counters{
-		Selected:      s.value(t, "ringcap_frames_selected_total{"+hook+"}"),
-		Written:       s.value(t, "ringcap_frames_written_total{"+hook+"}"),
-		RingFull:      s.value(t, `ringcap_frames_dropped_total{`+hook+`,reason="ring_full"}`),
-		ReserveFailed: s.value(t, `ringcap_frames_dropped_total{`+hook+`,reason="reserve_failed"}`),
-	}
-}
-
-// checkAccounted checks that every selected frame of every ring is
-// written or counted lost, and that the rings add up to the interface's
-// counters; it returns the rings' counters.
-func checkAccounted(t *testing.T, s metricsScrape, rings int) []bpf.Counters {
-	t.Helper()
-	var byRing []bpf.Counters
-	var sum bpf.Counters
-	for i := range rings {
-		c := s.ring(t, i)
-		if c.Selected != c.Written+c.RingFull+c.ReserveFailed {
-			t.Errorf("ring %d: %d selected, but %d written, %d lost to a full ring, %d reserve failures", i,
-				c.Selected, c.Written, c.RingFull, c.ReserveFailed)
-		}
-		byRing = append(byRing, c)
-		sum = sum.Add(c)
-	}
-	if _, ok := s[fmt.Sprintf(`ringcap_ring_frames_selected_total{ring="%d"}`, rings)]; ok {
-		t.Errorf("metrics for a ring %d; want %d rings", rings, rings)
-	}
-	if in := s.inbound(t); in != sum {
-		t.Errorf("the rings' counters add up to %+v, the interface's are %+v", sum, in)
-	}
-	return byRing
-}
-
-// sentFrame is a generator's frame as the file holds it.
-type sentFrame struct {
-	gen, seq int
-	time     time.Time
-}
-
-// readSent reads the generators' frames from the file at path, checking
-// that they are in timestamp order and that each generator's are in the
-// order it sent them.
-func readSent(t *testing.T, path string, generators int) []sentFrame {
-	t.Helper()
-	var frames []sentFrame
-	next := make([]int, generators) // the lowest sequence number each may have next
-	for i, p := range pcapngtest.Read(t, path).Packets {
-		if len(p.Data) < payloadStart+4 {
-			t.Fatalf("frame %d: %d bytes, not a generator's", i, len(p.Data))
-		}
-		gen := int(byteorder.BigEndian.Uint16(p.Data[udpDstOffset:])) - genPort(0)
-		if gen < 0 || gen >= generators {
-			t.Fatalf("frame %d: UDP port %d, not a generator's", i, gen+genPort(0))
-		}
-		f := sentFrame{gen: gen, seq: int(byteorder.BigEndian.Uint32(p.Data[payloadStart:])), time: p.Time}
-		if n := len(frames); n > 0 && f.time.Before(frames[n-1].time) {
-			t.Errorf("frame %d (generator %d, #%d) at %v comes after one at %v", i, f.gen, f.seq,
-				f.time.Format(time.RFC3339Nano), frames[n-1].time.Format(time.RFC3339Nano))
-		}
-		if f.seq < next[gen] {
-			t.Errorf("frame %d: generator %d's #%d after its #%d", i, gen, f.seq, next[gen]-1)
-		}
-		next[gen] = f.seq + 1
-		frames = append(frames, f)
-	}
-	return frames
-}
-
-// byGenerator counts the frames of each generator.
-func byGenerator(frames []sentFrame, generators int) []int {
-	n := make([]int, generators)
-	for _, f := range frames {
-		n[f.gen]++
-	}
-	return n
-}
-
-// stopped waits until ringcap, sent SIGSTOP, is stopped: the signal
-// arrives a moment after kill returns, and its reader could still take a
-// record meanwhile.
-func (r *ringcapProc) stopped(t *testing.T) {
-	t.Helper()
-	if err := r.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	if !waitFor(10*time.Second, func() bool { return processState(t, r.cmd.Process.Pid) == "T" }) {
-		t.Fatal("ringcap did not stop on SIGSTOP")
-	}
-}
 
 // Generators pinned to each CPU send at once, in rounds: the rings' frames
 // come to one file in timestamp order, each generator's in the order it
@@ -475,15 +256,6 @@ func TestRingsOneFullOtherWrites(t *testing.T) {
 		t.Errorf("summary %+v; want %d lost, %d written and in the file", sum, lost, hotC.Written+after+quietFrames)
 	}
 	t.Logf("CPU %d: %d sent, %d written, %d lost; CPU %d: %d sent and written", hot.cpu, flood, hotC.Written, lost, quiet.cpu, quietFrames)
-}
-
-// seqs is 0, 1, ..., n-1.
-func seqs(n int) []int {
-	s := make([]int, n)
-	for i := range s {
-		s[i] = i
-	}
-	return s
 }
 
 // A replay's output is the same with one ring as with the default, one

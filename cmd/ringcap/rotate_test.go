@@ -351,21 +351,14 @@ func TestDropCountInFiles(t *testing.T) {
 	// the rest are lost.
 	fits := (page - 1) / (8 + bpf.EventHeaderSize + 64)
 	const lost = 9
-	if err := r.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	// A signal arrives a moment after kill returns: wait until ringcap
-	// is stopped, or its reader could still take a record or two.
-	if !waitFor(10*time.Second, func() bool { return processState(t, r.cmd.Process.Pid) == "T" }) {
-		t.Fatal("ringcap did not stop on SIGSTOP")
-	}
+	r.stopped(t)
 	ping(fits + lost)
 	if err := r.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	// Once the reader has emptied the ring, three more.
-	if !waitFor(10*time.Second, func() bool { return countFrames(t, dir) == fits }) {
-		t.Fatalf("ringcap wrote %d frames after it went on, want the %d the ring held", countFrames(t, dir), fits)
+	if !waitFor(10*time.Second, func() bool { return pcapngtest.CountFiles(t, rotatedFiles(t, dir), true) == fits }) {
+		t.Fatalf("ringcap wrote %d frames after it went on, want the %d the ring held", pcapngtest.CountFiles(t, rotatedFiles(t, dir), true), fits)
 	}
 	ping(3)
 	if code := r.stop(t, os.Interrupt); code != 0 {
@@ -395,30 +388,4 @@ func TestDropCountInFiles(t *testing.T) {
 	if sum.full+sum.resFailure != lost || isbDrops != lost {
 		t.Errorf("the program counted %d lost, the statistics blocks %d; want %d", sum.full+sum.resFailure, isbDrops, lost)
 	}
-}
-
-// countFrames counts the frames in the rotated files of dir while
-// ringcap writes them: a block that a read meets half written counts as
-// not there yet.
-func countFrames(t *testing.T, dir string) int {
-	t.Helper()
-	n := 0
-	for _, path := range rotatedFiles(t, dir) {
-		c, _ := pcapngtest.Count(t, path, true)
-		n += c
-	}
-	return n
-}
-
-// processState is the state letter of process pid in /proc: R, S, T, ...
-func processState(t *testing.T, pid int) string {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// pid (comm) state ...: comm may hold spaces, so look after its ")".
-	_, rest, _ := strings.Cut(string(b), ") ")
-	state, _, _ := strings.Cut(rest, " ")
-	return state
 }

@@ -112,7 +112,7 @@ func tunnelSend(t *testing.T, tn tunnel, gro bool, mtu int) {
 		stopOut = p.tcpdumpAt(t, p.Tx, txIf, "out", path("egress.pcap"), "greater 1515")
 	}
 	stopIn := p.tcpdumpAt(t, p.Rx, rxIf, "in", path("ingress.pcap"), "greater 1515")
-	p.exchangeWith(t, overlayRx, pattern(3<<20, 1), pattern(1000, 2))
+	p.exchangeWith(t, overlayRx, pcapngtest.Pattern(3<<20, 1), pcapngtest.Pattern(1000, 2))
 	stopOut()
 	stopIn()
 	for _, r := range []*ringcapProc{out, in} {

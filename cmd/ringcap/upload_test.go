@@ -187,7 +187,7 @@ func TestUploadWrongCredentials(t *testing.T) {
 		t.Fatalf("ringcap exited with %d:\n%s", code, r.errors())
 	}
 	files := rotatedFiles(t, dir)
-	if n := countPcapng(t, files); n != 5 {
+	if n := pcapngtest.CountFiles(t, files, false); n != 5 {
 		t.Errorf("the files hold %d frames, want 5", n)
 	}
 	if !strings.Contains(r.errors(), "files not sent within --upload-timeout 1s, kept for the next run") {
@@ -265,16 +265,6 @@ func TestUploadMaxFilesAndDelete(t *testing.T) {
 	}
 }
 
-func countPcapng(t *testing.T, paths []string) int {
-	t.Helper()
-	n := 0
-	for _, path := range paths {
-		c, _ := pcapngtest.Count(t, path, false)
-		n += c
-	}
-	return n
-}
-
 // The store away until the disk fills, with -W: the capture stops as on
 // any full disk (exit 1), no file is deleted to make room, and those not
 // sent are named; the next run, with the store back, sends them.
@@ -299,7 +289,7 @@ func TestUploadDiskFullStoreAway(t *testing.T) {
 	if len(files) < 3 {
 		t.Fatalf("%d files: -W 2 deleted files the store does not hold", len(files))
 	}
-	if n := countPcapng(t, files); n != parseSummary(t, r.errors()).frames {
+	if n := pcapngtest.CountFiles(t, files, false); n != parseSummary(t, r.errors()).frames {
 		t.Errorf("the files hold %d frames, ringcap says it wrote %d", n, parseSummary(t, r.errors()).frames)
 	}
 	if !strings.Contains(r.errors(), "not sent within --upload-timeout 1s, kept for the next run") {
