@@ -95,7 +95,10 @@ type Capture struct {
 	rings    *reader
 	packets  atomic.Uint64 // frames handed to the sink
 	skipped  []error       // hooks left out of -i any
-	handed   int           // hooks the sink knows of, from one Run to the next
+	// present are the indexes of the interfaces there at Open, with
+	// AnyInterface: any other is one that appeared since.
+	present map[int]bool
+	handed  int // hooks the sink knows of, from one Run to the next
 	// drops continues from one Run to the next, as the counters do.
 	drops *dropCounter
 
@@ -131,7 +134,12 @@ func Open(cfg Config) (*Capture, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Capture{objs: objs, cfg: cfg, perfmon: perfmon, slots: slots}
+	c := &Capture{objs: objs, cfg: cfg, perfmon: perfmon, slots: slots, present: make(map[int]bool)}
+	if any {
+		for _, ifc := range ifaces {
+			c.present[ifc.Index] = true
+		}
+	}
 	if c.drops, err = newDropCounter(slots); err != nil {
 		objs.Close()
 		return nil, err

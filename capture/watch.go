@@ -50,8 +50,8 @@ type linkWatcher struct {
 	appearing bool
 	noneLeft  func()
 	// watched are the interfaces captured on, by index; ignored are
-	// those that were there before, or were left out: their changes are
-	// no news.
+	// those that were there at Open, or were left out: their changes
+	// are no news.
 	watched map[int]string
 	ignored map[int]bool
 
@@ -84,46 +84,59 @@ func (c *Capture) watchLinks(sink Sink, noneLeft func()) (stop func()) {
 	for _, h := range c.attachedHooks() {
 		w.watched[h.Index] = h.Interface
 	}
-	gone, err := w.subscribe()
+	early, err := w.subscribe()
 	if err != nil {
 		w.sink.WatchFailed(err)
 		return func() {}
 	}
-	go w.run(gone)
+	go w.run(early)
 	return w.stop
 }
 
-// subscribe starts the kernel's notifications, and returns the watched
-// interfaces that went before they began.
-func (w *linkWatcher) subscribe() (gone []int, err error) {
+// earlyNews is what changed between Open and the notifications' start.
+type earlyNews struct {
+	gone     []int          // watched interfaces that went
+	appeared map[int]string // interfaces that came, by index
+}
+
+// subscribe starts the kernel's notifications, and returns what they
+// would have said had they begun at Open.
+func (w *linkWatcher) subscribe() (early earlyNews, err error) {
 	opts := netlink.LinkSubscribeOptions{ErrorCallback: func(err error) {
 		if !w.stopping.Load() {
 			w.sink.WatchLost(err)
 		}
 	}}
 	if err := netlink.LinkSubscribeWithOptions(w.updates, w.done, opts); err != nil {
-		return nil, fmt.Errorf("watch interfaces: %w", err)
+		return early, fmt.Errorf("watch interfaces: %w", err)
 	}
 	for index := range w.watched {
 		if linkGone(index) {
-			gone = append(gone, index)
+			early.gone = append(early.gone, index)
 		}
 	}
 	if !w.appearing {
-		return gone, nil
+		return early, nil
 	}
 	links, err := netlink.LinkList()
 	if err != nil {
 		w.stopping.Store(true)
 		close(w.done)
-		return nil, fmt.Errorf("watch interfaces: %w", err)
+		return early, fmt.Errorf("watch interfaces: %w", err)
 	}
+	early.appeared = make(map[int]string)
 	for _, l := range links {
-		if _, ok := w.watched[l.Attrs().Index]; !ok {
-			w.ignored[l.Attrs().Index] = true
+		index := l.Attrs().Index
+		if _, ok := w.watched[index]; ok {
+			continue
+		}
+		if w.capt.present[index] {
+			w.ignored[index] = true
+		} else {
+			early.appeared[index] = l.Attrs().Name
 		}
 	}
-	return gone, nil
+	return early, nil
 }
 
 // linkGone says the kernel knows no interface of index, as opposed to
@@ -133,10 +146,13 @@ func linkGone(index int) bool {
 	return errors.As(err, new(netlink.LinkNotFoundError))
 }
 
-func (w *linkWatcher) run(gone []int) {
+func (w *linkWatcher) run(early earlyNews) {
 	defer close(w.finished)
-	for _, index := range gone {
+	for _, index := range early.gone {
 		w.remove(index)
+	}
+	for index, name := range early.appeared {
+		w.appeared(index, name)
 	}
 	for {
 		select {
