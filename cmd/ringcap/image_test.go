@@ -80,8 +80,8 @@ func TestContainerImage(t *testing.T) {
 			}
 		}
 	})
-	// chroot isolation: this machine's crun cannot make containers
-	// (hybrid cgroups, setrlimit refused); the build needs none.
+	// chroot isolation: crun cannot make containers on a host with
+	// hybrid cgroups, where setrlimit is refused; the build needs none.
 	run("podman", "build", "--isolation=chroot", "--network=host", "--pull=never",
 		"--build-arg", "BUILDER="+tag+"-builder", "--build-arg", "BASE="+tag+"-base", "--build-arg", "VERSION="+testVersion,
 		"-v", modcache+":/root/go/pkg/mod", "--ignorefile", "../../deploy/Containerfile.dockerignore",
@@ -89,9 +89,9 @@ func TestContainerImage(t *testing.T) {
 	t.Cleanup(func() { exec.Command("podman", "rmi", "-f", tag).Run() })
 
 	// The image run as buildah runs it, with the capabilities the
-	// DaemonSet adds. This machine's containers-common seccomp profile
-	// allows bpf(2) only with CAP_SYS_ADMIN (containerd's allows it with
-	// CAP_BPF), so the container runs without one.
+	// DaemonSet adds. containers-common's seccomp profile allows bpf(2)
+	// only with CAP_SYS_ADMIN (containerd's allows it with CAP_BPF), so
+	// the container runs without one.
 	ctr := strings.TrimSpace(run("buildah", "from", "--pull-never", "--security-opt", "seccomp=unconfined", tag))
 	t.Cleanup(func() { exec.Command("buildah", "rm", ctr).Run() })
 	out := t.TempDir()
