@@ -529,118 +529,145 @@ func (c *Capture) Run(ctx context.Context, sink Sink, limit uint64) error {
 }
 
 func (c *Capture) run(ctx context.Context, sink Sink, limit uint64) error {
-	rd := c.rings
 	stopped := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		// Detach first: every record submitted before the links are
 		// gone is then in the ring when Flush wakes the reader.
 		c.Detach()
 		close(stopped)
-		rd.Flush()
+		c.rings.Flush()
 	})
 	defer stop()
-
-	var clk clock
-	if err := clk.sync(); err != nil {
+	r := &liveRun{c: c, rd: c.rings, sink: sink, idle: sink.Flush, limit: limit, stopped: stopped,
+		hooks: c.Hooks()[:c.handed]}
+	if s, ok := sink.(IdleSink); ok {
+		r.idle = s.Idle
+	}
+	if err := r.clk.sync(); err != nil {
 		return err
 	}
-	// The hooks the sink knows of: Open's, then those handed over.
-	hooks := c.Hooks()[:c.handed]
-	drops := c.drops
-	idle := sink.Flush
-	if s, ok := sink.(IdleSink); ok {
-		idle = s.Idle
-	}
-	var (
-		n         uint64
-		lastFlush time.Time
-		drainEnd  time.Time
-	)
 	defer func() {
-		rd.Release()
-		c.packets.Store(n)
+		r.rd.Release()
+		c.packets.Store(r.n)
 	}()
-	// The deadline only matters once the ring is empty: records keep
-	// coming without a wait while it is not, so it is set once per flush,
-	// not once per record.
-	flush := func(flushSink func() error) error {
-		lastFlush = time.Now()
-		rd.SetDeadline(lastFlush.Add(idleWait))
-		if err := clk.sync(); err != nil {
-			return err
-		}
-		return flushSink()
-	}
-	if err := flush(sink.Flush); err != nil {
+	if err := r.flush(sink.Flush); err != nil {
 		return err
 	}
 	for {
-		raw, err := rd.Next()
+		raw, err := r.rd.Next()
+		var done bool
 		switch {
 		case err == nil:
-			ev, err := decodeEvent(raw)
-			if err != nil {
-				return err
-			}
-			slot := int(ev.slot)
-			if slot >= len(hooks) {
-				// A hook added since: the sink learns of it first.
-				if hooks, err = c.handOver(sink, hooks); err != nil {
-					return err
-				}
-				if slot >= len(hooks) {
-					return fmt.Errorf("ring record from slot %d, of %d hooks", slot, len(hooks))
-				}
-			}
-			err = sink.WritePacket(packet.Packet{Interface: slot, Time: clk.wall(ev.tsNs), Length: int(ev.frameLen),
-				Outbound: hooks[slot].Direction == Outbound, Queue: ev.rxQueue, DropCount: drops.since(slot, &ev), Data: ev.data})
-			if err != nil {
-				return err
-			}
-			n++
-			// An atomic store is a full barrier here: once a batch of
-			// records, or every few hundred, is often enough for those
-			// who count.
-			if n%256 == 0 || !rd.More() || n == limit {
-				c.packets.Store(n)
-			}
-			if n == limit {
-				return sink.Flush()
-			}
-			// Reading the time costs more than a record; look at it
-			// once every few hundred.
-			if n%256 == 0 && time.Since(lastFlush) >= flushInterval {
-				if err := flush(sink.Flush); err != nil {
-					return err
-				}
-			}
+			done, err = r.record(raw)
 		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, errFlushed):
-			// The ring is empty.
-			c.packets.Store(n)
-			if err := flush(idle); err != nil {
-				return err
-			}
-			select {
-			case <-stopped:
-			default:
-				continue
-			}
-			written, err := c.written()
-			if err != nil || n >= written {
-				return err
-			}
-			// The counters say records are still on their way: a
-			// program run that began before Detach can finish after it.
-			if drainEnd.IsZero() {
-				drainEnd = time.Now().Add(drainTimeout)
-			} else if time.Now().After(drainEnd) {
-				return fmt.Errorf("ring: %d records counted as written never arrived", written-n)
-			}
-			rd.SetDeadline(time.Now().Add(10 * time.Millisecond))
+			done, err = r.ringEmpty()
 		default:
 			return fmt.Errorf("read ring: %w", err)
 		}
+		if done || err != nil {
+			return err
+		}
 	}
+}
+
+// liveRun is one Run's reading of the ring.
+type liveRun struct {
+	c     *Capture
+	rd    *reader
+	sink  Sink
+	idle  func() error // the sink's Idle, else its Flush
+	limit uint64
+	// stopped is closed once Run's context is done and the program
+	// detached.
+	stopped <-chan struct{}
+	clk     clock
+	// hooks are those the sink knows of: Open's, then those handed
+	// over.
+	hooks     []Hook
+	n         uint64 // frames handed to the sink
+	lastFlush time.Time
+	// drainEnd is when records the counters say are on their way, after
+	// Detach, are given up for lost.
+	drainEnd time.Time
+}
+
+// record hands one ring record to the sink; done says the limit is
+// reached.
+func (r *liveRun) record(raw []byte) (done bool, err error) {
+	ev, err := decodeEvent(raw)
+	if err != nil {
+		return false, err
+	}
+	slot := int(ev.slot)
+	if slot >= len(r.hooks) {
+		// A hook added since: the sink learns of it first.
+		if r.hooks, err = r.c.handOver(r.sink, r.hooks); err != nil {
+			return false, err
+		}
+		if slot >= len(r.hooks) {
+			return false, fmt.Errorf("ring record from slot %d, of %d hooks", slot, len(r.hooks))
+		}
+	}
+	p := ev.packet(slot, r.hooks[slot].Direction, r.clk.wall(ev.tsNs), r.c.drops.since(slot, &ev))
+	if err := r.sink.WritePacket(p); err != nil {
+		return false, err
+	}
+	r.n++
+	// An atomic store is a full barrier here: once a batch of records,
+	// or every few hundred, is often enough for those who count.
+	if r.n%256 == 0 || !r.rd.More() || r.n == r.limit {
+		r.c.packets.Store(r.n)
+	}
+	if r.n == r.limit {
+		return true, r.sink.Flush()
+	}
+	// Reading the time costs more than a record; look at it once every
+	// few hundred.
+	if r.n%256 == 0 && time.Since(r.lastFlush) >= flushInterval {
+		return false, r.flush(r.sink.Flush)
+	}
+	return false, nil
+}
+
+// ringEmpty flushes the sink while the ring is empty. Once the program is
+// detached, the run is done when every record the counters say was
+// written has been read, or fails when they stop coming.
+func (r *liveRun) ringEmpty() (done bool, err error) {
+	r.c.packets.Store(r.n)
+	if err := r.flush(r.idle); err != nil {
+		return false, err
+	}
+	select {
+	case <-r.stopped:
+	default:
+		return false, nil
+	}
+	written, err := r.c.written()
+	if err != nil || r.n >= written {
+		return true, err
+	}
+	// The counters say records are still on their way: a program run
+	// that began before Detach can finish after it.
+	if r.drainEnd.IsZero() {
+		r.drainEnd = time.Now().Add(drainTimeout)
+	} else if time.Now().After(r.drainEnd) {
+		return false, fmt.Errorf("ring: %d records counted as written never arrived", written-r.n)
+	}
+	r.rd.SetDeadline(time.Now().Add(10 * time.Millisecond))
+	return false, nil
+}
+
+// flush resyncs the clock and flushes the sink with flushSink. The
+// deadline only matters once the ring is empty: records keep coming
+// without a wait while it is not, so it is set once per flush, not once
+// per record.
+func (r *liveRun) flush(flushSink func() error) error {
+	r.lastFlush = time.Now()
+	r.rd.SetDeadline(r.lastFlush.Add(idleWait))
+	if err := r.clk.sync(); err != nil {
+		return err
+	}
+	return flushSink()
 }
 
 // handOver gives the sink the hooks added since it last learned of any,

@@ -3,10 +3,12 @@ package capture
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/cilium/ebpf"
 
 	"github.com/ringcap/ringcap/bpf"
+	"github.com/ringcap/ringcap/capture/packet"
 )
 
 // event is one ring record as struct event in bpf/ringcap.c lays it out,
@@ -40,6 +42,16 @@ func decodeEvent(raw []byte) (event, error) {
 		cpu:      binary.NativeEndian.Uint32(raw[bpf.EventCPUOffset:]),
 		data:     raw[bpf.EventHeaderSize : bpf.EventHeaderSize+int(capLen)],
 	}, nil
+}
+
+// packet is the packet the sink gets for record ev: the frame of the
+// sink's interface iface, travelling in dir, seen at time at, with
+// dropCount frames of its slot lost since the one before. It is the one
+// conversion of a live capture and of a replay, whose frames no receive
+// queue received: a replay clears Queue.
+func (ev *event) packet(iface int, dir Direction, at time.Time, dropCount uint64) packet.Packet {
+	return packet.Packet{Interface: iface, Time: at, Length: int(ev.frameLen), Outbound: dir == Outbound,
+		Queue: ev.rxQueue, DropCount: dropCount, Data: ev.data}
 }
 
 // dropCounter turns the program's running loss counts, one per slot and

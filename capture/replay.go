@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf"
-	"github.com/ringcap/ringcap/capture/packet"
 )
 
 // Replay runs the program over the frames of a recorded capture, through
@@ -177,90 +176,116 @@ func (r *Replay) Run(ctx context.Context, sink Sink) error {
 	defer rd.Release()
 	// Each test run is over before its records are read.
 	rd.SetSettled(true)
-
-	var frame []byte
-	drops, err := newDropCounter(len(r.ifaceOf))
-	if err != nil {
+	run := replayRun{r: r, rd: rd, sink: sink}
+	if run.drops, err = newDropCounter(len(r.ifaceOf)); err != nil {
 		return err
 	}
 	for n := 1; ctx.Err() == nil; n++ {
 		f, err := in.Next()
 		if errors.Is(err, io.EOF) {
-			return sink.Flush()
+			break
 		}
 		if err != nil {
 			return fmt.Errorf("%s: frame %d: %w", r.path, n, err)
 		}
-		r.now = f.Time
-		switch {
-		case len(f.Data) < ethernetHdrLen:
-			r.Short++
-			continue
-		case f.Length > maxTestRunFrame:
-			r.TooLarge++
-			continue
-		}
-		// The program selects on the frame's length: give it the
-		// original length, with zeros where the recording kept no
-		// bytes, and never write those zeros out.
-		frame = slices.Grow(frame[:0], f.Length)[:f.Length]
-		clear(frame[copy(frame, f.Data):])
-		if f.Interface >= len(r.slots) || r.slots[f.Interface] == 0 {
-			return fmt.Errorf("%s: frame %d: interface %d, which held no frames when ringcap first read the file: did it change?", r.path, n, f.Interface)
-		}
-		slot := r.slots[f.Interface] - 1
-		inst := r.instance(f.Direction)
-		prog, err := r.objs.Program(inst)
-		if err != nil {
+		if err := run.replay(f, n); err != nil {
 			return err
-		}
-		_, err = r.runner.Run(prog, slot, frame)
-		if errors.Is(err, unix.EINVAL) && inst.Build == bpf.TC && f.Length > pageSize/2 {
-			// A tc test run takes a frame of a page at most, less
-			// the socket buffer's head- and tailroom: a larger one
-			// runs through the XDP build, for the same direction.
-			inst.Build = bpf.XDP
-			if prog, err = r.objs.Program(inst); err != nil {
-				return err
-			}
-			_, err = r.runner.Run(prog, slot, frame)
-		}
-		if err != nil {
-			if errors.Is(err, unix.EINVAL) && f.Length > pageSize {
-				// A multi-buffer frame with more fragments than
-				// the test run takes.
-				r.TooLarge++
-				continue
-			}
-			return fmt.Errorf("%s: frame %d: test run: %w", r.path, n, err)
-		}
-		// The run is synchronous: its record, if any, is in the ring.
-		if rd.UsedAll() == 0 {
-			continue
-		}
-		rd.SetDeadline(time.Now())
-		for {
-			raw, err := rd.Next()
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				break
-			}
-			if err != nil {
-				return fmt.Errorf("read ring: %w", err)
-			}
-			ev, err := decodeEvent(raw)
-			if err != nil {
-				return err
-			}
-			data := ev.data[:min(len(ev.data), len(f.Data))]
-			// No queue received a replayed frame: the event's is the
-			// test run's.
-			err = sink.WritePacket(packet.Packet{Interface: f.Interface, Time: f.Time, Length: int(ev.frameLen),
-				Outbound: f.Direction == Outbound, DropCount: drops.since(slot, &ev), Data: data})
-			if err != nil {
-				return err
-			}
-			r.packets.Add(1)
 		}
 	}
 	return sink.Flush()
+}
+
+// replayRun is one Run's replay of the frames.
+type replayRun struct {
+	r     *Replay
+	rd    *reader
+	sink  Sink
+	drops *dropCounter
+	frame []byte // the frame the program runs on
+}
+
+// replay runs the program over recorded frame f, the file's n-th, and
+// hands what it captured to the sink.
+func (run *replayRun) replay(f Frame, n int) error {
+	run.r.now = f.Time
+	switch {
+	case len(f.Data) < ethernetHdrLen:
+		run.r.Short++
+		return nil
+	case f.Length > maxTestRunFrame:
+		run.r.TooLarge++
+		return nil
+	}
+	if f.Interface >= len(run.r.slots) || run.r.slots[f.Interface] == 0 {
+		return fmt.Errorf("%s: frame %d: interface %d, which held no frames when ringcap first read the file: did it change?", run.r.path, n, f.Interface)
+	}
+	slot := run.r.slots[f.Interface] - 1
+	// The program selects on the frame's length: give it the original
+	// length, with zeros where the recording kept no bytes, and never
+	// write those zeros out.
+	run.frame = slices.Grow(run.frame[:0], f.Length)[:f.Length]
+	clear(run.frame[copy(run.frame, f.Data):])
+	if err := run.r.testRun(slot, f.Direction, run.frame); err != nil {
+		if errors.Is(err, unix.EINVAL) && f.Length > pageSize {
+			// A multi-buffer frame with more fragments than the
+			// test run takes.
+			run.r.TooLarge++
+			return nil
+		}
+		return fmt.Errorf("%s: frame %d: test run: %w", run.r.path, n, err)
+	}
+	// The run is synchronous: its record, if any, is in the ring.
+	if run.rd.UsedAll() == 0 {
+		return nil
+	}
+	return run.writeRecords(f, slot)
+}
+
+// testRun runs frame through the program instance for frames travelling
+// in dir, counting into slot.
+func (r *Replay) testRun(slot int, dir Direction, frame []byte) error {
+	inst := r.instance(dir)
+	prog, err := r.objs.Program(inst)
+	if err != nil {
+		return err
+	}
+	_, err = r.runner.Run(prog, slot, frame)
+	if errors.Is(err, unix.EINVAL) && inst.Build == bpf.TC && len(frame) > pageSize/2 {
+		// A tc test run takes a frame of a page at most, less the
+		// socket buffer's head- and tailroom: a larger one runs
+		// through the XDP build, for the same direction.
+		inst.Build = bpf.XDP
+		if prog, err = r.objs.Program(inst); err != nil {
+			return err
+		}
+		_, err = r.runner.Run(prog, slot, frame)
+	}
+	return err
+}
+
+// writeRecords hands the records a test run of recorded frame f left in the
+// ring to the sink.
+func (run *replayRun) writeRecords(f Frame, slot int) error {
+	run.rd.SetDeadline(time.Now())
+	for {
+		raw, err := run.rd.Next()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read ring: %w", err)
+		}
+		ev, err := decodeEvent(raw)
+		if err != nil {
+			return err
+		}
+		p := ev.packet(f.Interface, f.Direction, f.Time, run.drops.since(slot, &ev))
+		// No queue received a replayed frame: the event's is the test
+		// run's. Past the bytes recorded, the program saw zeros.
+		p.Queue, p.Data = 0, p.Data[:min(len(p.Data), len(f.Data))]
+		if err := run.sink.WritePacket(p); err != nil {
+			return err
+		}
+		run.r.packets.Add(1)
+	}
 }
