@@ -42,6 +42,13 @@ extern int bpf_dynptr_from_xdp(struct xdp_md *x, __u64 flags, struct bpf_dynptr 
 extern int bpf_dynptr_copy(struct bpf_dynptr *dst_ptr, __u32 dst_off, struct bpf_dynptr *src_ptr, __u32 src_off,
 			   __u32 size) __ksym;
 
+// frame_of is the frame of a variant, all of whose frames the benchmarks
+// map to slot 0.
+static __always_inline struct frame frame_of(struct xdp_md *ctx)
+{
+	return (struct frame){.ctx = ctx, .rx_queue = ctx->rx_queue_index};
+}
+
 static __always_inline void submit(struct xdp_md *ctx, void *ring, struct iface_counters *cnt, struct event *ev,
 				   __u64 cap, __u64 frame_len, __u64 wakeup)
 {
@@ -50,7 +57,8 @@ static __always_inline void submit(struct xdp_md *ctx, void *ring, struct iface_
 		cnt->reserve_failed++;
 		return;
 	}
-	fill_event(ev, ctx, KIND_XDP, 0, cnt, frame_len, cap);
+	struct frame f = frame_of(ctx);
+	fill_event(ev, &f, cnt, frame_len, cap);
 	bpf_ringbuf_submit(ev, wakeup);
 	cnt->written++;
 }
@@ -126,7 +134,8 @@ static __always_inline void reserve_dynptr(struct xdp_md *ctx, void *ring, struc
 		cnt->reserve_failed++;
 		return;
 	}
-	fill_event(ev, ctx, KIND_XDP, 0, cnt, frame_len, cap);
+	struct frame f = frame_of(ctx);
+	fill_event(ev, &f, cnt, frame_len, cap);
 	bpf_ringbuf_submit_dynptr(&rec, wakeup);
 	cnt->written++;
 }
@@ -144,7 +153,8 @@ static __always_inline void output(struct xdp_md *ctx, void *ring, struct iface_
 		cnt->reserve_failed++;
 		return;
 	}
-	fill_event(ev, ctx, KIND_XDP, 0, cnt, frame_len, cap);
+	struct frame f = frame_of(ctx);
+	fill_event(ev, &f, cnt, frame_len, cap);
 	if (bpf_ringbuf_output(ring, ev, sizeof(*ev) + cap, wakeup) < 0) {
 		cnt->reserve_failed++;
 		return;
@@ -162,7 +172,7 @@ static __always_inline int variant(struct xdp_md *ctx, const int choice)
 		__u32 *slot = bpf_map_lookup_elem(&large_index_slots, &index_key);
 		key = slot ? *slot : 0;
 	} else {
-		key = hook_slot(ctx, KIND_XDP);
+		key = hook_slot(ctx->ingress_ifindex);
 	}
 	if (!key--)
 		return XDP_PASS;
@@ -183,9 +193,11 @@ static __always_inline int variant(struct xdp_md *ctx, const int choice)
 		if (!ev)
 			return XDP_PASS;
 	}
-	__u64 frame_len = bpf_xdp_get_buff_len(ctx);
+	struct frame f = frame_of(ctx);
+	measure_frags(&f);
+	__u64 frame_len = f.len;
 	__u64 cap = frame_len < snaplen ? frame_len : snaplen;
-	if (!selected(ctx, KIND_XDP, frame_len, 0) || cap < 1 || cap > snaplen) {
+	if (!selected(&xdp_frags, &f) || cap < 1 || cap > snaplen) {
 		if (ev)
 			bpf_ringbuf_discard(ev, 0);
 		return XDP_PASS;
@@ -265,42 +277,41 @@ int slot_hash(struct xdp_md *ctx)
 // shared_write_record is write_record as it was before the rings were
 // sharded: the free-space test and the write go to events, with no
 // lookup of the CPU's ring choice or of a ring in the table of rings.
-static __always_inline void shared_write_record(void *ctx, const int kind, __u32 slot, struct iface_counters *cnt,
-						__u64 cap, __u64 frame_len, __u32 vlan, __u32 gap)
+static __always_inline void shared_write_record(const struct frame *f, struct iface_counters *cnt, __u64 cap,
+						__u64 frame_len)
 {
 	__u64 wakeup = 0;
 	if (!room(&events, cap, ring_size, &wakeup)) {
 		cnt->ring_full++;
 		return;
 	}
-	write_into(&events, wakeup, ctx, kind, slot, cnt, cap, frame_len, vlan, gap);
+	write_into(&events, wakeup, &xdp_frags, f, cnt, cap, frame_len);
 }
 
 // shared_capture is capture() of the multi-buffer build (ringcap_xdp:
-// KIND_XDP, no offloaded tag), step for step, writing with
-// shared_write_record: the baseline the sharded rings are measured
-// against.
+// the xdp_frags hook), step for step, writing with shared_write_record:
+// the baseline the sharded rings are measured against.
 static __always_inline void shared_capture(struct xdp_md *ctx)
 {
-	__u32 slot = hook_slot(ctx, KIND_XDP);
-	if (!slot--)
+	struct frame f = {.ctx = ctx, .slot = xdp_slot(ctx)};
+	if (!f.slot--)
 		return;
+	__u32 slot = f.slot;
 	struct iface_counters *cnt = bpf_map_lookup_elem(&counters, &slot);
 	if (!cnt)
 		return;
 	cnt->seen++;
-	__u64 len = bpf_xdp_get_buff_len(ctx);
-	if (!selected(ctx, KIND_XDP, len, 0))
+	if (!measure_frags(&f) || !selected(&xdp_frags, &f))
 		return;
-	__u32 vlan = offloaded_tag(ctx, KIND_XDP, 0);
-	__u64 frame_len = len + (vlan ? VLAN_TAG_LEN : 0);
+	describe_xdp(&f);
+	__u64 frame_len = f.len + (f.vlan ? VLAN_TAG_LEN : 0);
 	__u64 cap = frame_len < snaplen ? frame_len : snaplen;
 	if (cap < 1 || cap > snaplen)
 		return;
-	if (!ringcap_filter_xdp(ctx, frame_len, vlan))
+	if (!filter_xdp(&f, frame_len))
 		return;
 	cnt->selected++;
-	shared_write_record(ctx, KIND_XDP, slot, cnt, cap, frame_len, vlan, 0);
+	shared_write_record(&f, cnt, cap, frame_len);
 }
 
 SEC("xdp.frags")
