@@ -9,7 +9,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
-	"golang.org/x/sys/unix"
 )
 
 // The netdev generic netlink family (Linux 6.3), from
@@ -26,14 +25,6 @@ const (
 	netdevRxMetadataVLANTag = 4
 )
 
-// genlHeader is a generic netlink message header: vishvananda/netlink's
-// nl.Genlmsg serializes fewer bytes than its length says, which the
-// kernel refuses (EINVAL), so this one is written out.
-type genlHeader struct{ cmd, version uint8 }
-
-func (g genlHeader) Len() int          { return 4 }
-func (g genlHeader) Serialize() []byte { return []byte{g.cmd, g.version, 0, 0} }
-
 // netdevInfo is what the netdev family says of a device's XDP.
 type netdevInfo struct {
 	xdpFeatures, rxMetadata uint64
@@ -43,23 +34,13 @@ type netdevInfo struct {
 // without the family (before 6.3) says nothing: no features.
 func netdevDevice(index int) (netdevInfo, error) {
 	var info netdevInfo
-	fam, err := netlink.GenlFamilyGet("netdev")
+	fam, err := genlFamilyByName("netdev")
 	if err != nil {
 		return info, err
 	}
-	req := nl.NewNetlinkRequest(int(fam.ID), 0)
-	req.AddData(genlHeader{cmd: netdevCmdDevGet, version: 1})
-	req.AddData(nl.NewRtAttr(netdevAttrIfindex, nl.Uint32Attr(uint32(index))))
-	msgs, err := req.Execute(unix.NETLINK_GENERIC, 0)
+	attrs, err := fam.request(netdevCmdDevGet, nl.NewRtAttr(netdevAttrIfindex, nl.Uint32Attr(uint32(index))))
 	if err != nil {
-		return info, err
-	}
-	if len(msgs) == 0 || len(msgs[0]) < 4 {
-		return info, fmt.Errorf("netdev family: no answer for interface %d", index)
-	}
-	attrs, err := nl.ParseRouteAttr(msgs[0][4:])
-	if err != nil {
-		return info, err
+		return info, fmt.Errorf("interface %d: %w", index, err)
 	}
 	for _, a := range attrs {
 		if len(a.Value) < 4 {
