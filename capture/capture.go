@@ -338,7 +338,7 @@ func lookupInterfaces(names []string) ([]*net.Interface, error) {
 	}
 	if slices.Contains(names, AnyInterface) {
 		if len(names) > 1 {
-			return nil, errors.New("-i any is every interface already: give it alone, or name the interfaces")
+			return nil, fmt.Errorf("%q is every interface already: it goes alone, not with other names", AnyInterface)
 		}
 		all, err := net.Interfaces()
 		if err != nil {

@@ -3,6 +3,7 @@ package capture
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"slices"
 	"strings"
@@ -107,7 +108,7 @@ func TestRunStopsAtLimit(t *testing.T) {
 
 // Loopback has no native XDP: --hook auto captures its received frames
 // at tcx ingress and says why, never in generic mode; a forced native
-// mode fails with the interface's name and the fix; generic mode is had
+// mode fails with the interface's name and why; generic mode is had
 // only when asked for.
 func TestAttachModes(t *testing.T) {
 	bpftest.InNewNetns(t)
@@ -119,8 +120,8 @@ func TestAttachModes(t *testing.T) {
 		refusal string
 	}{
 		{ModeAuto, HookAuto, "inbound, tcx ingress; its driver offers no native XDP here", ""},
-		{ModeNative, HookAuto, "", "attach lo in native mode: its driver offers no native XDP here: --hook tc captures"},
-		{ModeAuto, HookXDP, "", "attach lo in native mode: its driver offers no native XDP here: --hook tc captures"},
+		{ModeNative, HookAuto, "", "attach lo in native mode: its driver offers no native XDP here"},
+		{ModeAuto, HookXDP, "", "attach lo in native mode: its driver offers no native XDP here"},
 		{ModeGeneric, HookAuto, "inbound, XDP generic mode, multi-buffer; generic XDP costs as much per frame as tcx ingress or more, and some drivers make the kernel warn; " +
 			"VLAN tags the driver takes out of frames may be missing (--hook tc keeps them)", ""},
 	}
@@ -150,7 +151,7 @@ func TestAttachModes(t *testing.T) {
 // costs less than veth's XDP, and says why. The kernel says which devices
 // run XDP themselves, of each device as it is configured: a veth with
 // fewer receive queues than its peer has transmit queues runs none, and
-// --mode native refuses it in one line naming the fix, without trying.
+// native mode refuses it without trying, saying why.
 func TestNativeRefusedByFeatures(t *testing.T) {
 	bpftest.InNewNetns(t)
 	l := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "rc-q", NumRxQueues: 1, NumTxQueues: 1},
@@ -172,8 +173,10 @@ func TestNativeRefusedByFeatures(t *testing.T) {
 	if c, err := Open(cfg); err == nil {
 		c.Close()
 		t.Fatal("native mode attached")
-	} else if msg, want := err.Error(), "attach rc-q in native mode: its driver offers no native XDP here: --hook tc captures its received frames at tcx ingress instead"; msg != want {
+	} else if msg, want := err.Error(), "attach rc-q in native mode: its driver offers no native XDP here"; msg != want {
 		t.Errorf("error %q, want %q", msg, want)
+	} else if refused := new(*NativeRefusedError); !errors.As(err, refused) || (*refused).XDPAsked {
+		t.Errorf("error %#v, want a *NativeRefusedError without XDPAsked", err)
 	}
 }
 

@@ -12,22 +12,16 @@ import (
 )
 
 // NoTCXError is a kernel without tcx links (Linux 6.6), which the tc
-// hooks need.
+// hooks need: outbound frames always, inbound ones where XDP is not
+// had (Hook.Behind names another XDP program that holds the interface).
 type NoTCXError struct {
 	Hook Hook
 	Err  error
 }
 
 func (e *NoTCXError) Error() string {
-	fix := "capture inbound frames at XDP with -Q in --hook xdp, or run Linux 6.6 or later"
-	switch {
-	case e.Hook.Direction == Outbound:
-		fix = "sent frames need Linux 6.6 or later; -Q in --hook xdp captures the received ones"
-	case e.Hook.Behind != "":
-		fix = "run Linux 6.6 or later, or capture where no other XDP program runs"
-	}
-	return fmt.Sprintf("attach %s %s: this kernel has no tcx links, which ringcap's tc hooks need: %s",
-		e.Hook.Interface, e.Hook.Attachment(), fix)
+	return fmt.Sprintf("attach %s %s: this kernel has no tcx links, which ringcap's tc hooks need",
+		e.Hook.Interface, e.Hook.Attachment())
 }
 
 func (e *NoTCXError) Unwrap() error { return e.Err }

@@ -12,8 +12,6 @@ import (
 	"github.com/ringcap/ringcap/bpf"
 )
 
-var errBusy = errors.New("already has an XDP program")
-
 // attachedXDP names the XDP program attached to the interface, or is ""
 // if there is none.
 func attachedXDP(l netlink.Link) string {
@@ -79,13 +77,13 @@ func (c *Capture) attachXDP(h *Hook) (link.Link, error) {
 		// need multi-buffer frames (veth: "Peer MTU is too large to
 		// set XDP").
 		ll, err := attachBuild(c.objs, h, bpf.XDPLinear, bound, ModeNative)
-		if err == nil || errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
+		if err == nil || errors.As(err, new(*XDPBusyError)) || errors.Is(err, bpf.ErrPrivileges) {
 			return ll, err
 		}
 		linearErr = err
 	}
 	xl, err := attachBuild(c.objs, h, bpf.XDP, bound, ModeNative)
-	if err == nil || errors.Is(err, errBusy) || errors.Is(err, bpf.ErrPrivileges) {
+	if err == nil || errors.As(err, new(*XDPBusyError)) || errors.Is(err, bpf.ErrPrivileges) {
 		return xl, err
 	}
 	return nil, &NativeRefusedError{Hook: *h, Err: bothBuilds(err, linearErr), XDPAsked: c.cfg.Hook == HookXDP}
@@ -93,25 +91,21 @@ func (c *Capture) attachXDP(h *Hook) (link.Link, error) {
 
 // NativeRefusedError is a driver that does not take ringcap's program in
 // native mode: Why says why where ringcap knows beforehand, else Err is
-// the driver's refusal.
+// the driver's refusal. tcx ingress would take the interface's received
+// frames instead, and generic mode would give XDP.
 type NativeRefusedError struct {
 	Hook Hook
 	Why  string
 	Err  error
-	// XDPAsked says the user asked for XDP (--hook xdp), which generic
-	// mode would give.
+	// XDPAsked says XDP was asked for (HookXDP), rather than chosen.
 	XDPAsked bool
 }
 
 func (e *NativeRefusedError) Error() string {
-	fix := "--hook tc captures its received frames at tcx ingress instead"
-	if e.XDPAsked {
-		fix += ", --mode generic in generic XDP"
-	}
 	if e.Why != "" {
-		return fmt.Sprintf("attach %s in native mode: %s: %s", e.Hook.Interface, e.Why, fix)
+		return fmt.Sprintf("attach %s in native mode: %s", e.Hook.Interface, e.Why)
 	}
-	return fmt.Sprintf("%v: %s", e.Err, fix)
+	return e.Err.Error()
 }
 
 func (e *NativeRefusedError) Unwrap() error { return e.Err }
@@ -126,6 +120,18 @@ func (e *NativeRefusedError) reason() string {
 		return fmt.Sprintf("the driver refused native XDP (%v)", errno)
 	}
 	return "the driver refused native XDP"
+}
+
+// XDPBusyError is an interface that another XDP program holds already;
+// tcx ingress would capture its received frames beside it.
+type XDPBusyError struct {
+	Hook Hook
+	Mode Mode
+}
+
+func (e *XDPBusyError) Error() string {
+	return fmt.Sprintf("attach %s in %s mode: the interface already has an XDP program; `ip link show %s` names it",
+		e.Hook.Interface, e.Mode, e.Hook.Interface)
 }
 
 // attachBuild attaches build for h (bound to the device if bound) in
@@ -191,8 +197,7 @@ func attachMode(prog *ebpf.Program, h *Hook, mode Mode) (link.Link, error) {
 	case err == nil:
 		return l, nil
 	case errors.Is(err, unix.EBUSY), errors.Is(err, unix.EEXIST):
-		return nil, fmt.Errorf("attach %s in %s mode: the interface %w; `ip link show %s` names it, and --hook tc captures beside it",
-			h.Interface, mode, errBusy, h.Interface)
+		return nil, &XDPBusyError{Hook: *h, Mode: mode}
 	case errors.Is(err, unix.EPERM):
 		return nil, fmt.Errorf("attach %s: %w", h.Interface, bpf.ErrPrivileges)
 	}

@@ -143,7 +143,7 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 	}
 	capt, err := capture.Open(opts.capture)
 	if err != nil {
-		return err
+		return withFlagFixes(err)
 	}
 	defer capt.Close()
 
@@ -221,7 +221,7 @@ func record(ctx context.Context, opts recordOptions, stderr io.Writer) error {
 	}
 
 	for _, err := range capt.Skipped() {
-		fmt.Fprintf(stderr, "ringcap: %v: left out, the capture goes on with the other interfaces\n", err)
+		fmt.Fprintf(stderr, "ringcap: %v: left out, the capture goes on with the other interfaces\n", withFlagFixes(err))
 	}
 	var ifaceNames []string
 	for _, h := range hooks {
