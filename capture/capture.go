@@ -125,9 +125,9 @@ func Open(cfg Config) (*Capture, error) {
 		return nil, err
 	}
 	// With -i any, interfaces that appear later take slots of their own.
-	any := slices.Contains(cfg.Interfaces, AnyInterface)
+	everyInterface := slices.Contains(cfg.Interfaces, AnyInterface)
 	slots := len(hooks)
-	if any {
+	if everyInterface {
 		slots = max(slots, maxAnySlots)
 	}
 	objs, err := cfg.load(slots, perfmon)
@@ -135,7 +135,7 @@ func Open(cfg Config) (*Capture, error) {
 		return nil, err
 	}
 	c := &Capture{objs: objs, cfg: cfg, perfmon: perfmon, slots: slots, present: make(map[int]bool)}
-	if any {
+	if everyInterface {
 		for _, ifc := range ifaces {
 			c.present[ifc.Index] = true
 		}
@@ -154,7 +154,7 @@ func Open(cfg Config) (*Capture, error) {
 	// Skipped; the capture goes on with the others.
 	for _, h := range hooks {
 		err := c.attach(h)
-		if err != nil && any && !errors.Is(err, bpf.ErrPrivileges) {
+		if err != nil && everyInterface && !errors.Is(err, bpf.ErrPrivileges) {
 			c.skipped = append(c.skipped, err)
 			continue
 		}
