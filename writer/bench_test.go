@@ -38,7 +38,8 @@ func BenchmarkWriteFile(b *testing.B) {
 			files, err := Create(Config{
 				Path:     filepath.Join(b.TempDir(), "bench.pcapng"),
 				Options:  Options{Interfaces: []Interface{{Name: "eth0", SnapLen: 256, Queues: true}}, BufferSize: c.size},
-				Policy:   Policy{Size: 256 << 20, MaxFiles: 2},
+				Policy:   Policy{Size: 256 << 20},
+				MaxFiles: 2,
 				Buffered: c.buffered,
 			})
 			if err != nil {

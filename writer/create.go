@@ -6,8 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -26,27 +24,22 @@ func createNew(path string, mode os.FileMode) (*os.File, error) {
 	return os.OpenFile(path, createFlags, mode)
 }
 
-// maxTaken bounds the rotated names in a row that may be taken: a
-// directory where that many are is one other users fill faster than the
-// capture can look.
-const maxTaken = 1000
-
 // createOne makes the one file of a capture that does not rotate. With
-// Overwrite a regular file there is replaced: unlinked, then created
+// overwrite a regular file there is replaced: unlinked, then created
 // anew, so that its owner, mode and other names (hard links) stay as
 // they were; anything else there is refused.
-func (c Config) createOne() (*os.File, error) {
-	f, err := createNew(c.Path, c.FileMode)
+func createOne(path string, mode os.FileMode, overwrite bool) (*os.File, error) {
+	f, err := createNew(path, mode)
 	if errors.Is(err, os.ErrExist) {
-		if err := c.checkExisting(); err != nil {
+		if err := checkExisting(path, overwrite); err != nil {
 			return nil, err
 		}
-		// A regular file, and Overwrite. Should another user swap a
+		// A regular file, and overwrite. Should another user swap a
 		// link in meanwhile, unlink removes the link, never its target.
-		if err := os.Remove(c.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("replace %s: %w", c.Path, err)
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("replace %s: %w", path, err)
 		}
-		f, err = createNew(c.Path, c.FileMode)
+		f, err = createNew(path, mode)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("create output file: %w", err)
@@ -54,17 +47,25 @@ func (c Config) createOne() (*os.File, error) {
 	return f, nil
 }
 
+// ExistError is an output file that exists and may not be overwritten.
+type ExistError struct{ Path string }
+
+func (e *ExistError) Error() string {
+	return fmt.Sprintf("output file %s exists: use --force to overwrite it", e.Path)
+}
+
 // checkExisting says what stops the one file of a capture from being
-// created where something exists: nil for a regular file with Overwrite.
-func (c Config) checkExisting() error {
-	st, err := os.Lstat(c.Path)
+// created at path where something exists: nil for a regular file with
+// overwrite.
+func checkExisting(path string, overwrite bool) error {
+	st, err := os.Lstat(path)
 	switch {
 	case err != nil:
 		return nil // gone, or not to be seen: creating the file says why
 	case !st.Mode().IsRegular():
-		return notRegular(c.Path, st.Mode())
-	case !c.Overwrite:
-		return existError(c.Path)
+		return notRegular(path, st.Mode())
+	case !overwrite:
+		return &ExistError{path}
 	}
 	return nil
 }
@@ -112,15 +113,15 @@ func kindAt(path string) string {
 	return kind(st.Mode())
 }
 
-// checkDir refuses a -w whose directory is missing, or is not one.
-func (c Config) checkDir() error {
-	dir := filepath.Dir(c.Path)
+// checkDir refuses a path whose directory is missing, or is not one.
+func checkDir(path string) error {
+	dir := filepath.Dir(path)
 	st, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("-w %s: there is no directory %s: create it first (mkdir -p %s), or give a file in one that exists", c.Path, dir, dir)
+		return fmt.Errorf("-w %s: there is no directory %s: create it first (mkdir -p %s), or give a file in one that exists", path, dir, dir)
 	case errors.Is(err, syscall.ENOTDIR) || err == nil && !st.IsDir():
-		return fmt.Errorf("-w %s: %s is not a directory: give a file in a directory", c.Path, dir)
+		return fmt.Errorf("-w %s: %s is not a directory: give a file in a directory", path, dir)
 	}
 	// One not to be seen (a user without the permission) is left to
 	// creating the file, which says why, after what ringcap needs first.
@@ -152,93 +153,4 @@ func mine(st fs.FileInfo) bool {
 func adoptable(st fs.FileInfo) bool {
 	sys, ok := st.Sys().(*syscall.Stat_t)
 	return ok && mine(st) && sys.Nlink == 1
-}
-
-// seqFile keeps the last number a rotating capture gave a file, so that
-// numbers go on once the files are gone (uploaded and deleted, or moved
-// by -z): a run started again within the second takes no name an
-// earlier one had, here or in a store, and names sort in time across
-// runs. It is a small file beside the captures (.big.ringcap-seq for
-// big.pcapng) that ringcap creates itself, never an attribute of a
-// directory it did not make.
-type seqFile struct{ f *os.File }
-
-// seqPath is where c's number is kept.
-func (c Config) seqPath() string {
-	base := c.base()
-	return filepath.Join(filepath.Dir(base), "."+filepath.Base(base)+".ringcap-seq")
-}
-
-// openSeqFile opens the number file at path, creating it where there is
-// none, and returns the number it holds (0 for a new one). One that is
-// not ringcap's (a link, another user's file, one with other names) is
-// an error, and left alone.
-func openSeqFile(path string, mode os.FileMode) (*seqFile, int, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
-	if err == nil {
-		return &seqFile{f}, 0, nil
-	}
-	if !errors.Is(err, os.ErrExist) {
-		return nil, 0, err
-	}
-	// An earlier run's, if it is a regular file of this user's with no
-	// other name. O_PATH opens nothing, so looking is harmless (opening a
-	// fifo would block, a device could act); the file is opened for
-	// writing through that descriptor, so the checked file is the one
-	// opened, whatever the name leads to by then.
-	fd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, 0, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, 0, &os.PathError{Op: "stat", Path: path, Err: err}
-	}
-	switch {
-	case st.Mode&unix.S_IFMT != unix.S_IFREG:
-		return nil, 0, fmt.Errorf("%s is %s, not ringcap's", path, kindAt(path))
-	case int(st.Uid) != os.Geteuid():
-		return nil, 0, fmt.Errorf("%s belongs to user %d, not ringcap's", path, st.Uid)
-	case st.Nlink != 1:
-		return nil, 0, fmt.Errorf("%s has other names (hard links), not ringcap's", path)
-	}
-	if f, err = os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", fd), os.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
-		return nil, 0, fmt.Errorf("open %s: %w", path, errors.Unwrap(err))
-	}
-	buf := make([]byte, 24)
-	n, _ := f.ReadAt(buf, 0)
-	seq, _ := strconv.Atoi(strings.TrimSpace(string(buf[:n])))
-	return &seqFile{f}, max(seq, 0), nil
-}
-
-// store keeps seq. A failure (a full disk) only costs the next run the
-// numbers of files that are gone by then.
-func (s *seqFile) store(seq int) {
-	if s == nil {
-		return
-	}
-	b := []byte(strconv.Itoa(seq) + "\n")
-	if _, err := s.f.WriteAt(b, 0); err == nil {
-		s.f.Truncate(int64(len(b)))
-	}
-}
-
-func (s *seqFile) close() {
-	if s != nil {
-		s.f.Close()
-	}
-}
-
-// legacySeq reads the number earlier versions kept in an attribute of
-// the output directory, so that numbers go on across an upgrade. It is
-// read, never written.
-func (c Config) legacySeq() int {
-	buf := make([]byte, 32)
-	n, err := unix.Getxattr(filepath.Dir(c.Path), "user.ringcap.seq."+filepath.Base(c.base()), buf)
-	if err != nil {
-		return 0
-	}
-	seq, _ := strconv.Atoi(string(buf[:n]))
-	return seq
 }

@@ -114,7 +114,7 @@ func TestNotRegularRefused(t *testing.T) {
 						files.Close()
 					}
 				}
-				if f, err := cfg.createOne(); err == nil || err.Error() != want {
+				if f, err := createOne(path, 0o600, force); err == nil || err.Error() != want {
 					t.Errorf("creating the file after the check: %v\nwant %s", err, want)
 					if err == nil {
 						f.Close()
@@ -235,7 +235,7 @@ func TestRotationSkipsTakenNames(t *testing.T) {
 	h.clock, h.counters = &fakeClock{start}, &fakeCounters{}
 	var err error
 	h.files, err = Create(Config{Path: filepath.Join(h.dir, "cap.pcapng"), Options: Options{Interfaces: testInterfaces[:1]},
-		Policy: Policy{Packets: 1, MaxFiles: 3}, Now: h.clock.Now, Counters: h.counters.read,
+		Policy: Policy{Packets: 1}, MaxFiles: 3, Now: h.clock.Now, Counters: h.counters.read,
 		Note: func(line string) { notes = append(notes, line) }})
 	if err != nil {
 		t.Fatal(err)
@@ -278,7 +278,7 @@ func TestRotationSkipsTakenNames(t *testing.T) {
 	// The next run adopts this one's files only, and goes on at 9.
 	var adopted []string
 	files, err := Create(Config{Path: filepath.Join(h.dir, "cap.pcapng"), Options: Options{Interfaces: testInterfaces[:1]},
-		Policy: Policy{Packets: 1, MaxFiles: 10}, Now: h.clock.Now,
+		Policy: Policy{Packets: 1}, MaxFiles: 10, Now: h.clock.Now,
 		Adopt: func(path string) Release { adopted = append(adopted, filepath.Base(path)); return Release{} }})
 	if err != nil {
 		t.Fatal(err)
@@ -340,7 +340,7 @@ func TestEarlierOnlyRingcaps(t *testing.T) {
 	planted := map[string]bpftest.PathState{name(2): bpftest.StateOf(t, name(2)), name(3): bpftest.StateOf(t, name(3))}
 	// -W 1 deletes the adopted file, and nothing else.
 	files, err := Create(Config{Path: filepath.Join(dir, "cap.pcapng"), Options: Options{Interfaces: testInterfaces[:1]},
-		Policy: Policy{Packets: 1, MaxFiles: 1}, Now: func() time.Time { return start }})
+		Policy: Policy{Packets: 1}, MaxFiles: 1, Now: func() time.Time { return start }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,8 +365,8 @@ func TestMaxFilesLeavesSwapped(t *testing.T) {
 	for _, kind := range []string{"link", "file"} {
 		t.Run(kind, func(t *testing.T) {
 			first := "cap_00001_20261126100007.pcapng"
-			h := &harness{t: t, inUse: map[string]heldFile{first: newHeldFile()}}
-			h = newHarnessWith(t, h, Policy{Packets: 1, MaxFiles: 1})
+			h := &harness{t: t, inUse: map[string]heldFile{first: newHeldFile()}, maxFiles: 1}
+			h = newHarnessWith(t, h, Policy{Packets: 1})
 			target := filepath.Join(h.dir, "target")
 			targetState := rootFile(t, target)
 			h.write(0)
@@ -545,7 +545,7 @@ func TestDirectOpensTheCreatedFile(t *testing.T) {
 		t.Fatalf("openDirect: %s", why)
 	}
 	want := pcapngtest.Pattern(d.align, 0)
-	if err := d.close(d.writeFull(append(pool.get(), want...), 0, 1), 1, 1); err != nil {
+	if err := d.close(d.writeFull(append(pool.get(), want...), 1), 1); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := os.ReadFile(filepath.Join(dir, "moved")); err != nil || !bytes.Equal(got, want) {

@@ -15,15 +15,16 @@ import (
 //
 // Buffered, the kernel copies every byte written into the page cache, and
 // that copy was over half of ringcap's CPU time in a sustained capture
-// (issue 10's profile: copy_folio_from_iter_atomic). With O_DIRECT the
-// disk reads our buffers itself. The price is alignment: a direct write
-// must start and end on an I/O boundary (statx's dio_offset_align, 512
-// bytes on ext4 here; ringcap uses the file system's block, directAlign)
-// from memory aligned as well.
+// (a profile's copy_folio_from_iter_atomic). With O_DIRECT the disk reads
+// our buffers itself. The price is alignment: a direct write must start
+// and end on an I/O boundary (statx's dio_offset_align, 512 bytes on
+// ext4; ringcap uses the file system's block, directAlign) from memory
+// aligned as well.
 //
-// A Writer fills a buffer from a pool of aligned ones and hands it to a
-// goroutine that writes it, taking the next buffer meanwhile, so that the
-// ring reader waits for the disk only once the whole pool is queued.
+// directFile is the Writer's blockSink for such a file. The Writer fills
+// a buffer from a pool of aligned ones and hands it to a goroutine that
+// writes it, taking the next buffer meanwhile, so that the ring reader
+// waits for the disk only once the whole pool is queued.
 //
 // The file must still end on a whole block at any moment (a killed
 // capture leaves a file that reads), so a full buffer is made to end on an
@@ -64,16 +65,17 @@ type directFile struct {
 
 	// The Writer's side.
 	off         int64  // where the Writer's buffer starts in the file
+	base        uint64 // packets in the file before that buffer
 	tailed      int    // bytes of that buffer already handed over
 	tailPackets uint64 // packets in the file once those bytes are in it
 	jobs        chan directJob
 	done        chan struct{}
 
 	// The goroutine's side.
-	onDisk int64 // bytes of the file that hold whole blocks
-	saved  atomic.Uint64
-	mu     sync.Mutex
-	err    error
+	onDisk       int64 // bytes of the file that hold whole blocks
+	savedPackets atomic.Uint64
+	mu           sync.Mutex
+	err          error
 }
 
 type fileAt interface {
@@ -147,13 +149,14 @@ func newDirectFile(direct fileAt, cached cachedFile, closer func() error, align 
 }
 
 // directAlign is the boundary direct writes start and end on: the file
-// system's block where that is larger than the least it takes. ext4 here
+// system's block where that is larger than the least it takes. ext4
 // takes direct writes on 512-byte boundaries, but it serialises one that
-// starts or ends inside a block of its own, and the disk under it has
-// 4 KiB physical sectors, which a write of part of one makes it read
-// first: `dd oflag=direct` of 4 MiB less 128 KiB plus 512 bytes a write
-// ran at 90-290 MB/s, on 4 KiB boundaries at 360-810 MB/s, and a
-// capture's writes, 512-aligned, took 25-70 ms each for 4 MiB under load.
+// starts or ends inside a block of its own, and a disk with 4 KiB
+// physical sectors reads one first that a write covers in part: on ext4
+// over such a disk, `dd oflag=direct` of 4 MiB less 128 KiB plus 512
+// bytes a write ran at 90-290 MB/s, on 4 KiB boundaries at 360-810 MB/s,
+// and a capture's writes, 512-aligned, took 25-70 ms each for 4 MiB under
+// load.
 func directAlign(least uint32, block uint32) int {
 	align := int(least)
 	if b := int(block); b > align && b <= os.Getpagesize() && b&(b-1) == 0 && b%align == 0 {
@@ -211,7 +214,7 @@ func (d *directFile) write(j directJob) error {
 	n, err := out.WriteAt(j.data, j.at)
 	if err == nil {
 		d.onDisk = j.at + int64(len(j.data))
-		d.saved.Store(j.packets)
+		d.savedPackets.Store(j.packets)
 		return nil
 	}
 	if !j.cached && errors.Is(err, unix.EINVAL) {
@@ -224,7 +227,7 @@ func (d *directFile) write(j directJob) error {
 	whole, packets := wholeBlocks(j.data[:max(n, 0)])
 	if end := j.at + int64(whole); end > d.onDisk {
 		d.onDisk = end
-		d.saved.Store(j.base + packets)
+		d.savedPackets.Store(j.base + packets)
 	}
 	if terr := d.cached.Truncate(d.onDisk); terr != nil {
 		return fmt.Errorf("%w; cutting the partial block off failed too: %v", err, terr)
@@ -238,22 +241,53 @@ func (d *directFile) failed() error {
 	return d.err
 }
 
+// start, spill, flush, wait, close and saved make directFile a blockSink.
+
+func (d *directFile) start() ([]byte, int, bool) {
+	buf := d.buffers.get()
+	return buf, cap(buf) - directSlack, true
+}
+
+// spill pads a full buffer to an I/O boundary and queues it.
+func (d *directFile) spill(buf []byte, packets uint64) ([]byte, int, error) {
+	if err := d.failed(); err != nil {
+		return buf, 0, err
+	}
+	n := len(buf)
+	buf = appendPadding(buf, d.align)
+	return d.writeFull(buf, packets), len(buf) - n, nil
+}
+
+// flush queues what buf holds beyond the last write through the page
+// cache; buf goes on filling.
+func (d *directFile) flush(buf []byte, packets uint64) ([]byte, error) {
+	if err := d.failed(); err != nil {
+		return buf, err
+	}
+	d.writeTail(buf, packets)
+	return buf, nil
+}
+
+func (d *directFile) saved() uint64 { return d.savedPackets.Load() }
+
 // writeFull queues buf, a full buffer that ends on an I/O boundary, and
 // returns an empty one for what follows it in the file. It waits only
-// when every buffer is queued. base is the packets in the file before buf.
-func (d *directFile) writeFull(buf []byte, base, packets uint64) []byte {
-	d.jobs <- directJob{data: buf, at: d.off, base: base, packets: packets, buffer: buf}
+// when every buffer is queued.
+func (d *directFile) writeFull(buf []byte, packets uint64) []byte {
+	d.jobs <- directJob{data: buf, at: d.off, base: d.base, packets: packets, buffer: buf}
 	d.off += int64(len(buf))
+	d.base = packets
 	d.tailed, d.tailPackets = 0, packets
 	return d.buffers.get()
 }
 
 // writeTail queues the bytes of buf, the buffer being filled, that no
 // write has taken yet, to go through the page cache.
-func (d *directFile) writeTail(buf []byte, base, packets uint64) {
+func (d *directFile) writeTail(buf []byte, packets uint64) {
 	if len(buf) == d.tailed {
 		return
 	}
+	base := d.base
 	if d.tailed > 0 {
 		base = d.tailPackets
 	}
@@ -272,8 +306,8 @@ func (d *directFile) wait() error {
 
 // close writes the rest of buf, waits for every write, and closes the
 // O_DIRECT descriptor; buf goes back to the pool.
-func (d *directFile) close(buf []byte, base, packets uint64) error {
-	d.writeTail(buf, base, packets)
+func (d *directFile) close(buf []byte, packets uint64) error {
+	d.writeTail(buf, packets)
 	close(d.jobs)
 	<-d.done
 	d.buffers.put(buf)

@@ -75,7 +75,7 @@ func writeDirectSeries(t *testing.T, disk *fakeDisk) (saved uint64, err error) {
 	}
 	defer pool.release()
 	d := newDirectFile(fakeDirect{disk}, disk, func() error { return nil }, disk.align, pool)
-	w, err := newWriter(nil, testOptions, nil, d)
+	w, err := newWriter(d, testOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestIOMode(t *testing.T) {
 		if files.IOMode() != tc.want {
 			t.Errorf("%s: IOMode() = %q, want %q", tc.fs, files.IOMode(), tc.want)
 		}
-		if d := files.cur.w.direct; d != nil {
+		if d, ok := files.cur.w.sink.(*directFile); ok {
 			// Direct writes go on the file system's block boundaries
 			// (mkfs makes 1 KiB blocks on a file system this small),
 			// not the 512 bytes the loop device takes.
@@ -304,7 +304,7 @@ func TestDirectWritesInBackground(t *testing.T) {
 	disk := &fakeDisk{t: t, align: 512, room: 1 << 30}
 	gate := make(chan struct{})
 	d := newDirectFile(gatedDirect{fakeDirect{disk}, gate}, disk, func() error { return nil }, 512, pool)
-	w, err := newWriter(nil, testOptions, nil, d)
+	w, err := newWriter(d, testOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +365,7 @@ func TestDirectWriteRefused(t *testing.T) {
 	defer pool.release()
 	disk := &fakeDisk{t: t, align: 512, room: 1 << 30}
 	d := newDirectFile(refusingDirect{}, disk, func() error { return nil }, 512, pool)
-	w, err := newWriter(nil, testOptions, nil, d)
+	w, err := newWriter(d, testOptions)
 	if err != nil {
 		t.Fatal(err)
 	}

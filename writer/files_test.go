@@ -36,8 +36,9 @@ type harness struct {
 	finished []string
 	// inUse holds files by name, as a command or an upload running on
 	// them would: Finished returns their Releases.
-	inUse map[string]heldFile
-	files *Files
+	inUse    map[string]heldFile
+	maxFiles int // Config.MaxFiles
+	files    *Files
 }
 
 // heldFile is a Release the test decides.
@@ -67,6 +68,7 @@ func newHarnessWith(t *testing.T, h *harness, p Policy) *harness {
 		Path:     filepath.Join(h.dir, "cap.pcapng"),
 		Options:  Options{Application: "ringcap test", Interfaces: testInterfaces[:1]},
 		Policy:   p,
+		MaxFiles: h.maxFiles,
 		Now:      h.clock.Now,
 		Counters: h.counters.read,
 		Finished: func(path string) Release {
@@ -292,7 +294,7 @@ func TestRotationStatistics(t *testing.T) {
 }
 
 func TestMaxFilesDeletesOnlyItsOwn(t *testing.T) {
-	h := newHarness(t, Policy{Packets: 1, MaxFiles: 3})
+	h := newHarnessWith(t, &harness{t: t, maxFiles: 3}, Policy{Packets: 1})
 	// Files that look like ringcap's but are not this capture's.
 	foreign := []string{"cap_00000_20261126100000.pcapng", "cap_00001_20200101000000.pcapng", "other.pcapng"}
 	for _, n := range foreign {
@@ -324,11 +326,11 @@ func TestMaxFilesWaitsForRelease(t *testing.T) {
 	name := func(seq, sec int) string {
 		return fmt.Sprintf("cap_%05d_202611261000%02d.pcapng", seq, sec)
 	}
-	h := &harness{t: t, inUse: make(map[string]heldFile)}
+	h := &harness{t: t, inUse: make(map[string]heldFile), maxFiles: 2}
 	for seq := 1; seq <= 5; seq++ {
 		h.inUse[name(seq, 6+seq)] = newHeldFile()
 	}
-	h = newHarnessWith(t, h, Policy{Packets: 1, MaxFiles: 2})
+	h = newHarnessWith(t, h, Policy{Packets: 1})
 	for i := range 5 {
 		h.write(time.Duration(i) * time.Second)
 	}
@@ -412,7 +414,7 @@ func TestFilesCreate(t *testing.T) {
 
 	for _, bad := range []Config{
 		{Path: "-", Policy: Policy{Size: 1 << 20}},
-		{Path: path + "2", Policy: Policy{MaxFiles: 3}},
+		{Path: path + "2", MaxFiles: 3},
 	} {
 		if err := bad.Check(); err == nil {
 			t.Errorf("Check(%+v) accepted it", bad)
@@ -422,10 +424,8 @@ func TestFilesCreate(t *testing.T) {
 
 // Rotation reuses the write buffer: a new file does not cost a new one.
 func TestRotationReusesBuffer(t *testing.T) {
-	const files, bufSize = 20, 1 << 20
-	h := &harness{t: t}
-	h = newHarnessWith(t, h, Policy{Packets: 1})
-	h.files.cfg.BufferSize = bufSize
+	const files, bufSize = 20, DefaultBufferSize
+	h := newHarness(t, Policy{Packets: 1})
 	h.write(0) // the first file has its buffer
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -573,7 +573,7 @@ func TestMaxFilesAdoptsEarlier(t *testing.T) {
 	var adopted []string
 	clock := &fakeClock{start}
 	files, err := Create(Config{Path: filepath.Join(dir, "cap.pcapng"), Options: Options{Interfaces: testInterfaces[:1]},
-		Policy: Policy{Packets: 1, MaxFiles: 2}, Now: clock.Now,
+		Policy: Policy{Packets: 1}, MaxFiles: 2, Now: clock.Now,
 		Adopt: func(path string) Release {
 			adopted = append(adopted, filepath.Base(path))
 			if filepath.Base(path) == earlier[1] {

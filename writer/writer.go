@@ -66,61 +66,42 @@ const DefaultBufferSize = 1 << 20
 
 // Writer writes one pcapng section: a Section Header Block, one Interface
 // Description Block per interface, an Enhanced Packet Block per frame, and
-// at the end an Interface Statistics Block per interface.
+// at the end an Interface Statistics Block per interface. It encodes the
+// blocks into a buffer its blockSink lends it, and hands the buffer back to
+// be written out.
 //
 // pcapgo's NgWriter buffers internally and flushes whenever its buffer is
-// full, mid-block. Writer flushes it after every block into a buffer of its
-// own, so that it only ever hands whole blocks to the file: a capture that
-// stops on a write error, or is killed, leaves a file that ends on a block
-// boundary.
+// full, mid-block. Writer flushes it after every block into its own
+// buffer, so that it only ever hands whole blocks to the file: a capture
+// that stops on a write error, or is killed, leaves a file that ends on a
+// block boundary.
 type Writer struct {
 	ng     *pcapgo.NgWriter
-	out    io.Writer
 	ifaces []Interface
+	sink   blockSink
 
-	buf      []byte // complete blocks not yet written out
-	bufSize  int    // len(buf) from which it is written out
-	written  int64  // bytes of out that hold complete blocks
-	produced int64  // written + len(buf)
+	buf   []byte // complete blocks not yet handed to the sink
+	full  int    // len(buf) from which it is handed over
+	fixed bool   // buf is the sink's memory: it may not grow past its capacity
+
+	produced int64  // bytes in the file once buf is written out
 	packets  uint64 // packets written, buffered ones included
-	saved    uint64 // packets that reached out
 	err      error  // sticky: a failed write ends the file
-
-	// direct, when set, writes the file instead of out, from buffers of
-	// its own (see direct.go); bufBase is the packets before buf's.
-	direct  *directFile
-	bufBase uint64
+	finished bool   // the sink is closed
 }
 
 // New writes the file's header blocks to out.
 func New(out io.Writer, opts Options) (*Writer, error) {
-	return newWriter(out, opts, nil, nil)
+	return newWriter(newCachedSink(out, opts.BufferSize, nil, nil), opts)
 }
 
-// newWriter is New writing through buf, the buffer of a Writer that is
-// done, if it is large enough: a rotation needs no new one. With direct,
-// it writes through that instead of out, into direct's buffers.
-func newWriter(out io.Writer, opts Options, buf []byte, direct *directFile) (*Writer, error) {
+// newWriter writes the file's header blocks into sink. When that fails,
+// the sink is closed.
+func newWriter(sink blockSink, opts Options) (*Writer, error) {
+	w := &Writer{ifaces: opts.Interfaces, sink: sink}
+	w.buf, w.full, w.fixed = sink.start()
 	if len(opts.Interfaces) == 0 {
-		return nil, errors.New("pcapng: no interface")
-	}
-	if opts.BufferSize <= 0 {
-		opts.BufferSize = DefaultBufferSize
-	}
-	// Room for the block that takes the buffer past BufferSize.
-	if want := opts.BufferSize + 4096; cap(buf) < want && direct == nil {
-		buf = make([]byte, 0, want)
-	}
-	w := &Writer{
-		out:     out,
-		ifaces:  opts.Interfaces,
-		buf:     buf[:0],
-		bufSize: opts.BufferSize,
-		direct:  direct,
-	}
-	if direct != nil {
-		w.buf = direct.buffers.get()
-		w.bufSize = cap(w.buf) - directSlack
+		return nil, w.abandon(errors.New("pcapng: no interface"))
 	}
 	section := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
 		Hardware:    opts.Hardware,
@@ -132,7 +113,7 @@ func newWriter(out io.Writer, opts Options, buf []byte, direct *directFile) (*Wr
 		ifaces[i] = ifc.block()
 	}
 	var err error
-	if w.ng, err = pcapgo.NewNgWriterInterface((*blockBuffer)(w), ifaces[0], section); err != nil {
+	if w.ng, err = pcapgo.NewNgWriterInterface(ngOutput{w}, ifaces[0], section); err != nil {
 		return nil, w.abandon(fmt.Errorf("pcapng: header: %w", err))
 	}
 	if err := w.endBlock(); err != nil {
@@ -149,6 +130,14 @@ func newWriter(out io.Writer, opts Options, buf []byte, direct *directFile) (*Wr
 		}
 	}
 	return w, nil
+}
+
+// abandon closes the sink of a Writer that failed to start, writing
+// nothing more.
+func (w *Writer) abandon(err error) error {
+	w.finished = true
+	w.sink.close(w.buf[:0], 0)
+	return err
 }
 
 // block is the interface's Interface Description Block.
@@ -179,55 +168,43 @@ func (w *Writer) AddInterface(ifc Interface) error {
 	return w.endBlock()
 }
 
-// abandon gives a direct Writer's buffer back when it fails to start.
-func (w *Writer) abandon(err error) error {
-	if w.direct != nil && w.buf != nil {
-		w.direct.buffers.put(w.buf)
-		w.buf = nil
-	}
-	return err
-}
+// ngOutput is the Writer as NgWriter's destination: it collects the bytes
+// of a block in the Writer's buffer until endBlock.
+type ngOutput struct{ w *Writer }
 
-// blockBuffer is the Writer as NgWriter's destination: it collects bytes
-// in w.buf until endBlock.
-type blockBuffer Writer
-
-func (b *blockBuffer) Write(p []byte) (int, error) {
-	if b.direct != nil && len(b.buf)+len(p) > cap(b.buf) {
-		// Growing would leave the aligned buffer.
-		return 0, fmt.Errorf("a header block of over %d bytes", directSlack)
+func (o ngOutput) Write(p []byte) (int, error) {
+	w := o.w
+	if w.fixed && len(w.buf)+len(p) > cap(w.buf) {
+		// Growing would leave the sink's memory.
+		return 0, fmt.Errorf("a header block of over %d bytes", cap(w.buf)-w.full)
 	}
-	b.buf = append(b.buf, p...)
-	b.produced += int64(len(p))
+	w.buf = append(w.buf, p...)
+	w.produced += int64(len(p))
 	return len(p), nil
 }
 
-// endBlock moves the block NgWriter just wrote into w.buf, and writes
-// w.buf out once it is large.
+// endBlock moves the block NgWriter just wrote into w.buf, and hands
+// w.buf over once it is full.
 func (w *Writer) endBlock() error {
 	if err := w.ng.Flush(); err != nil {
 		return fmt.Errorf("pcapng: %w", err)
 	}
-	if len(w.buf) >= w.bufSize {
+	if len(w.buf) >= w.full {
 		return w.spill()
 	}
 	return nil
 }
 
-// spill writes out a buffer that is full.
+// spill hands a full buffer to the sink, and goes on in the one it
+// returns.
 func (w *Writer) spill() error {
-	if w.direct == nil {
-		return w.Flush()
-	}
-	if err := w.direct.failed(); err != nil {
+	next, padding, err := w.sink.spill(w.buf, w.packets)
+	w.produced += int64(padding)
+	if err != nil {
 		w.err = err
 		return err
 	}
-	n := len(w.buf)
-	w.buf = appendPadding(w.buf, w.direct.align)
-	w.produced += int64(len(w.buf) - n)
-	w.buf = w.direct.writeFull(w.buf, w.bufBase, w.packets)
-	w.bufBase = w.packets
+	w.buf = next
 	return nil
 }
 
@@ -246,7 +223,7 @@ func (w *Writer) WritePacket(p packet.Packet) error {
 	}
 	w.appendEPB(&p, w.ifaces[p.Interface].Queues)
 	w.packets++
-	if len(w.buf) >= w.bufSize {
+	if len(w.buf) >= w.full {
 		return w.spill()
 	}
 	return nil
@@ -342,37 +319,10 @@ func (w *Writer) WriteStats(stats []Stats) error {
 // reached it whole, and the Writer takes no more. Writing directly, the
 // write is only queued, and a failure shows in a later call.
 func (w *Writer) Flush() error {
-	if w.err != nil {
+	if w.err != nil || w.finished {
 		return w.err
 	}
-	if w.direct != nil {
-		if w.err = w.direct.failed(); w.err != nil || w.buf == nil {
-			return w.err
-		}
-		w.direct.writeTail(w.buf, w.bufBase, w.packets)
-		return nil
-	}
-	if len(w.buf) == 0 {
-		return nil
-	}
-	n, err := w.out.Write(w.buf)
-	if err == nil {
-		w.written += int64(n)
-		w.buf = w.buf[:0]
-		w.saved = w.packets
-		return nil
-	}
-	// The error names the file and the cause, e.g. "write big.pcapng: no
-	// space left on device".
-	w.err = err
-	if f, ok := w.out.(interface{ Truncate(int64) error }); ok && n > 0 {
-		keep, packets := wholeBlocks(w.buf[:n])
-		if terr := f.Truncate(w.written + int64(keep)); terr != nil {
-			w.err = fmt.Errorf("%w; cutting the partial block off failed too: %v", w.err, terr)
-		} else {
-			w.saved += packets
-		}
-	}
+	w.buf, w.err = w.sink.flush(w.buf, w.packets)
 	return w.err
 }
 
@@ -398,26 +348,23 @@ func wholeBlocks(b []byte) (length int, packets uint64) {
 	return length, packets
 }
 
-// wait is Flush that, writing directly, returns once the file holds what
-// was written.
+// wait is Flush that returns once the file holds what was written.
 func (w *Writer) wait() error {
-	if err := w.Flush(); err != nil || w.direct == nil {
+	if err := w.Flush(); err != nil || w.finished {
 		return err
 	}
-	w.err = w.direct.wait()
+	w.err = w.sink.wait()
 	return w.err
 }
 
-// finish is Flush for the last time: writing directly, it waits for the
-// writes and ends them, so that Saved and the error are final.
+// finish is Flush for the last time: it waits for the writes and ends
+// them, so that Saved and the error are final.
 func (w *Writer) finish() error {
-	if w.direct == nil {
-		return w.Flush()
+	if w.finished {
+		return w.err
 	}
-	if w.buf == nil {
-		return w.err // finished already
-	}
-	err := w.direct.close(w.buf, w.bufBase, w.packets)
+	w.finished = true
+	err := w.sink.close(w.buf, w.packets)
 	w.buf = nil
 	if w.err == nil {
 		w.err = err
@@ -433,9 +380,4 @@ func (w *Writer) Packets() uint64 { return w.packets }
 
 // Saved is the number of packets that reached the file: all of them after
 // a successful Flush, the whole ones before the failure after a failed one.
-func (w *Writer) Saved() uint64 {
-	if w.direct != nil {
-		return w.direct.saved.Load()
-	}
-	return w.saved
-}
+func (w *Writer) Saved() uint64 { return w.sink.saved() }

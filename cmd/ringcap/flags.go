@@ -162,26 +162,26 @@ func parseOutput(c *cli.Context) (writer.Config, error) {
 		Buffered:  c.Bool("buffered"),
 		Note:      func(line string) { fmt.Fprintf(c.App.ErrWriter, "ringcap: %s\n", line) },
 		Policy: writer.Policy{
-			Every:    c.Duration("rotate-every"),
-			Align:    c.Bool("align"),
-			Packets:  c.Uint64("rotate-packets"),
-			MaxFiles: c.Int("max-files"),
+			Every:   c.Duration("rotate-every"),
+			Align:   c.Bool("align"),
+			Packets: c.Uint64("rotate-packets"),
 		},
+		MaxFiles: c.Int("max-files"),
 	}
 	if s := c.String("rotate-size"); s != "" {
 		size, err := parseSize(s)
 		if err != nil || size == 0 {
 			return out, badUsage(c, "--rotate-size %q: give a size such as 100MiB", s)
 		}
-		out.Size = int64(size)
+		out.Policy.Size = int64(size)
 	}
 	switch p := out.Policy; {
 	case p.Every < 0:
 		return out, badUsage(c, "--rotate-every %v is negative", p.Every)
 	case p.Align && p.Every == 0:
 		return out, badUsage(c, "--align needs --rotate-every")
-	case p.MaxFiles < 0:
-		return out, badUsage(c, "--max-files %d is negative", p.MaxFiles)
+	case out.MaxFiles < 0:
+		return out, badUsage(c, "--max-files %d is negative", out.MaxFiles)
 	}
 	mode, err := strconv.ParseUint(c.String("file-mode"), 8, 32)
 	if err != nil || mode > 0o777 || mode&0o600 != 0o600 {
@@ -189,7 +189,7 @@ func parseOutput(c *cli.Context) (writer.Config, error) {
 	}
 	out.FileMode = os.FileMode(mode)
 	if out.Path == "" {
-		if out.Policy != (writer.Policy{}) || c.String("post-rotate") != "" {
+		if out.Policy != (writer.Policy{}) || out.MaxFiles != 0 || c.String("post-rotate") != "" {
 			return out, badUsage(c, "rotation and --post-rotate need files: give one with -w FILE")
 		}
 		return out, nil
