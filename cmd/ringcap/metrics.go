@@ -77,6 +77,38 @@ func listenMetrics(addr string) (net.Listener, error) {
 	return l, nil
 }
 
+// metricsEndpoint is where --metrics serves. Its address is taken before
+// anything is attached, so that one that cannot be used stops ringcap
+// first; it serves from when the files are open until ringcap is done.
+type metricsEndpoint struct {
+	addr        string // as --metrics gave it
+	listener    net.Listener
+	stopServing context.CancelFunc // nil until serve
+}
+
+func openMetricsEndpoint(addr string) (*metricsEndpoint, error) {
+	l, err := listenMetrics(addr)
+	if err != nil {
+		return nil, err
+	}
+	return &metricsEndpoint{addr: addr, listener: l}, nil
+}
+
+// serve serves m, and says where when the kernel chose the port.
+func (e *metricsEndpoint) serve(m *metrics, stderr io.Writer) {
+	var serving context.Context
+	serving, e.stopServing = context.WithCancel(context.Background())
+	m.serve(serving, e.listener)
+	announceMetrics(stderr, e.addr, e.listener)
+}
+
+func (e *metricsEndpoint) close() {
+	if e.stopServing != nil {
+		e.stopServing()
+	}
+	e.listener.Close()
+}
+
 // announceMetrics says where the metrics are served when --metrics left
 // the port to the kernel (port 0): nothing else would tell.
 func announceMetrics(stderr io.Writer, addr string, l net.Listener) {
@@ -176,7 +208,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.finished, prometheus.CounterValue, float64(m.files.Finished()))
 	ch <- prometheus.MustNewConstMetric(m.postFailures, prometheus.CounterValue, float64(m.post.failures.Load()))
 	if m.up != nil {
-		st := m.up.up.Stats()
+		st := m.up.uploader.Stats()
 		ch <- prometheus.MustNewConstMetric(m.uploadFiles, prometheus.CounterValue, float64(st.Files))
 		ch <- prometheus.MustNewConstMetric(m.uploadBytes, prometheus.CounterValue, float64(st.Bytes))
 		ch <- prometheus.MustNewConstMetric(m.uploadFailures, prometheus.CounterValue, float64(st.Failures))

@@ -150,9 +150,9 @@ func TestRelinquishPrivileges(t *testing.T) {
 		t.Skipf("no user nobody: %v", err)
 	}
 	for _, tt := range []struct {
-		name string
-		any  bool
-		caps []int
+		name         string
+		anyInterface bool
+		caps         []int
 	}{
 		{"one interface", false, nil},
 		{"any", true, []int{unix.CAP_BPF, unix.CAP_NET_ADMIN, unix.CAP_PERFMON}},
@@ -163,14 +163,14 @@ func TestRelinquishPrivileges(t *testing.T) {
 			path := filepath.Join(dir, "z.pcapng")
 			t.Setenv("AWS_PROFILE", "the-post-rotate-commands")
 			iface := rxIf
-			if tt.any {
+			if tt.anyInterface {
 				iface = "any"
 			}
 			r := p.startRecord(t, "-i", iface, "-Z", "nobody", "-w", path, "-z", postRotateProbe, "icmp")
 			checkThreads(t, r.cmd.Process.Pid, credsOf(t, nobody, tt.caps...))
 			p.ping(t, 2000)
 			want := [][]string{{rxIf, "2042"}}
-			if tt.any {
+			if tt.anyInterface {
 				const newRx = "rc-z-rx"
 				p.addLinkWhile(t, r, "rc-z-tx", newRx)
 				p.pingAddr(t, "198.18.0.10", 1800)

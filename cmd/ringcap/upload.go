@@ -114,53 +114,53 @@ func checkPrefix(prefix string) error {
 // unsent, to the store.
 type uploads struct {
 	opts      uploadOptions
-	up        *upload.Uploader
+	uploader  *upload.Uploader
 	stderr    io.Writer
-	mu        sync.Mutex // stderr's lines
-	rotating  bool       // an earlier run's files are found by their names
-	leftovers int        // an earlier run's files queued
-	chain     sync.WaitGroup
+	mu        sync.Mutex     // stderr's lines
+	rotating  bool           // an earlier run's files are found by their names
+	leftovers int            // an earlier run's files queued
+	chain     sync.WaitGroup // -z commands whose file is sent once they end
 }
 
 func startUploads(ctx context.Context, opts uploadOptions, out writer.Config, stderr io.Writer) (*uploads, error) {
-	x := &uploads{opts: opts, stderr: stderr, rotating: out.Policy.Rotates()}
+	u := &uploads{opts: opts, stderr: stderr, rotating: out.Policy.Rotates()}
 	var err error
-	x.up, err = upload.New(ctx, upload.Config{Target: opts.target, Delete: opts.delete, Logf: x.line,
+	u.uploader, err = upload.New(ctx, upload.Config{Target: opts.target, Delete: opts.delete, Logf: u.line,
 		MinBackoff: min(time.Second, opts.retryMax), MaxBackoff: opts.retryMax})
 	if err != nil {
 		return nil, err
 	}
 	// The capture starts whatever the store says.
 	go func() {
-		if err := x.up.Check(ctx, 10*time.Second); err != nil {
-			x.line("--upload %s at %s: %v: files are kept, and sent once it answers", opts.target, x.up.Endpoint(), err)
+		if err := u.uploader.Check(ctx, 10*time.Second); err != nil {
+			u.line("--upload %s at %s: %v: files are kept, and sent once it answers", opts.target, u.uploader.Endpoint(), err)
 		}
 	}()
-	return x, nil
+	return u, nil
 }
 
-func (x *uploads) line(format string, args ...any) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	fmt.Fprintf(x.stderr, "ringcap: "+format+"\n", args...)
+func (u *uploads) line(format string, args ...any) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	fmt.Fprintf(u.stderr, "ringcap: "+format+"\n", args...)
 }
 
 // after returns what follows a finished file: the --post-rotate command,
 // then the upload of the file as the command left it (one that moved it
 // away, as gzip does, leaves nothing to send). The Release says when
 // --max-files may delete the file.
-func (x *uploads) after(post *postRotate) func(path string) writer.Release {
+func (u *uploads) after(post *postRotate) func(path string) writer.Release {
 	return func(path string) writer.Release {
 		if post.command == "" {
-			return x.up.Send(path)
+			return u.uploader.Send(path)
 		}
 		ran := post.run(path)
 		both, decide := writer.NewRelease()
-		x.chain.Add(1)
+		u.chain.Add(1)
 		go func() {
 			ended := ran.Wait()
-			sent := x.up.Send(path)
-			x.chain.Done()
+			sent := u.uploader.Send(path)
+			u.chain.Done()
 			if sent.Wait() == writer.Deletable && ended == writer.Deletable {
 				decide(writer.Deletable)
 			} else {
@@ -173,40 +173,40 @@ func (x *uploads) after(post *postRotate) func(path string) writer.Release {
 
 // adopt takes a file an earlier run left: one the store holds (marked so)
 // may go at once, the others are sent first.
-func (x *uploads) adopt(path string) writer.Release {
-	if x.up.SettleStored(path) {
+func (u *uploads) adopt(path string) writer.Release {
+	if u.uploader.SettleStored(path) {
 		return writer.Release{}
 	}
-	x.leftovers++
-	return x.up.Resume(path)
+	u.leftovers++
+	return u.uploader.Resume(path)
 }
 
 // drain starts the bounded wait at exit, before the last file is
 // finished: --max-files' deletions wait for uploads that end by then.
-func (x *uploads) drain() { x.up.Drain(x.opts.timeout) }
+func (u *uploads) drain() { u.uploader.Drain(u.opts.timeout) }
 
 // finish waits for the uploads and says what the store got and what is
 // left.
-func (x *uploads) finish() {
-	x.chain.Wait() // each --post-rotate command has ended and queued its file
-	unsent := x.up.Wait()
-	st := x.up.Stats()
+func (u *uploads) finish() {
+	u.chain.Wait() // each --post-rotate command has ended and queued its file
+	unsent := u.uploader.Wait()
+	st := u.uploader.Stats()
 	found := ""
 	if st.Found > 0 {
 		found = fmt.Sprintf(", %d an earlier run left found there", st.Found)
 	}
-	x.line("%d files (%s) sent to %s%s, %d failed tries", st.Files, formatBytes(st.Bytes), x.opts.target, found, st.Failures)
+	u.line("%d files (%s) sent to %s%s, %d failed tries", st.Files, formatBytes(st.Bytes), u.opts.target, found, st.Failures)
 	if len(unsent) > 0 {
 		names := make([]string, len(unsent))
 		for i, p := range unsent {
 			names[i] = filepath.Base(p)
 		}
 		next := "kept for the next run with the same -w and --upload"
-		if !x.rotating {
+		if !u.rotating {
 			// Without rotation the next run refuses the name, or
 			// overwrites it with --force.
 			next = "kept; without rotation no run sends them again: upload them yourself"
 		}
-		x.line("%d files not sent within --upload-timeout %v, %s: %s", len(unsent), x.opts.timeout, next, strings.Join(names, " "))
+		u.line("%d files not sent within --upload-timeout %v, %s: %s", len(unsent), u.opts.timeout, next, strings.Join(names, " "))
 	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/ringcap/ringcap/capture"
@@ -14,19 +16,63 @@ import (
 // which tells of interfaces coming and going.
 type captureSink struct {
 	*writer.Files
-	describe func(capture.Hook) writer.Interface
-	// firstLine prints the line that starts the capture on an interface.
-	firstLine func(ifc string, hooks []capture.Hook)
-	stderr    io.Writer
-	mu        sync.Mutex // stderr's lines
+	capt   *capture.Capture
+	cfg    capture.Config // what the lines say of the selection
+	netns  string         // as --netns named it
+	stderr io.Writer
+	mu     sync.Mutex // stderr's lines
 }
 
-func (s *captureSink) AddHook(h capture.Hook) error { return s.Files.AddInterface(s.describe(h)) }
+// fileInterface is the file's interface for a hook: each direction of an
+// interface has its own counters, and so its own statistics in the file.
+func fileInterface(h capture.Hook, cfg capture.Config, netns string) writer.Interface {
+	return writer.Interface{
+		Name: h.Interface,
+		// Wireshark names an interface by its description where
+		// there is one: it starts with the name.
+		Description: h.Interface + netnsSuffix(netns) + ": " + h.Describe(),
+		Filter:      cfg.Selection(),
+		SnapLen:     cfg.SnapLen,
+		// Only XDP knows the receive queue.
+		Queues: h.XDP,
+		OS:     hostOS(),
+	}
+}
 
+// announce says which interfaces were left out at the start, then starts
+// the capture on each of the others with its first line.
+func (s *captureSink) announce() {
+	for _, err := range s.capt.Skipped() {
+		s.InterfaceLeftOut(err)
+	}
+	hooks := s.capt.Hooks()
+	var names []string
+	for _, h := range hooks {
+		if !slices.Contains(names, h.Interface) {
+			names = append(names, h.Interface)
+		}
+	}
+	for _, name := range names {
+		s.InterfaceAdded(name, hooks)
+	}
+}
+
+func (s *captureSink) AddHook(h capture.Hook) error {
+	return s.Files.AddInterface(fileInterface(h, s.cfg, s.netns))
+}
+
+// InterfaceAdded prints the line that starts the capture on interface
+// name, at those of hooks that are its.
 func (s *captureSink) InterfaceAdded(name string, hooks []capture.Hook) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.firstLine(name, hooks)
+	var where []string
+	for _, h := range hooks {
+		if h.Interface == name {
+			where = append(where, h.Describe())
+		}
+	}
+	s.line("ringcap: capturing on %s%s (%s): %s, snaplen %d, %s, to %s (%s)",
+		name, netnsSuffix(s.netns), strings.Join(where, "; "), selectionText(s.cfg), s.cfg.SnapLen,
+		ringsText(s.capt), outputName(s.Current()), s.IOMode())
 }
 
 func (s *captureSink) InterfaceLeftOut(err error) {
