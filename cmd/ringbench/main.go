@@ -85,12 +85,9 @@ func run(c *cli.Context) error {
 	if c.Bool("install") {
 		install()
 	}
-	ringcap := c.String("ringcap")
-	if ringcap == "" {
-		ringcap = filepath.Join(dir, "ringcap")
-		if out, err := exec.Command("go", "build", "-o", ringcap, "github.com/ringcap/ringcap/cmd/ringcap").CombinedOutput(); err != nil {
-			return fmt.Errorf("build ringcap (run ringbench from the repository, or give --ringcap): %v: %s", err, out)
-		}
+	ringcap, err := ringcapBinary(c.String("ringcap"), dir)
+	if err != nil {
+		return err
 	}
 	if c.Bool("hooks") {
 		return measureHooks(ringcap, dir, c.Bool("smoke"))
@@ -111,18 +108,7 @@ func run(c *cli.Context) error {
 		return err
 	}
 	defer p.Close()
-	// Interrupted, it still removes its namespaces; the tool running in
-	// one gets SIGTERM as ringbench exits (see tool.start).
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sig)
-	go func() {
-		<-sig
-		p.Close()
-		unmount()
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}()
+	defer cleanUpOnSignal(p, unmount, dir)()
 	threads := c.Int("threads")
 	if c.Bool("smoke") {
 		// One sender, so that no frame is dropped before it reaches
@@ -133,43 +119,141 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	traffic := chooseTraffic(c)
+	oversize := frames.Spec{L3Len: 1986}.Build() // 2000 bytes
+	if c.Bool("rings-ab") {
+		return ringsAB(c, p, gen, ringcap, files, traffic.loaded, oversize)
+	}
+	return compareTools(c, p, gen, ringcap, dir, traffic, oversize)
+}
 
-	scenarios := []scenario{
-		{"250k/s", 500_000, 250_000, 0},
-		{"500k/s", 1_000_000, 500_000, 0},
-		{"1M/s", 1_000_000, 1_000_000, 0},
-		{"2M/s", 2_000_000, 2_000_000, 0},
-		{"burst 1M", 1_000_000, 0, 0},
-		{"sustained 10M", 10_000_000, 0, 0},
+// ringcapBinary is the ringcap to measure: the one --ringcap gives, or
+// one built from this repository into dir.
+func ringcapBinary(given, dir string) (string, error) {
+	if given != "" {
+		return given, nil
 	}
-	// At MTU 9000 ringcap needs its multi-buffer build; at 1500 veth
-	// takes the single-buffer one.
-	idle := []scenario{
-		{"60 B, nothing selected, MTU 9000", 5_000_000, 0, 9000},
-		{"60 B, nothing selected, MTU 1500", 5_000_000, 0, 1500},
+	path := filepath.Join(dir, "ringcap")
+	if out, err := exec.Command("go", "build", "-o", path, "github.com/ringcap/ringcap/cmd/ringcap").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build ringcap (run ringbench from the repository, or give --ringcap): %v: %s", err, out)
 	}
-	repeats := idleRepeats
+	return path, nil
+}
+
+// cleanUpOnSignal makes an interrupted ringbench still remove its
+// namespaces, its tmpfs and dir before it exits; the tool running in a
+// namespace gets SIGTERM as ringbench exits (see tool.start). stop stops
+// listening for the signals.
+func cleanUpOnSignal(p *veth.Network, unmount func(), dir string) (stop func()) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		p.Close()
+		unmount()
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}()
+	return func() { signal.Stop(sig) }
+}
+
+// trafficPlan is the traffic a run sends: oversize frames at rising
+// rates (loaded), and small frames that nobody selects (idle), each of
+// those repeated.
+type trafficPlan struct {
+	loaded, idle []scenario
+	repeats      int // runs of each idle scenario by each tool
+}
+
+// chooseTraffic is the full run's traffic, or the smoke run's, less what
+// --traffic leaves out.
+func chooseTraffic(c *cli.Context) trafficPlan {
+	plan := trafficPlan{
+		loaded: []scenario{
+			{"250k/s", 500_000, 250_000, 0},
+			{"500k/s", 1_000_000, 500_000, 0},
+			{"1M/s", 1_000_000, 1_000_000, 0},
+			{"2M/s", 2_000_000, 2_000_000, 0},
+			{"burst 1M", 1_000_000, 0, 0},
+			{"sustained 10M", 10_000_000, 0, 0},
+		},
+		// At MTU 9000 ringcap needs its multi-buffer build; at 1500
+		// veth takes the single-buffer one.
+		idle: []scenario{
+			{"60 B, nothing selected, MTU 9000", 5_000_000, 0, 9000},
+			{"60 B, nothing selected, MTU 1500", 5_000_000, 0, 1500},
+		},
+		repeats: idleRepeats,
+	}
 	if c.Bool("smoke") {
-		scenarios = []scenario{{"smoke", 20_000, 0, 0}}
-		for i := range idle {
-			idle[i].frames = 20_000
+		plan.loaded = []scenario{{"smoke", 20_000, 0, 0}}
+		for i := range plan.idle {
+			plan.idle[i].frames = 20_000
 		}
-		repeats = 1
+		plan.repeats = 1
 	}
 	if want := c.StringSlice("traffic"); len(want) > 0 {
 		unwanted := func(sc scenario) bool { return !slices.Contains(want, sc.name) }
-		scenarios = slices.DeleteFunc(scenarios, unwanted)
-		idle = slices.DeleteFunc(idle, unwanted)
+		plan.loaded = slices.DeleteFunc(plan.loaded, unwanted)
+		plan.idle = slices.DeleteFunc(plan.idle, unwanted)
 	}
-	oversize := frames.Spec{L3Len: 1986}.Build() // 2000 bytes
-	small := frames.Spec{L3Len: 46}.Build()      // 60 bytes
+	return plan
+}
 
-	if c.Bool("rings-ab") {
-		return ringsAB(c, p, gen, ringcap, files, scenarios, oversize)
+// compareTools measures each tool on each traffic, prints the tables and
+// plots the loss. A smoke run is CI's check that the measurement works:
+// at its low rate, ringcap must get every frame sent.
+func compareTools(c *cli.Context, p *veth.Network, gen *generator, ringcap, dir string, traffic trafficPlan, oversize []byte) error {
+	toolList, stopStores, err := chooseTools(c, p, ringcap, dir)
+	if err != nil {
+		return err
 	}
-	toolList := tools(ringcap)
+	defer stopStores()
+	var rows []row
+	for _, sc := range traffic.loaded {
+		for _, t := range toolList {
+			r := measure(p, gen, t, sc, oversize, dir)
+			fmt.Fprintln(os.Stderr, r.String())
+			rows = append(rows, r)
+		}
+	}
+	idleRows, err := measureIdle(p, gen, toolList, traffic, dir)
+	if err != nil {
+		return err
+	}
+	wholeRows, err := measureWholeBursts(c, p, ringcap, dir)
+	if err != nil {
+		return err
+	}
+	printTables(os.Stdout, rows, idleRows)
+	printWhole(os.Stdout, wholeRows)
+	if err := plotLoss(c.String("plot"), rows); err != nil {
+		return err
+	}
+	if c.Bool("smoke") {
+		// (The interface also counts the odd IPv6 neighbour discovery
+		// frame, which nobody selects.)
+		for _, r := range rows {
+			if r.tool == "ringcap" && (r.err != nil || r.written < uint64(r.scenario.frames)) {
+				return fmt.Errorf("smoke run: ringcap wrote %d of %d frames: %v", r.written, r.scenario.frames, r.err)
+			}
+		}
+	}
+	return nil
+}
+
+// chooseTools lists the tools --tool names, and none, which is always
+// measured; it starts a store for each that uploads, which stop stops.
+func chooseTools(c *cli.Context, p *veth.Network, ringcap, dir string) (toolList []tool, stop func(), err error) {
+	toolList = tools(ringcap)
 	if want := c.StringSlice("tool"); len(want) > 0 {
 		toolList = slices.DeleteFunc(toolList, func(t tool) bool { return t.name != "none" && !slices.Contains(want, t.name) })
+	}
+	var stores []*store
+	stop = func() {
+		for i := len(stores) - 1; i >= 0; i-- {
+			stores[i].stop()
+		}
 	}
 	for i, t := range toolList {
 		if !t.store {
@@ -177,30 +261,30 @@ func run(c *cli.Context) error {
 		}
 		st, err := startStore(p, dir)
 		if err != nil {
-			return err
+			stop()
+			return nil, nil, err
 		}
-		defer st.stop()
+		stores = append(stores, st)
 		toolList[i].st, toolList[i].env = st, st.env
 	}
-	var rows []row
-	for _, sc := range scenarios {
-		for _, t := range toolList {
-			r := measure(p, gen, t, sc, oversize, dir)
-			fmt.Fprintln(os.Stderr, r.String())
-			rows = append(rows, r)
-		}
-	}
+	return toolList, stop, nil
+}
+
+// measureIdle measures the tools on traffic that nobody selects: each
+// tool's runs in turn with the others', and the median of them kept.
+func measureIdle(p *veth.Network, gen *generator, toolList []tool, traffic trafficPlan, dir string) ([]row, error) {
+	small := frames.Spec{L3Len: 46}.Build() // 60 bytes
 	var idleRows []row
-	for _, sc := range idle {
+	for _, sc := range traffic.idle {
 		if err := p.SetMTU(sc.mtu); err != nil {
-			return err
+			return nil, err
 		}
 		// The files' fate does not matter when nothing is selected.
 		idleTools := slices.DeleteFunc(slices.Clone(toolList), func(t tool) bool {
 			return t.name == "ringcap-rotate" || t.name == "ringcap-upload"
 		})
 		runs := make([][]row, len(idleTools))
-		for range repeats {
+		for range traffic.repeats {
 			for i, t := range idleTools {
 				if strings.HasPrefix(t.name, "ringcap") {
 					t.args = withArgs(t.args, "--mtu", "9000")
@@ -214,37 +298,23 @@ func run(c *cli.Context) error {
 			idleRows = append(idleRows, medianRate(rs))
 		}
 	}
-	var wholeRows []row
-	if want := c.StringSlice("traffic"); len(want) == 0 || slices.Contains(want, wholeBurstName) {
-		n, runs := 20_000, 3
-		if c.Bool("smoke") {
-			n, runs = 2_000, 1
-		}
-		if err := p.SetMTU(9000); err != nil {
-			return err
-		}
-		var err error
-		if wholeRows, err = measureWhole(p, ringcap, dir, n, runs); err != nil {
-			return err
-		}
+	return idleRows, nil
+}
+
+// measureWholeBursts measures bursts of whole frames, unless --traffic
+// leaves them out.
+func measureWholeBursts(c *cli.Context, p *veth.Network, ringcap, dir string) ([]row, error) {
+	if want := c.StringSlice("traffic"); len(want) > 0 && !slices.Contains(want, wholeBurstName) {
+		return nil, nil
 	}
-	printTables(os.Stdout, rows, idleRows)
-	printWhole(os.Stdout, wholeRows)
-	if err := plotLoss(c.String("plot"), rows); err != nil {
-		return err
-	}
+	n, runs := 20_000, 3
 	if c.Bool("smoke") {
-		// The smoke run is CI's check that the measurement works: at
-		// its low rate, ringcap must get every frame sent. (The
-		// interface also counts the odd IPv6 neighbour discovery
-		// frame, which nobody selects.)
-		for _, r := range rows {
-			if r.tool == "ringcap" && (r.err != nil || r.written < uint64(r.scenario.frames)) {
-				return fmt.Errorf("smoke run: ringcap wrote %d of %d frames: %v", r.written, r.scenario.frames, r.err)
-			}
-		}
+		n, runs = 2_000, 1
 	}
-	return nil
+	if err := p.SetMTU(9000); err != nil {
+		return nil, err
+	}
+	return measureWhole(p, ringcap, dir, n, runs)
 }
 
 // medianRate returns the run with the median receive rate, or a failed
