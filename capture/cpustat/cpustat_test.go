@@ -4,9 +4,14 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// Spinning on every CPU for half a second shows in both clocks.
+// Spinning a thread on every CPU shows in both clocks. Each thread spins
+// until it has used its share of CPU time, not for a time on the wall
+// clock, so that other processes keeping the CPUs busy only make the
+// test take longer.
 func TestBusy(t *testing.T) {
 	m0, err := Machine()
 	if err != nil {
@@ -16,24 +21,57 @@ func TestBusy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const spin = 500 * time.Millisecond
-	done := make(chan struct{})
+	const spin = 300 * time.Millisecond
+	errs := make(chan error)
 	for range runtime.NumCPU() {
 		go func() {
-			for end := time.Now().Add(spin); time.Now().Before(end); {
-			}
-			done <- struct{}{}
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			errs <- spinFor(spin)
 		}()
 	}
 	for range runtime.NumCPU() {
-		<-done
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
-	m1, _ := Machine()
-	p1, _ := Process()
-	// Other processes may be busy too, and a CPU may be taken from us;
-	// but half of what we spun must show.
-	want := spin * time.Duration(runtime.NumCPU()) / 2
+	m1, err := Machine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1, err := Process()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both clocks count in ticks of the kernel's USER_HZ, 10ms: allow
+	// one a CPU.
+	want := (spin - 10*time.Millisecond) * time.Duration(runtime.NumCPU())
 	if p1-p0 < want || m1-m0 < want {
-		t.Errorf("spun %v on %d CPUs: process %v, machine %v; want at least %v each", spin, runtime.NumCPU(), p1-p0, m1-m0, want)
+		t.Errorf("spun %v on each of %d CPUs: process %v, machine %v; want at least %v each", spin, runtime.NumCPU(), p1-p0, m1-m0, want)
+	}
+}
+
+// spinFor keeps the calling thread, which must be locked to its
+// goroutine, busy until it has used d of CPU time.
+func spinFor(d time.Duration) error {
+	used := func() (time.Duration, error) {
+		var ru unix.Rusage
+		if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+			return 0, err
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+	}
+	start, err := used()
+	if err != nil {
+		return err
+	}
+	for {
+		now, err := used()
+		if err != nil {
+			return err
+		}
+		if now-start >= d {
+			return nil
+		}
 	}
 }
