@@ -65,57 +65,30 @@ func main() {
 	if len(os.Args) > 1 {
 		dir = os.Args[1]
 	}
-	threshold := concat(
-		around(0, 1500, nil, 0),
-		around(0, 1500, []layers.EthernetType{dot1q}, 0),
-		around(0, 1500, []layers.EthernetType{qinq, dot1q}, 0),
-		around(0, 1500, nil, ipv6),
-		around(0, 1500, []layers.EthernetType{dot1q}, ipv6),
-		around(0, 1500, nil, other),
-		[]frame{f(0, frames.Spec{EtherType: arp}), f(0, frames.Spec{Tags: []layers.EthernetType{dot1q}, EtherType: arp})},
-		around(0, 1000, nil, 0),
-	)
-	jumbo := []frame{
-		f(0, frames.Spec{L3Len: 1501}),
-		f(0, frames.Spec{L3Len: 4000}),
-		f(0, frames.Spec{L3Len: 8999}),
-		f(0, frames.Spec{L3Len: 9000}),
-		f(0, frames.Spec{Tags: []layers.EthernetType{qinq, dot1q}, L3Len: 9000}),
-		f(0, frames.Spec{EtherType: ipv6, L3Len: 9000}),
-		f(0, frames.Spec{L3Len: 64}),
+	for name, b := range captures() {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			fail(err)
+		}
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			fail(err)
+		}
 	}
-	multi := []frame{
-		f(0, frames.Spec{L3Len: 1400}),
-		f(1, frames.Spec{L3Len: 1600}),
-		f(2, frames.Spec{Tags: []layers.EthernetType{dot1q}, L3Len: 1501}),
-		f(1, frames.Spec{L3Len: 200}),
-		f(0, frames.Spec{L3Len: 9000}),
-		f(2, frames.Spec{EtherType: ipv6, L3Len: 1500}),
-		f(2, frames.Spec{EtherType: ipv6, L3Len: 2000}),
-	}
-	// Recorded with a snap length of 128: the replay has to select on
-	// the original length, not the bytes that were kept.
-	snapped := []frame{
-		{data: frames.Spec{L3Len: 1500}.Build(), snap: 128},
-		{data: frames.Spec{L3Len: 1501}.Build(), snap: 128},
-		{data: frames.Spec{L3Len: 9000}.Build(), snap: 128},
-	}
-	mixed := concat(around(0, 1500, nil, 0), stripEthernet(around(1, 1500, nil, ipv6)))
-	short := []frame{
-		f(0, frames.Spec{L3Len: 1501}),
-		{data: frames.Spec{L3Len: 100}.Build()[:10]}, // shorter than an Ethernet header
-		f(0, frames.Spec{L3Len: 1600}),
-	}
+}
 
+// captures are the files the generator writes, by path.
+func captures() map[string][]byte {
+	jumbo := jumboFrames()
 	files := map[string][]byte{
-		"threshold.pcapng":       pcapng(threshold, eth("eth0")),
+		"threshold.pcapng":       pcapng(thresholdFrames(), eth("eth0")),
 		"jumbo.pcapng":           pcapng(jumbo, eth("eth0")),
-		"multi-interface.pcapng": pcapng(multi, eth("eth0", "eth1", "eth2")),
+		"multi-interface.pcapng": pcapng(multiInterfaceFrames(), eth("eth0", "eth1", "eth2")),
 		// An Ethernet interface beside a tunnel that records raw IP.
-		"mixed-linktypes.pcapng":  pcapng(mixed, []iface{{"eth0", layers.LinkTypeEthernet}, {"tun0", layers.LinkTypeRaw}}),
+		"mixed-linktypes.pcapng": pcapng(concat(around(0, 1500, nil, 0), stripEthernet(around(1, 1500, nil, ipv6))),
+			[]iface{{"eth0", layers.LinkTypeEthernet}, {"tun0", layers.LinkTypeRaw}}),
 		"classic.pcap":            pcap(layers.LinkTypeEthernet, concat(around(0, 1500, nil, 0), jumbo[3:5])),
-		"snaplen-128.pcap":        pcap(layers.LinkTypeEthernet, snapped),
-		"short-frame.pcap":        pcap(layers.LinkTypeEthernet, short),
+		"snaplen-128.pcap":        pcap(layers.LinkTypeEthernet, snappedFrames()),
+		"short-frame.pcap":        pcap(layers.LinkTypeEthernet, shortFrames()),
 		"raw-ip.pcap":             pcap(layers.LinkTypeRaw, stripEthernet(concat(around(0, 1500, nil, 0), around(0, 1500, nil, ipv6)))),
 		"linux-sll.pcap":          pcap(layers.LinkTypeLinuxSLL, toSLL(concat(around(0, 1500, nil, 0), around(0, 1500, nil, ipv6)))),
 		"unsupported-802.11.pcap": pcap(layers.LinkTypeIEEE802_11, []frame{{data: make([]byte, 40)}}),
@@ -135,15 +108,63 @@ func main() {
 	files["broken/empty.pcap"] = nil
 	files["broken/block-length-lies.pcapng"] = blockLengthLies(good)
 	files["broken/caplen-lies.pcap"] = caplenLies(files["classic.pcap"])
+	return files
+}
 
-	for name, b := range files {
-		path := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			fail(err)
-		}
-		if err := os.WriteFile(path, b, 0o644); err != nil {
-			fail(err)
-		}
+// thresholdFrames are frames about an MTU of 1500 (and 1000), with and
+// without VLAN tags, of each EtherType the program tells apart.
+func thresholdFrames() []frame {
+	return concat(
+		around(0, 1500, nil, 0),
+		around(0, 1500, []layers.EthernetType{dot1q}, 0),
+		around(0, 1500, []layers.EthernetType{qinq, dot1q}, 0),
+		around(0, 1500, nil, ipv6),
+		around(0, 1500, []layers.EthernetType{dot1q}, ipv6),
+		around(0, 1500, nil, other),
+		[]frame{f(0, frames.Spec{EtherType: arp}), f(0, frames.Spec{Tags: []layers.EthernetType{dot1q}, EtherType: arp})},
+		around(0, 1000, nil, 0),
+	)
+}
+
+func jumboFrames() []frame {
+	return []frame{
+		f(0, frames.Spec{L3Len: 1501}),
+		f(0, frames.Spec{L3Len: 4000}),
+		f(0, frames.Spec{L3Len: 8999}),
+		f(0, frames.Spec{L3Len: 9000}),
+		f(0, frames.Spec{Tags: []layers.EthernetType{qinq, dot1q}, L3Len: 9000}),
+		f(0, frames.Spec{EtherType: ipv6, L3Len: 9000}),
+		f(0, frames.Spec{L3Len: 64}),
+	}
+}
+
+func multiInterfaceFrames() []frame {
+	return []frame{
+		f(0, frames.Spec{L3Len: 1400}),
+		f(1, frames.Spec{L3Len: 1600}),
+		f(2, frames.Spec{Tags: []layers.EthernetType{dot1q}, L3Len: 1501}),
+		f(1, frames.Spec{L3Len: 200}),
+		f(0, frames.Spec{L3Len: 9000}),
+		f(2, frames.Spec{EtherType: ipv6, L3Len: 1500}),
+		f(2, frames.Spec{EtherType: ipv6, L3Len: 2000}),
+	}
+}
+
+// snappedFrames were recorded with a snap length of 128: the replay has
+// to select on the original length, not the bytes that were kept.
+func snappedFrames() []frame {
+	return []frame{
+		{data: frames.Spec{L3Len: 1500}.Build(), snap: 128},
+		{data: frames.Spec{L3Len: 1501}.Build(), snap: 128},
+		{data: frames.Spec{L3Len: 9000}.Build(), snap: 128},
+	}
+}
+
+func shortFrames() []frame {
+	return []frame{
+		f(0, frames.Spec{L3Len: 1501}),
+		{data: frames.Spec{L3Len: 100}.Build()[:10]}, // shorter than an Ethernet header
+		f(0, frames.Spec{L3Len: 1600}),
 	}
 }
 

@@ -85,10 +85,28 @@ func build(stack ...gopacket.SerializableLayer) frame {
 // protocols is the corpus that filter expressions are tried on: a frame
 // or more of each kind pcap-filter(7) can tell apart, 60 bytes to jumbo.
 func protocols() []frame {
-	var out []frame
-	add := func(stack ...gopacket.SerializableLayer) { out = append(out, build(stack...)) }
+	var c corpus
+	tcpFrames(&c)
+	dnsFrames(&c)
+	fragmentFrames(&c)
+	icmpFrames(&c)
+	tunnelFrames(&c)
+	ipv6Frames(&c)
+	arpFrames(&c)
+	vlanFrames(&c)
+	broadcastFrames(&c)
+	notIPFrames(&c)
+	jumboTCPFrames(&c)
+	return c
+}
 
-	// TCP: a handshake with options, data, the end, a reset.
+// corpus collects frames built from stacks of layers.
+type corpus []frame
+
+func (c *corpus) add(stack ...gopacket.SerializableLayer) { *c = append(*c, build(stack...)) }
+
+// tcpFrames adds a TCP handshake with options, data, the end, a reset.
+func tcpFrames(c *corpus) {
 	ip := ip4Hdr(ipA, ipB, layers.IPProtocolTCP)
 	syn := tcp(40000, 443, "S", ip)
 	syn.Options = []layers.TCPOption{
@@ -98,150 +116,170 @@ func protocols() []frame {
 		{OptionType: layers.TCPOptionKindNop},
 		{OptionType: layers.TCPOptionKindWindowScale, OptionLength: 3, OptionData: []byte{7}},
 	}
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, syn)
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, syn)
 	ip = ip4Hdr(ipB, ipA, layers.IPProtocolTCP)
-	add(etherHdr(macB, macA, layers.EthernetTypeIPv4), ip, tcp(443, 40000, "SA", ip))
+	c.add(etherHdr(macB, macA, layers.EthernetTypeIPv4), ip, tcp(443, 40000, "SA", ip))
 	ip = ip4Hdr(ipA, ipB, layers.IPProtocolTCP)
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, tcp(40000, 443, "PA", ip), payload(1200))
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, tcp(40000, 443, "PA", ip), payload(1200))
 	ip = ip4Hdr(ipA, ipB, layers.IPProtocolTCP)
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, tcp(40000, 443, "FA", ip))
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, tcp(40000, 443, "FA", ip))
 	ip = ip4Hdr(ipB, ipA, layers.IPProtocolTCP)
-	add(etherHdr(macB, macA, layers.EthernetTypeIPv4), ip, tcp(443, 40000, "R", ip))
+	c.add(etherHdr(macB, macA, layers.EthernetTypeIPv4), ip, tcp(443, 40000, "R", ip))
 	ip = ip4Hdr(ipFar, ipB, layers.IPProtocolTCP)
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, tcp(51000, 80, "PAU", ip), payload(100))
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, tcp(51000, 80, "PAU", ip), payload(100))
 	ip = ip4Hdr(ipFar2, ipB, layers.IPProtocolTCP)
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, tcp(52000, 8080, "A", ip), payload(1460))
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, tcp(52000, 8080, "A", ip), payload(1460))
 	ip = ip4Hdr(ipA, ipFar, layers.IPProtocolTCP)
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, tcp(22, 1022, "A", ip))
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, tcp(22, 1022, "A", ip))
+}
 
-	// IPv4 with an option (router alert), carrying DNS.
-	ip = ip4Hdr(ipA, ipDNS, layers.IPProtocolUDP)
+// dnsFrames adds DNS over UDP in IPv4 with an option (router alert),
+// and DNS over TCP.
+func dnsFrames(c *corpus) {
+	ip := ip4Hdr(ipA, ipDNS, layers.IPProtocolUDP)
 	ip.Options = []layers.IPv4Option{{OptionType: 148, OptionLength: 4, OptionData: []byte{0, 0}}}
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, udp(33333, 53, ip), payload(40))
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, udp(33333, 53, ip), payload(40))
 	ip = ip4Hdr(ipDNS, ipA, layers.IPProtocolUDP)
-	add(etherHdr(macB, macA, layers.EthernetTypeIPv4), ip, udp(53, 33333, ip), payload(300))
-	// DNS over TCP.
+	c.add(etherHdr(macB, macA, layers.EthernetTypeIPv4), ip, udp(53, 33333, ip), payload(300))
 	ip = ip4Hdr(ipA, ipDNS, layers.IPProtocolTCP)
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, tcp(40005, 53, "PA", ip), payload(60))
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, tcp(40005, 53, "PA", ip), payload(60))
+}
 
-	// A UDP datagram in two fragments: the second has no UDP header, and
-	// its first bytes look like port 53.
-	ip = ip4Hdr(ipFar, ipDNS, layers.IPProtocolUDP)
+// fragmentFrames adds a UDP datagram in two fragments: the second has
+// no UDP header, and its first bytes look like port 53.
+func fragmentFrames(c *corpus) {
+	ip := ip4Hdr(ipFar, ipDNS, layers.IPProtocolUDP)
 	ip.Flags = layers.IPv4MoreFragments
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, udp(53, 53, ip), payload(1472))
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, udp(53, 53, ip), payload(1472))
 	ip = ip4Hdr(ipFar, ipDNS, layers.IPProtocolUDP)
 	ip.FragOffset = 185
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, gopacket.Payload{0, 53, 0, 53, 0, 8, 0, 0}, payload(500))
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, gopacket.Payload{0, 53, 0, 53, 0, 8, 0, 0}, payload(500))
+}
 
-	// ICMP: echo request and reply, unreachable.
-	ip = ip4Hdr(ipA, ipB, layers.IPProtocolICMPv4)
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip,
+// icmpFrames adds ICMP echo request and reply, and unreachable.
+func icmpFrames(c *corpus) {
+	ip := ip4Hdr(ipA, ipB, layers.IPProtocolICMPv4)
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip,
 		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 7, Seq: 1}, payload(56))
 	ip = ip4Hdr(ipB, ipA, layers.IPProtocolICMPv4)
-	add(etherHdr(macB, macA, layers.EthernetTypeIPv4), ip,
+	c.add(etherHdr(macB, macA, layers.EthernetTypeIPv4), ip,
 		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoReply, 0), Id: 7, Seq: 1}, payload(56))
 	ip = ip4Hdr(ipB, ipA, layers.IPProtocolICMPv4)
-	add(etherHdr(macB, macA, layers.EthernetTypeIPv4), ip,
+	c.add(etherHdr(macB, macA, layers.EthernetTypeIPv4), ip,
 		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodePort)}, payload(28))
 	// A large echo request: ping -s 2000.
 	ip = ip4Hdr(ipA, ipB, layers.IPProtocolICMPv4)
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip,
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip,
 		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 7, Seq: 2}, payload(1900))
+}
 
-	// Tunnels: GRE, VXLAN and Geneve, each around an inner frame.
-	ip = ip4Hdr(ipFar, ipFar2, layers.IPProtocolGRE)
+// tunnelFrames adds GRE, VXLAN and Geneve, each around an inner frame.
+func tunnelFrames(c *corpus) {
+	ip := ip4Hdr(ipFar, ipFar2, layers.IPProtocolGRE)
 	inner := ip4Hdr(ipA, ipB, layers.IPProtocolICMPv4)
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, &layers.GRE{Protocol: layers.EthernetTypeIPv4}, inner,
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, &layers.GRE{Protocol: layers.EthernetTypeIPv4}, inner,
 		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0)}, payload(32))
 	ip = ip4Hdr(ipFar, ipFar2, layers.IPProtocolUDP)
 	inner = ip4Hdr(ipA, ipB, layers.IPProtocolTCP)
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, udp(49152, 4789, ip), &layers.VXLAN{ValidIDFlag: true, VNI: 42},
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, udp(49152, 4789, ip), &layers.VXLAN{ValidIDFlag: true, VNI: 42},
 		etherHdr(macA, macB, layers.EthernetTypeIPv4), inner, tcp(40001, 443, "S", inner))
 	ip = ip4Hdr(ipFar, ipFar2, layers.IPProtocolUDP)
 	inner = ip4Hdr(ipA, ipDNS, layers.IPProtocolUDP)
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, udp(49153, 6081, ip),
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, udp(49153, 6081, ip),
 		&layers.Geneve{Protocol: layers.EthernetTypeTransparentEthernetBridging, VNI: 43},
 		etherHdr(macA, macB, layers.EthernetTypeIPv4), inner, udp(33334, 53, inner), payload(30))
 	// A jumbo VXLAN frame, as an overlay with a 9000-byte MTU carries.
 	ip = ip4Hdr(ipFar, ipFar2, layers.IPProtocolUDP)
 	inner = ip4Hdr(ipA, ipB, layers.IPProtocolUDP)
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, udp(49154, 4789, ip), &layers.VXLAN{ValidIDFlag: true, VNI: 42},
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, udp(49154, 4789, ip), &layers.VXLAN{ValidIDFlag: true, VNI: 42},
 		etherHdr(macA, macB, layers.EthernetTypeIPv4), inner, udp(5000, 5001, inner), payload(7900))
+}
 
-	// IPv6: TCP, UDP, extension headers, a fragment, ICMPv6.
+// ipv6Frames adds IPv6: TCP, UDP, extension headers, a fragment, ICMPv6.
+func ipv6Frames(c *corpus) {
 	ip6 := ip6Hdr(ip6A, ip6B, layers.IPProtocolTCP)
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv6), ip6, tcp(40002, 443, "S", ip6))
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv6), ip6, tcp(40002, 443, "S", ip6))
 	ip6 = ip6Hdr(ip6B, ip6A, layers.IPProtocolUDP)
-	add(etherHdr(macB, macA, layers.EthernetTypeIPv6), ip6, udp(53, 33335, ip6), payload(200))
+	c.add(etherHdr(macB, macA, layers.EthernetTypeIPv6), ip6, udp(53, 33335, ip6), payload(200))
 	ip6 = ip6Hdr(ip6A, ip6B, layers.IPProtocolIPv6HopByHop)
 	hop := &layers.IPv6HopByHop{}
 	hop.NextHeader = layers.IPProtocolUDP
 	// Router alert, then PadN to a multiple of 8 bytes.
 	hop.Options = []*layers.IPv6HopByHopOption{{OptionType: 5, OptionLength: 2, OptionData: []byte{0, 0}}, {OptionType: 1}}
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv6), ip6, hop, udp(33336, 53, ip6), payload(40))
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv6), ip6, hop, udp(33336, 53, ip6), payload(40))
 	ip6 = ip6Hdr(ip6A, ip6B, layers.IPProtocolIPv6Destination)
 	dst := &layers.IPv6Destination{}
 	dst.NextHeader = layers.IPProtocolTCP
 	dst.Options = []*layers.IPv6DestinationOption{{OptionType: 1, OptionLength: 4, OptionData: []byte{0, 0, 0, 0}}}
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv6), ip6, dst, tcp(40003, 80, "S", ip6))
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv6), ip6, dst, tcp(40003, 80, "S", ip6))
 	ip6 = ip6Hdr(ip6A, ip6B, layers.IPProtocolIPv6Fragment)
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv6), ip6,
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv6), ip6,
 		&layers.IPv6Fragment{NextHeader: layers.IPProtocolUDP, MoreFragments: true, Identification: 9},
 		udp(33337, 53, ip6), payload(1400))
 	ip6 = ip6Hdr(ip6A, ip6B, layers.IPProtocolICMPv6)
 	icmp6 := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeEchoRequest, 0)}
 	icmp6.SetNetworkLayerForChecksum(ip6)
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv6), ip6, icmp6, &layers.ICMPv6Echo{Identifier: 8, SeqNumber: 1}, payload(56))
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv6), ip6, icmp6, &layers.ICMPv6Echo{Identifier: 8, SeqNumber: 1}, payload(56))
 	// Neighbour solicitation, to the solicited-node multicast group.
 	ip6 = ip6Hdr(ip6A, net.ParseIP("ff02::1:ff00:9"), layers.IPProtocolICMPv6)
 	icmp6 = &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborSolicitation, 0)}
 	icmp6.SetNetworkLayerForChecksum(ip6)
-	add(etherHdr(macA, net.HardwareAddr{0x33, 0x33, 0xff, 0, 0, 9}, layers.EthernetTypeIPv6), ip6, icmp6,
+	c.add(etherHdr(macA, net.HardwareAddr{0x33, 0x33, 0xff, 0, 0, 9}, layers.EthernetTypeIPv6), ip6, icmp6,
 		&layers.ICMPv6NeighborSolicitation{TargetAddress: ip6B})
 	ip6 = ip6Hdr(ip6A, ip6B, layers.IPProtocolUDP)
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv6), ip6, udp(5000, 5001, ip6), payload(7952))
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv6), ip6, udp(5000, 5001, ip6), payload(7952))
+}
 
-	// ARP: a broadcast request, a unicast reply.
-	add(etherHdr(macA, macBC, layers.EthernetTypeARP), &layers.ARP{
+// arpFrames adds an ARP broadcast request and a unicast reply.
+func arpFrames(c *corpus) {
+	c.add(etherHdr(macA, macBC, layers.EthernetTypeARP), &layers.ARP{
 		AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
 		Operation: layers.ARPRequest, SourceHwAddress: macA, SourceProtAddress: ipA,
 		DstHwAddress: make(net.HardwareAddr, 6), DstProtAddress: ipB,
 	})
-	add(etherHdr(macB, macA, layers.EthernetTypeARP), &layers.ARP{
+	c.add(etherHdr(macB, macA, layers.EthernetTypeARP), &layers.ARP{
 		AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
 		Operation: layers.ARPReply, SourceHwAddress: macB, SourceProtAddress: ipB,
 		DstHwAddress: macA, DstProtAddress: ipA,
 	})
+}
 
-	// VLANs: 802.1Q, and 802.1ad outside 802.1Q (QinQ).
-	ip = ip4Hdr(ipA, ipB, layers.IPProtocolTCP)
-	add(etherHdr(macA, macB, layers.EthernetTypeDot1Q), &layers.Dot1Q{VLANIdentifier: 100, Type: layers.EthernetTypeIPv4},
+// vlanFrames adds 802.1Q, and 802.1ad outside 802.1Q (QinQ).
+func vlanFrames(c *corpus) {
+	ip := ip4Hdr(ipA, ipB, layers.IPProtocolTCP)
+	c.add(etherHdr(macA, macB, layers.EthernetTypeDot1Q), &layers.Dot1Q{VLANIdentifier: 100, Type: layers.EthernetTypeIPv4},
 		ip, tcp(40004, 443, "PA", ip), payload(1600))
 	ip = ip4Hdr(ipA, ipDNS, layers.IPProtocolUDP)
-	add(etherHdr(macA, macB, layers.EthernetTypeQinQ), &layers.Dot1Q{VLANIdentifier: 200, Type: layers.EthernetTypeDot1Q},
+	c.add(etherHdr(macA, macB, layers.EthernetTypeQinQ), &layers.Dot1Q{VLANIdentifier: 200, Type: layers.EthernetTypeDot1Q},
 		&layers.Dot1Q{VLANIdentifier: 100, Type: layers.EthernetTypeIPv4}, ip, udp(33338, 53, ip), payload(40))
-	ip6 = ip6Hdr(ip6A, ip6B, layers.IPProtocolUDP)
-	add(etherHdr(macA, macB, layers.EthernetTypeDot1Q), &layers.Dot1Q{VLANIdentifier: 300, Type: layers.EthernetTypeIPv6},
+	ip6 := ip6Hdr(ip6A, ip6B, layers.IPProtocolUDP)
+	c.add(etherHdr(macA, macB, layers.EthernetTypeDot1Q), &layers.Dot1Q{VLANIdentifier: 300, Type: layers.EthernetTypeIPv6},
 		ip6, udp(33339, 53, ip6), payload(20))
+}
 
-	// Broadcast and multicast.
-	ip = ip4Hdr(net.IP{0, 0, 0, 0}, net.IP{255, 255, 255, 255}, layers.IPProtocolUDP)
-	add(etherHdr(macA, macBC, layers.EthernetTypeIPv4), ip, udp(68, 67, ip), payload(300))
+// broadcastFrames adds broadcast and multicast.
+func broadcastFrames(c *corpus) {
+	ip := ip4Hdr(net.IP{0, 0, 0, 0}, net.IP{255, 255, 255, 255}, layers.IPProtocolUDP)
+	c.add(etherHdr(macA, macBC, layers.EthernetTypeIPv4), ip, udp(68, 67, ip), payload(300))
 	ip = ip4Hdr(ipA, net.IP{224, 0, 0, 251}, layers.IPProtocolUDP)
-	add(etherHdr(macA, net.HardwareAddr{0x01, 0, 0x5e, 0, 0, 0xfb}, layers.EthernetTypeIPv4), ip, udp(5353, 5353, ip), payload(60))
+	c.add(etherHdr(macA, net.HardwareAddr{0x01, 0, 0x5e, 0, 0, 0xfb}, layers.EthernetTypeIPv4), ip, udp(5353, 5353, ip), payload(60))
+}
 
-	// Not IP: MPLS, LLDP, a local experimental EtherType, 802.3 with LLC
-	// (spanning tree).
-	ip = ip4Hdr(ipA, ipB, layers.IPProtocolUDP)
-	add(etherHdr(macA, macB, layers.EthernetTypeMPLSUnicast), &layers.MPLS{Label: 100, StackBottom: true, TTL: 64},
+// notIPFrames adds what is not IP: MPLS, LLDP, a local experimental
+// EtherType, 802.3 with LLC (spanning tree).
+func notIPFrames(c *corpus) {
+	ip := ip4Hdr(ipA, ipB, layers.IPProtocolUDP)
+	c.add(etherHdr(macA, macB, layers.EthernetTypeMPLSUnicast), &layers.MPLS{Label: 100, StackBottom: true, TTL: 64},
 		ip, udp(5000, 5001, ip), payload(100))
-	add(etherHdr(macA, net.HardwareAddr{0x01, 0x80, 0xc2, 0, 0, 0x0e}, layers.EthernetTypeLinkLayerDiscovery), payload(60))
-	add(etherHdr(macA, macB, layers.EthernetType(0x88b5)), payload(1600))
-	add(etherHdr(macA, net.HardwareAddr{0x01, 0x80, 0xc2, 0, 0, 0}, layers.EthernetTypeLLC),
+	c.add(etherHdr(macA, net.HardwareAddr{0x01, 0x80, 0xc2, 0, 0, 0x0e}, layers.EthernetTypeLinkLayerDiscovery), payload(60))
+	c.add(etherHdr(macA, macB, layers.EthernetType(0x88b5)), payload(1600))
+	c.add(etherHdr(macA, net.HardwareAddr{0x01, 0x80, 0xc2, 0, 0, 0}, layers.EthernetTypeLLC),
 		&layers.LLC{DSAP: 0x42, SSAP: 0x42, Control: 3}, payload(35))
+}
 
-	// Jumbo frames: 9000 bytes of IPv4 from afar, to a web server.
-	ip = ip4Hdr(ipFar2, ipB, layers.IPProtocolTCP)
-	add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, tcp(53000, 443, "A", ip), payload(8960))
-	return out
+// jumboTCPFrames adds jumbo frames: 9000 bytes of IPv4 from afar, to a
+// web server.
+func jumboTCPFrames(c *corpus) {
+	ip := ip4Hdr(ipFar2, ipB, layers.IPProtocolTCP)
+	c.add(etherHdr(macA, macB, layers.EthernetTypeIPv4), ip, tcp(53000, 443, "A", ip), payload(8960))
 }
