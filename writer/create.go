@@ -47,13 +47,6 @@ func createOne(path string, mode os.FileMode, overwrite bool) (*os.File, error) 
 	return f, nil
 }
 
-// ExistError is an output file that exists and may not be overwritten.
-type ExistError struct{ Path string }
-
-func (e *ExistError) Error() string {
-	return fmt.Sprintf("output file %s exists: use --force to overwrite it", e.Path)
-}
-
 // checkExisting says what stops the one file of a capture from being
 // created at path where something exists: nil for a regular file with
 // overwrite.
@@ -63,26 +56,11 @@ func checkExisting(path string, overwrite bool) error {
 	case err != nil:
 		return nil // gone, or not to be seen: creating the file says why
 	case !st.Mode().IsRegular():
-		return notRegular(path, st.Mode())
+		return &NotRegularError{path, st.Mode()}
 	case !overwrite:
 		return &ExistError{path}
 	}
 	return nil
-}
-
-// notRegular refuses something at -w that is not a regular file:
-// ringcap neither writes into it nor replaces it, --force or not.
-func notRegular(path string, mode fs.FileMode) error {
-	fix := "give a new file name, or -w - for standard output"
-	switch {
-	case mode.IsDir():
-		fix = "give a file name in it, such as " + filepath.Join(path, "capture.pcapng")
-	case mode&fs.ModeSymlink != 0:
-		fix = "give a new file name (ringcap does not write through links), or -w - for standard output"
-	case mode&fs.ModeNamedPipe != 0:
-		fix = "give a new file name, or -w - with standard output sent into the pipe"
-	}
-	return fmt.Errorf("-w %s is %s, not a regular file: %s", path, kind(mode), fix)
 }
 
 // kind names what a file is, for a message.
@@ -119,9 +97,9 @@ func checkDir(path string) error {
 	st, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("-w %s: there is no directory %s: create it first (mkdir -p %s), or give a file in one that exists", path, dir, dir)
+		return &DirError{Path: path, Dir: dir, Missing: true}
 	case errors.Is(err, syscall.ENOTDIR) || err == nil && !st.IsDir():
-		return fmt.Errorf("-w %s: %s is not a directory: give a file in a directory", path, dir)
+		return &DirError{Path: path, Dir: dir}
 	}
 	// One not to be seen (a user without the permission) is left to
 	// creating the file, which says why, after what ringcap needs first.

@@ -61,29 +61,30 @@ func plant(t *testing.T, kind, path, target string) {
 	}
 }
 
-// Something at -w that is not a regular file is refused, with --force or
-// without, in one line that names the fix; Check refuses it before
-// anything starts, and creating the file refuses it too (it may appear
-// after the check). Nothing is followed, written, removed or chmodded.
+// Something at the output path that is not a regular file is refused,
+// with Overwrite or without, in one line that says what is there (the
+// command adds the fix: cmd/ringcap's TestOutputFlags); Check refuses it
+// before anything starts, and creating the file refuses it too (it may
+// appear after the check). Nothing is followed, written, removed or
+// chmodded.
 func TestNotRegularRefused(t *testing.T) {
 	bpftest.RequirePrivileges(t) // mknod, and files of nobody's
 	dir := t.TempDir()
 	target := filepath.Join(dir, "target")
 	targetState := rootFile(t, target)
-	const newName = "give a new file name, or -w - for standard output"
 	tests := []struct {
 		name string
 		make func(path string) error
-		want string // after "-w PATH is "
+		want string // after "PATH is "
 	}{
 		{"symbolic link", func(p string) error { return os.Symlink(target, p) },
-			"a symbolic link, not a regular file: give a new file name (ringcap does not write through links), or -w - for standard output"},
+			"a symbolic link, not a regular file"},
 		{"dangling symbolic link", func(p string) error { return os.Symlink(filepath.Join(dir, "nosuch"), p) },
-			"a symbolic link, not a regular file: give a new file name (ringcap does not write through links), or -w - for standard output"},
+			"a symbolic link, not a regular file"},
 		{"device", func(p string) error { return unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 7))) },
-			"a device, not a regular file: " + newName},
+			"a device, not a regular file"},
 		{"named pipe", func(p string) error { return unix.Mkfifo(p, 0o666) },
-			"a named pipe, not a regular file: give a new file name, or -w - with standard output sent into the pipe"},
+			"a named pipe, not a regular file"},
 		{"socket", func(p string) error {
 			l, err := net.ListenUnix("unix", &net.UnixAddr{Name: p, Net: "unix"})
 			if err != nil {
@@ -91,9 +92,9 @@ func TestNotRegularRefused(t *testing.T) {
 			}
 			l.SetUnlinkOnClose(false)
 			return l.Close()
-		}, "a socket, not a regular file: " + newName},
+		}, "a socket, not a regular file"},
 		{"directory", func(p string) error { return os.Mkdir(p, 0o755) },
-			"a directory, not a regular file: give a file name in it, such as %s/capture.pcapng"},
+			"a directory, not a regular file"},
 	}
 	for _, tt := range tests {
 		for _, force := range []bool{false, true} {
@@ -103,7 +104,7 @@ func TestNotRegularRefused(t *testing.T) {
 					t.Fatal(err)
 				}
 				before := bpftest.StateOf(t, path)
-				want := "-w " + path + " is " + strings.ReplaceAll(tt.want, "%s", path)
+				want := path + " is " + tt.want
 				cfg := Config{Path: path, Options: Options{Interfaces: testInterfaces[:1]}, Overwrite: force}
 				if err := cfg.Check(); err == nil || err.Error() != want {
 					t.Errorf("Check: %v\nwant %s", err, want)
@@ -130,9 +131,9 @@ func TestNotRegularRefused(t *testing.T) {
 	}
 }
 
-// --force replaces a regular file: unlinks it and creates a new one, so
+// Overwrite replaces a regular file: unlinks it and creates a new one, so
 // that the old file, under another name (a hard link), keeps its bytes,
-// owner and mode. Without --force it is refused.
+// owner and mode. Without Overwrite it is refused.
 func TestForceReplacesRegularFile(t *testing.T) {
 	bpftest.RequirePrivileges(t)
 	dir := t.TempDir()
@@ -143,7 +144,7 @@ func TestForceReplacesRegularFile(t *testing.T) {
 	}
 	old := bpftest.StateOf(t, other)
 	cfg := Config{Path: path, Options: Options{Interfaces: testInterfaces[:1]}, FileMode: 0o640}
-	want := "output file " + path + " exists: use --force to overwrite it"
+	want := "output file " + path + " exists"
 	if _, err := Create(cfg); err == nil || err.Error() != want {
 		t.Errorf("without Overwrite: %v, want %q", err, want)
 	}
@@ -170,8 +171,8 @@ func TestForceReplacesRegularFile(t *testing.T) {
 	}
 }
 
-// -w in a directory that is missing, or through a file, is one line that
-// names the fix, before anything starts.
+// An output path in a directory that is missing, or through a file, is
+// one line that names the fix, before anything starts.
 func TestCheckDirectory(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "file"), nil, 0o600); err != nil {
@@ -186,12 +187,12 @@ func TestCheckDirectory(t *testing.T) {
 		policy Policy
 		want   string
 	}{
-		{nodir + "/x", Policy{}, "-w " + nodir + "/x: there is no directory " + nodir + ": create it first (mkdir -p " + nodir + "), or give a file in one that exists"},
-		{nodir + "/x", Policy{Packets: 1}, "-w " + nodir + "/x: there is no directory " + nodir + ": create it first (mkdir -p " + nodir + "), or give a file in one that exists"},
-		{file + "/x", Policy{}, "-w " + file + "/x: " + file + " is not a directory: give a file in a directory"},
-		{adir, Policy{}, "-w " + adir + " is a directory, not a regular file: give a file name in it, such as " + adir + "/capture.pcapng"},
+		{nodir + "/x", Policy{}, nodir + "/x: there is no directory " + nodir + ": create it first (mkdir -p " + nodir + "), or give a file in one that exists"},
+		{nodir + "/x", Policy{Packets: 1}, nodir + "/x: there is no directory " + nodir + ": create it first (mkdir -p " + nodir + "), or give a file in one that exists"},
+		{file + "/x", Policy{}, file + "/x: " + file + " is not a directory: give a file in a directory"},
+		{adir, Policy{}, adir + " is a directory, not a regular file"},
 		// Rotated names would go beside it: a file name forgotten.
-		{adir, Policy{Size: 1 << 20}, "-w " + adir + " is a directory, not a regular file: give a file name in it, such as " + adir + "/capture.pcapng"},
+		{adir, Policy{Size: 1 << 20}, adir + " is a directory, not a regular file"},
 	}
 	for _, tt := range tests {
 		for _, force := range []bool{false, true} {
@@ -303,7 +304,7 @@ func TestRotationTooManyTaken(t *testing.T) {
 	notes := 0
 	_, err := Create(Config{Path: filepath.Join(dir, "cap.pcapng"), Options: Options{Interfaces: testInterfaces[:1]},
 		Policy: Policy{Packets: 1}, Now: func() time.Time { return start }, Note: func(string) { notes++ }})
-	want := fmt.Sprintf("create output file: %d names in a row are taken, up to %s: give -w a directory only ringcap's user can write to",
+	want := fmt.Sprintf("create output file: %d names in a row are taken, up to %s",
 		maxTaken+1, filepath.Join(dir, fmt.Sprintf("cap_%05d_20261126100007.pcapng", maxTaken+1)))
 	if err == nil || err.Error() != want {
 		t.Errorf("Create: %v\nwant %s", err, want)

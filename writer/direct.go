@@ -219,7 +219,7 @@ func (d *directFile) write(j directJob) error {
 	}
 	if !j.cached && errors.Is(err, unix.EINVAL) {
 		// statx promised direct I/O, and the file system refused it.
-		err = fmt.Errorf("%w: the file system refused a direct write; --buffered writes through the page cache", err)
+		err = fmt.Errorf("%w: %w", err, ErrDirectRefused)
 	}
 	// Cut the file back to its last whole block: what this write left
 	// whole, or what was there before, whichever is longer (a direct

@@ -78,7 +78,7 @@ func (c Config) note(format string, args ...any) {
 // capture can refuse before it starts.
 func (c Config) Check() error {
 	if c.MaxFiles > 0 && !c.Policy.Rotates() {
-		return errors.New("--max-files needs a rotation: --rotate-size, --rotate-every or --rotate-packets")
+		return ErrMaxFilesWithoutRotation
 	}
 	if c.Path == "-" {
 		if c.Policy.Rotates() {
@@ -93,7 +93,7 @@ func (c Config) Check() error {
 		// Numbered names are checked as each file is created; a
 		// directory as the base of the names is a file name forgotten.
 		if st, err := os.Lstat(c.Path); err == nil && st.IsDir() {
-			return notRegular(c.Path, st.Mode())
+			return &NotRegularError{c.Path, st.Mode()}
 		}
 		return nil
 	}

@@ -386,7 +386,7 @@ func TestFilesCreate(t *testing.T) {
 	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("stat: %v, %v; want mode 0600", st, err)
 	}
-	want := "output file " + path + " exists: use --force to overwrite it"
+	want := "output file " + path + " exists"
 	if err := cfg.Check(); err == nil || err.Error() != want {
 		t.Errorf("Check: %v, want %q", err, want)
 	}

@@ -86,7 +86,7 @@ func (n *naming) create(start time.Time) (*os.File, error) {
 			return nil, fmt.Errorf("create output file: %w", err)
 		}
 		if taken == maxTaken {
-			return nil, fmt.Errorf("create output file: %d names in a row are taken, up to %s: give -w a directory only ringcap's user can write to", taken+1, path)
+			return nil, &TakenError{Taken: taken + 1, Last: path}
 		}
 		n.note("%s is taken (%s ringcap did not create for this run): skipped, the capture goes on under the next number", path, kindAt(path))
 	}

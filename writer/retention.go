@@ -2,7 +2,6 @@ package writer
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"sync"
 )
@@ -99,7 +98,7 @@ func remove(path string) error {
 		return nil
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("delete the oldest file for --max-files: %w", err)
+		return &DeleteError{path, err}
 	}
 	return nil
 }

@@ -48,7 +48,7 @@ func parseUpload(c *cli.Context, out writer.Config) (opts uploadOptions, ok bool
 		return opts, false, nil
 	}
 	if opts.target, err = upload.ParseURL(url); err != nil {
-		return opts, false, badUsage(c, "%v", err)
+		return opts, false, badUsage(c, "--upload %v", err)
 	}
 	if err := checkBucket(opts.target.Bucket); err != nil {
 		return opts, false, badUsage(c, "--upload %q: %v", url, err)
@@ -128,7 +128,7 @@ func startUploads(ctx context.Context, opts uploadOptions, out writer.Config, st
 	u.uploader, err = upload.New(ctx, upload.Config{Target: opts.target, Delete: opts.delete, Logf: u.line,
 		MinBackoff: min(time.Second, opts.retryMax), MaxBackoff: opts.retryMax})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--upload: %w", err)
 	}
 	// The capture starts whatever the store says.
 	go func() {

@@ -45,16 +45,16 @@ type Target struct {
 	Bucket, Prefix string
 }
 
-// ParseURL reads s3://BUCKET[/PREFIX].
+// ParseURL reads s3://BUCKET[/PREFIX]. Its errors start with s, quoted.
 func ParseURL(s string) (Target, error) {
 	u, err := url.Parse(s)
 	switch {
 	case err != nil || u.Scheme != "s3":
-		return Target{}, fmt.Errorf("--upload %q: give s3://BUCKET/PREFIX (the store's address, if not AWS, goes in AWS_ENDPOINT_URL)", s)
+		return Target{}, fmt.Errorf("%q: give s3://BUCKET/PREFIX (the store's address, if not AWS, goes in AWS_ENDPOINT_URL)", s)
 	case u.Host == "":
-		return Target{}, fmt.Errorf("--upload %q: no bucket: give s3://BUCKET/PREFIX", s)
+		return Target{}, fmt.Errorf("%q: no bucket: give s3://BUCKET/PREFIX", s)
 	case u.RawQuery != "" || u.Fragment != "" || u.User != nil || u.Port() != "":
-		return Target{}, fmt.Errorf("--upload %q: give s3://BUCKET/PREFIX, nothing else", s)
+		return Target{}, fmt.Errorf("%q: give s3://BUCKET/PREFIX, nothing else", s)
 	}
 	return Target{Bucket: u.Host, Prefix: strings.Trim(u.Path, "/")}, nil
 }
@@ -143,7 +143,7 @@ func New(ctx context.Context, cfg Config) (*Uploader, error) {
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("--upload: the AWS configuration: %w", err)
+		return nil, fmt.Errorf("the AWS configuration: %w", err)
 	}
 	if awsCfg.Region == "" {
 		// A store of one's own (AWS_ENDPOINT_URL) often has no region,
@@ -459,12 +459,12 @@ func (u *Uploader) deleteLocal(f *os.File, file string) error {
 	sent, err1 := f.Stat()
 	now, err2 := os.Lstat(file)
 	if err1 != nil || err2 != nil || !os.SameFile(sent, now) {
-		u.cfg.Logf("--upload-delete %s: the name is no longer the file sent: it stays", file)
+		u.cfg.Logf("delete %s once sent: the name is no longer the file sent: it stays", file)
 		return nil
 	}
 	if err := os.Remove(file); err != nil && !errors.Is(err, os.ErrNotExist) {
 		// In the store already: counted as sent, and said.
-		u.cfg.Logf("--upload-delete %s: %v: the file stays", file, err)
+		u.cfg.Logf("delete %s once sent: %v: the file stays", file, err)
 	}
 	return nil
 }
@@ -522,7 +522,7 @@ func (u *Uploader) holds(key string, size int64, sum string) error {
 		// A store that keeps no checksums (older MinIO or Ceph): the
 		// size is all there is to check.
 		u.noChecksums.Do(func() {
-			u.cfg.Logf("--upload: the store keeps no checksums: files are checked by their size only")
+			u.cfg.Logf("the store keeps no checksums: files are checked by their size only")
 		})
 		return nil
 	}

@@ -50,11 +50,11 @@ func TestParseURL(t *testing.T) {
 		{url: "s3://captures", bucket: "captures"},
 		{url: "s3://captures/", bucket: "captures"},
 		{url: "s3://captures/node-1/eth0/", bucket: "captures", prefix: "node-1/eth0"},
-		{url: "http://store:9000/captures", err: `--upload "http://store:9000/captures": give s3://BUCKET/PREFIX (the store's address, if not AWS, goes in AWS_ENDPOINT_URL)`},
-		{url: "s3://", err: `--upload "s3://": no bucket: give s3://BUCKET/PREFIX`},
-		{url: "s3:///prefix", err: `--upload "s3:///prefix": no bucket: give s3://BUCKET/PREFIX`},
-		{url: "captures/prefix", err: `--upload "captures/prefix": give s3://BUCKET/PREFIX (the store's address, if not AWS, goes in AWS_ENDPOINT_URL)`},
-		{url: "s3://captures:9000/p", err: `--upload "s3://captures:9000/p": give s3://BUCKET/PREFIX, nothing else`},
+		{url: "http://store:9000/captures", err: `"http://store:9000/captures": give s3://BUCKET/PREFIX (the store's address, if not AWS, goes in AWS_ENDPOINT_URL)`},
+		{url: "s3://", err: `"s3://": no bucket: give s3://BUCKET/PREFIX`},
+		{url: "s3:///prefix", err: `"s3:///prefix": no bucket: give s3://BUCKET/PREFIX`},
+		{url: "captures/prefix", err: `"captures/prefix": give s3://BUCKET/PREFIX (the store's address, if not AWS, goes in AWS_ENDPOINT_URL)`},
+		{url: "s3://captures:9000/p", err: `"s3://captures:9000/p": give s3://BUCKET/PREFIX, nothing else`},
 	} {
 		got, err := ParseURL(tc.url)
 		if tc.err != "" {

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"syscall"
+	"testing"
+
+	"github.com/ringcap/ringcap/writer"
+)
+
+// The writer's errors, which describe the condition, come out of ringcap
+// as lines that name the flag to change; errors joined are named each,
+// and errors of other kinds pass as they are.
+func TestOutputFlags(t *testing.T) {
+	const p = "/captures/big.pcapng"
+	newName := "give a new file name, or -w - for standard output"
+	refused := fmt.Errorf("%s: write %s: %w: %w", p, p, syscall.EINVAL, writer.ErrDirectRefused)
+	deleteErr := &writer.DeleteError{Path: p, Err: &os.PathError{Op: "remove", Path: p, Err: syscall.EACCES}}
+	deleteLine := "delete the oldest file for --max-files: remove " + p + ": permission denied"
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{&writer.ExistError{Path: p}, "output file " + p + " exists: use --force to overwrite it"},
+		{&writer.NotRegularError{Path: p, Mode: fs.ModeSymlink | 0o777},
+			"-w " + p + " is a symbolic link, not a regular file: give a new file name (ringcap does not write through links), or -w - for standard output"},
+		{&writer.NotRegularError{Path: p, Mode: fs.ModeDevice | fs.ModeCharDevice | 0o666}, "-w " + p + " is a device, not a regular file: " + newName},
+		{&writer.NotRegularError{Path: p, Mode: fs.ModeNamedPipe | 0o666},
+			"-w " + p + " is a named pipe, not a regular file: give a new file name, or -w - with standard output sent into the pipe"},
+		{&writer.NotRegularError{Path: p, Mode: fs.ModeSocket | 0o666}, "-w " + p + " is a socket, not a regular file: " + newName},
+		{&writer.NotRegularError{Path: p, Mode: fs.ModeDir | 0o755},
+			"-w " + p + " is a directory, not a regular file: give a file name in it, such as " + p + "/capture.pcapng"},
+		{&writer.DirError{Path: "/nodir/x", Dir: "/nodir", Missing: true},
+			"-w /nodir/x: there is no directory /nodir: create it first (mkdir -p /nodir), or give a file in one that exists"},
+		{&writer.DirError{Path: "/file/x", Dir: "/file"}, "-w /file/x: /file is not a directory: give a file in a directory"},
+		{writer.ErrMaxFilesWithoutRotation, "--max-files needs a rotation: --rotate-size, --rotate-every or --rotate-packets"},
+		{&writer.TakenError{Taken: 1001, Last: p},
+			"create output file: 1001 names in a row are taken, up to " + p + ": give -w a directory only ringcap's user can write to"},
+		{deleteErr, deleteLine},
+		{errors.Join(errors.New("write failed"), errors.Join(deleteErr, deleteErr)), "write failed\n" + deleteLine + "\n" + deleteLine},
+		{refused, p + ": write " + p + ": invalid argument: the file system refused a direct write; --buffered writes through the page cache"},
+		{errors.New("no space left on device"), "no space left on device"},
+	} {
+		got := withOutputFlags(tc.err)
+		if got == nil || got.Error() != tc.want {
+			t.Errorf("%v:\ngot  %v\nwant %s", tc.err, got, tc.want)
+			continue
+		}
+		if joined(tc.err) == nil && !errors.Is(got, tc.err) {
+			t.Errorf("%v: the error named is no longer the writer's", tc.err)
+		}
+	}
+	if err := withOutputFlags(errors.Join(io.EOF, deleteErr)); !errors.Is(err, deleteErr) || !errors.Is(err, io.EOF) {
+		t.Errorf("errors joined, named: %v is no longer what was joined", err)
+	}
+	if err := withOutputFlags(nil); err != nil {
+		t.Errorf("nil: %v", err)
+	}
+}
