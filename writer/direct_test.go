@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ringcap/ringcap/bpf/bpftest"
 	"github.com/ringcap/ringcap/capture/packet"
 	"github.com/ringcap/ringcap/writer/pcapngtest"
 )
@@ -379,4 +380,42 @@ func TestDirectWriteRefused(t *testing.T) {
 	if whole, packets := wholeBlocks(disk.data); whole != len(disk.data) || packets != w.Saved() {
 		t.Fatalf("the file holds %d of %d bytes whole and %d packets, Saved() %d", whole, len(disk.data), packets, w.Saved())
 	}
+}
+
+// The file written with O_DIRECT is opened again through the descriptor
+// of the one ringcap created, not by its name, which may lead elsewhere
+// by then.
+func TestDirectOpensTheCreatedFile(t *testing.T) {
+	dir := pcapngtest.Mount(t, "ext4", 64<<20)
+	path := filepath.Join(dir, "x.pcapng")
+	f, err := createNew(path, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	target := filepath.Join(dir, "target")
+	targetState := rootFile(t, target)
+	if err := os.Rename(path, filepath.Join(dir, "moved")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := newAlignedBuffers(directBuffers, DirectBufferSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.release()
+	d, why := openDirect(f, func() (*alignedBuffers, error) { return pool, nil })
+	if d == nil {
+		t.Fatalf("openDirect: %s", why)
+	}
+	want := pcapngtest.Pattern(d.align, 0)
+	if err := d.close(d.writeFull(append(pool.get(), want...), 1), 1); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "moved")); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("the created file holds %d bytes (%v), want the %d written", len(got), err, len(want))
+	}
+	bpftest.Untouched(t, target, targetState)
 }

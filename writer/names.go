@@ -158,10 +158,10 @@ func digits(s string) bool {
 // seqFile keeps the last number a rotating capture gave a file, so that
 // numbers go on once the files are gone (uploaded and deleted, or moved
 // by -z): a run started again within the second takes no name an
-// earlier one had, here or in a store, and names sort in time across
-// runs. It is a small file beside the captures (.big.ringcap-seq for
-// big.pcapng) that ringcap creates itself, never an attribute of a
-// directory it did not make.
+// earlier one had, in the directory or in a store, and names sort in
+// time across runs. It is a small file beside the captures
+// (.big.ringcap-seq for big.pcapng) that ringcap creates itself, never an
+// attribute of a directory it did not make.
 type seqFile struct{ f *os.File }
 
 // seqPath is where the number of the files named after path is kept.
