@@ -172,7 +172,7 @@ static __always_inline int variant(struct xdp_md *ctx, const int choice)
 		__u32 *slot = bpf_map_lookup_elem(&large_index_slots, &index_key);
 		key = slot ? *slot : 0;
 	} else {
-		key = hook_slot(ctx->ingress_ifindex);
+		key = xdp_slot(ctx);
 	}
 	if (!key--)
 		return XDP_PASS;
