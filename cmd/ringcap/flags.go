@@ -197,7 +197,7 @@ func parseOutput(c *cli.Context) (writer.Config, error) {
 	if c.String("post-rotate") != "" && out.Path == "-" {
 		return out, badUsage(c, "--post-rotate needs files, not standard output")
 	}
-	if err := withOutputFlags(out.Check()); err != nil {
+	if err := withFlags(out.Check()); err != nil {
 		var exists *writer.ExistError
 		if errors.As(err, &exists) {
 			return out, err

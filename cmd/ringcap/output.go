@@ -40,7 +40,7 @@ func createFiles(out writer.Config, ifaces []writer.Interface, src source, now f
 		return files, nil
 	}
 	files, err := writer.Create(out)
-	return files, withOutputFlags(err)
+	return files, withFlags(err)
 }
 
 // signalContext ends on Ctrl-C or SIGTERM; a second Ctrl-C kills ringcap
@@ -58,7 +58,7 @@ func closeFiles(files *writer.Files, runErr error) error {
 	if runErr != nil && closeErr != nil && errors.Is(closeErr, runErr) {
 		closeErr = nil // the same failure, seen again
 	}
-	err := withOutputFlags(errors.Join(runErr, closeErr))
+	err := withFlags(errors.Join(runErr, closeErr))
 	if errors.Is(err, syscall.ENOSPC) {
 		err = fmt.Errorf("%w: the disk is full; every file written so far is complete (--max-files bounds the space a capture takes)", err)
 	}

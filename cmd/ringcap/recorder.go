@@ -66,7 +66,7 @@ func (r *recorder) open(ctx context.Context) error {
 		}
 	}
 	if r.capt, err = capture.Open(r.opts.capture); err != nil {
-		return withFlagFixes(err)
+		return withFlags(err)
 	}
 	r.post = newPostRotate(r.opts.postRotate, r.stderr)
 	finished := r.post.run

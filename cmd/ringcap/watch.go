@@ -76,7 +76,7 @@ func (s *captureSink) InterfaceAdded(name string, hooks []capture.Hook) {
 }
 
 func (s *captureSink) InterfaceLeftOut(err error) {
-	s.line("ringcap: %v: left out, the capture goes on with the other interfaces", withFlagFixes(err))
+	s.line("ringcap: %v: left out, the capture goes on with the other interfaces", withFlags(err))
 }
 
 func (s *captureSink) InterfaceGone(name string, removeErr error) {

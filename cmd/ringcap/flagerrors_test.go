@@ -9,13 +9,57 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/ringcap/ringcap/capture"
 	"github.com/ringcap/ringcap/writer"
 )
+
+// ringcap prints capture's attach errors with the options that get round
+// them, wherever they sit in the error, and the error still unwraps to
+// capture's.
+func TestFlagsInCaptureErrors(t *testing.T) {
+	lo := capture.Hook{Interface: "lo", Index: 1}
+	refused := &capture.NativeRefusedError{Hook: lo, Why: "its driver offers no native XDP here"}
+	asked := &capture.NativeRefusedError{Hook: lo, Err: errors.New("attach lo in native mode: refused (operation not supported)"), XDPAsked: true}
+	egress := lo
+	egress.Direction = capture.Outbound
+	behind := lo
+	behind.Behind = "other (id 7)"
+	busy := &capture.XDPBusyError{Hook: lo, Mode: capture.ModeNative}
+	plain := errors.New("attach lo: no slot left")
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{refused, "attach lo in native mode: its driver offers no native XDP here: --hook tc captures its received frames at tcx ingress instead"},
+		{asked, "attach lo in native mode: refused (operation not supported): --hook tc captures its received frames at tcx ingress instead, --mode generic in generic XDP"},
+		{&capture.NoTCXError{Hook: lo}, "attach lo tcx ingress: this kernel has no tcx links, which ringcap's tc hooks need: capture inbound frames at XDP with -Q in --hook xdp, or run Linux 6.6 or later"},
+		{&capture.NoTCXError{Hook: egress}, "attach lo tcx egress: this kernel has no tcx links, which ringcap's tc hooks need: sent frames need Linux 6.6 or later; -Q in --hook xdp captures the received ones"},
+		{&capture.NoTCXError{Hook: behind}, "attach lo tcx ingress: this kernel has no tcx links, which ringcap's tc hooks need: run Linux 6.6 or later, or capture where no other XDP program runs"},
+		{busy, "attach lo in native mode: the interface already has an XDP program; `ip link show lo` names it, and --hook tc captures beside it"},
+		{plain, "attach lo: no slot left"},
+		{fmt.Errorf("no interface took ringcap's program: %w", errors.Join(busy, plain, busy)),
+			"no interface took ringcap's program: attach lo in native mode: the interface already has an XDP program; `ip link show lo` names it, and --hook tc captures beside it\n" +
+				"attach lo: no slot left\n" +
+				"attach lo in native mode: the interface already has an XDP program; `ip link show lo` names it, and --hook tc captures beside it"},
+	}
+	for _, tt := range tests {
+		err := withFlags(tt.err)
+		if got := err.Error(); got != tt.want {
+			t.Errorf("%q:\n got %q\nwant %q", tt.err, got, tt.want)
+		}
+		if !errors.Is(err, tt.err) {
+			t.Errorf("%q does not unwrap to capture's error", err)
+		}
+	}
+	if err := withFlags(nil); err != nil {
+		t.Errorf("no error became %v", err)
+	}
+}
 
 // The writer's errors, which describe the condition, come out of ringcap
 // as lines that name the flag to change; errors joined are named each,
 // and errors of other kinds pass as they are.
-func TestOutputFlags(t *testing.T) {
+func TestFlagsInWriterErrors(t *testing.T) {
 	const p = "/captures/big.pcapng"
 	newName := "give a new file name, or -w - for standard output"
 	refused := fmt.Errorf("%s: write %s: %w: %w", p, p, syscall.EINVAL, writer.ErrDirectRefused)
@@ -45,19 +89,19 @@ func TestOutputFlags(t *testing.T) {
 		{refused, p + ": write " + p + ": invalid argument: the file system refused a direct write; --buffered writes through the page cache"},
 		{errors.New("no space left on device"), "no space left on device"},
 	} {
-		got := withOutputFlags(tc.err)
+		got := withFlags(tc.err)
 		if got == nil || got.Error() != tc.want {
 			t.Errorf("%v:\ngot  %v\nwant %s", tc.err, got, tc.want)
 			continue
 		}
-		if joined(tc.err) == nil && !errors.Is(got, tc.err) {
+		if !errors.Is(got, tc.err) {
 			t.Errorf("%v: the error named is no longer the writer's", tc.err)
 		}
 	}
-	if err := withOutputFlags(errors.Join(io.EOF, deleteErr)); !errors.Is(err, deleteErr) || !errors.Is(err, io.EOF) {
+	if err := withFlags(errors.Join(io.EOF, deleteErr)); !errors.Is(err, deleteErr) || !errors.Is(err, io.EOF) {
 		t.Errorf("errors joined, named: %v is no longer what was joined", err)
 	}
-	if err := withOutputFlags(nil); err != nil {
+	if err := withFlags(nil); err != nil {
 		t.Errorf("nil: %v", err)
 	}
 }
