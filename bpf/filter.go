@@ -36,7 +36,7 @@ import (
 // directly too where the program is loaded with CAP_PERFMON, and through
 // the helper otherwise: direct access at X+k is pointer arithmetic with a
 // register, which the verifier allows only with CAP_PERFMON. The helper
-// costs about 25 ns a load (see the README).
+// costs about 25 ns a load (docs/performance.md).
 type Filter struct {
 	Expr    string
 	Classic []cbpf.Instruction // what libpcap compiled

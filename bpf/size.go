@@ -56,7 +56,7 @@ func FormatSize(n uint64) string {
 // Ring layout defaults: see DefaultRings and DefaultRingsSize.
 const (
 	// MaxDefaultRings caps the rings ringcap makes by default, one per
-	// CPU: past it, CPUs share rings (README, "Rings").
+	// CPU: past it, CPUs share rings (docs/design.md, "Rings").
 	MaxDefaultRings = 16
 	// DefaultRingSize is what each ring gets by default, within
 	// DefaultMinTotal and DefaultMaxTotal for all of them.

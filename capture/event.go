@@ -83,7 +83,7 @@ func (d *dropCounter) since(iface int, ev *event) uint64 {
 	}
 	// The rings' merge hands a CPU's records out in the order it wrote
 	// them, but for a record that came to a quiet ring later than the
-	// reader waits for one (README, "Rings"): its count is behind.
+	// reader waits for one (docs/design.md, "Rings"): its count is behind.
 	if ev.drops < last[ev.cpu] {
 		return 0
 	}

@@ -26,7 +26,7 @@ func selectionFlags() []cli.Flag {
 		&cli.StringFlag{Name: "hook", Value: "auto", Usage: "where inbound frames are captured: auto (XDP in native mode where the driver runs it and it costs less, else tc), xdp or tc"},
 		&cli.StringFlag{Name: "ring-size", DefaultText: "4MiB a ring, from 8MiB to 64MiB in all", Usage: "memory for all the rings together, split evenly, each ring a power of two and a multiple of the page size (KiB, MiB, GiB)"},
 		&cli.IntFlag{Name: "rings", DefaultText: "one per CPU, up to 16", Usage: "ring buffers the CPUs write into, spread evenly over them: 1 is one ring shared by every CPU"},
-		// For measuring the wakeup threshold (README, Levers).
+		// For measuring the wakeup threshold (docs/performance.md, Levers).
 		&cli.StringFlag{Name: "wakeup-size", Hidden: true, Usage: "the ring's fill level from which a record wakes the reader (default: a quarter of the ring)"},
 	}
 }

@@ -98,7 +98,7 @@ func expand(args []string, env map[string]string) []string {
 	return out
 }
 
-// The DaemonSet runs ringcap on every node as the issue asks: the host's
+// deploy/'s DaemonSet runs ringcap on every node with the host's
 // network, three capabilities and not privileged, a hostPath for the
 // files, the node's name in the upload prefix, credentials from the
 // Secret, options from the ConfigMap, the metrics port with Prometheus'
