@@ -14,6 +14,12 @@ import (
 // what went wrong; ringcap adds which of its options changes it, to each
 // such error's message wherever it sits in err's, so that the line it
 // prints names the fix. The result unwraps to err.
+//
+// The message is rewritten, not rebuilt: the words the wrappers between
+// err and a library error add (fmt.Errorf's, errors.Join's) are in err's
+// message only, so each library error's own message is replaced where it
+// stands in it. A wrapper that repeated a library error's message in
+// words of its own would get the option twice; none does.
 func withFlags(err error) error {
 	if err == nil {
 		return nil
