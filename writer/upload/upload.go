@@ -100,7 +100,7 @@ type Uploader struct {
 	tm       *transfermanager.Client
 	endpoint string // for messages
 
-	ctx    context.Context // uploads; cancelled at the deadline Stop sets
+	ctx    context.Context // uploads; cancelled at the deadline Drain sets
 	cancel context.CancelFunc
 
 	mu       sync.Mutex
@@ -225,14 +225,6 @@ func (u *Uploader) Stats() Stats {
 	return Stats{Files: u.files.Load(), Bytes: u.bytes.Load(), Found: u.found.Load(), Failures: u.failures.Load(), Waiting: int(u.waiting.Load())}
 }
 
-// Stop ends the uploads: those queued go on until none is left or timeout
-// has passed, then the one in flight is abandoned. It returns the files
-// not sent, oldest first.
-func (u *Uploader) Stop(timeout time.Duration) (unsent []string) {
-	u.Drain(timeout)
-	return u.Wait()
-}
-
 // Drain starts the end: timeout from now, the uploads stop, sent or not.
 // Files may still be queued until Wait.
 func (u *Uploader) Drain(timeout time.Duration) {
@@ -308,7 +300,7 @@ func (u *Uploader) work() {
 			continue
 		}
 		if !u.deliver(j) {
-			return // stopped: Stop gives the queue back
+			return // stopped: the deferred abandon gives the queue back
 		}
 		u.mu.Lock()
 		u.queue = u.queue[1:]

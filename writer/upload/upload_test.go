@@ -43,6 +43,13 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// stop ends the uploads as ringcap does at exit: those queued go on until
+// none is left or timeout has passed. It returns the files not sent.
+func stop(u *Uploader, timeout time.Duration) (unsent []string) {
+	u.Drain(timeout)
+	return u.Wait()
+}
+
 func TestParseURL(t *testing.T) {
 	for _, tc := range []struct {
 		url, bucket, prefix, err string
@@ -121,7 +128,7 @@ func uploaderTo(t *testing.T, srv *s3test.Server, prefix string, log *lines, del
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { u.Stop(0) })
+	t.Cleanup(func() { stop(u, 0) })
 	return u
 }
 
@@ -188,7 +195,7 @@ func TestSend(t *testing.T) {
 	if st := u.Stats(); st.Files != uint64(len(sizes)) || st.Bytes != total || st.Failures != 0 || st.Waiting != 0 {
 		t.Errorf("stats %+v, want %d files, %d bytes, no failure, none waiting", st, len(sizes), total)
 	}
-	if unsent := u.Stop(time.Second); len(unsent) != 0 {
+	if unsent := stop(u, time.Second); len(unsent) != 0 {
 		t.Errorf("unsent after all were sent: %v", unsent)
 	}
 	if log.String() != "" {
@@ -239,7 +246,7 @@ func TestStoreAway(t *testing.T) {
 	}
 }
 
-// Wrong credentials: a line per try, the file kept; Stop gives it back
+// Wrong credentials: a line per try, the file kept; stop gives it back
 // unsent within its timeout.
 func TestWrongCredentials(t *testing.T) {
 	bpftest.RequirePrivileges(t)
@@ -259,12 +266,12 @@ func TestWrongCredentials(t *testing.T) {
 		t.Errorf("the lines do not give the store's reason:\n%s", log)
 	}
 	start := time.Now()
-	unsent := bad.Stop(100 * time.Millisecond)
+	unsent := stop(bad, 100*time.Millisecond)
 	if !slices.Equal(unsent, []string{path}) {
 		t.Errorf("unsent %v, want %s", unsent, path)
 	}
 	if took := time.Since(start); took > 10*time.Second {
-		t.Errorf("Stop took %v", took)
+		t.Errorf("stop took %v", took)
 	}
 	if ok, answered := waitRelease(t, release, time.Second); ok || !answered {
 		t.Errorf("released %v (answered %v), want false: the file must stay", ok, answered)
@@ -273,7 +280,7 @@ func TestWrongCredentials(t *testing.T) {
 		t.Errorf("the file is gone: %v", err)
 	}
 	if ok, answered := waitRelease(t, bad.Send(path), time.Second); ok || !answered {
-		t.Errorf("a file sent after Stop: released %v (answered %v), want false at once", ok, answered)
+		t.Errorf("a file sent after stop: released %v (answered %v), want false at once", ok, answered)
 	}
 }
 
@@ -293,7 +300,7 @@ func TestResume(t *testing.T) {
 	if err := unix.Removexattr(unmarked, uploadedAttr); err != nil {
 		t.Fatal(err)
 	}
-	u.Stop(time.Second)
+	stop(u, time.Second)
 	before := map[string]time.Time{}
 	for _, key := range srv.Keys("p") {
 		before[key] = modTime(t, srv, key)
@@ -345,7 +352,7 @@ func BenchmarkSend(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer u.Stop(0)
+	defer stop(u, 0)
 	dir, err := os.MkdirTemp("/dev/shm", "ringcap-upload-bench")
 	if err != nil {
 		b.Fatal(err)
