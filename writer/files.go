@@ -104,7 +104,7 @@ func (c Config) Check() error {
 // Policy says. Every file is a complete pcapng file on its own. It
 // composes the parts that decide when a file ends (rotation), what it is
 // called (naming), which files stay (retention) and how each is written
-// (blockSinks).
+// (sinkOpener).
 type Files struct {
 	header   Options
 	now      func() time.Time
@@ -114,7 +114,7 @@ type Files struct {
 	rotation  rotation
 	names     *naming
 	retention *retention
-	sinks     *blockSinks
+	sinks     *sinkOpener
 
 	cur      *file
 	opened   int // files this capture created
@@ -162,7 +162,7 @@ func Create(cfg Config) (*Files, error) {
 		rotation:  rotation{policy: cfg.Policy},
 		names:     &naming{path: cfg.Path, rotates: cfg.Policy.Rotates(), mode: cfg.FileMode, overwrite: cfg.Overwrite, note: cfg.note},
 		retention: &retention{max: cfg.MaxFiles},
-		sinks:     &blockSinks{buffered: cfg.Buffered, bufferSize: cfg.Options.BufferSize},
+		sinks:     &sinkOpener{buffered: cfg.Buffered, bufferSize: cfg.Options.BufferSize},
 	}
 	if cfg.Policy.Rotates() {
 		earlier, err := cfg.Earlier()
@@ -189,7 +189,7 @@ func Create(cfg Config) (*Files, error) {
 // open starts the next file at start, with the counters then.
 func (fs *Files) open(start time.Time, base []Counts) error {
 	cur := &file{path: "-", start: start, base: base}
-	if fs.names.path != "-" {
+	if !fs.names.toStdout() {
 		f, err := fs.names.create(start)
 		if err != nil {
 			return err

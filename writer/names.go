@@ -29,6 +29,10 @@ type naming struct {
 	seqFile   *seqFile // where seq is kept for the next run; nil: nowhere
 }
 
+// toStdout says the capture goes to standard output ("-"): no file is
+// created or named.
+func (n *naming) toStdout() bool { return n.path == "-" }
+
 // resume takes the numbers on from an earlier run's: from the files it
 // left (earlier, from Earlier) or, once they are gone (uploaded and
 // deleted), from the number file (seqFile).

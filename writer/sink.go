@@ -102,12 +102,12 @@ func (c *cachedSink) close(buf []byte, packets uint64) error {
 
 func (c *cachedSink) saved() uint64 { return c.savedPackets }
 
-// blockSinks opens the sink of each file a capture writes: direct where
+// sinkOpener opens the sink of each file a capture writes: direct where
 // the file system takes O_DIRECT, unless buffered says otherwise, and
 // through the page cache elsewhere. It keeps what the files share, one
 // after the other: direct I/O's buffers, the page cache's buffer, and why
 // the current file is written as it is.
-type blockSinks struct {
+type sinkOpener struct {
 	buffered   bool
 	bufferSize int             // the page cache's buffer; 0: DefaultBufferSize
 	pool       *alignedBuffers // direct I/O's, made for the first direct file
@@ -116,7 +116,7 @@ type blockSinks struct {
 }
 
 // open returns the sink of f, or of standard output when f is nil.
-func (s *blockSinks) open(f *os.File) blockSink {
+func (s *sinkOpener) open(f *os.File) blockSink {
 	if d := s.openDirect(f); d != nil {
 		return d
 	}
@@ -130,7 +130,7 @@ func (s *blockSinks) open(f *os.File) blockSink {
 }
 
 // openDirect returns f's direct sink, or nil with the reason in mode.
-func (s *blockSinks) openDirect(f *os.File) *directFile {
+func (s *sinkOpener) openDirect(f *os.File) *directFile {
 	switch {
 	case f == nil:
 		s.mode = "buffered: standard output"
@@ -158,7 +158,7 @@ func (s *blockSinks) openDirect(f *os.File) *directFile {
 }
 
 // release gives back direct I/O's buffers, once every file is closed.
-func (s *blockSinks) release() {
+func (s *sinkOpener) release() {
 	if s.pool != nil {
 		s.pool.release()
 	}
