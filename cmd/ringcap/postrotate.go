@@ -21,8 +21,9 @@ type postRotate struct {
 	failures atomic.Uint64
 }
 
-func newPostRotate(command string, stderr io.Writer) *postRotate {
-	return &postRotate{command: command, stderr: stderr}
+// newPostRotate runs command in env; nil env: ringcap's.
+func newPostRotate(command string, env []string, stderr io.Writer) *postRotate {
+	return &postRotate{command: command, env: env, stderr: stderr}
 }
 
 // run starts the command on path and returns the Release that lets

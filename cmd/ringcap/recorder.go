@@ -68,19 +68,20 @@ func (r *recorder) open(ctx context.Context) error {
 	if r.capt, err = capture.Open(r.opts.capture); err != nil {
 		return withFlags(err)
 	}
-	r.post = newPostRotate(r.opts.postRotate, r.stderr)
-	finished := r.post.run
+	var postEnv []string // -z's environment; nil: ringcap's
 	if r.opts.uploading {
 		// The credentials --upload uses are ringcap's, not -z's.
-		r.post.env = withoutAWS(os.Environ())
+		postEnv = withoutAWS(os.Environ())
+	}
+	r.post = newPostRotate(r.opts.postRotate, postEnv, r.stderr)
+	finished := r.post.run
+	if r.opts.uploading {
 		if r.up, err = startUploads(ctx, r.opts.upload, r.opts.output, r.stderr); err != nil {
 			return err
 		}
 		finished = r.up.after(r.post)
 		r.opts.output.Adopt = r.up.adopt
 	}
-	// The AWS configuration is read by now, as the user ringcap was
-	// started as; files are created, and uploads sent, as -Z's.
 	if err := r.opts.privileges.drop(func() error { _, err := r.capt.Counters(); return err }); err != nil {
 		return err
 	}

@@ -90,7 +90,7 @@ func replay(ctx context.Context, opts replayOptions, stdout, stderr io.Writer) e
 		return errors.Join(runErr, printSummary(stderr, rp, withFrames(rp, names), nil))
 	}
 
-	post := newPostRotate(opts.postRotate, stderr)
+	post := newPostRotate(opts.postRotate, nil, stderr)
 	defer post.wait()
 	fileIfaces := make([]writer.Interface, len(names))
 	for i, name := range names {
