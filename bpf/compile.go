@@ -11,11 +11,25 @@ import (
 )
 
 // notAtXDP are the pcap-filter keywords that cannot mean anything to a
-// program that sees an interface's frames.
+// program that sees an interface's frames, and why.
 var notAtXDP = map[string]string{
-	"ifname":  "it names an interface in OpenBSD pf logs; choose interfaces with -i",
-	"on":      "it names an interface in OpenBSD pf logs; choose interfaces with -i",
-	"ifindex": "it reads the interface index of Linux cooked captures; choose interfaces with -i",
+	"ifname":  "it names an interface in OpenBSD pf logs",
+	"on":      "it names an interface in OpenBSD pf logs",
+	"ifindex": "it reads the interface index of Linux cooked captures",
+}
+
+// InterfaceKeywordError is a filter expression that selects frames by
+// the interface they came in on, with a keyword (notAtXDP) that only
+// other link types carry: the interfaces are chosen where the program is
+// attached instead.
+type InterfaceKeywordError struct {
+	Expr    string // the expression, shortened
+	Keyword string
+	Why     string
+}
+
+func (e *InterfaceKeywordError) Error() string {
+	return fmt.Sprintf("filter expression %q: %q cannot be used here: %s", e.Expr, e.Keyword, e.Why)
 }
 
 // MaxFilterWords bounds the size of an expression given to libpcap. Its
@@ -46,7 +60,7 @@ func CompileFilter(expr string) (*Filter, error) {
 func compileFilter(expr string) (*Filter, error) {
 	for _, word := range strings.FieldsFunc(expr, func(r rune) bool { return strings.ContainsRune(" \t\n()!&|", r) }) {
 		if why, ok := notAtXDP[word]; ok {
-			return nil, fmt.Errorf("filter expression %q: %q cannot be used here: %s", shorten(expr), word, why)
+			return nil, &InterfaceKeywordError{Expr: shorten(expr), Keyword: word, Why: why}
 		}
 	}
 	raw, err := pcap.CompileBPFFilter(layers.LinkTypeEthernet, MaxSnapLen, expr)

@@ -82,7 +82,7 @@ func DefaultRingsSize(rings int) uint64 {
 // SplitRingSize is the size of each of rings rings that take total bytes
 // in all: the largest power of two within total/rings, which the kernel
 // requires of a ring. It checks it against the kernel's rules and a record
-// of snaplen bytes, naming the fix.
+// of snaplen bytes; a size that fails is a *RingSizeError.
 func SplitRingSize(total uint64, rings int, snaplen uint32) (uint32, error) {
 	if rings < 1 {
 		return 0, fmt.Errorf("%d rings", rings)
@@ -91,22 +91,48 @@ func SplitRingSize(total uint64, rings int, snaplen uint32) (uint32, error) {
 	if each > 0 {
 		each = 1 << (63 - bits.LeadingZeros64(each))
 	}
-	page := uint64(os.Getpagesize())
-	if each > MaxRingSize {
-		return 0, fmt.Errorf("ring size %s over %d rings is more than %s a ring, the kernel's largest: give --ring-size %s or less, or more --rings",
-			FormatSize(total), rings, FormatSize(MaxRingSize), FormatSize(MaxRingSize*uint64(rings)))
-	}
 	record := uint64(Config{SnapLen: snaplen}.RecordSize())
-	least := max(page, nextPowerOfTwo(record+1))
-	if each < least {
-		if rings == 1 {
-			return 0, fmt.Errorf("ring size %s is less than the %s a ring needs (a page, and a record of snaplen %d): give --ring-size %s or more",
-				FormatSize(total), FormatSize(least), snaplen, FormatSize(least))
-		}
-		return 0, fmt.Errorf("ring size %s over %d rings leaves %s a ring, less than the %s a ring needs (a page, and a record of snaplen %d): give --ring-size %s or more, or fewer --rings",
-			FormatSize(total), rings, FormatSize(each), FormatSize(least), snaplen, FormatSize(least*uint64(rings)))
+	least := max(uint64(os.Getpagesize()), nextPowerOfTwo(record+1))
+	if each > MaxRingSize || each < least {
+		return 0, &RingSizeError{Total: total, Rings: rings, Each: each, Least: least, SnapLen: snaplen}
 	}
 	return uint32(each), nil
+}
+
+// RingSizeError is memory for the rings that, split over Rings rings,
+// gives each one a size the kernel refuses or too small for a record.
+type RingSizeError struct {
+	Total   uint64 // the memory of all the rings
+	Rings   int
+	Each    uint64 // what each ring would get: a power of two
+	Least   uint64 // the least a ring needs: a page, and a record of SnapLen
+	SnapLen uint32
+}
+
+// TooLarge is whether each ring would be larger than the kernel allows,
+// rather than too small.
+func (e *RingSizeError) TooLarge() bool { return e.Each > MaxRingSize }
+
+// Bound is the memory for all the rings that fixes it: the most when
+// TooLarge, else the least.
+func (e *RingSizeError) Bound() uint64 {
+	if e.TooLarge() {
+		return MaxRingSize * uint64(e.Rings)
+	}
+	return e.Least * uint64(e.Rings)
+}
+
+func (e *RingSizeError) Error() string {
+	switch {
+	case e.TooLarge():
+		return fmt.Sprintf("ring size %s over %d rings is more than %s a ring, the kernel's largest",
+			FormatSize(e.Total), e.Rings, FormatSize(MaxRingSize))
+	case e.Rings == 1:
+		return fmt.Sprintf("ring size %s is less than the %s a ring needs (a page, and a record of snaplen %d)",
+			FormatSize(e.Total), FormatSize(e.Least), e.SnapLen)
+	}
+	return fmt.Sprintf("ring size %s over %d rings leaves %s a ring, less than the %s a ring needs (a page, and a record of snaplen %d)",
+		FormatSize(e.Total), e.Rings, FormatSize(e.Each), FormatSize(e.Least), e.SnapLen)
 }
 
 // OnlineCPUs counts the CPUs online now, from the kernel's list. Read by

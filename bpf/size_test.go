@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -49,24 +50,26 @@ func TestSplitRingSize(t *testing.T) {
 		rings   int
 		snaplen uint32
 		want    uint64 // 0: refused
+		bound   uint64 // in the refusal: the total that fixes it
 		says    string // in the refusal
 	}{
-		{8 << 20, 1, 256, 8 << 20, ""},
-		{8 << 20, 2, 256, 4 << 20, ""},
-		{12 << 20, 2, 256, 4 << 20, ""}, // 6 MiB a ring, rounded down
-		{64 << 20, 16, 256, 4 << 20, ""},
-		{12 << 20, 3, 256, 4 << 20, ""},
-		{4 << 30, 2, 256, 2 << 30, ""},
-		{8 << 30, 2, 256, 0, "give --ring-size 4GiB or less"},
-		{page, 2, 256, 0, "or fewer --rings"},
-		{64 << 10, 2, MaxSnapLen, 0, "a record of snaplen 65557"},
-		{64 << 10, 1, MaxSnapLen, 0, "give --ring-size 128KiB or more"},
+		{8 << 20, 1, 256, 8 << 20, 0, ""},
+		{8 << 20, 2, 256, 4 << 20, 0, ""},
+		{12 << 20, 2, 256, 4 << 20, 0, ""}, // 6 MiB a ring, rounded down
+		{64 << 20, 16, 256, 4 << 20, 0, ""},
+		{12 << 20, 3, 256, 4 << 20, 0, ""},
+		{4 << 30, 2, 256, 2 << 30, 0, ""},
+		{8 << 30, 2, 256, 0, 4 << 30, "ring size 8GiB over 2 rings is more than 2GiB a ring, the kernel's largest"},
+		{page, 2, 256, 0, 2 * page, "over 2 rings leaves"},
+		{64 << 10, 2, MaxSnapLen, 0, 256 << 10, "a record of snaplen 65557"},
+		{64 << 10, 1, MaxSnapLen, 0, 128 << 10, "ring size 64KiB is less than the 128KiB a ring needs"},
 	}
 	for _, tt := range tests {
 		got, err := SplitRingSize(tt.total, tt.rings, tt.snaplen)
 		if tt.want == 0 {
-			if err == nil || !strings.Contains(err.Error(), tt.says) {
-				t.Errorf("%s over %d rings: %d, %v; want a refusal saying %q", FormatSize(tt.total), tt.rings, got, err, tt.says)
+			var sizeErr *RingSizeError
+			if !errors.As(err, &sizeErr) || !strings.Contains(err.Error(), tt.says) || sizeErr.Bound() != tt.bound {
+				t.Errorf("%s over %d rings: %d, %v; want a *RingSizeError saying %q, bound %s", FormatSize(tt.total), tt.rings, got, err, tt.says, FormatSize(tt.bound))
 			}
 			continue
 		}

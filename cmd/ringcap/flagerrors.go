@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ringcap/ringcap/bpf"
 	"github.com/ringcap/ringcap/capture"
 	"github.com/ringcap/ringcap/writer"
 )
@@ -46,6 +47,16 @@ func withFlags(err error) error {
 func inFlagWords(err error) (string, bool) {
 	msg := err.Error()
 	switch e := err.(type) {
+	case *bpf.RingSizeError:
+		if e.TooLarge() {
+			return msg + ": give --ring-size " + bpf.FormatSize(e.Bound()) + " or less, or more --rings", true
+		}
+		if e.Rings == 1 {
+			return msg + ": give --ring-size " + bpf.FormatSize(e.Bound()) + " or more", true
+		}
+		return msg + ": give --ring-size " + bpf.FormatSize(e.Bound()) + " or more, or fewer --rings", true
+	case *bpf.InterfaceKeywordError:
+		return msg + "; choose interfaces with -i", true
 	case *capture.NativeRefusedError:
 		fix := ": --hook tc captures its received frames at tcx ingress instead"
 		if e.XDPAsked {

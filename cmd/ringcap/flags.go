@@ -72,7 +72,7 @@ func parseSelection(c *cli.Context, words []string) (capture.Config, error) {
 		// created, in libpcap's own words.
 		f, err := bpf.CompileFilter(expr)
 		if err != nil {
-			return cfg, badUsage(c, "%v", err)
+			return cfg, badUsage(c, "%v", withFlags(err))
 		}
 		cfg.Filter = f
 	}
@@ -139,7 +139,7 @@ func parseRings(c *cli.Context, cfg *capture.Config) error {
 	}
 	each, err := bpf.SplitRingSize(total, rings, cfg.SnapLen)
 	if err != nil {
-		return badUsage(c, "%v", err)
+		return badUsage(c, "%v", withFlags(err))
 	}
 	if c.IsSet("ring-size") && uint64(each)*uint64(rings) != total {
 		fmt.Fprintf(c.App.ErrWriter, "ringcap: --ring-size %s makes %d rings of %s, %s in all: each ring is a power of two\n",
