@@ -10,7 +10,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -86,25 +85,22 @@ type IdleSink interface {
 type Capture struct {
 	cfg     Config
 	perfmon bool
-	slots   int // in the program's maps
-	mu      sync.Mutex
-	hooks   []Hook // a ring record's slot is its hook's position; under mu
-	// detached: no hook is added any more; under mu.
-	detached bool
-	objs     *bpf.Objects
-	rings    *reader
-	packets  atomic.Uint64 // frames handed to the sink
-	skipped  []error       // hooks left out of -i any
+	objs    *bpf.Objects
+	hooks   hookTable
+	skipped []error // hooks left out of -i any
 	// present are the indexes of the interfaces there at Open, with
-	// AnyInterface: any other is one that appeared since.
+	// AnyInterface, for the watcher: any other is one that appeared
+	// since.
 	present map[int]bool
-	handed  int // hooks the sink knows of, from one Run to the next
-	// drops continues from one Run to the next, as the counters do.
-	drops *dropCounter
 
-	detachOnce sync.Once
-	links      []link.Link
-	detachErr  error
+	// What goes on from one Run to the next: the ring's reader, mapped
+	// once; the hooks the sink knows of; the drops, counted as the
+	// program's counters are. packets is the current Run's, for those
+	// who ask while it runs.
+	rings   *reader
+	handed  int
+	drops   *dropCounter
+	packets atomic.Uint64 // frames handed to the sink
 }
 
 // Open loads the program and attaches it to every interface in cfg, at a
@@ -134,7 +130,7 @@ func Open(cfg Config) (*Capture, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Capture{objs: objs, cfg: cfg, perfmon: perfmon, slots: slots, present: make(map[int]bool)}
+	c := &Capture{objs: objs, cfg: cfg, perfmon: perfmon, hooks: hookTable{objs: objs, slots: slots}, present: make(map[int]bool)}
 	if everyInterface {
 		for _, ifc := range ifaces {
 			c.present[ifc.Index] = true
@@ -153,7 +149,7 @@ func Open(cfg Config) (*Capture, error) {
 	// With -i any, a hook that cannot be had is left out, said in
 	// Skipped; the capture goes on with the others.
 	for _, h := range hooks {
-		err := c.attach(h)
+		_, err := c.attach(h)
 		if err != nil && everyInterface && !errors.Is(err, bpf.ErrPrivileges) {
 			c.skipped = append(c.skipped, err)
 			continue
@@ -163,12 +159,11 @@ func Open(cfg Config) (*Capture, error) {
 			return nil, err
 		}
 	}
-	if len(c.hooks) == 0 {
+	if c.handed = c.hooks.count(); c.handed == 0 {
 		c.Close()
 		return nil, fmt.Errorf("no interface took ringcap's program: %w", errors.Join(c.skipped...))
 	}
-	// The sink is made for these; later ones are handed over.
-	c.handed = len(c.hooks)
+	// The sink is made for these (c.handed); later ones are handed over.
 	return c, nil
 }
 
@@ -176,47 +171,24 @@ func Open(cfg Config) (*Capture, error) {
 // interfaces that come and go: a slot's counters take 40 bytes a CPU.
 const maxAnySlots = 1024
 
-// attach attaches h at the next slot. The slot is the interface's
-// before the program is: the shared instances pass on the frames of an
-// interface without a slot unseen.
-func (c *Capture) attach(h Hook) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	slot := len(c.hooks)
-	if c.detached {
-		return errEnded
-	}
-	if slot >= c.slots {
-		return fmt.Errorf("attach %s: all %d hooks of the capture are taken", h.Interface, c.slots)
-	}
-	for i, o := range c.hooks {
-		// Its slot would take this one's place in the program's table.
-		if o.Index == h.Index && o.Direction == h.Direction && c.links[i] != nil {
-			return fmt.Errorf("attach %s %s: captured already, as %s", h.Interface, h.Direction, o.Interface)
-		}
-	}
-	outbound := h.Direction == Outbound
-	if err := c.objs.SetSlot(h.Index, outbound, slot); err != nil {
-		return fmt.Errorf("attach %s: %w", h.Interface, err)
-	}
-	var l link.Link
-	var err error
+// attach attaches h at the next slot, and returns it as attached.
+func (c *Capture) attach(h Hook) (Hook, error) {
+	return c.hooks.attach(h, c.attachAt)
+}
+
+// attachAt attaches the program at h, where the hook plan says: XDP,
+// else tcx. A driver refusing native XDP sends received frames to tcx
+// ingress where neither the hook nor the mode was asked for.
+func (c *Capture) attachAt(h *Hook) (link.Link, error) {
 	if h.XDP {
-		l, err = c.attachXDP(&h)
+		l, err := c.attachXDP(h)
 		var refused *NativeRefusedError
-		if errors.As(err, &refused) && c.cfg.Hook == HookAuto && c.cfg.Mode == ModeAuto {
-			h.XDP, h.WhyNotXDP = false, refused.reason()
+		if !errors.As(err, &refused) || c.cfg.Hook != HookAuto || c.cfg.Mode != ModeAuto {
+			return l, err
 		}
+		h.XDP, h.WhyNotXDP = false, refused.reason()
 	}
-	if !h.XDP {
-		l, err = attachTCX(c.objs, &h)
-	}
-	if err != nil {
-		return errors.Join(err, c.objs.ClearSlot(h.Index, outbound))
-	}
-	c.links = append(c.links, l)
-	c.hooks = append(c.hooks, h)
-	return nil
+	return attachTCX(c.objs, h)
 }
 
 // addInterface attaches the program to an interface that appeared while
@@ -234,13 +206,12 @@ func (c *Capture) addInterface(name string) ([]Hook, error) {
 	var added []Hook
 	var errs []error
 	for _, h := range hooks {
-		if err := c.attach(h); err != nil {
+		h, err := c.attach(h)
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		c.mu.Lock()
-		added = append(added, c.hooks[len(c.hooks)-1])
-		c.mu.Unlock()
+		added = append(added, h)
 	}
 	return added, errors.Join(errs...)
 }
@@ -252,24 +223,8 @@ func (c *Capture) addInterface(name string) ([]Hook, error) {
 // counters stay readable, for the file's statistics. It may be called
 // while Run runs.
 func (c *Capture) removeInterface(index int) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var errs []error
-	for i, h := range c.hooks {
-		if h.Index != index || c.links[i] == nil {
-			continue
-		}
-		errs = append(errs, c.links[i].Close(), c.objs.ClearSlot(index, h.Direction == Outbound))
-		c.links[i] = nil
-		if inst, ok := h.boundInstance(); ok {
-			errs = append(errs, c.objs.Release(inst))
-		}
-	}
-	return errors.Join(errs...)
+	return c.hooks.remove(index)
 }
-
-// errEnded is addInterface on a capture that is ending.
-var errEnded = errors.New("the capture is ending")
 
 // HookSink is a Sink that takes hooks added while the capture runs, as
 // interfaces of its own, after the others: writer.Files' AddInterface.
@@ -395,24 +350,7 @@ func checkPrivileges() (perfmon bool, err error) {
 // Hooks returns where the program is attached, in the order of
 // Config.Interfaces, inbound before outbound: the order of Counters, and
 // of the Sink's interfaces.
-func (c *Capture) Hooks() []Hook {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.hooks)
-}
-
-// attachedHooks are the hooks the program is still attached at.
-func (c *Capture) attachedHooks() []Hook {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var hooks []Hook
-	for i, h := range c.hooks {
-		if c.links[i] != nil {
-			hooks = append(hooks, h)
-		}
-	}
-	return hooks
-}
+func (c *Capture) Hooks() []Hook { return c.hooks.all() }
 
 // Packets returns how many frames were handed to the sink so far. It may be
 // called while Run runs.
@@ -432,7 +370,7 @@ func (c *Capture) RingUsed(i int) int { return c.rings.Used(i) }
 // Counters returns the program's counters per hook, in the order of
 // Hooks. It may be called while Run runs.
 func (c *Capture) Counters() ([]bpf.Counters, error) {
-	return readCounters(c.objs, len(c.Hooks()))
+	return readCounters(c.objs, c.hooks.count())
 }
 
 // RingCounters returns the program's counters summed by ring: those of
@@ -441,7 +379,7 @@ func (c *Capture) Counters() ([]bpf.Counters, error) {
 // It may be called while Run runs.
 func (c *Capture) RingCounters() ([]bpf.Counters, error) {
 	out := make([]bpf.Counters, c.rings.Rings())
-	for slot := range len(c.Hooks()) {
+	for slot := range c.hooks.count() {
 		perCPU, err := c.objs.ReadCPUCounters(slot)
 		if err != nil {
 			return nil, err
@@ -467,25 +405,7 @@ func readCounters(objs *bpf.Objects, n int) ([]bpf.Counters, error) {
 
 // Detach takes the program off every interface; no frame reaches the ring
 // after it returns, but the ring keeps what is in it.
-func (c *Capture) Detach() error {
-	c.detachOnce.Do(func() {
-		var errs []error
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		// No hook is added after.
-		c.detached = true
-		for i, l := range c.links {
-			if l == nil {
-				continue // removed
-			}
-			if err := l.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("detach %s %s: %w", c.hooks[i].Interface, c.hooks[i].Attachment(), err))
-			}
-		}
-		c.detachErr = errors.Join(errs...)
-	})
-	return c.detachErr
-}
+func (c *Capture) Detach() error { return c.hooks.detach() }
 
 // Close detaches the program and frees the ring; Run must have returned.
 func (c *Capture) Close() error {
@@ -549,6 +469,7 @@ func (c *Capture) run(ctx context.Context, sink Sink, limit uint64) error {
 	defer func() {
 		r.rd.Release()
 		c.packets.Store(r.n)
+		c.handed = len(r.hooks)
 	}()
 	if err := r.flush(sink.Flush); err != nil {
 		return err
@@ -601,7 +522,7 @@ func (r *liveRun) record(raw []byte) (done bool, err error) {
 	slot := int(ev.slot)
 	if slot >= len(r.hooks) {
 		// A hook added since: the sink learns of it first.
-		if r.hooks, err = r.c.handOver(r.sink, r.hooks); err != nil {
+		if err := r.handOver(); err != nil {
 			return false, err
 		}
 		if slot >= len(r.hooks) {
@@ -670,22 +591,20 @@ func (r *liveRun) flush(flushSink func() error) error {
 	return flushSink()
 }
 
-// handOver gives the sink the hooks added since it last learned of any,
-// and returns all it knows.
-func (c *Capture) handOver(sink Sink, known []Hook) ([]Hook, error) {
-	all := c.Hooks()
-	hs, ok := sink.(HookSink)
-	for _, h := range all[len(known):] {
+// handOver gives the sink the hooks added since it last learned of any.
+func (r *liveRun) handOver() error {
+	all := r.c.Hooks()
+	hs, ok := r.sink.(HookSink)
+	for _, h := range all[len(r.hooks):] {
 		if !ok {
-			return known, fmt.Errorf("a hook was added, but the sink takes no more interfaces")
+			return fmt.Errorf("a hook was added, but the sink takes no more interfaces")
 		}
 		if err := hs.AddHook(h); err != nil {
-			return known, err
+			return err
 		}
-		known = all[:len(known)+1]
-		c.handed = len(known)
+		r.hooks = all[:len(r.hooks)+1]
 	}
-	return known, nil
+	return nil
 }
 
 // written is the number of records the programs submitted to the ring.

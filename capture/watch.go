@@ -48,7 +48,10 @@ type linkWatcher struct {
 	sink LinkSink
 	// appearing says interfaces that appear are captured on too.
 	appearing bool
-	noneLeft  func()
+	// present are the interfaces there at Open, by index, with
+	// appearing: any other is one that appeared since.
+	present  map[int]bool
+	noneLeft func()
 	// watched are the interfaces captured on, by index; ignored are
 	// those that were there at Open, or were left out: their changes
 	// are no news.
@@ -71,6 +74,7 @@ func (c *Capture) watchLinks(sink Sink, noneLeft func()) (stop func()) {
 		capt:      c,
 		sink:      noLinkSink{sink},
 		appearing: slices.Contains(c.cfg.Interfaces, AnyInterface),
+		present:   c.present,
 		noneLeft:  noneLeft,
 		watched:   make(map[int]string),
 		ignored:   make(map[int]bool),
@@ -81,7 +85,7 @@ func (c *Capture) watchLinks(sink Sink, noneLeft func()) (stop func()) {
 	if s, ok := sink.(LinkSink); ok {
 		w.sink = s
 	}
-	for _, h := range c.attachedHooks() {
+	for _, h := range c.hooks.attached() {
 		w.watched[h.Index] = h.Interface
 	}
 	early, err := w.subscribe()
@@ -130,7 +134,7 @@ func (w *linkWatcher) subscribe() (early earlyNews, err error) {
 		if _, ok := w.watched[index]; ok {
 			continue
 		}
-		if w.capt.present[index] {
+		if w.present[index] {
 			w.ignored[index] = true
 		} else {
 			early.appeared[index] = l.Attrs().Name
