@@ -1,5 +1,5 @@
-// Package bpf holds ringcap's XDP program and loads it with the user's
-// selection baked in as constants.
+// Package bpf holds ringcap's XDP and tc programs and loads them with the
+// user's selection baked in as constants.
 package bpf
 
 // -simplifycfg-sink-common=false keeps clang from merging the tails

@@ -176,7 +176,9 @@ func (t *translator) loadIndirect(off uint32, size int) {
 	// With a tag put back, an offset past it is 4 bytes earlier in the
 	// packet, one before it is the same, and a load that covers any of
 	// the tag's bytes is put together byte by byte: R2 >= 16, past;
-	// R2 + size <= 12, the packet's; else it covers some.
+	// R2 + size <= 12, the packet's; else it covers some. This remap and
+	// recordedByte mirror loadPacket's gap remap and gappedByte, and stay
+	// two because they stack: the offsets left here go through loadPacket.
 	load, notPast, done := t.newLabel(), t.newLabel(), t.newLabel()
 	t.emit(
 		asm.JEq.Imm32(regVLAN, 0, load),

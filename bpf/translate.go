@@ -20,13 +20,18 @@ const (
 	regVLAN = asm.R9 // the third argument: the tag put back, or 0
 )
 
-// Stack of the translated filter: the load-bytes helper copies into
-// loadBuf, M[i] lives at scratch + 4*i, loopCount counts the turns of a
-// loop, frameLen holds the second argument (the frame's length as
-// recorded), tagBuf assembles a load that covers a put-back tag, gap holds
-// the fourth argument of the tc filter (the MAC header is not in the data:
-// see mac_gap in ringcap.c), and gapBuf assembles a load across the end
-// of the MAC header then.
+// Stack of the translated filter, 8 bytes a slot unless said:
+//   - loadBuf: where the load-bytes helper copies to.
+//   - scratch: M[i], at scratch + 4*i (16 words).
+//   - loopCount: the turns a loop has taken, against maxLoops.
+//   - frameLen: the second argument, the frame's length as recorded.
+//   - tagBuf: the bytes of a load that covers a put-back tag, gathered.
+//   - gapSlot: the fourth argument of the tc filter, not 0 when the MAC
+//     header is not in the data (see mac_gap in ringcap.c).
+//   - gapBuf: the bytes of a load across the end of the MAC header then,
+//     gathered.
+//   - tagOff, gapOff: the offset of such a load computed at run time (from
+//     X), kept while its bytes are loaded one by one into tagBuf, gapBuf.
 const (
 	loadBuf   = -8
 	scratch   = loadBuf - 4*16
