@@ -227,7 +227,17 @@ func (c *Capture) removeInterface(index int) error {
 }
 
 // HookSink is a Sink that takes hooks added while the capture runs, as
-// interfaces of its own, after the others: writer.Files' AddInterface.
+// interfaces of its own, after the others; Run calls AddHook just before
+// the hook's first frame.
+//
+// With AnyInterface, a sink that is a LinkSink too hears of a hook that
+// appeared twice, at two moments: InterfaceAdded, from the watcher's
+// goroutine once the program is attached, so that the user learns of the
+// capture there before any frame comes, or if none does; AddHook, from
+// Run's, the only goroutine that writes to the sink, in the order of the
+// frames, so that a file describes the interface just before its first
+// frame and an interface without frames not at all. One call at either
+// moment would change when the line is printed or what the files hold.
 type HookSink interface {
 	Sink
 	AddHook(Hook) error

@@ -22,7 +22,8 @@ type LinkSink interface {
 	Sink
 	// InterfaceAdded: the capture runs on an interface that appeared
 	// (AnyInterface), at hooks; the sink hears of each hook again, as
-	// a HookSink, before its first frame.
+	// a HookSink, on Run's goroutine before its first frame (HookSink
+	// says why twice).
 	InterfaceAdded(name string, hooks []Hook)
 	// InterfaceLeftOut: an interface that appeared is not captured on,
 	// or not in every direction, for err.
