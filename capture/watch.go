@@ -47,10 +47,10 @@ type LinkSink interface {
 type linkWatcher struct {
 	capt *Capture
 	sink LinkSink
-	// appearing says interfaces that appear are captured on too.
-	appearing bool
+	// followNew says interfaces that appear are captured on too.
+	followNew bool
 	// present are the interfaces there at Open, by index, with
-	// appearing: any other is one that appeared since.
+	// followNew: any other is one that appeared since.
 	present  map[int]bool
 	noneLeft func()
 	// watched are the interfaces captured on, by index; ignored are
@@ -74,7 +74,7 @@ func (c *Capture) watchLinks(sink Sink, noneLeft func()) (stop func()) {
 	w := &linkWatcher{
 		capt:      c,
 		sink:      noLinkSink{sink},
-		appearing: slices.Contains(c.cfg.Interfaces, AnyInterface),
+		followNew: slices.Contains(c.cfg.Interfaces, AnyInterface),
 		present:   c.present,
 		noneLeft:  noneLeft,
 		watched:   make(map[int]string),
@@ -120,7 +120,7 @@ func (w *linkWatcher) subscribe() (early earlyNews, err error) {
 			early.gone = append(early.gone, index)
 		}
 	}
-	if !w.appearing {
+	if !w.followNew {
 		return early, nil
 	}
 	links, err := netlink.LinkList()
@@ -180,7 +180,7 @@ func (w *linkWatcher) update(u netlink.LinkUpdate) {
 	}
 	index := int(u.Index)
 	switch {
-	case u.Header.Type == unix.RTM_NEWLINK && w.appearing && u.Link != nil:
+	case u.Header.Type == unix.RTM_NEWLINK && w.followNew && u.Link != nil:
 		if _, ok := w.watched[index]; !ok && !w.ignored[index] {
 			w.appeared(index, u.Link.Attrs().Name)
 		}
