@@ -248,6 +248,26 @@ func TestRelinquishUpload(t *testing.T) {
 	}
 }
 
+// With --upload, a -w directory closed to -Z's user stops ringcap with the
+// one line that says so, and does not hang: the uploads, started before
+// ringcap became the user, end on the way out, and say nothing, as they
+// were given no file.
+func TestRelinquishUploadDirClosed(t *testing.T) {
+	if _, err := user.Lookup("nobody"); err != nil {
+		t.Skipf("no user nobody: %v", err)
+	}
+	p := newVethPair(t)
+	p.newStore(t) // the store answers: no line says it does not
+	closed := t.TempDir()
+	path := filepath.Join(closed, "z.pcapng")
+	res := runCommand(t, "ip", append([]string{"netns", "exec", p.Rx, binary, "record", "-i", rxIf, "-Z", "nobody", "-w", path}, uploadArgs...)...)
+	want := fmt.Sprintf("ringcap: record: -Z nobody: nobody may not create files in %s: give -w a directory nobody may write in, or let it (chown nobody %[1]s)\n", closed)
+	if res.code != exitUsage || res.stderr != want {
+		t.Errorf("exit %d, stderr\n%s\nwant exit %d, stderr\n%s", res.code, res.stderr, exitUsage, want)
+	}
+	p.noXDPLeft(t)
+}
+
 // -Z refused: a user the user database does not have (a uid too, as
 // tcpdump's -Z takes names only), before anything is attached; a -w
 // directory the user may not write in, before any file is made, with the

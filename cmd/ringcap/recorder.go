@@ -41,6 +41,9 @@ type recorder struct {
 	// restoreSignals gives Ctrl-C and SIGTERM back their default: once
 	// the capture has stopped, a second Ctrl-C kills ringcap.
 	restoreSignals context.CancelFunc
+	// uploadsClosed: closeUploads has ended the uploads, which it does
+	// once, whichever of close or a failed open comes to it first.
+	uploadsClosed bool
 }
 
 // openRecorder opens the parts in the order they need each other: the
@@ -101,12 +104,9 @@ func (r *recorder) openFiles(finished func(path string) writer.Release) error {
 	}
 	files, err := createFiles(r.opts.output, ifaces, r.capt, time.Now, finished)
 	if err != nil {
-		if r.up != nil {
-			// A disk an earlier run filled: its files go out (and,
-			// with --upload-delete, make room) before ringcap exits.
-			r.up.drain()
-			r.up.finish()
-		}
+		// A disk an earlier run filled: its files go out (and, with
+		// --upload-delete, make room) before ringcap exits.
+		r.closeUploads()
 		return err
 	}
 	r.files = files
@@ -161,9 +161,7 @@ func (r *recorder) close(runErr error) error {
 	}
 	err := closeFiles(r.files, runErr)
 	err = errors.Join(err, printSummary(r.stderr, r.capt, hookNames(r.capt), r.files))
-	if r.up != nil {
-		r.up.finish()
-	}
+	r.closeUploads()
 	r.closeOutlasting()
 	if allGone {
 		err = errors.Join(err, capture.ErrNoInterface)
@@ -171,12 +169,27 @@ func (r *recorder) close(runErr error) error {
 	return err
 }
 
+// closeUploads ends the uploads, once: their bounded wait starts, unless
+// close started it before the files, then each -z command an upload waits
+// for ends, the uploads do, or their wait, and a line says what the store
+// got.
+func (r *recorder) closeUploads() {
+	if r.up == nil || r.uploadsClosed {
+		return
+	}
+	r.uploadsClosed = true
+	r.up.drain()
+	r.up.finish()
+}
+
 // closeOutlasting ends, in this order, the parts that outlast the files:
 // signals get their default back; the metrics, served until now so that
 // a last scrape sees the summary's figures, stop; the -z commands still
 // running (those no upload waits for) end; the capture's programs are
-// detached. After a failed open, it ends those that were opened.
+// detached. After a failed open, it ends those that were opened, the
+// uploads first, as close does.
 func (r *recorder) closeOutlasting() {
+	r.closeUploads()
 	if r.restoreSignals != nil {
 		r.restoreSignals()
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -120,6 +121,7 @@ type uploads struct {
 	rotating  bool           // an earlier run's files are found by their names
 	leftovers int            // an earlier run's files queued
 	chain     sync.WaitGroup // -z commands whose file is sent once they end
+	handed    atomic.Int64   // files given to send or settle, this run's and earlier runs'
 }
 
 func startUploads(ctx context.Context, opts uploadOptions, out writer.Config, stderr io.Writer) (*uploads, error) {
@@ -151,6 +153,7 @@ func (u *uploads) line(format string, args ...any) {
 // --max-files may delete the file.
 func (u *uploads) after(post *postRotate) func(path string) writer.Release {
 	return func(path string) writer.Release {
+		u.handed.Add(1)
 		if post.command == "" {
 			return u.uploader.Send(path)
 		}
@@ -174,6 +177,7 @@ func (u *uploads) after(post *postRotate) func(path string) writer.Release {
 // adopt takes a file an earlier run left: one the store holds (marked so)
 // may go at once, the others are sent first.
 func (u *uploads) adopt(path string) writer.Release {
+	u.handed.Add(1)
 	if u.uploader.SettleStored(path) {
 		return writer.Release{}
 	}
@@ -186,10 +190,14 @@ func (u *uploads) adopt(path string) writer.Release {
 func (u *uploads) drain() { u.uploader.Drain(u.opts.timeout) }
 
 // finish waits for the uploads and says what the store got and what is
-// left.
+// left. Given no file (an open that failed before the files), it says
+// nothing: the line that says why is ringcap's one.
 func (u *uploads) finish() {
 	u.chain.Wait() // each --post-rotate command has ended and queued its file
 	unsent := u.uploader.Wait()
+	if u.handed.Load() == 0 {
+		return
+	}
 	st := u.uploader.Stats()
 	found := ""
 	if st.Found > 0 {
