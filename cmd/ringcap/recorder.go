@@ -113,7 +113,7 @@ func (r *recorder) openFiles(finished func(path string) writer.Release) error {
 	if r.up != nil && r.up.leftovers > 0 {
 		r.up.line("--upload: %d files an earlier run wrote to %s go first", r.up.leftovers, filepath.Dir(r.opts.output.Path))
 	}
-	r.sink = &captureSink{Files: files, capt: r.capt, cfg: r.opts.capture, netns: r.opts.netns, stderr: r.stderr}
+	r.sink = &captureSink{files: files, capt: r.capt, cfg: r.opts.capture, netns: r.opts.netns, stderr: r.stderr}
 	if r.metrics != nil {
 		r.metrics.serve(newMetrics(r.capt, files, r.post, r.up), r.stderr)
 	}

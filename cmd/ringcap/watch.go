@@ -8,20 +8,35 @@ import (
 	"sync"
 
 	"github.com/ringcap/ringcap/capture"
+	"github.com/ringcap/ringcap/capture/packet"
 	"github.com/ringcap/ringcap/writer"
 )
 
 // captureSink is what a capture writes to: the files, which take the
 // hooks of interfaces that appear as interfaces of their own, and stderr,
-// which tells of interfaces coming and going.
+// which tells of interfaces coming and going. The files are a field, not
+// embedded, so that the capture sees only what a sink does.
 type captureSink struct {
-	*writer.Files
+	files  *writer.Files
 	capt   *capture.Capture
 	cfg    capture.Config // what the lines say of the selection
 	netns  string         // as --netns named it
 	stderr io.Writer
 	mu     sync.Mutex // stderr's lines
 }
+
+// The capture finds what else a sink does by asserting these: one left
+// out would be left out quietly (without Idle, files no longer rotate
+// by the clock while the ring is empty).
+var (
+	_ capture.IdleSink = (*captureSink)(nil)
+	_ capture.HookSink = (*captureSink)(nil)
+	_ capture.LinkSink = (*captureSink)(nil)
+)
+
+func (s *captureSink) WritePacket(p packet.Packet) error { return s.files.WritePacket(p) }
+func (s *captureSink) Flush() error                      { return s.files.Flush() }
+func (s *captureSink) Idle() error                       { return s.files.Idle() }
 
 // fileInterface is the file's interface for a hook: each direction of an
 // interface has its own counters, and so its own statistics in the file.
@@ -30,7 +45,7 @@ func fileInterface(h capture.Hook, cfg capture.Config, netns string) writer.Inte
 		Name: h.Interface,
 		// Wireshark names an interface by its description where
 		// there is one: it starts with the name.
-		Description: h.Interface + netnsSuffix(netns) + ": " + h.Describe(),
+		Description: h.Interface + netnsSuffix(netns) + ": " + h.Describe(noteText),
 		Filter:      cfg.Selection(),
 		SnapLen:     cfg.SnapLen,
 		// Only XDP knows the receive queue.
@@ -58,7 +73,7 @@ func (s *captureSink) announce() {
 }
 
 func (s *captureSink) AddHook(h capture.Hook) error {
-	return s.Files.AddInterface(fileInterface(h, s.cfg, s.netns))
+	return s.files.AddInterface(fileInterface(h, s.cfg, s.netns))
 }
 
 // InterfaceAdded prints the line that starts the capture on interface
@@ -67,12 +82,12 @@ func (s *captureSink) InterfaceAdded(name string, hooks []capture.Hook) {
 	var where []string
 	for _, h := range hooks {
 		if h.Interface == name {
-			where = append(where, h.Describe())
+			where = append(where, h.Describe(noteText))
 		}
 	}
 	s.line("ringcap: capturing on %s%s (%s): %s, snaplen %d, %s, to %s (%s)",
 		name, netnsSuffix(s.netns), strings.Join(where, "; "), selectionText(s.cfg), s.cfg.SnapLen,
-		ringsText(s.capt), outputName(s.Current()), s.IOMode())
+		ringsText(s.capt), outputName(s.files.Current()), s.files.IOMode())
 }
 
 func (s *captureSink) InterfaceLeftOut(err error) {
