@@ -63,6 +63,38 @@ func checkExisting(path string, overwrite bool) error {
 	return nil
 }
 
+// checkPipe refuses a path where no named pipe is.
+func checkPipe(path string) error {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return fmt.Errorf("named pipe: %w", err)
+	}
+	if st.Mode()&fs.ModeNamedPipe == 0 {
+		return fmt.Errorf("%s is %s, not a named pipe", path, kind(st.Mode()))
+	}
+	return nil
+}
+
+// openPipe opens the named pipe at path for writing, once a reader has it
+// open: the open waits for one. O_NOFOLLOW, and the check of what was
+// opened, keep a capture from writing into a file, or through a link,
+// put at path instead of the pipe.
+func openPipe(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open named pipe: %w", err)
+	}
+	st, err := f.Stat()
+	if err == nil && st.Mode()&fs.ModeNamedPipe == 0 {
+		err = fmt.Errorf("%s is %s, not a named pipe", path, kind(st.Mode()))
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 // kind names what a file is, for a message.
 func kind(mode fs.FileMode) string {
 	switch {

@@ -42,6 +42,12 @@ type Config struct {
 	// Buffered writes through the page cache even where the file system
 	// takes O_DIRECT (see direct.go).
 	Buffered bool
+	// Pipe says Path is a named pipe that a reader holds open, or is about
+	// to (as Wireshark does with the pipe it gives an extcap): it is opened
+	// for writing, never created, and written as standard output is: one
+	// file, through the page cache, never rotated, written back, handed to
+	// Finished or deleted. Without Pipe a named pipe at Path is refused.
+	Pipe bool
 	// FileMode is the new files' permissions; 0 means 0600, since
 	// captures hold other people's data.
 	FileMode os.FileMode
@@ -79,6 +85,12 @@ func (c Config) note(format string, args ...any) {
 func (c Config) Check() error {
 	if c.MaxFiles > 0 && !c.Policy.Rotates() {
 		return ErrMaxFilesWithoutRotation
+	}
+	if c.Pipe {
+		if c.Policy.Rotates() {
+			return errors.New("rotation needs a file name, not a named pipe")
+		}
+		return checkPipe(c.Path)
 	}
 	if c.Path == "-" {
 		if c.Policy.Rotates() {
@@ -124,7 +136,8 @@ type Files struct {
 // file is the file being written.
 type file struct {
 	path  string
-	f     *os.File // nil for standard output
+	f     *os.File // nil for standard output and a named pipe
+	pipe  *os.File // the named pipe (Config.Pipe); nil otherwise
 	w     *Writer
 	start time.Time
 	base  []Counts // counters when the file started
@@ -160,7 +173,7 @@ func Create(cfg Config) (*Files, error) {
 		counters:  cfg.Counters,
 		finished:  cfg.Finished,
 		rotation:  rotation{policy: cfg.Policy},
-		names:     &naming{path: cfg.Path, rotates: cfg.Policy.Rotates(), mode: cfg.FileMode, overwrite: cfg.Overwrite, note: cfg.note},
+		names:     &naming{path: cfg.Path, rotates: cfg.Policy.Rotates(), mode: cfg.FileMode, overwrite: cfg.Overwrite, note: cfg.note, pipe: cfg.Pipe},
 		retention: &retention{max: cfg.MaxFiles},
 		sinks:     &sinkOpener{buffered: cfg.Buffered, bufferSize: cfg.Options.BufferSize},
 	}
@@ -189,7 +202,14 @@ func Create(cfg Config) (*Files, error) {
 // open starts the next file at start, with the counters then.
 func (fs *Files) open(start time.Time, base []Counts) error {
 	cur := &file{path: "-", start: start, base: base}
-	if !fs.names.toStdout() {
+	switch {
+	case fs.names.pipe:
+		p, err := openPipe(fs.names.path)
+		if err != nil {
+			return err
+		}
+		cur.path, cur.pipe = p.Name(), p
+	case !fs.names.toStdout():
 		f, err := fs.names.create(start)
 		if err != nil {
 			return err
@@ -197,7 +217,7 @@ func (fs *Files) open(start time.Time, base []Counts) error {
 		cur.path, cur.f = f.Name(), f
 		fs.opened++
 	}
-	w, err := newWriter(fs.sinks.open(cur.f), fs.header)
+	w, err := newWriter(fs.sinks.open(cur.f, cur.pipe), fs.header)
 	if err == nil {
 		// Written at once, so that a file that cannot be written is
 		// known before frames go to it.
@@ -211,6 +231,9 @@ func (fs *Files) open(start time.Time, base []Counts) error {
 			// would not open: leave none behind.
 			removeCreated(cur.f)
 			cur.f.Close()
+		}
+		if cur.pipe != nil {
+			cur.pipe.Close()
 		}
 		return fmt.Errorf("%s: %w", cur.path, err)
 	}
@@ -259,6 +282,12 @@ func (fs *Files) finish(end time.Time) ([]Counts, error) {
 // close writes the file back, unless writing it failed (err), and closes
 // it.
 func (cur *file) close(err error) error {
+	if cur.pipe != nil {
+		if cerr := cur.pipe.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close %s: %w", cur.path, cerr)
+		}
+		return err
+	}
 	if cur.f == nil {
 		return err
 	}

@@ -25,6 +25,7 @@ type naming struct {
 	mode      os.FileMode
 	overwrite bool
 	note      func(format string, args ...any)
+	pipe      bool     // path is a named pipe (Config.Pipe): nothing is created
 	seq       int      // the last file's number
 	seqFile   *seqFile // where seq is kept for the next run; nil: nowhere
 }

@@ -115,14 +115,18 @@ type sinkOpener struct {
 	mode       string
 }
 
-// open returns the sink of f, or of standard output when f is nil.
-func (s *sinkOpener) open(f *os.File) blockSink {
-	if d := s.openDirect(f); d != nil {
+// open returns the sink of f, a file ringcap created; when f is nil, of
+// pipe, a named pipe; when both are, of standard output.
+func (s *sinkOpener) open(f, pipe *os.File) blockSink {
+	if d := s.openDirect(f, pipe); d != nil {
 		return d
 	}
 	var out io.Writer = os.Stdout
-	if f != nil {
+	switch {
+	case f != nil:
 		out = f
+	case pipe != nil:
+		out = pipe
 	}
 	spare := s.spare
 	s.spare = nil
@@ -130,8 +134,11 @@ func (s *sinkOpener) open(f *os.File) blockSink {
 }
 
 // openDirect returns f's direct sink, or nil with the reason in mode.
-func (s *sinkOpener) openDirect(f *os.File) *directFile {
+func (s *sinkOpener) openDirect(f, pipe *os.File) *directFile {
 	switch {
+	case pipe != nil:
+		s.mode = "buffered: a named pipe"
+		return nil
 	case f == nil:
 		s.mode = "buffered: standard output"
 		return nil
