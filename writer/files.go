@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -72,6 +73,14 @@ type Config struct {
 	// rotated name that was taken, a number file that is not ringcap's.
 	// nil says nothing.
 	Note func(line string)
+	// Compress compresses each finished file beside the capture before
+	// it is handed to Finished, under its name with the kind's extension;
+	// MaxFiles counts it so. Standard output is refused.
+	Compress Compression
+	// CompressFailed is told of each file that could not be compressed
+	// (a CompressError): it is kept and handed on as written. nil says
+	// nothing.
+	CompressFailed func(err error)
 }
 
 func (c Config) note(format string, args ...any) {
@@ -93,6 +102,9 @@ func (c Config) Check() error {
 		return checkPipe(c.Path)
 	}
 	if c.Path == "-" {
+		if c.Compress != NoCompression {
+			return ErrCompressStdout
+		}
 		if c.Policy.Rotates() {
 			return errors.New("rotation needs a file name, not standard output")
 		}
@@ -109,6 +121,11 @@ func (c Config) Check() error {
 		}
 		return nil
 	}
+	if c.Compress != NoCompression {
+		if err := checkExisting(c.Path+c.Compress.Ext(), c.Overwrite); err != nil {
+			return err
+		}
+	}
 	return checkExisting(c.Path, c.Overwrite)
 }
 
@@ -123,10 +140,11 @@ type Files struct {
 	counters func() ([]Counts, error)
 	finished func(path string) Release
 
-	rotation  rotation
-	names     *naming
-	retention *retention
-	sinks     *sinkOpener
+	rotation   rotation
+	names      *naming
+	retention  *retention
+	sinks      *sinkOpener
+	compressor *compressor // nil: files are handed on as written
 
 	cur      *file
 	opened   int // files this capture created
@@ -177,13 +195,23 @@ func Create(cfg Config) (*Files, error) {
 		retention: &retention{max: cfg.MaxFiles},
 		sinks:     &sinkOpener{buffered: cfg.Buffered, bufferSize: cfg.Options.BufferSize},
 	}
+	if cfg.Path != "-" {
+		removePartials(cfg.Path, cfg.Policy.Rotates())
+	}
+	if cfg.Compress != NoCompression {
+		failed := cfg.CompressFailed
+		if failed == nil {
+			failed = func(error) {}
+		}
+		files.compressor = &compressor{kind: cfg.Compress, mode: cfg.FileMode, overwrite: cfg.Overwrite, failed: failed}
+	}
 	if cfg.Policy.Rotates() {
 		earlier, err := cfg.Earlier()
 		if err != nil {
 			return nil, err
 		}
 		files.names.resume(earlier)
-		files.retention.adopt(earlier, cfg.Adopt)
+		files.adopt(earlier, cfg.Adopt)
 		// Room first, on a disk an earlier run filled.
 		if err := files.retention.prune(); err != nil {
 			files.names.close()
@@ -197,6 +225,24 @@ func Create(cfg Config) (*Files, error) {
 		return nil, err
 	}
 	return files, nil
+}
+
+// adopt counts the files an earlier run left (from Earlier), oldest
+// first, for retention, each held by the Release adopt returns for it; a
+// nil adopt holds none. adopt is called whether files are deleted or
+// not. With a Compression, one the earlier run left uncompressed (its
+// compression cut short) is compressed first, and adopted so.
+func (fs *Files) adopt(earlier []string, adopt func(path string) Release) {
+	if adopt == nil {
+		adopt = func(string) Release { return Release{} }
+	}
+	for _, path := range earlier {
+		if fs.compressor != nil && !strings.HasSuffix(path, fs.compressor.kind.Ext()) {
+			fs.retention.add(fs.compressor.add(path, adopt))
+			continue
+		}
+		fs.retention.add(finishedFile{path: path, release: adopt(path)})
+	}
 }
 
 // open starts the next file at start, with the counters then.
@@ -270,13 +316,27 @@ func (fs *Files) finish(end time.Time) ([]Counts, error) {
 	}
 	if cur.f != nil {
 		fs.progress.finished.Add(1)
-		var release Release
-		if fs.finished != nil {
-			release = fs.finished(cur.path)
-		}
-		fs.retention.add(cur.path, release)
+		fs.retention.add(fs.handOn(cur.path))
 	}
 	return counts, nil
+}
+
+// handOn passes a finished file to what follows it: the compressor, if
+// any, then Finished.
+func (fs *Files) handOn(path string) finishedFile {
+	if fs.compressor != nil {
+		return fs.compressor.add(path, fs.release)
+	}
+	return finishedFile{path: path, release: fs.release(path)}
+}
+
+// release hands a finished file, under the name it has by then, to
+// Finished.
+func (fs *Files) release(path string) Release {
+	if fs.finished == nil {
+		return Release{}
+	}
+	return fs.finished(path)
 }
 
 // close writes the file back, unless writing it failed (err), and closes
@@ -387,12 +447,16 @@ func (fs *Files) Idle() error {
 	return fs.Flush()
 }
 
-// Close finishes the current file, and returns once the files that
-// MaxFiles deletes are gone: after their Releases let them go.
+// Close finishes the current file, and returns once every file is
+// compressed (Config.Compress) and the files that MaxFiles deletes are
+// gone: after their Releases let them go.
 func (fs *Files) Close() error {
 	_, err := fs.finish(fs.now())
 	fs.names.close()
 	fs.sinks.release()
+	if fs.compressor != nil {
+		fs.compressor.wait()
+	}
 	return errors.Join(err, fs.retention.wait())
 }
 

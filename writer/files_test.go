@@ -36,6 +36,7 @@ type harness struct {
 	// them would: Finished returns their Releases.
 	inUse    map[string]heldFile
 	maxFiles int // Config.MaxFiles
+	compress Compression
 	files    *Files
 }
 
@@ -60,13 +61,17 @@ func newHarness(t *testing.T, p Policy) *harness {
 // newHarnessWith completes h and creates its files.
 func newHarnessWith(t *testing.T, h *harness, p Policy) *harness {
 	t.Helper()
-	h.dir, h.clock, h.counters = t.TempDir(), &fakeClock{start}, &fakeCounters{}
+	if h.dir == "" {
+		h.dir = t.TempDir()
+	}
+	h.clock, h.counters = &fakeClock{start}, &fakeCounters{}
 	var err error
 	h.files, err = Create(Config{
 		Path:     filepath.Join(h.dir, "cap.pcapng"),
 		Options:  Options{Application: "ringcap test", Interfaces: testInterfaces[:1]},
 		Policy:   p,
 		MaxFiles: h.maxFiles,
+		Compress: h.compress,
 		Now:      h.clock.Now,
 		Counters: h.counters.read,
 		Finished: func(path string) Release {

@@ -101,7 +101,8 @@ func (n *naming) close() { n.seqFile.close() }
 
 // Earlier lists the files an earlier capture with this Config's rotation
 // left: those named as it names them (big_00001_20261126120000.pcapng for
-// big.pcapng), oldest first by the time in their names, that are
+// big.pcapng, and with a Compression big_00001_20261126120000.pcapng.zst
+// too), oldest first by the time in their names, that are
 // ringcap's (see adoptable): never a link, nor another user's file. Without
 // rotation it lists none: the one name is refused, or replaced with
 // Overwrite.
@@ -109,11 +110,12 @@ func (c Config) Earlier() ([]string, error) {
 	if !c.Policy.Rotates() || c.Path == "-" {
 		return nil, nil
 	}
-	return earlierFiles(c.Path)
+	return earlierFiles(c.Path, c.Compress.Ext())
 }
 
-// earlierFiles lists the rotated files named after path, as Earlier.
-func earlierFiles(path string) ([]string, error) {
+// earlierFiles lists the rotated files named after path, as Earlier, and
+// those compressed with the extension compressed ("": none).
+func earlierFiles(path, compressed string) ([]string, error) {
 	base, ext := nameParts(path)
 	dir := filepath.Dir(path)
 	entries, err := os.ReadDir(dir)
@@ -130,6 +132,9 @@ func earlierFiles(path string) ([]string, error) {
 		rest, ok := strings.CutPrefix(e.Name(), prefix)
 		if !ok || !e.Type().IsRegular() {
 			continue
+		}
+		if compressed != "" {
+			rest, _ = strings.CutSuffix(rest, compressed)
 		}
 		rest, ok = strings.CutSuffix(rest, ext)
 		seq, stamp, cut := strings.Cut(rest, "_")

@@ -26,25 +26,23 @@ type retention struct {
 type finishedFile struct {
 	path    string
 	release Release
+	// compressed, for a file being compressed, has the name the file
+	// has once its Release is decided.
+	compressed *compressJob
+}
+
+// name is the file's name once its Release is decided.
+func (f finishedFile) name() string {
+	if f.compressed != nil {
+		return f.compressed.name()
+	}
+	return f.path
 }
 
 // add counts a finished file, the newest.
-func (r *retention) add(path string, release Release) {
+func (r *retention) add(f finishedFile) {
 	if r.max > 0 {
-		r.finished = append(r.finished, finishedFile{path, release})
-	}
-}
-
-// adopt counts the files an earlier run left (from Earlier), oldest first,
-// each held by the Release adopt returns for it; a nil adopt holds none.
-// adopt is called whether files are deleted or not.
-func (r *retention) adopt(earlier []string, adopt func(path string) Release) {
-	for _, path := range earlier {
-		var release Release
-		if adopt != nil {
-			release = adopt(path)
-		}
-		r.add(path, release)
+		r.finished = append(r.finished, f)
 	}
 }
 
@@ -57,7 +55,7 @@ func (r *retention) prune() error {
 		select {
 		case <-oldest.release.Decided(): // room now
 			if oldest.release.Wait() == Deletable {
-				if err := remove(oldest.path); err != nil {
+				if err := remove(oldest.name()); err != nil {
 					return err
 				}
 			}
@@ -70,7 +68,7 @@ func (r *retention) prune() error {
 			if oldest.release.Wait() != Deletable {
 				return
 			}
-			if err := remove(oldest.path); err != nil {
+			if err := remove(oldest.name()); err != nil {
 				r.mu.Lock()
 				r.err = errors.Join(r.err, err)
 				r.mu.Unlock()
