@@ -186,7 +186,7 @@ func (c *Capture) attachAt(h *Hook) (link.Link, error) {
 		if !errors.As(err, &refused) || c.cfg.Hook != HookAuto || c.cfg.Mode != ModeAuto {
 			return l, err
 		}
-		h.XDP, h.WhyNotXDP = false, refused.reason()
+		h.XDP, h.WhyNotXDP = false, Note{Text: refused.reason()}
 	}
 	return attachTCX(c.objs, h)
 }
@@ -269,7 +269,7 @@ func planHooks(ifaces []*net.Interface, cfg Config) ([]Hook, error) {
 				if h.Behind == "" && cfg.Mode == ModeAuto {
 					h.WhyNotXDP = tcxPreferred(l)
 				}
-				h.XDP = h.Behind == "" && h.WhyNotXDP == ""
+				h.XDP = h.Behind == "" && h.WhyNotXDP.Text == ""
 			}
 			hooks = append(hooks, h)
 		}

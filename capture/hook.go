@@ -104,10 +104,34 @@ type Hook struct {
 	// inbound frames are captured at tcx ingress because of it.
 	Behind string
 	// WhyNotXDP says why inbound frames are captured at tcx ingress
-	// where --hook auto would have taken native XDP, in words for the
-	// first line.
-	WhyNotXDP string
+	// where HookAuto would have taken native XDP.
+	WhyNotXDP Note
 }
+
+// Note is something a user must know of a hook: of the frames it cannot
+// see, or of why it is where it is.
+type Note struct {
+	Text string
+	// Unless is the setting under which the note would not hold, if
+	// there is one: a program adds how its users choose it.
+	Unless Setting
+}
+
+// String is the note in the library's words.
+func (n Note) String() string { return n.Text }
+
+// Setting is a choice of Config that a Note points to.
+type Setting int
+
+const (
+	NoSetting Setting = iota
+	// SettingHookTC is Config.Hook HookTC: tcx ingress keeps the VLAN
+	// tags the driver takes out of frames.
+	SettingHookTC
+	// SettingModeNative is Config.Mode ModeNative: it attaches XDP where
+	// HookAuto takes tcx ingress as the cheaper hook.
+	SettingModeNative
+)
 
 // Attachment says in words how the hook is attached, for people and for
 // the file's if_description.
@@ -123,29 +147,34 @@ func (h Hook) Attachment() string {
 	return fmt.Sprintf("XDP %s mode", h.Mode)
 }
 
-// Notes are what a user must know of the frames the hook cannot see.
-func (h Hook) Notes() []string {
-	var notes []string
+// Notes are what a user must know of the frames the hook cannot see, and
+// of why it is not where HookAuto would put it.
+func (h Hook) Notes() []Note {
+	var notes []Note
 	if h.Behind != "" {
-		notes = append(notes, fmt.Sprintf("behind XDP program %s: frames it drops, redirects or transmits are not seen", h.Behind))
+		notes = append(notes, Note{Text: fmt.Sprintf("behind XDP program %s: frames it drops, redirects or transmits are not seen", h.Behind)})
 	}
-	if h.WhyNotXDP != "" {
+	if h.WhyNotXDP.Text != "" {
 		notes = append(notes, h.WhyNotXDP)
 	}
 	if h.XDP && h.Mode == ModeGeneric {
-		notes = append(notes, "generic XDP costs as much per frame as tcx ingress or more, and some drivers make the kernel warn")
+		notes = append(notes, Note{Text: "generic XDP costs as much per frame as tcx ingress or more, and some drivers make the kernel warn"})
 	}
 	switch {
 	case h.TagsCapped:
-		notes = append(notes, fmt.Sprintf("VLAN tags the driver takes out of frames are missing: ringcap binds programs to at most %d devices (--hook tc keeps them)", maxBound))
+		notes = append(notes, Note{Text: fmt.Sprintf("VLAN tags the driver takes out of frames are missing: ringcap binds programs to at most %d devices", maxBound), Unless: SettingHookTC})
 	case h.XDP && !h.Tags:
-		notes = append(notes, "VLAN tags the driver takes out of frames may be missing (--hook tc keeps them)")
+		notes = append(notes, Note{Text: "VLAN tags the driver takes out of frames may be missing", Unless: SettingHookTC})
 	}
 	return notes
 }
 
 // Describe is the hook in a few words: the direction, the attachment and
-// the notes.
-func (h Hook) Describe() string {
-	return strings.Join(append([]string{h.Direction.String() + ", " + h.Attachment()}, h.Notes()...), "; ")
+// the notes, each in noteText's words (Note.String: the library's own).
+func (h Hook) Describe(noteText func(Note) string) string {
+	words := []string{h.Direction.String() + ", " + h.Attachment()}
+	for _, n := range h.Notes() {
+		words = append(words, noteText(n))
+	}
+	return strings.Join(words, "; ")
 }

@@ -17,23 +17,24 @@ type InterfaceInfo struct {
 	State  string // operational state: up, down, unknown (loopback)...
 	MTU    int
 	Driver string // ethtool's driver name, else the link type
-	// WhyNotXDP says why --hook auto would capture the interface's
+	// WhyNotXDP says why HookAuto would capture the interface's
 	// received frames at tcx ingress rather than in native XDP, if it
 	// would.
-	WhyNotXDP string
+	WhyNotXDP Note
 	// Attached names the XDP program already on the interface, if any:
 	// ringcap would capture received frames at tcx ingress, behind it.
 	Attached string
 }
 
-// Inbound says where ringcap's default hook choice (--hook auto) would
-// capture the interface's received frames.
-func (i InterfaceInfo) Inbound() string {
+// Inbound says where ringcap's default hook choice (HookAuto) would
+// capture the interface's received frames, why in noteText's words
+// (Note.String: the library's own).
+func (i InterfaceInfo) Inbound(noteText func(Note) string) string {
 	switch {
 	case i.Attached != "":
 		return "tcx ingress, behind XDP program " + i.Attached
-	case i.WhyNotXDP != "":
-		return "tcx ingress (" + i.WhyNotXDP + ")"
+	case i.WhyNotXDP.Text != "":
+		return "tcx ingress (" + noteText(i.WhyNotXDP) + ")"
 	}
 	return "XDP native mode"
 }
@@ -62,8 +63,8 @@ func ListInterfaces() ([]InterfaceInfo, error) {
 				info.Driver = name
 			}
 		}
-		if info.WhyNotXDP = tcxPreferred(l); info.WhyNotXDP == "" {
-			info.WhyNotXDP = driverXDP(l).refusal
+		if info.WhyNotXDP = tcxPreferred(l); info.WhyNotXDP.Text == "" {
+			info.WhyNotXDP = Note{Text: driverXDP(l).refusal}
 		}
 		if x := a.Xdp; x != nil && x.Attached {
 			info.Attached = xdpProgramName(x.ProgId)

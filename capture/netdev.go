@@ -87,21 +87,21 @@ func driverXDP(l netlink.Link) xdpSupport {
 	return support
 }
 
-// tcxPreferred is why --hook auto captures an interface's received
-// frames at tcx ingress though its driver runs XDP itself, or "". veth
+// tcxPreferred is why HookAuto captures an interface's received frames
+// at tcx ingress though its driver runs XDP itself, if it does. veth
 // runs XDP on the socket buffers it receives, converted (copied where
 // they lack XDP's headroom) and passed through NAPI, which attaching XDP
 // turns on for the pair: tcx ingress costs less (ringbench --hooks,
 // docs/performance.md).
-func tcxPreferred(l netlink.Link) string {
+func tcxPreferred(l netlink.Link) Note {
 	if l.Type() == "veth" {
-		return vethNotXDP
+		return Note{Text: vethNotXDP, Unless: SettingModeNative}
 	}
-	return ""
+	return Note{}
 }
 
 const (
-	vethNotXDP = "on veth, tcx ingress costs less than XDP, which runs on converted socket buffers: --mode native attaches XDP"
+	vethNotXDP = "on veth, tcx ingress costs less than XDP, which runs on converted socket buffers"
 	// A bond runs XDP programs in its slaves' drivers, on the slaves'
 	// frames: the program would find no slot for their interfaces.
 	bondNotXDP = "a bond runs XDP on its slaves' frames, which ringcap would not find the bond's: capture on the slaves for XDP"

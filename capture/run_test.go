@@ -118,12 +118,13 @@ func TestAttachModes(t *testing.T) {
 		hook    HookChoice
 		want    string // the hook's description; empty: refused
 		refusal string
+		unless  Setting // the last note's
 	}{
-		{ModeAuto, HookAuto, "inbound, tcx ingress; its driver offers no native XDP here", ""},
-		{ModeNative, HookAuto, "", "attach lo in native mode: its driver offers no native XDP here"},
-		{ModeAuto, HookXDP, "", "attach lo in native mode: its driver offers no native XDP here"},
+		{ModeAuto, HookAuto, "inbound, tcx ingress; its driver offers no native XDP here", "", NoSetting},
+		{ModeNative, HookAuto, "", "attach lo in native mode: its driver offers no native XDP here", NoSetting},
+		{ModeAuto, HookXDP, "", "attach lo in native mode: its driver offers no native XDP here", NoSetting},
 		{ModeGeneric, HookAuto, "inbound, XDP generic mode, multi-buffer; generic XDP costs as much per frame as tcx ingress or more, and some drivers make the kernel warn; " +
-			"VLAN tags the driver takes out of frames may be missing (--hook tc keeps them)", ""},
+			"VLAN tags the driver takes out of frames may be missing", "", SettingHookTC},
 	}
 	for _, tt := range tests {
 		cfg.Mode, cfg.Hook = tt.mode, tt.hook
@@ -140,8 +141,12 @@ func TestAttachModes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("mode %s, hook %d: %v", tt.mode, tt.hook, err)
 		}
-		if got := c.Hooks()[0].Describe(); got != tt.want {
+		h := c.Hooks()[0]
+		if got := h.Describe(Note.String); got != tt.want {
 			t.Errorf("mode %s, hook %d: attached as %q, want %q", tt.mode, tt.hook, got, tt.want)
+		}
+		if notes := h.Notes(); notes[len(notes)-1].Unless != tt.unless {
+			t.Errorf("mode %s, hook %d: notes %+v, want the last one unless setting %d", tt.mode, tt.hook, notes, tt.unless)
 		}
 		c.Close()
 	}
@@ -165,8 +170,11 @@ func TestNativeRefusedByFeatures(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "inbound, tcx ingress; " + vethNotXDP
-	if got := c.Hooks()[0].Describe(); got != want {
+	if got := c.Hooks()[0].Describe(Note.String); got != want {
 		t.Errorf("attached as %q, want %q", got, want)
+	}
+	if got := c.Hooks()[0].WhyNotXDP.Unless; got != SettingModeNative {
+		t.Errorf("why not XDP is unless setting %d, want SettingModeNative", got)
 	}
 	c.Close()
 	cfg.Mode = ModeNative

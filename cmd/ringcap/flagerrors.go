@@ -83,12 +83,16 @@ func inFlagWords(err error) (string, bool) {
 		return msg + ": give -w a directory only ringcap's user can write to", true
 	case *writer.DeleteError:
 		return "delete the oldest file for --max-files: " + e.Err.Error(), true
+	case *writer.CompressError:
+		return "--compress: " + msg, true
 	}
 	switch err {
 	case writer.ErrMaxFilesWithoutRotation:
 		return "--max-files needs a rotation: --rotate-size, --rotate-every or --rotate-packets", true
 	case writer.ErrDirectRefused:
 		return msg + "; --buffered writes through the page cache", true
+	case writer.ErrCompressStdout:
+		return "--compress compresses finished files, and standard output never is one: pipe it into a compressor instead (-w - | zstd -o FILE.pcapng.zst)", true
 	}
 	return "", false
 }
@@ -104,6 +108,18 @@ func notRegularFix(e *writer.NotRegularError) string {
 		return "give a new file name, or -w - with standard output sent into the pipe"
 	}
 	return "give a new file name, or -w - for standard output"
+}
+
+// noteText is a hook's note in ringcap's words: with the option that
+// changes what it says, if one does.
+func noteText(n capture.Note) string {
+	switch n.Unless {
+	case capture.SettingHookTC:
+		return n.Text + " (--hook tc keeps them)"
+	case capture.SettingModeNative:
+		return n.Text + ": --mode native attaches XDP"
+	}
+	return n.Text
 }
 
 // walkErrors calls visit with err and every error it wraps, depth first.

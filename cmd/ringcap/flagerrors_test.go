@@ -105,3 +105,23 @@ func TestFlagsInWriterErrors(t *testing.T) {
 		t.Errorf("nil: %v", err)
 	}
 }
+
+// A hook's notes come out of ringcap with the option that changes what
+// they say, where one does; the others as capture words them.
+func TestNoteText(t *testing.T) {
+	tests := []struct {
+		note capture.Note
+		want string
+	}{
+		{capture.Note{Text: "VLAN tags the driver takes out of frames may be missing", Unless: capture.SettingHookTC},
+			"VLAN tags the driver takes out of frames may be missing (--hook tc keeps them)"},
+		{capture.Note{Text: "on veth, tcx ingress costs less than XDP", Unless: capture.SettingModeNative},
+			"on veth, tcx ingress costs less than XDP: --mode native attaches XDP"},
+		{capture.Note{Text: "its driver offers no native XDP here"}, "its driver offers no native XDP here"},
+	}
+	for _, tt := range tests {
+		if got := noteText(tt.note); got != tt.want {
+			t.Errorf("%+v: got %q, want %q", tt.note, got, tt.want)
+		}
+	}
+}

@@ -39,7 +39,7 @@ func listInterfaces(w io.Writer) error {
 	}
 	for _, ifc := range ifaces {
 		fmt.Fprintf(w, "%d.%s [%s, MTU %d, driver %s]: inbound at %s; outbound at tcx egress\n",
-			ifc.Index, ifc.Name, ifc.State, ifc.MTU, ifc.Driver, ifc.Inbound())
+			ifc.Index, ifc.Name, ifc.State, ifc.MTU, ifc.Driver, ifc.Inbound(noteText))
 	}
 	return nil
 }
