@@ -42,6 +42,7 @@ func outputFlags(writeUsage string) []cli.Flag {
 		&cli.Uint64Flag{Name: "rotate-packets", Usage: "start a new file once the current one holds `N` packets"},
 		&cli.IntFlag{Name: "max-files", Aliases: []string{"W"}, Usage: "keep at most `N` files, deleting the oldest named as this run names them (an earlier run's first)"},
 		&cli.StringFlag{Name: "post-rotate", Aliases: []string{"z"}, Usage: "run `CMD` with each finished file's path as its argument"},
+		&cli.StringFlag{Name: "compress", DefaultText: "none; " + defaultUploadCompression.String() + " with --upload", Usage: "compress each finished file with `KIND` (gzip, lz4, zstd; none keeps it as written) beside the capture: NAME.gz, NAME.lz4, NAME.zst; -z, --upload and -W get the compressed file"},
 		&cli.StringFlag{Name: "file-mode", Value: "0600", Usage: "permissions of new files, in octal"},
 		&cli.BoolFlag{Name: "buffered", Usage: "write through the page cache even where the file system takes direct I/O (O_DIRECT), as tcpdump does"},
 	}
@@ -153,6 +154,21 @@ func parseRings(c *cli.Context, cfg *capture.Config) error {
 	return nil
 }
 
+// parseCompress reads --compress into out, and says on stderr what could
+// not be compressed.
+func parseCompress(c *cli.Context, out *writer.Config) error {
+	if c.IsSet("compress") {
+		kind, ok := writer.ParseCompression(c.String("compress"))
+		if !ok {
+			return badUsage(c, "--compress %q: %s", c.String("compress"), flagHint(lookupFlag(c, "compress")))
+		}
+		out.Compress = kind
+	}
+	stderr := c.App.ErrWriter
+	out.CompressFailed = func(err error) { fmt.Fprintf(stderr, "ringcap: %v; capture goes on\n", withFlags(err)) }
+	return nil
+}
+
 // parseOutput reads the output flags. An empty path is allowed here; the
 // commands decide what it means.
 func parseOutput(c *cli.Context) (writer.Config, error) {
@@ -188,9 +204,12 @@ func parseOutput(c *cli.Context) (writer.Config, error) {
 		return out, badUsage(c, "--file-mode %q: give octal permissions that let ringcap read and write, e.g. 0600 or 0640", c.String("file-mode"))
 	}
 	out.FileMode = os.FileMode(mode)
+	if err := parseCompress(c, &out); err != nil {
+		return out, err
+	}
 	if out.Path == "" {
-		if out.Policy != (writer.Policy{}) || out.MaxFiles != 0 || c.String("post-rotate") != "" {
-			return out, badUsage(c, "rotation and --post-rotate need files: give one with -w FILE")
+		if out.Policy != (writer.Policy{}) || out.MaxFiles != 0 || c.String("post-rotate") != "" || c.IsSet("compress") {
+			return out, badUsage(c, "rotation, --post-rotate and --compress need files: give one with -w FILE")
 		}
 		return out, nil
 	}

@@ -17,6 +17,10 @@ import (
 	"github.com/ringcap/ringcap/writer/upload"
 )
 
+// defaultUploadCompression is --compress with --upload when it is not
+// given (docs/performance.md, Compression, has the figures).
+const defaultUploadCompression = writer.NoCompression
+
 // defaultUploadTimeout bounds the wait for uploads at exit: within
 // Kubernetes' default grace period of 30 seconds, and systemd's 90.
 const defaultUploadTimeout = 20 * time.Second

@@ -48,6 +48,8 @@ func flagHint(f cli.Flag) string {
 		return "give an ip netns name, or a path such as /proc/PID/ns/net"
 	case "post-rotate":
 		return "give a command, such as gzip"
+	case "compress":
+		return "give gzip, lz4 or zstd (none keeps files as written)"
 	case "hook":
 		return "give auto, xdp or tc"
 	case "mode":
