@@ -96,6 +96,9 @@ func (c Config) Check() error {
 		return ErrMaxFilesWithoutRotation
 	}
 	if c.Pipe {
+		if c.Compress != NoCompression {
+			return errors.New("a named pipe is never a finished file to compress")
+		}
 		if c.Policy.Rotates() {
 			return errors.New("rotation needs a file name, not a named pipe")
 		}
@@ -145,6 +148,7 @@ type Files struct {
 	retention  *retention
 	sinks      *sinkOpener
 	compressor *compressor // nil: files are handed on as written
+	last       finishedFile // the file finished last
 
 	cur      *file
 	opened   int // files this capture created
@@ -195,7 +199,7 @@ func Create(cfg Config) (*Files, error) {
 		retention: &retention{max: cfg.MaxFiles},
 		sinks:     &sinkOpener{buffered: cfg.Buffered, bufferSize: cfg.Options.BufferSize},
 	}
-	if cfg.Path != "-" {
+	if cfg.Path != "-" && !cfg.Pipe {
 		removePartials(cfg.Path, cfg.Policy.Rotates())
 	}
 	if cfg.Compress != NoCompression {
@@ -316,7 +320,8 @@ func (fs *Files) finish(end time.Time) ([]Counts, error) {
 	}
 	if cur.f != nil {
 		fs.progress.finished.Add(1)
-		fs.retention.add(fs.handOn(cur.path))
+		fs.last = fs.handOn(cur.path)
+		fs.retention.add(fs.last)
 	}
 	return counts, nil
 }
@@ -456,6 +461,11 @@ func (fs *Files) Close() error {
 	fs.sinks.release()
 	if fs.compressor != nil {
 		fs.compressor.wait()
+		if fs.last.compressed != nil {
+			// Current names the last file as it is now.
+			last := fs.last.name()
+			fs.progress.current.Store(&last)
+		}
 	}
 	return errors.Join(err, fs.retention.wait())
 }
@@ -483,6 +493,6 @@ func (fs *Files) Finished() uint64 { return fs.progress.finished.Load() }
 // Count returns how many files this capture has started.
 func (fs *Files) Count() int { return fs.opened }
 
-// Current returns the path of the file being written; safe to call from
-// any goroutine.
+// Current returns the path of the file being written, and after Close
+// the last file's, compressed; safe to call from any goroutine.
 func (fs *Files) Current() string { return *fs.progress.current.Load() }
