@@ -282,3 +282,15 @@ func removePartial(path string) bool {
 	st, err := os.Lstat(path)
 	return err == nil && mine(st) && os.Remove(path) == nil
 }
+
+// CompressFile compresses the finished capture file at path beside it, as
+// Files compresses its own (Config.Compress), on the calling goroutine,
+// and returns the compressed file's name; path is removed. The compressed
+// file is created with mode. Measurements and tools use it on files a
+// capture wrote without compression.
+func (c Compression) CompressFile(path string, mode os.FileMode) (string, error) {
+	if c == NoCompression {
+		return path, nil
+	}
+	return (&compressor{kind: c, mode: mode}).compress(path)
+}

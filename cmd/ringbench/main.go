@@ -64,6 +64,7 @@ func main() {
 			&cli.StringSliceFlag{Name: "traffic", Usage: "run only this traffic, by its name in the table (repeat for more)"},
 			&cli.BoolFlag{Name: "hooks", Usage: "measure instead what a frame nobody selects costs at each hook, on veth, VXLAN and loopback"},
 			&cli.BoolFlag{Name: "rings-ab", Usage: "measure instead ringcap's default rings against --rings 1, the same memory, in turn, files on a tmpfs (traffic: sustained 10M unless --traffic)"},
+			&cli.BoolFlag{Name: "compress", Usage: "measure instead --compress: each kind on 64 MiB files of a TCP transfer and of the protocol corpus, and the sustained run with and without it, in turn (traffic: sustained 10M unless --traffic)"},
 		},
 		Action: run,
 	}
@@ -123,6 +124,9 @@ func run(c *cli.Context) error {
 	oversize := frames.Spec{L3Len: 1986}.Build() // 2000 bytes
 	if c.Bool("rings-ab") {
 		return ringsAB(c, p, gen, ringcap, files, traffic.loaded, oversize)
+	}
+	if c.Bool("compress") {
+		return compressBench(c, p, gen, ringcap, dir, traffic, oversize)
 	}
 	return compareTools(c, p, gen, ringcap, dir, traffic, oversize)
 }
