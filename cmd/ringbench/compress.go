@@ -365,7 +365,9 @@ func median(v []float64) float64 {
 }
 
 // compressTools are the sides of the sustained run: files as written
-// first, then each kind.
+// first, then each kind, then the file compressed as it is written:
+// standard output into zstd (its default level, one thread), the only
+// live compression there is.
 func compressTools(ringcap string) []tool {
 	args := func(extra ...string) func(string) []string {
 		return func(out string) []string {
@@ -377,7 +379,13 @@ func compressTools(ringcap string) []tool {
 	for _, kind := range compressKinds {
 		sides = append(sides, tool{name: "ringcap-" + kind.String(), args: args("--compress", kind.String()), ready: "capturing on"})
 	}
-	return sides
+	live := tool{name: "ringcap-live-zstd", ready: "capturing on",
+		args: func(string) []string {
+			return []string{ringcap, "record", "-Q", "in", "-i", rxIf, "-w", "-", "-q", "--mode", "native", "--ring-size", "64MiB"}
+		},
+		pipeTo: func(out string) []string { return []string{"zstd", "-q", "-3", "-T1", "-f", "-o", out + ".zst"} },
+	}
+	return append(sides, live)
 }
 
 // measureCompressAB runs the sides in turn, rounds times, on each
@@ -395,7 +403,7 @@ func measureCompressAB(p *veth.Network, gen *generator, sides []tool, dir string
 				}
 				fmt.Fprintln(os.Stderr, r.String())
 				rows = append(rows, r)
-				paths, _ := filepath.Glob(filepath.Join(dir, t.name+"_*"))
+				paths, _ := filepath.Glob(filepath.Join(dir, t.name+"[._]*"))
 				for _, path := range paths {
 					os.Remove(path)
 				}
@@ -408,7 +416,7 @@ func measureCompressAB(p *veth.Network, gen *generator, sides []tool, dir string
 // printCompressAB prints each run, then each round's ratios of each kind
 // over the files as written.
 func printCompressAB(w io.Writer, rows []abRow) {
-	n := len(compressKinds) + 1
+	n := len(compressTools(""))
 	fmt.Fprintf(w, "\n### Sustained run with --compress and without (-C %s -W 2, files on the disk)\n\n", compressSampleSize)
 	fmt.Fprintln(w, "| round | ringcap | frames sent | written | lost | ringcap CPU s | ringcap ns/written |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- |")

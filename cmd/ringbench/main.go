@@ -455,7 +455,7 @@ func measureSend(p *veth.Network, t tool, sc scenario, dir string, send func() (
 
 func install() {
 	var missing []string
-	for cmd, pkg := range map[string]string{"tcpdump": "tcpdump", "dumpcap": "wireshark-common", "xdpdump": "xdp-tools", "capinfos": "wireshark-common"} {
+	for cmd, pkg := range map[string]string{"tcpdump": "tcpdump", "dumpcap": "wireshark-common", "xdpdump": "xdp-tools", "capinfos": "wireshark-common", "zstd": "zstd"} {
 		if _, err := exec.LookPath(cmd); err != nil {
 			missing = append(missing, pkg)
 		}

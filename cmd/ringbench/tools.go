@@ -32,6 +32,9 @@ type tool struct {
 	store bool
 	env   []string
 	st    *store
+	// pipeTo, if set, is a command (in ringbench's namespace) that reads
+	// the tool's standard output, given the file args wrote to.
+	pipeTo func(out string) []string
 }
 
 func tools(ringcap string) []tool {
@@ -102,6 +105,7 @@ func tools(ringcap string) []tool {
 // running is a tool capturing in the receiving namespace.
 type running struct {
 	cmd    *exec.Cmd
+	reader *exec.Cmd // the tool's pipeTo; nil without
 	out    string
 	mu     sync.Mutex
 	output bytes.Buffer
@@ -129,8 +133,17 @@ func (t tool) start(p *veth.Network, dir string) (*running, error) {
 	// A tool must not outlive ringbench, which owns its namespace.
 	// (ip execs the tool, which keeps the setting.)
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := r.startReader(t); err != nil {
+		return nil, err
+	}
 	if err := r.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", t.name, err)
+	}
+	if r.reader != nil {
+		if err := r.reader.Start(); err != nil {
+			r.cmd.Process.Kill()
+			return nil, fmt.Errorf("start %s's reader: %w", t.name, err)
+		}
 	}
 	go func() {
 		defer close(r.done)
@@ -159,6 +172,22 @@ func (t tool) start(p *veth.Network, dir string) (*running, error) {
 	}
 }
 
+// startReader makes the tool's standard output the input of its pipeTo
+// command, if it has one.
+func (r *running) startReader(t tool) error {
+	if t.pipeTo == nil {
+		return nil
+	}
+	args := t.pipeTo(r.out)
+	r.reader = exec.Command(args[0], args[1:]...)
+	r.reader.Stderr = os.Stderr
+	r.reader.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	var err error
+	r.cmd.Stdout = nil
+	r.reader.Stdin, err = r.cmd.StdoutPipe()
+	return err
+}
+
 func (r *running) text() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -180,7 +209,15 @@ func (r *running) stop() (time.Duration, error) {
 	if st == nil {
 		return 0, fmt.Errorf("no exit status")
 	}
-	return st.UserTime() + st.SystemTime(), nil
+	cpu := st.UserTime() + st.SystemTime()
+	if r.reader != nil {
+		// The reader's CPU time is the tool's too.
+		if err := r.reader.Wait(); err != nil {
+			return cpu, fmt.Errorf("%s: %w", r.reader.Args[0], err)
+		}
+		cpu += r.reader.ProcessState.UserTime() + r.reader.ProcessState.SystemTime()
+	}
+	return cpu, nil
 }
 
 var capinfosPackets = regexp.MustCompile(`Number of packets:\s+(\d+)`)
