@@ -99,7 +99,8 @@ func partialName(compressed string) string {
 
 // compressor compresses finished files one after another, in the order
 // they finish, on a goroutine whose thread runs at the lowest priority
-// (nice 19): on a busy machine the capture's reader gets the CPU first.
+// (nice 19) and in the idle I/O class: on a busy machine the capture's
+// reader gets the CPU first, and its file the disk.
 type compressor struct {
 	kind      Compression
 	mode      os.FileMode
@@ -149,7 +150,7 @@ func (c *compressor) add(path string, then func(path string) Release) finishedFi
 func (c *compressor) work() {
 	defer c.idle.Done()
 	runtime.LockOSThread()
-	if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19); err != nil {
+	if err := lowerPriority(); err != nil {
 		c.failed(fmt.Errorf("lower the compression's priority: %w", err))
 	}
 	for {
@@ -172,6 +173,25 @@ func (c *compressor) work() {
 		next := job.then(job.final)
 		go func() { job.decide(next.Wait()) }()
 	}
+}
+
+// ioprioIdle is the idle I/O class (IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE,
+// 0), linux/ioprio.h): its reads and writes go to the disk when no other
+// class's wait. The I/O schedulers that take classes (mq-deadline, bfq)
+// serve one that waited long enough all the same.
+const ioprioIdle = 3 << 13
+
+// lowerPriority sets the calling thread, which is locked, to nice 19 and
+// the idle I/O class; both are the thread's own on Linux.
+func lowerPriority() error {
+	tid := unix.Gettid()
+	if err := unix.Setpriority(unix.PRIO_PROCESS, tid, 19); err != nil {
+		return err
+	}
+	if _, _, errno := unix.Syscall(unix.SYS_IOPRIO_SET, 1 /* IOPRIO_WHO_PROCESS */, uintptr(tid), ioprioIdle); errno != 0 {
+		return fmt.Errorf("ioprio_set: %w", errno)
+	}
+	return nil
 }
 
 // wait returns once every queued file is compressed.

@@ -184,6 +184,9 @@ func TestCompressRefusals(t *testing.T) {
 	if err := files.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if files.Current() != path+".gz" {
+		t.Errorf("Current is %s after Close, want %s.gz", files.Current(), path)
+	}
 	if got := dirNames(t, dir); !slices.Equal(got, []string{"one.pcapng.gz"}) {
 		t.Errorf("directory holds %q, want one.pcapng.gz", got)
 	}
@@ -237,14 +240,20 @@ func TestCompressDiskFull(t *testing.T) {
 	}
 }
 
-// The compression runs on a thread at nice 19 (Finished is called on it),
-// and the capture's own threads keep theirs.
+// The compression runs on a thread at nice 19 in the idle I/O class
+// (Finished is called on it), and the capture's own threads keep theirs.
 func TestCompressLowPriority(t *testing.T) {
 	var nices []int
 	files, err := Create(Config{
 		Path: filepath.Join(t.TempDir(), "nice.pcapng"), Compress: Zstd, Policy: Policy{Packets: 1},
-		Options:  Options{Interfaces: testInterfaces[:1]},
-		Finished: func(string) Release { nices = append(nices, threadNice(t)); return Release{} },
+		Options: Options{Interfaces: testInterfaces[:1]},
+		Finished: func(string) Release {
+			nices = append(nices, threadNice(t))
+			if class, _, err := unix.Syscall(unix.SYS_IOPRIO_GET, 1, uintptr(unix.Gettid()), 0); err != 0 || class != ioprioIdle {
+				t.Errorf("files compressed in I/O priority %#x (%v), want the idle class", class, err)
+			}
+			return Release{}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -147,7 +147,7 @@ type Files struct {
 	names      *naming
 	retention  *retention
 	sinks      *sinkOpener
-	compressor *compressor // nil: files are handed on as written
+	compressor *compressor  // nil: files are handed on as written
 	last       finishedFile // the file finished last
 
 	cur      *file
