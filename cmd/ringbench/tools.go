@@ -223,12 +223,21 @@ func (r *running) stop() (time.Duration, error) {
 var capinfosPackets = regexp.MustCompile(`Number of packets:\s+(\d+)`)
 
 // files are the tool's files: the one it was given, or those it rotated
-// through.
+// through, compressed (ringcap --compress, the default with --upload) or
+// not.
 func (r *running) files() ([]string, error) {
 	if _, err := os.Stat(r.out); err == nil {
 		return []string{r.out}, nil
 	}
-	return filepath.Glob(strings.TrimSuffix(r.out, ".pcapng") + "_*.pcapng")
+	var paths []string
+	for _, ext := range []string{"", ".gz", ".lz4", ".zst"} {
+		found, err := filepath.Glob(strings.TrimSuffix(r.out, ".pcapng") + "_*.pcapng" + ext)
+		if err != nil {
+			return nil, err
+		}
+		paths = append(paths, found...)
+	}
+	return paths, nil
 }
 
 // written counts the frames in the tool's files.

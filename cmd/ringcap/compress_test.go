@@ -137,12 +137,12 @@ func TestCompressReplayRotated(t *testing.T) {
 }
 
 // Compressed files are what the store gets, byte for byte, and nothing
-// else.
+// else: with --upload, zstd unless --compress says otherwise.
 func TestCompressUpload(t *testing.T) {
 	p := newVethPair(t)
 	srv := p.newStore(t)
 	dir := t.TempDir()
-	r := p.start(t, append([]string{"-w", filepath.Join(dir, "rot.pcapng"), "-q", "--rotate-packets", "2", "--compress", "zstd"}, uploadArgs...)...)
+	r := p.start(t, append([]string{"-w", filepath.Join(dir, "rot.pcapng"), "-q", "--rotate-packets", "2"}, uploadTo...)...)
 	for range 5 {
 		p.ping(t, 2000)
 	}

@@ -216,12 +216,19 @@ func parseOutput(c *cli.Context) (writer.Config, error) {
 	if c.String("post-rotate") != "" && out.Path == "-" {
 		return out, badUsage(c, "--post-rotate needs files, not standard output")
 	}
+	return out, checkOutput(c, out)
+}
+
+// checkOutput refuses an output that cannot be created: a file that
+// exists is a failure at run time (exit 1), anything else a bad command
+// line.
+func checkOutput(c *cli.Context, out writer.Config) error {
 	if err := withFlags(out.Check()); err != nil {
 		var exists *writer.ExistError
 		if errors.As(err, &exists) {
-			return out, err
+			return err
 		}
-		return out, badUsage(c, "%v", err)
+		return badUsage(c, "%v", err)
 	}
-	return out, nil
+	return nil
 }

@@ -106,10 +106,10 @@ func parseRecordFlags(c *cli.Context) (recordOptions, error) {
 	if opts.upload, opts.uploading, err = parseUpload(c, opts.output); err != nil {
 		return opts, err
 	}
-	if opts.uploading && !c.IsSet("compress") && defaultUploadCompression != writer.NoCompression {
+	if opts.uploading && !c.IsSet("compress") {
 		opts.output.Compress = defaultUploadCompression
-		if err := withFlags(opts.output.Check()); err != nil {
-			return opts, badUsage(c, "%v", err)
+		if err := checkOutput(c, opts.output); err != nil {
+			return opts, err
 		}
 	}
 	if opts.privileges, err = planPrivileges(c, slices.Contains(ifaces, capture.AnyInterface)); err != nil {

@@ -15,9 +15,14 @@ import (
 	"github.com/ringcap/ringcap/writer/upload/s3test"
 )
 
-// uploadArgs upload to the test server's bucket under node-1, retrying
+// uploadTo uploads to the test server's bucket under node-1, retrying
 // every 200ms at most: the tests restart the store.
-var uploadArgs = []string{"--upload", "s3://captures/node-1", "--upload-retry-max", "200ms"}
+var uploadTo = []string{"--upload", "s3://captures/node-1", "--upload-retry-max", "200ms"}
+
+// uploadArgs are uploadTo with the files as written: the tests of the
+// uploads count on their sizes (a disk they fill) and names;
+// compress_test.go uploads compressed files, the default.
+var uploadArgs = append(slices.Clip(uploadTo), "--compress", "none")
 
 // newStore starts the S3 server on loopback in the receiving namespace,
 // where ringcap runs, and gives ringcap its address and credentials.
