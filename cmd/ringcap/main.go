@@ -52,7 +52,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		HideHelpCommand: true,
 		Writer:          stdout,
 		ErrWriter:       stderr,
-		Commands:        []*cli.Command{recordCommand(), replayCommand(), interfacesCommand(), versionCommand(), completionCommand(), manCommand()},
+		Commands:        []*cli.Command{recordCommand(), replayCommand(), interfacesCommand(), extcapCommand(), versionCommand(), completionCommand(), manCommand()},
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "list-interfaces", Aliases: []string{"D"}, Usage: "list the interfaces, as ringcap interfaces does"},
 		},
@@ -60,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		EnableBashCompletion: true,
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return usagef("unknown command %q: ringcap knows record, replay, interfaces, version and completion (see ringcap --help)", c.Args().First())
+				return usagef("unknown command %q: ringcap knows record, replay, interfaces, extcap, version and completion (see ringcap --help)", c.Args().First())
 			}
 			if c.Bool("list-interfaces") {
 				return listInterfaces(c.App.Writer)
@@ -73,7 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		// run decides the exit code; urfave/cli must not exit itself.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
-	err := app.Run(flagsFirst(app, args))
+	err := app.Run(flagsFirst(app, withExtcapVersionValue(args)))
 	if err == nil {
 		return 0
 	}

@@ -20,16 +20,14 @@ func recordCommand() *cli.Command {
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
 			return flagUsageError(c, err)
 		},
-		Flags: append(append([]cli.Flag{
+		Flags: slices.Concat([]cli.Flag{
 			&cli.StringSliceFlag{Name: "interface", Aliases: []string{"i"}, Usage: "interface to capture on; repeat for more; any: every interface"},
 			&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Usage: "stop after writing `N` frames"},
-			&cli.DurationFlag{Name: "duration", Usage: "stop after `D` (e.g. 30s, 10m)"},
-			&cli.StringFlag{Name: "direction", Aliases: []string{"Q"}, Value: "inout", Usage: "capture frames received (in), sent (out) or both (inout), as tcpdump's -Q"},
-			&cli.StringFlag{Name: "mode", Value: "auto", Usage: "XDP mode: auto (native; never generic), native, or generic (costs as much as tc or more; some drivers make the kernel warn)"},
+		}, liveFlags(), []cli.Flag{
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`ADDR`/metrics while capturing (e.g. 127.0.0.1:9464 or :9464)"},
 			netnsFlag(),
 			relinquishFlag(),
-		}, selectionFlags()...), append(outputFlags("pcapng file to write, - for standard output"), uploadFlags()...)...),
+		}, selectionFlags(), outputFlags("pcapng file to write, - for standard output"), uploadFlags()),
 		Action: func(c *cli.Context) error {
 			opts, err := parseRecordFlags(c)
 			if err != nil {
@@ -40,6 +38,16 @@ func recordCommand() *cli.Command {
 			}
 			return record(c.Context, opts, c.App.ErrWriter)
 		},
+	}
+}
+
+// liveFlags are the flags of a live capture that record and extcap share,
+// besides selectionFlags.
+func liveFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.DurationFlag{Name: "duration", Usage: "stop after `D` (e.g. 30s, 10m)"},
+		&cli.StringFlag{Name: "direction", Aliases: []string{"Q"}, Value: "inout", Usage: "capture frames received (in), sent (out) or both (inout), as tcpdump's -Q"},
+		&cli.StringFlag{Name: "mode", Value: "auto", Usage: "XDP mode: auto (native; never generic), native, or generic (costs as much as tc or more; some drivers make the kernel warn)"},
 	}
 }
 
@@ -84,21 +92,8 @@ func parseRecordFlags(c *cli.Context) (recordOptions, error) {
 		}
 	}
 	var err error
-	if opts.capture, err = parseSelection(c, c.Args().Slice()); err != nil {
+	if opts.capture, err = parseLive(c, ifaces, c.Args().Slice()); err != nil {
 		return opts, err
-	}
-	opts.capture.Interfaces = ifaces
-	// One that goes away ends its hooks, not the capture; the last one
-	// ends it. With -i any, one that appears is captured on.
-	opts.capture.FollowLinks = true
-	if opts.capture.Mode, err = capture.ParseMode(c.String("mode")); err != nil {
-		return opts, badUsage(c, "%v", err)
-	}
-	if opts.capture.Directions, err = capture.ParseDirections(c.String("direction")); err != nil {
-		return opts, badUsage(c, "-Q: %v", err)
-	}
-	if opts.capture.Directions == capture.Out && c.IsSet("hook") {
-		return opts, badUsage(c, "--hook chooses where inbound frames are captured, and -Q out captures none: leave one out")
 	}
 	if opts.output, err = parseOutput(c); err != nil {
 		return opts, err
@@ -106,16 +101,33 @@ func parseRecordFlags(c *cli.Context) (recordOptions, error) {
 	if opts.upload, opts.uploading, err = parseUpload(c, opts.output); err != nil {
 		return opts, err
 	}
-	if opts.uploading && !c.IsSet("compress") {
-		opts.output.Compress = defaultUploadCompression
-		if err := checkOutput(c, opts.output); err != nil {
-			return opts, err
-		}
-	}
 	if opts.privileges, err = planPrivileges(c, slices.Contains(ifaces, capture.AnyInterface)); err != nil {
 		return opts, err
 	}
 	return opts, nil
+}
+
+// parseLive reads what a live capture on ifaces selects (words: an
+// expression after the options), its XDP mode and directions.
+func parseLive(c *cli.Context, ifaces, words []string) (capture.Config, error) {
+	cfg, err := parseSelection(c, words)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Interfaces = ifaces
+	// One that goes away ends its hooks, not the capture; the last one
+	// ends it. With -i any, one that appears is captured on.
+	cfg.FollowLinks = true
+	if cfg.Mode, err = capture.ParseMode(c.String("mode")); err != nil {
+		return cfg, badUsage(c, "%v", err)
+	}
+	if cfg.Directions, err = capture.ParseDirections(c.String("direction")); err != nil {
+		return cfg, badUsage(c, "-Q: %v", err)
+	}
+	if cfg.Directions == capture.Out && c.IsSet("hook") {
+		return cfg, badUsage(c, "--hook chooses where inbound frames are captured, and -Q out captures none: leave one out")
+	}
+	return cfg, nil
 }
 
 // netnsSuffix says which network namespace the capture is in, if not
