@@ -22,7 +22,9 @@ import (
 //
 //	go test -run XXX -bench LiveCompress -benchtime 2000000x ./writer
 func BenchmarkLiveCompress(b *testing.B) {
-	frames := make([][]byte, 1024)
+	// 64 MiB of frames, more than any kind's window: no frame is
+	// found again in the ones before it, as no encrypted payload is.
+	frames := make([][]byte, 1<<18)
 	rnd := rand.New(rand.NewPCG(1, 2))
 	header := make([]byte, 66)
 	for i := range header {
