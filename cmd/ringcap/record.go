@@ -101,6 +101,12 @@ func parseRecordFlags(c *cli.Context) (recordOptions, error) {
 	if opts.upload, opts.uploading, err = parseUpload(c, opts.output); err != nil {
 		return opts, err
 	}
+	if opts.uploading && !c.IsSet("compress") {
+		opts.output.Compress = defaultUploadCompression
+		if err := checkOutput(c, opts.output); err != nil {
+			return opts, err
+		}
+	}
 	if opts.privileges, err = planPrivileges(c, slices.Contains(ifaces, capture.AnyInterface)); err != nil {
 		return opts, err
 	}
