@@ -114,10 +114,18 @@ func parseRingcap(output string) (rings string, s summary, err error) {
 // scenario, ringcap's files in dir (a tmpfs), each run's removed once
 // counted.
 func measureRingsAB(p *veth.Network, gen *generator, ringcap, dir string, scenarios []scenario, frame []byte, rounds int) ([]abRow, error) {
+	return measureSides(p, gen, abTools(ringcap), dir, scenarios, frame, rounds)
+}
+
+// measureSides runs ringcap as each side says in turn, rounds times, on
+// each scenario, its files in dir, each run's removed once counted: the
+// frames written are those ringcap's summary counts, whatever files a
+// side's -W deleted.
+func measureSides(p *veth.Network, gen *generator, sides []tool, dir string, scenarios []scenario, frame []byte, rounds int) ([]abRow, error) {
 	var rows []abRow
 	for _, sc := range scenarios {
 		for range rounds {
-			for _, t := range abTools(ringcap) {
+			for _, t := range sides {
 				r := abRow{row: measure(p, gen, t, sc, frame, dir)}
 				if r.err == nil {
 					r.rings, r.summary, r.err = parseRingcap(r.output)
@@ -134,8 +142,10 @@ func measureRingsAB(p *veth.Network, gen *generator, ringcap, dir string, scenar
 	return rows, nil
 }
 
+// removeFiles removes the files of the tool called name: name.pcapng, or
+// its rotated files, compressed or not.
 func removeFiles(dir, name string) error {
-	paths, err := filepath.Glob(filepath.Join(dir, name+"*.pcapng"))
+	paths, err := filepath.Glob(filepath.Join(dir, name+"[._]*"))
 	for _, path := range paths {
 		err = errors.Join(err, os.Remove(path))
 	}

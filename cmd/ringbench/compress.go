@@ -66,7 +66,7 @@ func compressBench(c *cli.Context, p *veth.Network, gen *generator, ringcap, dir
 		// The files as written are always measured: the baseline.
 		sides = slices.DeleteFunc(sides, func(t tool) bool { return t.name != "ringcap-rotate" && !slices.Contains(want, t.name) })
 	}
-	abRows, err := measureCompressAB(p, gen, sides, dir, scenarios, frame, rounds)
+	abRows, err := measureSides(p, gen, sides, dir, scenarios, frame, rounds)
 	printCompressAB(os.Stdout, abRows, len(sides))
 	return err
 }
@@ -391,31 +391,6 @@ func compressTools(ringcap string) []tool {
 		pipeTo: func(out string) []string { return []string{"zstd", "-q", "-3", "-T1", "-f", "-o", out + ".zst"} },
 	}
 	return append(sides, live)
-}
-
-// measureCompressAB runs the sides in turn, rounds times, on each
-// scenario; each run's files are removed once counted (by ringcap's
-// summary: -W 2 deletes the others).
-func measureCompressAB(p *veth.Network, gen *generator, sides []tool, dir string, scenarios []scenario, frame []byte, rounds int) ([]abRow, error) {
-	var rows []abRow
-	for _, sc := range scenarios {
-		for range rounds {
-			for _, t := range sides {
-				r := abRow{row: measure(p, gen, t, sc, frame, dir)}
-				if r.err == nil {
-					r.rings, r.summary, r.err = parseRingcap(r.output)
-					r.kept, r.written = r.written, r.summary.saved
-				}
-				fmt.Fprintln(os.Stderr, r.String())
-				rows = append(rows, r)
-				paths, _ := filepath.Glob(filepath.Join(dir, t.name+"[._]*"))
-				for _, path := range paths {
-					os.Remove(path)
-				}
-			}
-		}
-	}
-	return rows, nil
 }
 
 // printCompressAB prints each run, then each round's ratios of each kind
