@@ -23,6 +23,11 @@ TEST_PACKAGES := tshark tcpdump tcpreplay iproute2 iputils-ping ethtool strace c
 PREFIX ?= /usr/local
 DESTDIR ?=
 SYSCONFDIR ?= /etc
+# Wireshark's global extcap folder, where Wireshark looks for capture
+# programs besides its own: as tshark names it, else where Debian's
+# Wireshark looks. make install puts deploy/wireshark-extcap there, as
+# ringcap; the README gives each user's own folder.
+EXTCAPDIR ?= $(or $(shell tshark -G folders 2>/dev/null | sed -n -E 's/^(Global )?Extcap path:[[:space:]]*//p'),/usr/lib/$(shell gcc -print-multiarch)/wireshark/extcap)
 
 build: build-deps binary
 
@@ -33,8 +38,9 @@ build-deps:
 	@$(MAKE) --no-print-directory packages PACKAGES="$(BUILD_PACKAGES)"
 
 # The binary, the man page, the bash, zsh and fish completions where each
-# shell looks for them, the systemd unit (run from PREFIX's bin) and the
-# example options, which the unit reads once copied to INTERFACE.conf.
+# shell looks for them, the systemd unit (run from PREFIX's bin), the
+# example options, which the unit reads once copied to INTERFACE.conf, and
+# the script that puts ringcap in Wireshark's interface list.
 # It builds the binary but installs no packages: packagers' builds run
 # it without a network, and as root.
 install: binary
@@ -49,6 +55,8 @@ install: binary
 	chmod 0644 $(DESTDIR)$(PREFIX)/share/bash-completion/completions/ringcap $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_ringcap \
 		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/ringcap.fish $(DESTDIR)$(PREFIX)/lib/systemd/system/ringcap@.service
 	install -D -m 0644 deploy/ringcap.conf $(DESTDIR)$(SYSCONFDIR)/ringcap/example.conf
+	extcap="$(DESTDIR)$(EXTCAPDIR)" && install -d "$$extcap" && \
+		sed 's|/usr/local/bin/ringcap|$(PREFIX)/bin/ringcap|g' deploy/wireshark-extcap > "$$extcap/ringcap" && chmod 0755 "$$extcap/ringcap"
 
 # The tests' S3 server, versitygw (Apache-2.0), is not a Debian package:
 # built from the Go module proxy (about a minute) unless it is installed.

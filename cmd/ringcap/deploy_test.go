@@ -54,8 +54,8 @@ func TestSystemdUnit(t *testing.T) {
 // make install puts every file where its user looks: installed under a
 // prefix, man finds the page from PATH alone and systemd-analyze verify
 // passes with its check of the man page on; installed for a package
-// (DESTDIR), the tree holds exactly these files and the unit runs the
-// binary from PREFIX.
+// (DESTDIR), the tree holds exactly these files, the unit runs the
+// binary from PREFIX and the extcap script is in Wireshark's folder.
 func TestMakeInstall(t *testing.T) {
 	for _, tool := range []string{"make", "man", "systemd-analyze"} {
 		bpftest.RequireTool(t, tool)
@@ -68,7 +68,9 @@ func TestMakeInstall(t *testing.T) {
 		"usr/share/fish/vendor_completions.d/ringcap.fish",
 		"usr/share/man/man1/ringcap.1",
 		"usr/share/zsh/site-functions/_ringcap",
+		strings.TrimPrefix(globalExtcapDir(t), "/") + "/ringcap",
 	}
+	slices.Sort(installed)
 	dest := t.TempDir()
 	makeInstall(t, "PREFIX=/usr", "DESTDIR="+dest)
 	var got []string
@@ -89,7 +91,7 @@ func TestMakeInstall(t *testing.T) {
 
 	root := t.TempDir()
 	prefix := filepath.Join(root, "opt/ringcap")
-	makeInstall(t, "PREFIX="+prefix, "SYSCONFDIR="+filepath.Join(root, "etc"))
+	makeInstall(t, "PREFIX="+prefix, "SYSCONFDIR="+filepath.Join(root, "etc"), "EXTCAPDIR="+filepath.Join(root, "extcap"))
 	env := append(os.Environ(), "PATH="+filepath.Join(prefix, "bin")+":"+os.Getenv("PATH"), "MANPATH=")
 	run := func(name string, args ...string) string {
 		t.Helper()
