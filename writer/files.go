@@ -65,7 +65,8 @@ type Config struct {
 	// file may go at once.
 	Finished func(path string) Release
 	// Adopt is called at Create with each file an earlier capture with
-	// this rotation left (Earlier), oldest first: MaxFiles counts them
+	// this rotation left (Earlier), oldest first (with Compress, one left
+	// uncompressed once it is compressed, by then from another goroutine): MaxFiles counts them
 	// and deletes them first, each once its Release lets it go. nil: they
 	// may go at once.
 	Adopt func(path string) Release

@@ -110,8 +110,8 @@ func (r *recorder) openFiles(finished func(path string) writer.Release) error {
 		return err
 	}
 	r.files = files
-	if r.up != nil && r.up.leftovers > 0 {
-		r.up.line("--upload: %d files an earlier run wrote to %s go first", r.up.leftovers, filepath.Dir(r.opts.output.Path))
+	if n := r.up.leftoverFiles(); n > 0 {
+		r.up.line("--upload: %d files an earlier run wrote to %s go first", n, filepath.Dir(r.opts.output.Path))
 	}
 	r.sink = &captureSink{files: files, capt: r.capt, cfg: r.opts.capture, netns: r.opts.netns, stderr: r.stderr}
 	if r.metrics != nil {

@@ -120,12 +120,14 @@ func checkPrefix(prefix string) error {
 // uploads sends a capture's finished files, and those an earlier run left
 // unsent, to the store.
 type uploads struct {
-	opts      uploadOptions
-	uploader  *upload.Uploader
-	stderr    io.Writer
-	mu        sync.Mutex     // stderr's lines
-	rotating  bool           // an earlier run's files are found by their names
-	leftovers int            // an earlier run's files queued
+	opts     uploadOptions
+	uploader *upload.Uploader
+	stderr   io.Writer
+	mu       sync.Mutex // stderr's lines
+	rotating bool       // an earlier run's files are found by their names
+	// leftovers counts an earlier run's files queued: at Create, and
+	// from the compressor for one it left uncompressed.
+	leftovers atomic.Int64
 	chain     sync.WaitGroup // -z commands whose file is sent once they end
 	handed    atomic.Int64   // files given to send or settle, this run's and earlier runs'
 }
@@ -187,8 +189,17 @@ func (u *uploads) adopt(path string) writer.Release {
 	if u.uploader.SettleStored(path) {
 		return writer.Release{}
 	}
-	u.leftovers++
+	u.leftovers.Add(1)
 	return u.uploader.Resume(path)
+}
+
+// leftoverFiles is how many files an earlier run left are queued so far;
+// 0 without --upload (u nil).
+func (u *uploads) leftoverFiles() int64 {
+	if u == nil {
+		return 0
+	}
+	return u.leftovers.Load()
 }
 
 // drain starts the bounded wait at exit, before the last file is
