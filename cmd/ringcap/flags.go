@@ -42,7 +42,7 @@ func outputFlags(writeUsage string) []cli.Flag {
 		&cli.Uint64Flag{Name: "rotate-packets", Usage: "start a new file once the current one holds `N` packets"},
 		&cli.IntFlag{Name: "max-files", Aliases: []string{"W"}, Usage: "keep at most `N` files, deleting the oldest named as this run names them (an earlier run's first)"},
 		&cli.StringFlag{Name: "post-rotate", Aliases: []string{"z"}, Usage: "run `CMD` with each finished file's path as its argument"},
-		&cli.StringFlag{Name: "compress", DefaultText: "none; " + defaultUploadCompression.String() + " with --upload", Usage: "compress each finished file with `KIND` (gzip, lz4, zstd; none keeps it as written) beside the capture: NAME.gz, NAME.lz4, NAME.zst; -z, --upload and -W get the compressed file"},
+		&cli.StringFlag{Name: "compress", DefaultText: "none; record --upload: " + defaultUploadCompression.String(), Usage: "compress each finished file with `KIND` (gzip, lz4, zstd; none keeps it as written) beside the capture: NAME.gz, NAME.lz4, NAME.zst; -z, --upload and -W get the compressed file"},
 		&cli.StringFlag{Name: "file-mode", Value: "0600", Usage: "permissions of new files, in octal"},
 		&cli.BoolFlag{Name: "buffered", Usage: "write through the page cache even where the file system takes direct I/O (O_DIRECT), as tcpdump does"},
 	}
