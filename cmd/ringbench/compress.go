@@ -44,7 +44,7 @@ const (
 var compressKinds = []writer.Compression{writer.Gzip, writer.LZ4, writer.Zstd}
 
 func compressBench(c *cli.Context, p *veth.Network, gen *generator, ringcap, dir string, traffic trafficPlan, frame []byte) error {
-	rounds := compressRounds
+	rounds := max(c.Int("rounds"), 1)
 	if c.Bool("smoke") {
 		rounds = 1
 	}

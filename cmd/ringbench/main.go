@@ -64,6 +64,7 @@ func main() {
 			&cli.StringSliceFlag{Name: "traffic", Usage: "run only this traffic, by its name in the table (repeat for more)"},
 			&cli.BoolFlag{Name: "hooks", Usage: "measure instead what a frame nobody selects costs at each hook, on veth, VXLAN and loopback"},
 			&cli.BoolFlag{Name: "rings-ab", Usage: "measure instead ringcap's default rings against --rings 1, the same memory, in turn, files on a tmpfs (traffic: sustained 10M unless --traffic)"},
+			&cli.IntFlag{Name: "rounds", Value: compressRounds, Usage: "with --compress, how many times each side runs, in turn with the others"},
 			&cli.BoolFlag{Name: "compress", Usage: "measure instead --compress: each kind on 64 MiB files of a TCP transfer and of the protocol corpus, and the sustained run with and without it, in turn (traffic: sustained 10M unless --traffic)"},
 		},
 		Action: run,
