@@ -12,9 +12,10 @@ BUILD_PACKAGES := gcc libc6-dev libpcap-dev
 # programs ringcap loads, clang regenerates the XDP object, Prometheus (and
 # curl) scrapes the metrics, systemd-analyze checks the unit and man the
 # installed page, mkfs.ext4 and mount make the file systems the direct I/O
-# tests fill, mmdebstrap, podman and buildah build and run the image.
+# tests fill, mmdebstrap, podman and buildah build and run the image,
+# openssh-server is the remote host of sshdump's capture.
 TEST_PACKAGES := tshark tcpdump tcpreplay iproute2 iputils-ping ethtool strace clang llvm libbpf-dev linux-libc-dev \
-	prometheus curl systemd zsh fish e2fsprogs mount man-db mmdebstrap podman buildah
+	prometheus curl systemd zsh fish e2fsprogs mount man-db mmdebstrap podman buildah openssh-server
 
 .PHONY: build binary deps build-deps packages install test image-test lint generate generate-check man bench-smoke
 

@@ -98,8 +98,11 @@ func TestExtcapTshark(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- ts.Wait() }()
 	t.Cleanup(func() { ts.Process.Kill() })
-	// record's program and the extcap's, each at tcx ingress.
-	if !waitFor(15*time.Second, func() bool { return p.tcxPrograms(t, ebpf.AttachTCXIngress) == 2 }) {
+	// record's programs and the extcap's, at tcx ingress and egress each.
+	attached := func() bool {
+		return p.tcxPrograms(t, ebpf.AttachTCXIngress) == 2 && p.tcxPrograms(t, ebpf.AttachTCXEgress) == 2
+	}
+	if !waitFor(15*time.Second, attached) {
 		t.Fatalf("the extcap did not attach within 15s: %s", stderr.String())
 	}
 	var want []int

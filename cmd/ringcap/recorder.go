@@ -120,10 +120,15 @@ func (r *recorder) openFiles(finished func(path string) writer.Release) error {
 	return nil
 }
 
-// run captures until a signal, the count or the duration ends it, or the
-// last interface goes away.
+// run captures until a signal, the count or the duration ends it, the
+// last interface goes away, or the reader of standard output does.
 func (r *recorder) run(ctx context.Context) error {
 	ctx, r.restoreSignals = signalContext(ctx)
+	if r.opts.output.Path == "-" {
+		var stop context.CancelFunc
+		ctx, stop = readerGoneContext(ctx, os.Stdout)
+		defer stop()
+	}
 	if r.opts.duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.opts.duration)
