@@ -240,8 +240,9 @@ func TestCompressDiskFull(t *testing.T) {
 	}
 }
 
-// The compression runs on a thread at nice 19 in the idle I/O class
-// (Finished is called on it), and the capture's own threads keep theirs.
+// The compression runs on a thread at nice 19, SCHED_IDLE, in the idle
+// I/O class (Finished is called on it), and the capture's own threads
+// keep theirs.
 func TestCompressLowPriority(t *testing.T) {
 	var nices []int
 	files, err := Create(Config{
@@ -251,6 +252,9 @@ func TestCompressLowPriority(t *testing.T) {
 			nices = append(nices, threadNice(t))
 			if class, _, err := unix.Syscall(unix.SYS_IOPRIO_GET, 1, uintptr(unix.Gettid()), 0); err != 0 || class != ioprioIdle {
 				t.Errorf("files compressed in I/O priority %#x (%v), want the idle class", class, err)
+			}
+			if attr, err := unix.SchedGetAttr(0, 0); err != nil || attr.Policy != unix.SCHED_IDLE {
+				t.Errorf("files compressed in scheduling policy %v (%v), want SCHED_IDLE", attr, err)
 			}
 			return Release{}
 		},

@@ -397,15 +397,15 @@ func compressTools(ringcap string) []tool {
 // over the files as written.
 func printCompressAB(w io.Writer, rows []abRow, n int) {
 	fmt.Fprintf(w, "\n### Sustained run with --compress and without (-C %s -W 2, files on the disk)\n\n", compressSampleSize)
-	fmt.Fprintln(w, "| round | ringcap | frames sent | written | lost | ringcap CPU s | ringcap ns/written |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(w, "| round | ringcap | frames sent | written | lost | ring full | ringcap CPU s | ringcap ns/written |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- |")
 	for i, r := range rows {
 		if r.err != nil {
-			fmt.Fprintf(w, "| %d | %s | | | | | %v |\n", i/n+1, r.tool, r.err)
+			fmt.Fprintf(w, "| %d | %s | | | | | | %v |\n", i/n+1, r.tool, r.err)
 			continue
 		}
-		fmt.Fprintf(w, "| %d | %s | %d | %d | %d (%.1f%%) | %.2f | %.0f |\n", i/n+1, r.tool, r.received, r.written,
-			r.lost(), r.lossPercent(), r.cpu.Seconds(), nsPer(r.cpu.Nanoseconds(), r.written))
+		fmt.Fprintf(w, "| %d | %s | %d | %d | %d (%.1f%%) | %d | %.2f | %.0f |\n", i/n+1, r.tool, r.received, r.written,
+			r.lost(), r.lossPercent(), r.summary.ringFull, r.cpu.Seconds(), nsPer(r.cpu.Nanoseconds(), r.written))
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| round | kind | written, compressed / as written | ringcap CPU per written, compressed / as written |")
