@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -111,6 +112,9 @@ type compressor struct {
 	queue   []*compressJob
 	working bool // a goroutine works through the queue
 	idle    sync.WaitGroup
+	// lowerFailed: a thread's priority could not be lowered (a seccomp
+	// filter), said once.
+	lowerFailed atomic.Bool
 }
 
 // compressJob is one finished file on its way through the compressor,
@@ -150,8 +154,8 @@ func (c *compressor) add(path string, then func(path string) Release) finishedFi
 func (c *compressor) work() {
 	defer c.idle.Done()
 	runtime.LockOSThread()
-	if err := lowerPriority(); err != nil {
-		c.failed(fmt.Errorf("lower the compression's priority: %w", err))
+	if err := lowerPriority(); err != nil && !c.lowerFailed.Swap(true) {
+		c.failed(fmt.Errorf("files are compressed at the capture's priority, not the lowest: %w", err))
 	}
 	for {
 		c.mu.Lock()
