@@ -13,9 +13,12 @@ BUILD_PACKAGES := gcc libc6-dev libpcap-dev
 # curl) scrapes the metrics, systemd-analyze checks the unit and man the
 # installed page, mkfs.ext4 and mount make the file systems the direct I/O
 # tests fill, mmdebstrap, podman and buildah build and run the image,
-# openssh-server is the remote host of sshdump's capture.
+# openssh-server is the remote host of sshdump's capture, and Wireshark's
+# window (wireshark-qt) is shown by xvfb, taken by xwd (x11-apps),
+# converted by netpbm, read by tesseract-ocr and clicked by xdotool.
 TEST_PACKAGES := tshark tcpdump tcpreplay iproute2 iputils-ping ethtool strace clang llvm libbpf-dev linux-libc-dev \
-	prometheus curl systemd zsh fish e2fsprogs mount man-db mmdebstrap podman buildah openssh-server
+	prometheus curl systemd zsh fish e2fsprogs mount man-db mmdebstrap podman buildah openssh-server \
+	wireshark-qt xvfb x11-apps netpbm tesseract-ocr xdotool
 
 .PHONY: build binary deps build-deps packages install test image-test lint generate generate-check man bench-smoke
 
