@@ -52,12 +52,65 @@ func installExtcap(t *testing.T) (config string) {
 	return config
 }
 
-// tshark runs tshark with args in the receiving namespace, with the
-// extcap folder installExtcap made.
-func (p *vethPair) tshark(config string, args ...string) *exec.Cmd {
-	cmd := exec.Command("ip", slices.Concat([]string{"netns", "exec", p.Rx, "env", "XDG_CONFIG_HOME=" + config, "tshark"}, args)...)
+// tsharkProc is tshark running in the background.
+type tsharkProc struct {
+	stderr bytes.Buffer
+	done   chan error
+}
+
+// startTshark runs tshark with args in namespace ns, with the extcap
+// folder installExtcap made, or none (config: an empty directory).
+func startTshark(t *testing.T, ns, config string, args ...string) *tsharkProc {
+	t.Helper()
+	bpftest.RequireTool(t, "tshark")
+	cmd := exec.Command("ip", slices.Concat([]string{"netns", "exec", ns, "env", "XDG_CONFIG_HOME=" + config, "tshark"}, args)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	return cmd
+	ts := &tsharkProc{done: make(chan error, 1)}
+	cmd.Stderr = &ts.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { ts.done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return ts
+}
+
+// wait returns how tshark ended; it fails t if it runs past timeout.
+func (ts *tsharkProc) wait(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-ts.done:
+		return err
+	case <-time.After(timeout):
+		t.Fatalf("tshark still runs after %v: %s", timeout, ts.stderr.String())
+	}
+	return nil
+}
+
+// waitAttached waits until n programs are at tcx ingress and egress each
+// of the receiving end's first interface.
+func (p *vethPair) waitAttached(t *testing.T, n int, ts *tsharkProc) {
+	t.Helper()
+	attached := func() bool {
+		return p.tcxPrograms(t, ebpf.AttachTCXIngress) == n && p.tcxPrograms(t, ebpf.AttachTCXEgress) == n
+	}
+	if !waitFor(15*time.Second, attached) {
+		t.Fatalf("%d programs were not attached within 15s: %s", n, ts.stderr.String())
+	}
+}
+
+// pingAbove sends pings of each payload and returns the lengths of the
+// frames above an MTU of mtu: each request received and reply sent.
+func (p *vethPair) pingAbove(t *testing.T, mtu int, payloads ...int) []int {
+	t.Helper()
+	var want []int
+	for _, payload := range payloads {
+		p.ping(t, payload)
+		if l3 := payload + 28; l3 > mtu {
+			want = append(want, 14+l3, 14+l3)
+		}
+	}
+	return want
 }
 
 // tshark -D, as Wireshark's interface list, names ringcap's interfaces
@@ -65,7 +118,7 @@ func (p *vethPair) tshark(config string, args ...string) *exec.Cmd {
 func TestExtcapTsharkList(t *testing.T) {
 	p := newVethPair(t)
 	config := installExtcap(t)
-	out, err := p.tshark(config, "-D").Output()
+	out, err := exec.Command("ip", "netns", "exec", p.Rx, "env", "XDG_CONFIG_HOME="+config, "tshark", "-D").Output()
 	if err != nil {
 		t.Fatalf("tshark -D: %v", err)
 	}
@@ -88,43 +141,18 @@ func TestExtcapTshark(t *testing.T) {
 	dir := t.TempDir()
 	recorded, captured := filepath.Join(dir, "record.pcapng"), filepath.Join(dir, "tshark.pcapng")
 	r := p.start(t, "-w", recorded, "-Q", "inout", "--mtu", "1000", "icmp")
-	ts := p.tshark(config, "-i", extcapPrefix+rxIf, "-a", "duration:8", "-q", "-w", captured,
+	ts := startTshark(t, p.Rx, config, "-i", extcapPrefix+rxIf, "-a", "duration:8", "-q", "-w", captured,
 		"-o", "extcap.ringcap_"+strings.ReplaceAll(rxIf, "-", "_")+".mtu:1000", "-f", "icmp")
-	var stderr bytes.Buffer
-	ts.Stderr = &stderr
-	if err := ts.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- ts.Wait() }()
-	t.Cleanup(func() { ts.Process.Kill() })
-	// record's programs and the extcap's, at tcx ingress and egress each.
-	attached := func() bool {
-		return p.tcxPrograms(t, ebpf.AttachTCXIngress) == 2 && p.tcxPrograms(t, ebpf.AttachTCXEgress) == 2
-	}
-	if !waitFor(15*time.Second, attached) {
-		t.Fatalf("the extcap did not attach within 15s: %s", stderr.String())
-	}
-	var want []int
-	for _, payload := range []int{500, 1100, 972, 973, 3000} {
-		p.ping(t, payload)
-		if l3 := payload + 28; l3 > 1000 {
-			want = append(want, 14+l3, 14+l3)
-		}
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("tshark: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("tshark -a duration:8 did not stop within 30s: %s", stderr.String())
+	p.waitAttached(t, 2, ts) // record's programs and the extcap's
+	want := p.pingAbove(t, 1000, 500, 1100, 972, 973, 3000)
+	if err := ts.wait(t, 30*time.Second); err != nil {
+		t.Errorf("tshark: %v\n%s", err, ts.stderr.String())
 	}
 	if code := r.stop(t, os.Interrupt); code != 0 {
 		t.Fatalf("ringcap record exited with %d:\n%s", code, r.errors())
 	}
-	if strings.Contains(stderr.String(), "Error by extcap pipe") {
-		t.Errorf("tshark shows an error from ringcap: %s", stderr.String())
+	if strings.Contains(ts.stderr.String(), "Error by extcap pipe") {
+		t.Errorf("tshark shows an error from ringcap: %s", ts.stderr.String())
 	}
 	got, fromRecord := pcapngtest.Read(t, captured).Packets, pcapngtest.Read(t, recorded).Packets
 	if len(got) != len(want) || len(fromRecord) != len(want) {
@@ -143,23 +171,11 @@ func TestExtcapTshark(t *testing.T) {
 func TestExtcapTsharkBadFilter(t *testing.T) {
 	p := newVethPair(t)
 	config := installExtcap(t)
-	cmd := p.tshark(config, "-i", extcapPrefix+rxIf, "-a", "duration:30", "-q", "-w", filepath.Join(t.TempDir(), "x.pcapng"), "-f", "tcp port")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		want := `Error by extcap pipe: ringcap: extcap: filter expression "tcp port": can't parse filter expression: syntax error`
-		if err == nil || !strings.Contains(stderr.String(), want) {
-			t.Errorf("tshark -f 'tcp port': %v, stderr\n%s\nwant a failure with %q", err, stderr.String(), want)
-		}
-	case <-time.After(15 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("tshark still runs 15s after ringcap refused its filter: %s", stderr.String())
+	ts := startTshark(t, p.Rx, config, "-i", extcapPrefix+rxIf, "-a", "duration:30", "-q", "-w", filepath.Join(t.TempDir(), "x.pcapng"), "-f", "tcp port")
+	err := ts.wait(t, 15*time.Second)
+	want := `Error by extcap pipe: ringcap: extcap: filter expression "tcp port": can't parse filter expression: syntax error`
+	if err == nil || !strings.Contains(ts.stderr.String(), want) {
+		t.Errorf("tshark -f 'tcp port': %v, stderr\n%s\nwant a failure with %q", err, ts.stderr.String(), want)
 	}
 	p.noProgramsLeft(t)
 }

@@ -93,38 +93,13 @@ func TestExtcapSshdump(t *testing.T) {
 	key := sshServer(t, p.Rx, rxAddr2)
 	captured := filepath.Join(t.TempDir(), "sshdump.pcapng")
 	remote := fmt.Sprintf("%s record -i %s -w - -q --mtu 1000 icmp", binary, rxIf)
-	cmd := exec.Command("ip", "netns", "exec", p.Tx, "tshark", "-i", "sshdump", "-a", "duration:8", "-q", "-w", captured,
+	ts := startTshark(t, p.Tx, t.TempDir(), "-i", "sshdump", "-a", "duration:8", "-q", "-w", captured,
 		"-o", "extcap.sshdump.remotehost:"+rxAddr2, "-o", "extcap.sshdump.remoteusername:root", "-o", "extcap.sshdump.sshkey:"+key,
 		"-o", "extcap.sshdump.remotecapturecommandselect:other", "-o", "extcap.sshdump.remotecapturecommand:"+remote)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() { cmd.Process.Kill() })
-	attached := func() bool {
-		return p.tcxPrograms(t, ebpf.AttachTCXIngress) == 1 && p.tcxPrograms(t, ebpf.AttachTCXEgress) == 1
-	}
-	if !waitFor(15*time.Second, attached) {
-		t.Fatalf("the remote ringcap did not attach within 15s: %s", stderr.String())
-	}
-	var want []int
-	for _, payload := range []int{500, 1100, 1400} {
-		p.ping(t, payload)
-		if l3 := payload + 28; l3 > 1000 {
-			want = append(want, 14+l3, 14+l3)
-		}
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("tshark -i sshdump: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("tshark -a duration:8 did not stop within 30s: %s", stderr.String())
+	p.waitAttached(t, 1, ts)
+	want := p.pingAbove(t, 1000, 500, 1100, 1400)
+	if err := ts.wait(t, 30*time.Second); err != nil {
+		t.Errorf("tshark -i sshdump: %v\n%s", err, ts.stderr.String())
 	}
 	var got []int
 	for _, pkt := range pcapngtest.Read(t, captured).Packets {
