@@ -34,12 +34,25 @@ type extcapProc struct {
 // it does so once the programs are attached.
 func (p *vethPair) startExtcap(t *testing.T, args ...string) *extcapProc {
 	t.Helper()
-	fifo := filepath.Join(t.TempDir(), "wireshark_extcap_fifo")
+	return p.startExtcapAs(t, nil, binary, args...)
+}
+
+// startExtcapAs is startExtcap running bin, through asUser (a command
+// that runs the rest of its arguments as user nobody) unless it is nil.
+// The pipe is then nobody's, as Wireshark run by a user makes it.
+func (p *vethPair) startExtcapAs(t *testing.T, asUser []string, bin string, args ...string) *extcapProc {
+	t.Helper()
+	fifo := filepath.Join(openDir(t, "ringcap-extcap", 0o755), "wireshark_extcap_fifo")
 	if err := unix.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if asUser != nil {
+		if err := os.Chown(fifo, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
 	e := &extcapProc{done: make(chan struct{})}
-	e.cmd = exec.Command("ip", slices.Concat([]string{"netns", "exec", p.Rx, binary, "extcap", "--capture",
+	e.cmd = exec.Command("ip", slices.Concat([]string{"netns", "exec", p.Rx}, asUser, []string{bin, "extcap", "--capture",
 		"--extcap-interface", extcapPrefix + rxIf, "--fifo", fifo}, args)...)
 	e.cmd.Stderr = &e.stderr
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -136,6 +149,46 @@ func TestExtcapCapture(t *testing.T) {
 		t.Errorf("statistics block of %s inbound: %d seen, %d dropped; want 5 or more and none", rxIf, file.Stats.PacketsReceived, file.Stats.PacketsDropped)
 	}
 	pcapngtest.Count(t, path, false)
+}
+
+// Wireshark runs extcaps as its user: with the capabilities the README
+// gives the binary (file capabilities), ringcap captures as nobody into
+// nobody's pipe.
+func TestExtcapAsUser(t *testing.T) {
+	bpftest.RequireTool(t, "setcap")
+	bpftest.RequireTool(t, "setpriv")
+	p := newVethPair(t)
+	bin := filepath.Join(openDir(t, "ringcap-bin", 0o755), "ringcap")
+	exe, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, exe, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("setcap", "cap_bpf,cap_net_admin,cap_perfmon+ep", bin).CombinedOutput(); err != nil {
+		t.Fatalf("setcap: %v\n%s", err, out)
+	}
+	nobody := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"}
+	e := p.startExtcapAs(t, nobody, bin, "--mtu", "1000")
+	read := make(chan []byte, 1)
+	go func() { b, _ := io.ReadAll(e.pipe); read <- b }()
+	want := p.pingAbove(t, 1000, 500, 1100)
+	if code := e.stop(t); code != 0 || e.stderr.Len() != 0 {
+		t.Errorf("after SIGTERM: exit %d, stderr %q; want 0 and nothing", code, e.stderr.String())
+	}
+	p.noProgramsLeft(t)
+	path := filepath.Join(t.TempDir(), "read.pcapng")
+	if err := os.WriteFile(path, <-read, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, pkt := range pcapngtest.Read(t, path).Packets {
+		got = append(got, pkt.Length)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("the pipe carried frames of %v bytes, want %v", got, want)
+	}
 }
 
 // Wireshark closing the pipe (its capture stopped, or dumpcap gone) ends
