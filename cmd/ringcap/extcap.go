@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -196,6 +197,9 @@ func extcapCapture(c *cli.Context, iface string) error {
 // gave up (an open without one fails): ringcap tries for a while, and
 // gives up at once where no pipe is.
 func releaseReader(path string) {
+	if st, err := os.Lstat(path); err != nil || st.Mode()&os.ModeNamedPipe == 0 {
+		return // no pipe there: nothing waits on it
+	}
 	const wait, every = 2 * time.Second, 20 * time.Millisecond
 	for end := time.Now().Add(wait); time.Now().Before(end); time.Sleep(every) {
 		fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
