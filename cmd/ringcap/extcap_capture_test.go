@@ -27,6 +27,7 @@ type extcapProc struct {
 	stderr bytes.Buffer
 	pipe   *os.File // the test's end, open for reading
 	done   chan struct{}
+	read   chan []byte // all read from the pipe, once readAll is called
 }
 
 // startExtcap runs ringcap extcap --capture on the receiving end's first
@@ -34,13 +35,13 @@ type extcapProc struct {
 // it does so once the programs are attached.
 func (p *vethPair) startExtcap(t *testing.T, args ...string) *extcapProc {
 	t.Helper()
-	return p.startExtcapAs(t, nil, binary, args...)
+	return p.startExtcapAs(t, nil, binary, rxIf, args...)
 }
 
-// startExtcapAs is startExtcap running bin, through asUser (a command
-// that runs the rest of its arguments as user nobody) unless it is nil.
-// The pipe is then nobody's, as Wireshark run by a user makes it.
-func (p *vethPair) startExtcapAs(t *testing.T, asUser []string, bin string, args ...string) *extcapProc {
+// startExtcapAs is startExtcap on iface running bin, through asUser (a
+// command that runs the rest of its arguments as user nobody) unless it
+// is nil. The pipe is then nobody's, as Wireshark run by a user makes it.
+func (p *vethPair) startExtcapAs(t *testing.T, asUser []string, bin, iface string, args ...string) *extcapProc {
 	t.Helper()
 	fifo := filepath.Join(openDir(t, "ringcap-extcap", 0o755), "wireshark_extcap_fifo")
 	if err := unix.Mkfifo(fifo, 0o600); err != nil {
@@ -53,7 +54,7 @@ func (p *vethPair) startExtcapAs(t *testing.T, asUser []string, bin string, args
 	}
 	e := &extcapProc{done: make(chan struct{})}
 	e.cmd = exec.Command("ip", slices.Concat([]string{"netns", "exec", p.Rx}, asUser, []string{bin, "extcap", "--capture",
-		"--extcap-interface", extcapPrefix + rxIf, "--fifo", fifo}, args)...)
+		"--extcap-interface", extcapPrefix + iface, "--fifo", fifo}, args)...)
 	e.cmd.Stderr = &e.stderr
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := e.cmd.Start(); err != nil {
@@ -79,6 +80,33 @@ func (p *vethPair) startExtcapAs(t *testing.T, asUser []string, bin string, args
 		t.Fatalf("ringcap extcap did not open the pipe within 15s: %s", e.stderr.String())
 	}
 	return e
+}
+
+// readAll reads the pipe, from now to its end, for file.
+func (e *extcapProc) readAll() {
+	e.read = make(chan []byte, 1)
+	go func() { b, _ := io.ReadAll(e.pipe); e.read <- b }()
+}
+
+// file is what readAll read, once ringcap has closed the pipe; a file
+// Wireshark's reader would not read whole fails t.
+func (e *extcapProc) file(t *testing.T) pcapngtest.File {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "read.pcapng")
+	if err := os.WriteFile(path, <-e.read, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pcapngtest.Count(t, path, false)
+	return pcapngtest.Read(t, path)
+}
+
+// lengths are the packets' lengths on the wire.
+func lengths(packets []pcapngtest.Packet) []int {
+	var n []int
+	for _, p := range packets {
+		n = append(n, p.Length)
+	}
+	return n
 }
 
 // stop sends SIGTERM, as Wireshark does to stop a capture, and returns
@@ -112,43 +140,32 @@ func (p *vethPair) noProgramsLeft(t *testing.T) {
 	p.noXDPLeft(t)
 }
 
-// The capture Wireshark starts: the frames selected with the dialog's
-// options into the pipe, until SIGTERM; then the statistics blocks, the
-// programs detached, exit status 0 and nothing on stderr, which
-// Wireshark would show as an error.
+// The capture Wireshark starts, on an interface and on any: the frames
+// selected with the dialog's options into the pipe, until SIGTERM; then
+// the statistics blocks, the programs detached, exit status 0 and nothing
+// on stderr, which Wireshark would show as an error.
 func TestExtcapCapture(t *testing.T) {
-	p := newVethPair(t)
-	e := p.startExtcap(t, "--mtu", "1000", "--extcap-capture-filter", "icmp")
-	read := make(chan []byte, 1)
-	go func() { b, _ := io.ReadAll(e.pipe); read <- b }()
-	var want []int
-	for _, payload := range []int{500, 1100, 1400, 972, 973} {
-		p.ping(t, payload)
-		if l3 := payload + 28; l3 > 1000 {
-			want = append(want, 14+l3, 14+l3) // the request received, the reply sent
-		}
+	for _, iface := range []string{rxIf, "any"} {
+		t.Run(iface, func(t *testing.T) {
+			p := newVethPair(t)
+			e := p.startExtcapAs(t, nil, binary, iface, "--mtu", "1000", "--extcap-capture-filter", "icmp")
+			e.readAll()
+			want := p.pingAbove(t, 1000, 500, 1100, 1400, 972, 973)
+			if code := e.stop(t); code != 0 || e.stderr.Len() != 0 {
+				t.Errorf("after SIGTERM: exit %d, stderr %q; want 0 and nothing", code, e.stderr.String())
+			}
+			p.noProgramsLeft(t)
+			file := e.file(t)
+			if got := lengths(file.Packets); !slices.Equal(got, want) {
+				t.Errorf("the pipe carried frames of %v bytes, want %v", got, want)
+			}
+			// Five echo requests and whatever ARP the pings needed (with
+			// any, the first interface is another).
+			if iface == rxIf && (file.Stats.PacketsReceived < 5 || file.Stats.PacketsDropped != 0) {
+				t.Errorf("statistics block of %s inbound: %d seen, %d dropped; want 5 or more and none", rxIf, file.Stats.PacketsReceived, file.Stats.PacketsDropped)
+			}
+		})
 	}
-	if code := e.stop(t); code != 0 || e.stderr.Len() != 0 {
-		t.Errorf("after SIGTERM: exit %d, stderr %q; want 0 and nothing", code, e.stderr.String())
-	}
-	p.noProgramsLeft(t)
-	path := filepath.Join(t.TempDir(), "read.pcapng")
-	if err := os.WriteFile(path, <-read, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	file := pcapngtest.Read(t, path)
-	var got []int
-	for _, pkt := range file.Packets {
-		got = append(got, pkt.Length)
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("the pipe carried frames of %v bytes, want %v", got, want)
-	}
-	// Five echo requests and whatever ARP the pings needed.
-	if file.Stats.PacketsReceived < 5 || file.Stats.PacketsDropped != 0 {
-		t.Errorf("statistics block of %s inbound: %d seen, %d dropped; want 5 or more and none", rxIf, file.Stats.PacketsReceived, file.Stats.PacketsDropped)
-	}
-	pcapngtest.Count(t, path, false)
 }
 
 // Wireshark runs extcaps as its user: with the capabilities the README
@@ -170,23 +187,14 @@ func TestExtcapAsUser(t *testing.T) {
 		t.Fatalf("setcap: %v\n%s", err, out)
 	}
 	nobody := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"}
-	e := p.startExtcapAs(t, nobody, bin, "--mtu", "1000")
-	read := make(chan []byte, 1)
-	go func() { b, _ := io.ReadAll(e.pipe); read <- b }()
+	e := p.startExtcapAs(t, nobody, bin, rxIf, "--mtu", "1000")
+	e.readAll()
 	want := p.pingAbove(t, 1000, 500, 1100)
 	if code := e.stop(t); code != 0 || e.stderr.Len() != 0 {
 		t.Errorf("after SIGTERM: exit %d, stderr %q; want 0 and nothing", code, e.stderr.String())
 	}
 	p.noProgramsLeft(t)
-	path := filepath.Join(t.TempDir(), "read.pcapng")
-	if err := os.WriteFile(path, <-read, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var got []int
-	for _, pkt := range pcapngtest.Read(t, path).Packets {
-		got = append(got, pkt.Length)
-	}
-	if !slices.Equal(got, want) {
+	if got := lengths(e.file(t).Packets); !slices.Equal(got, want) {
 		t.Errorf("the pipe carried frames of %v bytes, want %v", got, want)
 	}
 }
