@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,7 +28,11 @@ type extcapProc struct {
 	stderr bytes.Buffer
 	pipe   *os.File // the test's end, open for reading
 	done   chan struct{}
-	read   chan []byte // all read from the pipe, once readAll is called
+
+	// What readAll read so far, and closed once it read the end.
+	mu     sync.Mutex
+	read   bytes.Buffer
+	readTo chan struct{}
 }
 
 // startExtcap runs ringcap extcap --capture on the receiving end's first
@@ -84,16 +89,57 @@ func (p *vethPair) startExtcapAs(t *testing.T, asUser []string, bin, iface strin
 
 // readAll reads the pipe, from now to its end, for file.
 func (e *extcapProc) readAll() {
-	e.read = make(chan []byte, 1)
-	go func() { b, _ := io.ReadAll(e.pipe); e.read <- b }()
+	e.readTo = make(chan struct{})
+	go func() {
+		defer close(e.readTo)
+		chunk := make([]byte, 64<<10)
+		for {
+			n, err := e.pipe.Read(chunk)
+			e.mu.Lock()
+			e.read.Write(chunk[:n])
+			e.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// bytesRead is how much readAll has read so far.
+func (e *extcapProc) bytesRead() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.read.Len()
+}
+
+// headerRead waits until readAll has read the header blocks, which
+// ringcap writes at once, and returns their size.
+func (e *extcapProc) headerRead(t *testing.T) int {
+	t.Helper()
+	if !waitFor(10*time.Second, func() bool { return e.bytesRead() > 0 }) {
+		t.Fatal("ringcap wrote no header into the pipe")
+	}
+	return e.bytesRead()
+}
+
+// waitMore waits until readAll has read more than n bytes. A frame that
+// came through says ringcap captures, and takes SIGTERM as the end of
+// it; a moment before, SIGTERM ends it as it ends any program (the
+// kernel takes the programs off).
+func (e *extcapProc) waitMore(t *testing.T, n int) {
+	t.Helper()
+	if !waitFor(10*time.Second, func() bool { return e.bytesRead() > n }) {
+		t.Fatal("no frame came through the pipe")
+	}
 }
 
 // file is what readAll read, once ringcap has closed the pipe; a file
 // Wireshark's reader would not read whole fails t.
 func (e *extcapProc) file(t *testing.T) pcapngtest.File {
 	t.Helper()
+	<-e.readTo
 	path := filepath.Join(t.TempDir(), "read.pcapng")
-	if err := os.WriteFile(path, <-e.read, 0o600); err != nil {
+	if err := os.WriteFile(path, e.read.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	pcapngtest.Count(t, path, false)
@@ -150,7 +196,9 @@ func TestExtcapCapture(t *testing.T) {
 			p := newVethPair(t)
 			e := p.startExtcapAs(t, nil, binary, iface, "--mtu", "1000", "--extcap-capture-filter", "icmp")
 			e.readAll()
+			header := e.headerRead(t)
 			want := p.pingAbove(t, 1000, 500, 1100, 1400, 972, 973)
+			e.waitMore(t, header)
 			if code := e.stop(t); code != 0 || e.stderr.Len() != 0 {
 				t.Errorf("after SIGTERM: exit %d, stderr %q; want 0 and nothing", code, e.stderr.String())
 			}
@@ -163,6 +211,26 @@ func TestExtcapCapture(t *testing.T) {
 			// any, the first interface is another).
 			if iface == rxIf && (file.Stats.PacketsReceived < 5 || file.Stats.PacketsDropped != 0) {
 				t.Errorf("statistics block of %s inbound: %d seen, %d dropped; want 5 or more and none", rxIf, file.Stats.PacketsReceived, file.Stats.PacketsDropped)
+			}
+		})
+	}
+}
+
+// Once the dialog's options are saved, Wireshark passes every one, the
+// defaults too: each combination of them is taken.
+func TestExtcapSavedOptions(t *testing.T) {
+	for _, direction := range []string{"in", "out", "inout"} {
+		t.Run(direction, func(t *testing.T) {
+			p := newVethPair(t)
+			e := p.startExtcap(t, "--mtu", "1500", "--all", "--snaplen", "256", "--direction", direction, "--hook", "auto")
+			e.readAll()
+			header := e.headerRead(t)
+			for end := time.Now().Add(10 * time.Second); e.bytesRead() == header && time.Now().Before(end); {
+				p.ping(t, 100)
+			}
+			e.waitMore(t, header)
+			if code := e.stop(t); code != 0 || e.stderr.Len() != 0 {
+				t.Errorf("after SIGTERM: exit %d, stderr %q; want 0 and nothing", code, e.stderr.String())
 			}
 		})
 	}
@@ -189,7 +257,9 @@ func TestExtcapAsUser(t *testing.T) {
 	nobody := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"}
 	e := p.startExtcapAs(t, nobody, bin, rxIf, "--mtu", "1000")
 	e.readAll()
+	header := e.headerRead(t)
 	want := p.pingAbove(t, 1000, 500, 1100)
+	e.waitMore(t, header)
 	if code := e.stop(t); code != 0 || e.stderr.Len() != 0 {
 		t.Errorf("after SIGTERM: exit %d, stderr %q; want 0 and nothing", code, e.stderr.String())
 	}

@@ -130,7 +130,9 @@ func parseLive(c *cli.Context, ifaces, words []string) (capture.Config, error) {
 	if cfg.Directions, err = capture.ParseDirections(c.String("direction")); err != nil {
 		return cfg, badUsage(c, "-Q: %v", err)
 	}
-	if cfg.Directions == capture.Out && c.IsSet("hook") {
+	// --hook auto, the default, chooses nothing: Wireshark's options
+	// dialog gives it, and every other option, once they are saved.
+	if cfg.Directions == capture.Out && c.IsSet("hook") && cfg.Hook != capture.HookAuto {
 		return cfg, badUsage(c, "--hook chooses where inbound frames are captured, and -Q out captures none: leave one out")
 	}
 	return cfg, nil
