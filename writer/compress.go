@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -107,6 +108,9 @@ type compressor struct {
 	mode      os.FileMode
 	overwrite bool        // a compressed name that is taken may be replaced, if a regular file
 	failed    func(error) // told of each file left uncompressed
+	// with compresses a file in place of compress (Config.CompressWith),
+	// on the compressor's thread at its priority; nil: compress.
+	with func(kind Compression, path string, mode os.FileMode) (string, error)
 
 	mu      sync.Mutex
 	queue   []*compressJob
@@ -154,8 +158,10 @@ func (c *compressor) add(path string, then func(path string) Release) finishedFi
 func (c *compressor) work() {
 	defer c.idle.Done()
 	runtime.LockOSThread()
-	if err := lowerPriority(); err != nil && !c.lowerFailed.Swap(true) {
-		c.failed(fmt.Errorf("files are compressed at the capture's priority, not the lowest: %w", err))
+	if c.with == nil {
+		if err := lowerPriority(0); err != nil && !c.lowerFailed.Swap(true) {
+			c.failed(fmt.Errorf("files are compressed at the capture's priority, not the lowest: %w", err))
+		}
 	}
 	for {
 		c.mu.Lock()
@@ -169,7 +175,7 @@ func (c *compressor) work() {
 		c.mu.Unlock()
 
 		job.final = job.path
-		if compressed, err := c.compress(job.path); err != nil {
+		if compressed, err := c.run(job.path); err != nil {
 			c.failed(&CompressError{job.path, c.kind, err})
 		} else {
 			job.final = compressed
@@ -185,25 +191,43 @@ func (c *compressor) work() {
 // serve one that waited long enough all the same.
 const ioprioIdle = 3 << 13
 
-// lowerPriority sets the calling thread, which is locked, to nice 19,
-// the SCHED_IDLE policy and the idle I/O class, all the thread's own on
-// Linux. Nice 19 alone still lets the thread keep a CPU for its slice
-// once it runs; a SCHED_IDLE thread gives it up to any other that
-// wakes, as the reader does when its ring fills (in the sustained run,
-// frames written with zstd over those without: 0.966 in five rounds at
-// nice 19 with the idle I/O class, 1.003 with SCHED_IDLE too).
-func lowerPriority() error {
-	tid := unix.Gettid()
+// lowerPriority sets the thread tid (0: the calling one, which is
+// locked) to nice 19, the SCHED_IDLE policy and the idle I/O class, all
+// a thread's own on Linux: a SCHED_IDLE thread gives the CPU up to any
+// other that wakes, as the reader does when its ring fills, where nice
+// 19 alone lets it keep the CPU for its slice.
+//
+// In the capture's own process that is not enough: the compressing
+// goroutine holds one of the Go scheduler's Ps while it runs, and while
+// the kernel keeps its thread off a busy CPU the P is held all the same,
+// so that the reader waits for the other one (in the sustained run on
+// the test VM, zstd at SCHED_IDLE in ringcap's process wrote 0.89 of
+// the frames written without in five rounds, about half with files on a
+// tmpfs). ringcap compresses in a process of its own (CompressWith,
+// LowerProcessPriority), whose threads are all low.
+func lowerPriority(tid int) error {
+	if tid == 0 {
+		tid = unix.Gettid()
+	}
 	if err := unix.Setpriority(unix.PRIO_PROCESS, tid, 19); err != nil {
 		return err
 	}
-	if err := unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE, Nice: 19}, 0); err != nil {
+	if err := unix.SchedSetAttr(tid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE, Nice: 19}, 0); err != nil {
 		return fmt.Errorf("sched_setattr: %w", err)
 	}
 	if _, _, errno := unix.Syscall(unix.SYS_IOPRIO_SET, 1 /* IOPRIO_WHO_PROCESS */, uintptr(tid), ioprioIdle); errno != 0 {
 		return fmt.Errorf("ioprio_set: %w", errno)
 	}
 	return nil
+}
+
+// run compresses path with the Config's CompressWith, or in this
+// process.
+func (c *compressor) run(path string) (string, error) {
+	if c.with != nil {
+		return c.with(c.kind, path, c.mode)
+	}
+	return c.compress(path)
 }
 
 // wait returns once every queued file is compressed.
@@ -325,4 +349,26 @@ func (c Compression) CompressFile(path string, mode os.FileMode) (string, error)
 		return path, nil
 	}
 	return (&compressor{kind: c, mode: mode}).compress(path)
+}
+
+// LowerProcessPriority sets every thread of the calling process to nice
+// 19, SCHED_IDLE and the idle I/O class, as the compressor's thread
+// (lowerPriority), for a process that does nothing but compress; threads
+// the Go runtime starts afterwards inherit it from those that start
+// them.
+func LowerProcessPriority() error {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := lowerPriority(tid); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("thread %d: %w", tid, err)
+		}
+	}
+	return nil
 }

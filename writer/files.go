@@ -78,6 +78,12 @@ type Config struct {
 	// it is handed to Finished, under its name with the kind's extension;
 	// MaxFiles counts it so. Standard output is refused.
 	Compress Compression
+	// CompressWith, if set, compresses each finished file for Compress
+	// as Compression.CompressFile does, in place of this process's own
+	// goroutine at the lowest priority: ringcap starts a process of its
+	// own, at the lowest priority (LowerProcessPriority), from a locked
+	// thread, so that it may die with that thread (Pdeathsig).
+	CompressWith func(kind Compression, path string, mode os.FileMode) (string, error)
 	// CompressFailed is told of each file that could not be compressed
 	// (a CompressError): it is kept and handed on as written. nil says
 	// nothing.
@@ -208,7 +214,7 @@ func Create(cfg Config) (*Files, error) {
 		if failed == nil {
 			failed = func(error) {}
 		}
-		files.compressor = &compressor{kind: cfg.Compress, mode: cfg.FileMode, overwrite: cfg.Overwrite, failed: failed}
+		files.compressor = &compressor{kind: cfg.Compress, mode: cfg.FileMode, overwrite: cfg.Overwrite, failed: failed, with: cfg.CompressWith}
 	}
 	if cfg.Policy.Rotates() {
 		earlier, err := cfg.Earlier()

@@ -164,6 +164,7 @@ func parseCompress(c *cli.Context, out *writer.Config) error {
 		}
 		out.Compress = kind
 	}
+	out.CompressWith = compressInChild
 	stderr := c.App.ErrWriter
 	out.CompressFailed = func(err error) { fmt.Fprintf(stderr, "ringcap: %v; capture goes on\n", withFlags(err)) }
 	return nil

@@ -52,7 +52,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		HideHelpCommand: true,
 		Writer:          stdout,
 		ErrWriter:       stderr,
-		Commands:        []*cli.Command{recordCommand(), replayCommand(), interfacesCommand(), extcapCommand(), versionCommand(), completionCommand(), manCommand()},
+		Commands:        []*cli.Command{recordCommand(), replayCommand(), interfacesCommand(), extcapCommand(), versionCommand(), completionCommand(), manCommand(), compressFileCommand()},
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "list-interfaces", Aliases: []string{"D"}, Usage: "list the interfaces, as ringcap interfaces does"},
 		},
