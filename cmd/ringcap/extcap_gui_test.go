@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"image/color"
+	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -121,23 +123,64 @@ func (x *xDisplay) waitFor(t *testing.T, timeout time.Duration, want ...string) 
 	return "", nil
 }
 
-// Wireshark, run on a display of the test's own with the extcap
-// installed in its personal folder, lists ringcap's interfaces on its
-// welcome page, and the gear beside one opens the dialog of record's
-// options with their defaults.
-func TestExtcapWireshark(t *testing.T) {
-	bpftest.RequireTool(t, "wireshark")
-	p := newVethPair(t)
-	// Names OCR reads without doubt (it takes rc-rx2 for re-rx2).
-	names := []string{"alpha", "bravo"}
-	for i, ifc := range []string{rxIf, rxIf2} {
-		runIP(t, "-n", p.Rx, "link", "set", ifc, "name", names[i])
+// xdotool runs xdotool with args on the display: moves, clicks, keys.
+func (x *xDisplay) xdotool(t *testing.T, args ...string) {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", x.ns, "env", "DISPLAY=" + x.name, "xdotool"}, args...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("xdotool %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	config := installExtcap(t)
-	x := startXvfb(t, p.Rx)
-	// Only extcap interfaces on the welcome page (the others' types
-	// hidden), in a window as large as the screen, so that all of
-	// ringcap's are in view.
+}
+
+// click clicks at x, y of the screen.
+func (x *xDisplay) click(t *testing.T, atX, atY int) {
+	t.Helper()
+	x.xdotool(t, "mousemove", strconv.Itoa(atX), strconv.Itoa(atY), "click", "1")
+}
+
+// pixel is the colour at x, y of the screen.
+func (x *xDisplay) pixel(t *testing.T, atX, atY int) color.RGBA {
+	t.Helper()
+	shot := filepath.Join(x.dir, "pixel.xwd")
+	if out, err := exec.Command("ip", "netns", "exec", x.ns, "xwd", "-root", "-silent", "-display", x.name, "-out", shot).CombinedOutput(); err != nil {
+		t.Fatalf("xwd: %v\n%s", err, out)
+	}
+	out, err := exec.Command("sh", "-c", "xwdtopnm "+shot+" 2>/dev/null | pnmtopng").Output()
+	if err != nil {
+		t.Fatalf("xwdtopnm | pnmtopng: %v", err)
+	}
+	img, err := png.Decode(bytes.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return color.RGBAModel.Convert(img.At(atX, atY)).(color.RGBA)
+}
+
+// wordAt is where the first word text is among words, in the line of the
+// word inLine ("" for any).
+func wordAt(t *testing.T, words []ocrWord, text, inLine string) ocrWord {
+	t.Helper()
+	line := ""
+	for _, w := range words {
+		if inLine != "" && w.text == inLine {
+			line = w.line
+		}
+	}
+	for _, w := range words {
+		if w.text == text && (inLine == "" || w.line == line) {
+			return w
+		}
+	}
+	t.Fatalf("no word %q (in the line of %q) among those read", text, inLine)
+	return ocrWord{}
+}
+
+// startWireshark runs Wireshark on the display with the extcap folder
+// installExtcap made (config), showing only extcap interfaces on its
+// welcome page (the others' types hidden), in a window as large as the
+// screen, so that all of ringcap's are in view.
+func (x *xDisplay) startWireshark(t *testing.T, config string) {
+	t.Helper()
 	for name, content := range map[string]string{
 		"preferences":   "gui.interfaces_hidden_types: 0,1,2,3,4,5,6,7,9\n",
 		"recent_common": "gui.geometry_main_x: 0\ngui.geometry_main_y: 0\ngui.geometry_main_width: 1280\ngui.geometry_main_height: 960\n",
@@ -150,7 +193,7 @@ func TestExtcapWireshark(t *testing.T) {
 	if err := os.Chmod(runtime, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	ws := exec.Command("ip", "netns", "exec", p.Rx, "env", "DISPLAY="+x.name, "XDG_CONFIG_HOME="+config, "XDG_RUNTIME_DIR="+runtime,
+	ws := exec.Command("ip", "netns", "exec", x.ns, "env", "DISPLAY="+x.name, "XDG_CONFIG_HOME="+config, "XDG_RUNTIME_DIR="+runtime,
 		"HOME="+t.TempDir(), "wireshark")
 	ws.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var wsLog bytes.Buffer
@@ -165,29 +208,42 @@ func TestExtcapWireshark(t *testing.T) {
 			t.Logf("wireshark said:\n%s", wsLog.String())
 		}
 	})
+}
+
+// Wireshark, run on a display of the test's own with the extcap
+// installed in its personal folder, lists ringcap's interfaces on its
+// welcome page; the gear beside one opens the dialog of record's options
+// with their defaults; with the interface chosen, the capture filter
+// field turns red with ringcap's reason for a filter libpcap compiles and
+// ringcap refuses, green for one it takes.
+func TestExtcapWireshark(t *testing.T) {
+	bpftest.RequireTool(t, "wireshark")
+	bpftest.RequireTool(t, "pnmtopng")
+	p := newVethPair(t)
+	// Names OCR reads without doubt (it takes rc-rx2 for re-rx2).
+	for i, name := range []string{"alpha", "bravo"} {
+		runIP(t, "-n", p.Rx, "link", "set", []string{rxIf, rxIf2}[i], "name", name)
+	}
+	config := installExtcap(t)
+	x := startXvfb(t, p.Rx)
+	x.startWireshark(t, config)
 	_, words := x.waitFor(t, 60*time.Second, "ringcap on every interface: ringcap-any", "ringcap on lo: ringcap-lo",
 		"ringcap on alpha: ringcap-alpha", "ringcap on bravo: ringcap-bravo")
-	// The gear is left of the line's first word.
-	var line string
-	for _, w := range words {
-		if w.text == "ringcap-alpha" {
-			line = w.line
-		}
-	}
-	var gearX, gearY int
-	for _, w := range words {
-		if w.line == line && w.text == "ringcap" {
-			gearX, gearY = w.left-19, w.top+6
-			break
-		}
-	}
-	if gearX <= 0 {
-		t.Fatal("no line for ringcap-alpha among the words read")
-	}
-	click := exec.Command("ip", "netns", "exec", p.Rx, "env", "DISPLAY="+x.name, "xdotool", "mousemove", strconv.Itoa(gearX), strconv.Itoa(gearY), "click", "1")
-	if out, err := click.CombinedOutput(); err != nil {
-		t.Fatalf("xdotool: %v\n%s", err, out)
-	}
+	line, field := wordAt(t, words, "ringcap", "ringcap-alpha"), wordAt(t, words, "Enter", "")
+	x.click(t, line.left-19, line.top+6) // the gear, left of the line
 	x.waitFor(t, 20*time.Second, "Frames above an L3 length of 1500", "All frames, whatever their length", "Snap length 256",
 		"Direction received and sent", "Hook for received frames auto", "Ring size", "Stop after")
+	x.xdotool(t, "key", "Escape")
+	x.click(t, line.left+20, line.top+6)
+	x.click(t, field.left+300, field.top+6)
+	x.xdotool(t, "type", "--delay", "20", "ip6 and vlan and mpls")
+	x.waitFor(t, 20*time.Second, `filter expression "ip6 and vlan and mpls": expression rejects all packets`)
+	if c := x.pixel(t, field.left+400, field.top+4); c.R < c.G+40 {
+		t.Errorf("the capture filter field is %v for a filter ringcap refuses, want red", c)
+	}
+	x.xdotool(t, "key", "ctrl+a", "BackSpace")
+	x.xdotool(t, "type", "--delay", "20", "icmp")
+	if !waitFor(10*time.Second, func() bool { c := x.pixel(t, field.left+400, field.top+4); return c.G > c.R+40 }) {
+		t.Errorf("the capture filter field is %v for icmp, want green", x.pixel(t, field.left+400, field.top+4))
+	}
 }
