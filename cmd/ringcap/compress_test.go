@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +16,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
 	"github.com/ringcap/ringcap/writer"
@@ -215,6 +219,17 @@ func TestCompressSIGKILL(t *testing.T) {
 		r.Process.Kill()
 		t.Fatalf("no compression seen; the directory holds %q", dirEntries(t, dir))
 	}
+	// The compression runs in a process of its own, every thread at
+	// the lowest priority.
+	if threads := childThreads(t, r.Process.Pid); len(threads) == 0 {
+		t.Error("no process of ringcap's compresses")
+	} else {
+		for _, th := range threads {
+			if th.nice != 19 || th.policy != unix.SCHED_IDLE {
+				t.Errorf("a thread of the compressing process runs at nice %d, policy %d; want 19, SCHED_IDLE", th.nice, th.policy)
+			}
+		}
+	}
 	r.Process.Signal(syscall.SIGKILL)
 	r.Wait()
 	original := filepath.Join(dir, strings.TrimSuffix(strings.TrimPrefix(filepath.Base(partial), "."), ".gz.partial"))
@@ -246,4 +261,33 @@ func TestCompressErrorInFlagWords(t *testing.T) {
 	if got := withFlags(err).Error(); got != want {
 		t.Errorf("withFlags: %q, want %q", got, want)
 	}
+}
+
+// threadPriority is a thread's nice value and scheduling policy.
+type threadPriority struct{ nice, policy int }
+
+// childThreads reads the priority of every thread of pid's children.
+func childThreads(t *testing.T, pid int) []threadPriority {
+	t.Helper()
+	var out []threadPriority
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, children := range tasks {
+		b, _ := os.ReadFile(children)
+		for _, child := range strings.Fields(string(b)) {
+			stats, _ := filepath.Glob("/proc/" + child + "/task/*/stat")
+			for _, stat := range stats {
+				b, err := os.ReadFile(stat)
+				if err != nil {
+					continue // ended meanwhile
+				}
+				// After the command's name: the nice value is the
+				// 17th field, the policy the 39th.
+				f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+				nice, _ := strconv.Atoi(f[16])
+				policy, _ := strconv.Atoi(f[38])
+				out = append(out, threadPriority{nice, policy})
+			}
+		}
+	}
+	return out
 }
