@@ -71,14 +71,20 @@ deps:
 	@command -v versitygw >/dev/null || { echo "installing versitygw"; GOBIN=/usr/local/bin $(GO) install $(VERSITYGW); }
 
 # Installs the Debian packages in PACKAGES that are missing; quiet when
-# none is.
+# none is. The tests run the daemons some of them bring (sshd, prometheus)
+# themselves, on loopback or in namespaces of their own: a policy-rc.d
+# keeps apt from starting them on the host while it installs, and an sshd
+# the tests brought never starts at boot (Debian's sshd_not_to_be_run).
 packages:
 	@missing=$$(for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
 		echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \
+		case " $$missing " in *" openssh-server "*) mkdir -p /etc/ssh && touch /etc/ssh/sshd_not_to_be_run;; esac; \
+		policy=; [ -e /usr/sbin/policy-rc.d ] || { policy=/usr/sbin/policy-rc.d; printf '#!/bin/sh\nexit 101\n' > $$policy; chmod 0755 $$policy; }; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+		status=$$?; [ -z "$$policy" ] || rm -f $$policy; exit $$status; \
 	fi
 
 test: deps lint generate-check
