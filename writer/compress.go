@@ -225,6 +225,13 @@ func lowerPriority(tid int) error {
 // process.
 func (c *compressor) run(path string) (string, error) {
 	if c.with != nil {
+		if dst := path + c.kind.Ext(); c.overwrite && checkExisting(dst, true) == nil {
+			// CompressWith refuses a taken name; Overwrite replaces a
+			// regular file there, as compress does.
+			if err := os.Remove(dst); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return "", err
+			}
+		}
 		return c.with(c.kind, path, c.mode)
 	}
 	return c.compress(path)

@@ -194,6 +194,26 @@ func bigCapture(t *testing.T, dir string, n int) string {
 	return path
 }
 
+// With --force a capture that does not rotate replaces the compressed
+// file of an earlier run, as it replaces the file.
+func TestCompressForce(t *testing.T) {
+	bpftest.RequirePrivileges(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "one.pcapng")
+	if err := os.WriteFile(out+".zst", []byte("an earlier capture"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := replayIn(t, "protocols.pcap", "--all", "-w", out, "--compress", "zstd", "--force"); r.code != 0 {
+		t.Fatalf("replay: exit %d\n%s", r.code, r.stderr)
+	}
+	if names := dirEntries(t, dir); !slices.Equal(names, []string{"one.pcapng.zst"}) {
+		t.Fatalf("the directory holds %q, want one.pcapng.zst", names)
+	}
+	if n, _ := pcapngtest.Count(t, out+".zst", false); n == 0 {
+		t.Error("one.pcapng.zst holds no frame")
+	}
+}
+
 // A compression cut short by SIGKILL leaves the file as written and no
 // file under the compressed name; the next run with the same -w removes
 // the partial file and compresses the one left.
