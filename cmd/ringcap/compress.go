@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/ringcap/ringcap/writer"
 )
@@ -56,8 +57,13 @@ func compressFileCommand() *cli.Command {
 // compressInChild is writer.Config.CompressWith: the file compressed by
 // ringcap's compress-file command. The compressor calls it on a locked
 // thread, so that the command dies with ringcap (Pdeathsig), leaving the
-// file as written.
+// file as written; the thread takes no_new_privs, so that the command
+// gains none of the file capabilities a ringcap binary may have (setcap):
+// it needs none.
 func compressInChild(kind writer.Compression, path string, mode os.FileMode) (string, error) {
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return "", fmt.Errorf("no_new_privs: %w", err)
+	}
 	cmd := exec.Command("/proc/self/exe", "compress-file", kind.String(), strconv.FormatUint(uint64(mode), 8), path)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stdout, stderr bytes.Buffer

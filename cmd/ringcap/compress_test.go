@@ -240,13 +240,13 @@ func TestCompressSIGKILL(t *testing.T) {
 		t.Fatalf("no compression seen; the directory holds %q", dirEntries(t, dir))
 	}
 	// The compression runs in a process of its own, every thread at
-	// the lowest priority.
+	// the lowest priority, and gains no privilege.
 	if threads := childThreads(t, r.Process.Pid); len(threads) == 0 {
 		t.Error("no process of ringcap's compresses")
 	} else {
 		for _, th := range threads {
-			if th.nice != 19 || th.policy != unix.SCHED_IDLE {
-				t.Errorf("a thread of the compressing process runs at nice %d, policy %d; want 19, SCHED_IDLE", th.nice, th.policy)
+			if th.nice != 19 || th.policy != unix.SCHED_IDLE || !th.noNewPrivs {
+				t.Errorf("a thread of the compressing process runs at nice %d, policy %d, no_new_privs %v; want 19, SCHED_IDLE, true", th.nice, th.policy, th.noNewPrivs)
 			}
 		}
 	}
@@ -283,8 +283,12 @@ func TestCompressErrorInFlagWords(t *testing.T) {
 	}
 }
 
-// threadPriority is a thread's nice value and scheduling policy.
-type threadPriority struct{ nice, policy int }
+// threadPriority is a thread's nice value, scheduling policy and
+// no_new_privs.
+type threadPriority struct {
+	nice, policy int
+	noNewPrivs   bool
+}
 
 // childThreads reads the priority of every thread of pid's children.
 func childThreads(t *testing.T, pid int) []threadPriority {
@@ -305,7 +309,8 @@ func childThreads(t *testing.T, pid int) []threadPriority {
 				f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
 				nice, _ := strconv.Atoi(f[16])
 				policy, _ := strconv.Atoi(f[38])
-				out = append(out, threadPriority{nice, policy})
+				status, _ := os.ReadFile(filepath.Join(filepath.Dir(stat), "status"))
+				out = append(out, threadPriority{nice, policy, strings.Contains(string(status), "NoNewPrivs:\t1")})
 			}
 		}
 	}
