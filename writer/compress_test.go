@@ -76,7 +76,7 @@ func decompress(t *testing.T, path string) []byte {
 // names, and no partial file is left.
 func TestCompressRotated(t *testing.T) {
 	plain := writeRotated(t, NoCompression, 0)
-	plainNames := dirNames(t, plain.dir)
+	plainNames := pcapngtest.DirNames(t, plain.dir)
 	for _, kind := range compressionKinds {
 		t.Run(kind.String(), func(t *testing.T) {
 			h := writeRotated(t, kind, 0)
@@ -84,7 +84,7 @@ func TestCompressRotated(t *testing.T) {
 			for _, name := range plainNames {
 				want = append(want, name+kind.Ext())
 			}
-			if got := dirNames(t, h.dir); !slices.Equal(got, want) {
+			if got := pcapngtest.DirNames(t, h.dir); !slices.Equal(got, want) {
 				t.Fatalf("directory holds %q, want %q", got, want)
 			}
 			for i, name := range plainNames {
@@ -114,10 +114,10 @@ func TestCompressRotated(t *testing.T) {
 // MaxFiles counts compressed files, and deletes them by their compressed
 // names.
 func TestCompressMaxFiles(t *testing.T) {
-	plain := dirNames(t, writeRotated(t, NoCompression, 2).dir)
+	plain := pcapngtest.DirNames(t, writeRotated(t, NoCompression, 2).dir)
 	h := writeRotated(t, Zstd, 2)
 	want := []string{plain[0] + ".zst", plain[1] + ".zst"}
-	if got := dirNames(t, h.dir); !slices.Equal(got, want) {
+	if got := pcapngtest.DirNames(t, h.dir); !slices.Equal(got, want) {
 		t.Errorf("directory holds %q, want %q", got, want)
 	}
 }
@@ -140,7 +140,7 @@ func TestCompressAfterKill(t *testing.T) {
 	h.write(0)
 	h.write(time.Second)
 	h.close()
-	names := dirNames(t, dir)
+	names := pcapngtest.DirNames(t, dir)
 	want := []string{"cap_00001_20261126095959.pcapng.zst", "cap_00002_20261126100007.pcapng.zst", "cap_00003_20261126100008.pcapng.zst"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("directory holds %q, want %q", names, want)
@@ -154,7 +154,7 @@ func TestCompressAfterKill(t *testing.T) {
 func plainFile(t *testing.T) []byte {
 	t.Helper()
 	h := writeRotated(t, NoCompression, 0)
-	b, err := os.ReadFile(filepath.Join(h.dir, dirNames(t, h.dir)[0]))
+	b, err := os.ReadFile(filepath.Join(h.dir, pcapngtest.DirNames(t, h.dir)[0]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestCompressRefusals(t *testing.T) {
 	if files.Current() != path+".gz" {
 		t.Errorf("Current is %s after Close, want %s.gz", files.Current(), path)
 	}
-	if got := dirNames(t, dir); !slices.Equal(got, []string{"one.pcapng.gz"}) {
+	if got := pcapngtest.DirNames(t, dir); !slices.Equal(got, []string{"one.pcapng.gz"}) {
 		t.Errorf("directory holds %q, want one.pcapng.gz", got)
 	}
 	if n, _ := pcapngtest.Count(t, path+".gz", false); n != 0 {
@@ -229,7 +229,7 @@ func TestCompressDiskFull(t *testing.T) {
 	if len(failures) != 1 || !errors.As(failures[0], &compressErr) || !errors.Is(failures[0], syscall.ENOSPC) {
 		t.Fatalf("failures %v, want one CompressError of a full disk", failures)
 	}
-	if got := dirNames(t, dir); !slices.Equal(got, []string{"full.pcapng"}) {
+	if got := pcapngtest.DirNames(t, dir); !slices.Equal(got, []string{"full.pcapng"}) {
 		t.Errorf("directory holds %q, want full.pcapng only", got)
 	}
 	if !slices.Equal(finished, []string{path}) {

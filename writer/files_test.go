@@ -120,23 +120,6 @@ func (h *harness) contents() (names []string, packets [][]time.Duration) {
 	return names, packets
 }
 
-// dirNames names what dir holds, but the number file of cap.pcapng
-// (TestSeqFile).
-func dirNames(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		if e.Name() != ".cap.ringcap-seq" {
-			names = append(names, e.Name())
-		}
-	}
-	return names
-}
-
 func TestFilesCreate(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "x.pcapng")

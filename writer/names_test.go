@@ -176,7 +176,7 @@ func TestRotationSkipsTakenNames(t *testing.T) {
 		t.Errorf("notes:\n%s\nwant:\n%s", strings.Join(notes, "\n"), strings.Join(want, "\n"))
 	}
 	// Files 1, 5, 7 and 8 are this run's; -W 3 deleted the first.
-	names := dirNames(t, h.dir)
+	names := pcapngtest.DirNames(t, h.dir)
 	wantNames := []string{"cap_00002_20261126100008.pcapng", "cap_00003_20261126100008.pcapng", "cap_00003_20261126100009.pcapng",
 		"cap_00004_20261126100008.pcapng", "cap_00005_20261126100008.pcapng", "cap_00006_20261126100009.pcapng",
 		"cap_00007_20261126100009.pcapng", "cap_00008_20261126100010.pcapng", "target"}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
 	"github.com/ringcap/ringcap/capture/packet"
+	"github.com/ringcap/ringcap/writer/pcapngtest"
 )
 
 func TestMaxFilesDeletesOnlyItsOwn(t *testing.T) {
@@ -26,7 +27,7 @@ func TestMaxFilesDeletesOnlyItsOwn(t *testing.T) {
 		h.write(time.Duration(i) * time.Second)
 	}
 	h.close()
-	names := dirNames(t, h.dir)
+	names := pcapngtest.DirNames(t, h.dir)
 	want := append(slices.Clone(foreign), "cap_00004_20261126100010.pcapng",
 		"cap_00005_20261126100011.pcapng", "cap_00006_20261126100012.pcapng")
 	slices.Sort(want)
@@ -55,7 +56,7 @@ func TestMaxFilesWaitsForRelease(t *testing.T) {
 		h.write(time.Duration(i) * time.Second)
 	}
 	// Files 1 to 3 are past the limit, but in use.
-	names := dirNames(t, h.dir)
+	names := pcapngtest.DirNames(t, h.dir)
 	if want := []string{name(1, 7), name(2, 8), name(3, 9), name(4, 10), name(5, 11)}; !slices.Equal(names, want) {
 		t.Fatalf("while their commands run, the directory holds %q, want %q", names, want)
 	}
@@ -70,7 +71,7 @@ func TestMaxFilesWaitsForRelease(t *testing.T) {
 	h.inUse[name(4, 10)].decide(Deletable)
 	h.inUse[name(5, 11)].decide(Deletable)
 	h.close()
-	names = dirNames(t, h.dir)
+	names = pcapngtest.DirNames(t, h.dir)
 	if want := []string{name(2, 8), name(3, 9), name(4, 10), name(5, 11)}; !slices.Equal(names, want) {
 		t.Errorf("after the commands ended, the directory holds %q, want %q", names, want)
 	}
@@ -115,7 +116,7 @@ func TestMaxFilesAdoptsEarlier(t *testing.T) {
 	if err := files.Close(); err != nil {
 		t.Fatal(err)
 	}
-	names := dirNames(t, dir)
+	names := pcapngtest.DirNames(t, dir)
 	want := []string{earlier[1], "cap_00004_20261126100007.pcapng", "cap_00005_20261126100008.pcapng", "other.pcapng"}
 	if !slices.Equal(names, want) {
 		t.Errorf("directory holds %q, want %q", names, want)

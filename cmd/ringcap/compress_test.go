@@ -64,24 +64,9 @@ func TestCompressBadValues(t *testing.T) {
 			}
 		})
 	}
-	if names := dirEntries(t, dir); !slices.Equal(names, []string{"taken.pcapng.zst"}) {
+	if names := pcapngtest.DirNames(t, dir); !slices.Equal(names, []string{"taken.pcapng.zst"}) {
 		t.Errorf("refused runs left %q", names)
 	}
-}
-
-func dirEntries(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".ringcap-seq") {
-			names = append(names, e.Name())
-		}
-	}
-	return names
 }
 
 // replayRotated replays in (in the corpus directory) into files of ten
@@ -93,7 +78,7 @@ func replayRotated(t *testing.T, in, dir string, extra ...string) []string {
 	if r := replayIn(t, args...); r.code != 0 {
 		t.Fatalf("replay %v: exit %d\n%s", args, r.code, r.stderr)
 	}
-	return dirEntries(t, dir)
+	return pcapngtest.DirNames(t, dir)
 }
 
 // Files compressed by each kind hold the frames of the same replay's
@@ -157,8 +142,8 @@ func TestCompressUpload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 3 || len(dirEntries(t, dir)) != 3 {
-		t.Fatalf("the directory holds %q, want 3 compressed files", dirEntries(t, dir))
+	if len(files) != 3 || len(pcapngtest.DirNames(t, dir)) != 3 {
+		t.Fatalf("the directory holds %q, want 3 compressed files", pcapngtest.DirNames(t, dir))
 	}
 	checkStoreHolds(t, srv, files)
 	if n := pcapngtest.CountFiles(t, files, false); n != 5 {
@@ -206,7 +191,7 @@ func TestCompressForce(t *testing.T) {
 	if r := replayIn(t, "protocols.pcap", "--all", "-w", out, "--compress", "zstd", "--force"); r.code != 0 {
 		t.Fatalf("replay: exit %d\n%s", r.code, r.stderr)
 	}
-	if names := dirEntries(t, dir); !slices.Equal(names, []string{"one.pcapng.zst"}) {
+	if names := pcapngtest.DirNames(t, dir); !slices.Equal(names, []string{"one.pcapng.zst"}) {
 		t.Fatalf("the directory holds %q, want one.pcapng.zst", names)
 	}
 	if n, _ := pcapngtest.Count(t, out+".zst", false); n == 0 {
@@ -237,7 +222,7 @@ func TestCompressSIGKILL(t *testing.T) {
 		return partial != ""
 	}) {
 		r.Process.Kill()
-		t.Fatalf("no compression seen; the directory holds %q", dirEntries(t, dir))
+		t.Fatalf("no compression seen; the directory holds %q", pcapngtest.DirNames(t, dir))
 	}
 	// The compression runs in a process of its own, every thread at
 	// the lowest priority, and gains no privilege.
@@ -263,7 +248,7 @@ func TestCompressSIGKILL(t *testing.T) {
 	if res.code != 0 {
 		t.Fatalf("the next run: exit %d\n%s", res.code, res.stderr)
 	}
-	for _, name := range dirEntries(t, dir) {
+	for _, name := range pcapngtest.DirNames(t, dir) {
 		if !strings.HasSuffix(name, ".pcapng.gz") {
 			t.Errorf("after the next run the directory holds %s", name)
 		}

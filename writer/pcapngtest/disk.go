@@ -1,9 +1,11 @@
 package pcapngtest
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/ringcap/ringcap/bpf/bpftest"
@@ -47,4 +49,21 @@ func Mount(t testing.TB, fsType string, size int64) string {
 		}
 	}
 	return dir
+}
+
+// DirNames names what dir holds, but ringcap's number files
+// (.NAME.ringcap-seq), which a rotating capture keeps beside its files.
+func DirNames(t testing.TB, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".ringcap-seq") {
+			names = append(names, e.Name())
+		}
+	}
+	return names
 }
